@@ -1,0 +1,202 @@
+//! The library's error type and the exit code each error maps to.
+//!
+//! Exit codes are part of the interface contract: 0 success; 1 the database refused or a step
+//! failed; 2 invalid input with nothing changed; 3 another pgshift holds the lock.
+
+use crate::diag::Diagnostic;
+use crate::exec::BlockerReport;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// One or more problems in migration files; nothing was changed.
+    #[error("{}", render_diagnostics(.0))]
+    Input(Vec<Diagnostic>),
+
+    /// A problem with a flag, a setting or the environment; nothing was changed.
+    #[error("{message}{}", .hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+    Usage { message: String, hint: Option<String> },
+
+    /// An applied migration's file changed after it was applied.
+    #[error("{}", render_edited(.0))]
+    EditedAfterApply(Vec<EditedMigration>),
+
+    /// Another pgshift holds the advisory lock on this database.
+    #[error("another pgshift is running against this database: {holder}\nhint: wait for it to finish, or find it with: SELECT * FROM pg_stat_activity WHERE pid = {pid}", pid = .holder.pid.map(|p| p.to_string()).unwrap_or_else(|| "<unknown>".into()))]
+    LockHeld { holder: LockHolder },
+
+    /// A DDL statement could not get its lock within the total wait allowed.
+    #[error("{}", render_lock_timeout(.statement, *.attempts, *.waited, .blockers))]
+    LockWaitExceeded {
+        statement: String,
+        attempts: u32,
+        waited: Duration,
+        blockers: Vec<BlockerReport>,
+    },
+
+    /// A statement of a migration failed.
+    #[error("{context}: {source}{}", detail_of(.source))]
+    Statement {
+        context: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// The state schema was written by a newer pgshift.
+    #[error("the state schema \"{schema}\" is at version {found}, newer than this pgshift understands ({supported})\nhint: upgrade pgshift to a release that knows state version {found}")]
+    StateTooNew {
+        schema: String,
+        found: i32,
+        supported: i32,
+    },
+
+    /// A migration was left unfinished in a way pgshift cannot resume by itself.
+    #[error("{0}")]
+    CannotResume(String),
+
+    #[error("database error: {source}{}", detail_of(.source))]
+    Db {
+        #[from]
+        source: tokio_postgres::Error,
+    },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The process exit code for this error (see the module docs).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Input(_) | Error::Usage { .. } | Error::EditedAfterApply(_) => 2,
+            Error::LockHeld { .. } => 3,
+            _ => 1,
+        }
+    }
+
+    pub fn usage(message: impl Into<String>, hint: Option<&str>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            hint: hint.map(str::to_owned),
+        }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A migration whose file no longer matches what was applied.
+#[derive(Debug, Clone)]
+pub struct EditedMigration {
+    pub name: String,
+    pub path: String,
+    pub applied_checksum: String,
+    pub file_checksum: String,
+}
+
+/// The session that holds pgshift's advisory lock.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LockHolder {
+    pub pid: Option<i32>,
+    pub user: Option<String>,
+    pub application_name: Option<String>,
+    pub client_addr: Option<String>,
+    pub backend_start: Option<String>,
+    pub state: Option<String>,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.pid {
+            Some(pid) => write!(f, "pid {pid}")?,
+            None => return write!(f, "the holder could not be identified"),
+        }
+        if let Some(u) = &self.user {
+            write!(f, ", user {u}")?;
+        }
+        if let Some(a) = self.application_name.as_deref().filter(|a| !a.is_empty()) {
+            write!(f, ", application {a}")?;
+        }
+        if let Some(c) = &self.client_addr {
+            write!(f, ", from {c}")?;
+        }
+        if let Some(s) = &self.backend_start {
+            write!(f, ", connected since {s}")?;
+        }
+        Ok(())
+    }
+}
+
+fn render_diagnostics(diags: &[Diagnostic]) -> String {
+    let mut out: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+    out.push("nothing was changed".to_owned());
+    out.join("\n\n")
+}
+
+fn render_edited(edited: &[EditedMigration]) -> String {
+    let mut out = String::new();
+    for e in edited {
+        out.push_str(&format!(
+            "{}: error: migration {} was edited after it was applied (applied checksum {}, file checksum {})\n",
+            e.path,
+            e.name,
+            short(&e.applied_checksum),
+            short(&e.file_checksum)
+        ));
+    }
+    out.push_str("hint: restore the applied version of the file (git log -p on it shows the change), and put the change in a new migration\nnothing was changed");
+    out
+}
+
+fn short(checksum: &str) -> &str {
+    checksum.get(..12).unwrap_or(checksum)
+}
+
+fn render_lock_timeout(
+    statement: &str,
+    attempts: u32,
+    waited: Duration,
+    blockers: &[BlockerReport],
+) -> String {
+    let mut out = format!(
+        "gave up after {attempts} attempts and {:.1}s waiting for a lock for: {}",
+        waited.as_secs_f64(),
+        crate::exec::abbreviate(statement, 200)
+    );
+    if blockers.is_empty() {
+        out.push_str("\nno blocking session was seen while waiting");
+    } else {
+        out.push_str("\nblocked by:");
+        for b in blockers {
+            out.push_str(&format!("\n  {b}"));
+        }
+    }
+    out.push_str("\nhint: end or wait out the blocking transactions, or allow a longer total wait with --max-lock-wait; nothing of this step was applied");
+    out
+}
+
+fn detail_of(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!(" (SQLSTATE {})", db.code().code());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!("\ndetail: {d}"));
+            }
+            if let Some(h) = db.hint() {
+                s.push_str(&format!("\nhint: {h}"));
+            }
+            s
+        }
+        None => String::new(),
+    }
+}

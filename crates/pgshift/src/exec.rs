@@ -1,0 +1,672 @@
+//! The lock-safe executor: the only code that changes the database's schema.
+//!
+//! A DDL statement that waits for a lock makes every later query on its table queue behind
+//! it, reads included. So every statement runs with a short `lock_timeout`; when the lock is
+//! not granted in time the whole transaction rolls back (releasing every lock it held), waits
+//! a capped, jittered, growing delay, and tries again, until a cap on the total wait. While a
+//! statement waits, a second connection asks `pg_blocking_pids` who holds it up and reports
+//! them. No statement ever runs without a lock timeout.
+//!
+//! Statements that PostgreSQL refuses inside a transaction (CONCURRENTLY, VACUUM) run on
+//! their own. A concurrent index build that fails leaves an INVALID index behind; the
+//! executor finds it, drops it (concurrently) and builds again.
+
+use crate::conn::ConnectionSpec;
+use crate::error::{Error, Result};
+use crate::quote;
+use crate::sql::{ConcurrentIndex, StatementKind};
+use rand::Rng;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+/// How the executor waits and retries.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExecSettings {
+    /// lock_timeout for DDL and data statements.
+    #[serde(with = "millis")]
+    pub lock_timeout: Duration,
+    /// lock_timeout for statements that run outside a transaction. They take weaker locks
+    /// (CREATE INDEX CONCURRENTLY takes SHARE UPDATE EXCLUSIVE, which queues no reader or
+    /// writer), but they also wait for older transactions to end, so they get longer.
+    #[serde(with = "millis")]
+    pub concurrent_lock_timeout: Duration,
+    /// Cap on the total time spent trying to get a step's locks, retries included.
+    #[serde(with = "millis")]
+    pub max_lock_wait: Duration,
+    #[serde(with = "millis")]
+    pub backoff_initial: Duration,
+    #[serde(with = "millis")]
+    pub backoff_max: Duration,
+    /// statement_timeout per kind of statement; zero means none.
+    #[serde(with = "millis")]
+    pub ddl_statement_timeout: Duration,
+    #[serde(with = "millis")]
+    pub dml_statement_timeout: Duration,
+    #[serde(with = "millis")]
+    pub concurrent_statement_timeout: Duration,
+}
+
+impl Default for ExecSettings {
+    fn default() -> Self {
+        ExecSettings {
+            lock_timeout: Duration::from_millis(200),
+            concurrent_lock_timeout: Duration::from_secs(60),
+            max_lock_wait: Duration::from_secs(60),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            ddl_statement_timeout: Duration::from_secs(300),
+            dml_statement_timeout: Duration::ZERO,
+            concurrent_statement_timeout: Duration::ZERO,
+        }
+    }
+}
+
+impl ExecSettings {
+    fn timeouts(&self, kind: StatementKind) -> (Duration, Duration) {
+        match kind {
+            StatementKind::Ddl => (self.lock_timeout, self.ddl_statement_timeout),
+            StatementKind::Dml => (self.lock_timeout, self.dml_statement_timeout),
+            StatementKind::Concurrent => {
+                (self.concurrent_lock_timeout, self.concurrent_statement_timeout)
+            }
+        }
+    }
+
+    /// Refuses settings that would let a statement wait for a lock without limit.
+    pub fn validate(&self) -> Result<()> {
+        if self.lock_timeout.is_zero() || self.concurrent_lock_timeout.is_zero() {
+            return Err(Error::usage(
+                "a lock timeout of zero would let a statement queue every client behind it without limit",
+                Some("give --lock-timeout and --concurrent-lock-timeout a positive duration such as 200ms"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+mod millis {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}
+
+/// One statement for the executor.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub sql: String,
+    pub kind: StatementKind,
+    /// Set for concurrent index statements: what to look for when a build fails or resumes.
+    pub concurrent_index: Option<ConcurrentIndex>,
+}
+
+impl Step {
+    pub fn ddl(sql: impl Into<String>) -> Step {
+        Step {
+            sql: sql.into(),
+            kind: StatementKind::Ddl,
+            concurrent_index: None,
+        }
+    }
+}
+
+/// A session that blocks one of pgshift's statements.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BlockerReport {
+    pub pid: i32,
+    pub state: String,
+    pub query: String,
+    /// Seconds since the blocker's transaction began, if it is in one.
+    pub xact_age_s: Option<f64>,
+    pub user: String,
+    pub application_name: String,
+}
+
+impl std::fmt::Display for BlockerReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "pid {} ({}", self.pid, self.state)?;
+        if let Some(age) = self.xact_age_s {
+            write!(f, ", transaction open {age:.1}s")?;
+        }
+        if !self.user.is_empty() {
+            write!(f, ", user {}", self.user)?;
+        }
+        if !self.application_name.is_empty() {
+            write!(f, ", application {}", self.application_name)?;
+        }
+        write!(f, "): {}", abbreviate(&self.query, 160))
+    }
+}
+
+/// What the executor reports while it works.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ExecEvent {
+    /// A statement is waiting for a lock; these sessions hold it up.
+    Waiting {
+        statement: String,
+        waited_ms: u64,
+        blockers: Vec<BlockerReport>,
+    },
+    /// A lock was not granted within lock_timeout; the transaction rolled back and will retry.
+    LockTimeout {
+        statement: String,
+        attempt: u32,
+        retry_in_ms: u64,
+        blockers: Vec<BlockerReport>,
+    },
+    /// An INVALID index left by a failed concurrent build was dropped before building again.
+    InvalidIndexDropped { index: String },
+    /// A resumed concurrent statement had already done its work.
+    AlreadyDone { statement: String, reason: String },
+}
+
+/// Receives executor and runner events (the CLI prints them).
+pub trait Observer: Send + Sync {
+    fn exec_event(&self, event: &ExecEvent);
+}
+
+/// An observer that drops everything.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn exec_event(&self, _: &ExecEvent) {}
+}
+
+/// Runs statements on one connection, lock-safely, watching for blockers from a second.
+pub struct Executor {
+    client: Client,
+    monitor: Client,
+    backend_pid: i32,
+    settings: ExecSettings,
+    observer: Arc<dyn Observer>,
+}
+
+impl Executor {
+    /// Opens the main and the monitor connections.
+    pub async fn connect(
+        spec: &ConnectionSpec,
+        settings: ExecSettings,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Executor> {
+        settings.validate()?;
+        let client = spec.connect().await?;
+        let monitor = spec.connect().await?;
+        let row = client
+            .query_one(
+                "SELECT pg_backend_pid(), current_setting('server_version_num')::int",
+                &[],
+            )
+            .await?;
+        let backend_pid: i32 = row.get(0);
+        let server_version: i32 = row.get(1);
+        // If pgshift dies, the server notices within a second and rolls back what this
+        // session was doing, instead of holding its locks until the statement ends.
+        if server_version >= 140000 {
+            client
+                .batch_execute("SET client_connection_check_interval = '1s'")
+                .await?;
+        }
+        Ok(Executor {
+            client,
+            monitor,
+            backend_pid,
+            settings,
+            observer,
+        })
+    }
+
+    /// The main connection, for reads and for writes to pgshift's own state tables.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn settings(&self) -> &ExecSettings {
+        &self.settings
+    }
+
+    pub fn observer(&self) -> &Arc<dyn Observer> {
+        &self.observer
+    }
+
+    /// Runs `steps` and then `finish` (pgshift's own bookkeeping, e.g. the journal entry that
+    /// says these steps are done) in one transaction, retrying the whole transaction when a
+    /// lock is not granted in time.
+    pub async fn run_transaction(&self, steps: &[Step], finish: &[String]) -> Result<()> {
+        if let Some(step) = steps.iter().find(|s| s.kind == StatementKind::Concurrent) {
+            return Err(Error::usage(
+                format!(
+                    "cannot run inside a transaction: {}",
+                    abbreviate(&step.sql, 120)
+                ),
+                None,
+            ));
+        }
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        let mut blockers_seen: Vec<BlockerReport> = Vec::new();
+        loop {
+            attempt += 1;
+            let outcome = self
+                .transaction_attempt(steps, finish, &mut blockers_seen)
+                .await;
+            match outcome {
+                Ok(()) => return Ok(()),
+                Err((failed_sql, e)) => {
+                    // The transaction is aborted (or gone, if COMMIT failed); roll it back so
+                    // the connection is usable and every lock is released before we wait.
+                    let _ = self.client.batch_execute("ROLLBACK").await;
+                    if is_lock_failure(&e) {
+                        self.pause_before_retry(&failed_sql, attempt, started, &blockers_seen)
+                            .await?;
+                        continue;
+                    }
+                    return Err(Error::Statement {
+                        context: format!("statement failed: {}", abbreviate(&failed_sql, 200)),
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn transaction_attempt(
+        &self,
+        steps: &[Step],
+        finish: &[String],
+        blockers_seen: &mut Vec<BlockerReport>,
+    ) -> std::result::Result<(), (String, tokio_postgres::Error)> {
+        self.client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| ("BEGIN".to_owned(), e))?;
+        for step in steps {
+            let (lock_timeout, statement_timeout) = self.settings.timeouts(step.kind);
+            self.set_timeouts(lock_timeout, statement_timeout, true)
+                .await
+                .map_err(|e| (step.sql.clone(), e))?;
+            self.execute_watched(&step.sql, blockers_seen)
+                .await
+                .map_err(|e| (step.sql.clone(), e))?;
+        }
+        // Bookkeeping writes touch only pgshift's tables, but they too get a lock timeout.
+        self.set_timeouts(self.settings.lock_timeout, self.settings.ddl_statement_timeout, true)
+            .await
+            .map_err(|e| ("SET".to_owned(), e))?;
+        for sql in finish {
+            self.client
+                .batch_execute(sql)
+                .await
+                .map_err(|e| (sql.clone(), e))?;
+        }
+        self.client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(|e| ("COMMIT".to_owned(), e))
+    }
+
+    /// Runs one statement outside a transaction block. `resuming` says that an earlier,
+    /// interrupted run may already have done (part of) this statement's work.
+    pub async fn run_alone(&self, step: &Step, resuming: bool) -> Result<()> {
+        if resuming {
+            if let Some(reason) = self.already_done(step).await? {
+                self.observer.exec_event(&ExecEvent::AlreadyDone {
+                    statement: abbreviate(&step.sql, 200),
+                    reason,
+                });
+                return Ok(());
+            }
+        }
+        self.drop_leftovers(step, &[]).await?;
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        let mut blockers_seen = Vec::new();
+        loop {
+            attempt += 1;
+            let invalid_before = self.invalid_indexes_of_target(step).await?;
+            let (lock_timeout, statement_timeout) = self.settings.timeouts(step.kind);
+            let result = match self
+                .set_timeouts(lock_timeout, statement_timeout, false)
+                .await
+            {
+                Ok(()) => self.execute_watched(&step.sql, &mut blockers_seen).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    // A failed concurrent build leaves an INVALID index: drop it whatever the
+                    // reason, so that the next attempt (now or in a later run) starts clean.
+                    self.drop_leftovers(step, &invalid_before).await?;
+                    if is_lock_failure(&e) {
+                        self.pause_before_retry(&step.sql, attempt, started, &blockers_seen)
+                            .await?;
+                        continue;
+                    }
+                    return Err(Error::Statement {
+                        context: format!("statement failed: {}", abbreviate(&step.sql, 200)),
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn set_timeouts(
+        &self,
+        lock_timeout: Duration,
+        statement_timeout: Duration,
+        local: bool,
+    ) -> std::result::Result<(), tokio_postgres::Error> {
+        debug_assert!(!lock_timeout.is_zero());
+        let lock = format!("{}ms", lock_timeout.as_millis().max(1));
+        let stmt = format!("{}ms", statement_timeout.as_millis());
+        self.client
+            .execute(
+                "SELECT set_config('lock_timeout', $1, $3), set_config('statement_timeout', $2, $3)",
+                &[&lock, &stmt, &local],
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs `sql` while the monitor connection watches for sessions that block it.
+    async fn execute_watched(
+        &self,
+        sql: &str,
+        blockers_seen: &mut Vec<BlockerReport>,
+    ) -> std::result::Result<(), tokio_postgres::Error> {
+        let started = Instant::now();
+        let statement = self.client.batch_execute(sql);
+        tokio::pin!(statement);
+        let mut next_poll = Duration::from_millis(30);
+        let mut last_reported: Vec<i32> = Vec::new();
+        loop {
+            tokio::select! {
+                result = &mut statement => return result,
+                _ = tokio::time::sleep(next_poll) => {
+                    // Poll often at first (lock timeouts are short), then back off so that a
+                    // long concurrent build is not watched at 10 Hz for hours.
+                    next_poll = (next_poll * 3 / 2).min(Duration::from_secs(2));
+                    let Ok(blockers) = self.blockers().await else { continue };
+                    if blockers.is_empty() {
+                        continue;
+                    }
+                    let pids: Vec<i32> = blockers.iter().map(|b| b.pid).collect();
+                    for b in &blockers {
+                        match blockers_seen.iter_mut().find(|s| s.pid == b.pid) {
+                            Some(seen) => *seen = b.clone(),
+                            None => blockers_seen.push(b.clone()),
+                        }
+                    }
+                    if pids != last_reported {
+                        last_reported = pids;
+                        self.observer.exec_event(&ExecEvent::Waiting {
+                            statement: abbreviate(sql, 200),
+                            waited_ms: started.elapsed().as_millis() as u64,
+                            blockers,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    async fn blockers(&self) -> Result<Vec<BlockerReport>> {
+        let rows = self
+            .monitor
+            .query(
+                "SELECT a.pid, coalesce(a.state, ''), left(coalesce(a.query, ''), 500), \
+                        extract(epoch FROM now() - a.xact_start)::float8, \
+                        coalesce(a.usename::text, ''), coalesce(a.application_name, '') \
+                 FROM pg_stat_activity a \
+                 WHERE a.pid = ANY (pg_blocking_pids($1)) \
+                 ORDER BY a.xact_start NULLS LAST, a.pid",
+                &[&self.backend_pid],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| BlockerReport {
+                pid: r.get(0),
+                state: r.get(1),
+                query: r.get(2),
+                xact_age_s: r.get(3),
+                user: r.get(4),
+                application_name: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn pause_before_retry(
+        &self,
+        sql: &str,
+        attempt: u32,
+        started: Instant,
+        blockers_seen: &[BlockerReport],
+    ) -> Result<()> {
+        let delay = backoff_delay(
+            attempt,
+            self.settings.backoff_initial,
+            self.settings.backoff_max,
+            rand::thread_rng().gen_range(0.5..=1.0),
+        );
+        let waited = started.elapsed();
+        if waited + delay > self.settings.max_lock_wait {
+            return Err(Error::LockWaitExceeded {
+                statement: sql.to_owned(),
+                attempts: attempt,
+                waited,
+                blockers: blockers_seen.to_vec(),
+            });
+        }
+        self.observer.exec_event(&ExecEvent::LockTimeout {
+            statement: abbreviate(sql, 200),
+            attempt,
+            retry_in_ms: delay.as_millis() as u64,
+            blockers: blockers_seen.to_vec(),
+        });
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    /// For a resumed concurrent statement: has it already done its work?
+    async fn already_done(&self, step: &Step) -> Result<Option<String>> {
+        match &step.concurrent_index {
+            Some(ConcurrentIndex::Create {
+                schema,
+                name: Some(name),
+                ..
+            }) => Ok(match self.index_validity(schema.as_deref(), name).await? {
+                Some(true) => Some(format!("index {name} exists and is valid")),
+                _ => None,
+            }),
+            Some(ConcurrentIndex::Drop { schema, name }) => {
+                Ok(match self.index_validity(schema.as_deref(), name).await? {
+                    None => Some(format!("index {name} is already gone")),
+                    Some(_) => None,
+                })
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// `Some(valid)` if the index exists.
+    async fn index_validity(&self, schema: Option<&str>, name: &str) -> Result<Option<bool>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT i.indisvalid FROM pg_index i \
+                 JOIN pg_class c ON c.oid = i.indexrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.relname = $1 AND n.nspname = coalesce($2, current_schema())",
+                &[&name, &schema],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// The INVALID indexes on the table a concurrent statement works on, as
+    /// (schema, index name).
+    async fn invalid_indexes_of_target(&self, step: &Step) -> Result<Vec<(String, String)>> {
+        let (schema, table, index) = match &step.concurrent_index {
+            Some(ConcurrentIndex::Create { schema, table, .. }) => (schema, Some(table), None),
+            Some(ConcurrentIndex::Reindex {
+                schema,
+                table,
+                index,
+            }) => (schema, table.as_ref(), index.as_ref()),
+            _ => return Ok(Vec::new()),
+        };
+        let rows = self
+            .client
+            .query(
+                "SELECT n.nspname::text, c.relname::text FROM pg_index i \
+                 JOIN pg_class c ON c.oid = i.indexrelid \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_class t ON t.oid = i.indrelid \
+                 WHERE NOT i.indisvalid \
+                   AND n.nspname = coalesce($1, current_schema()) \
+                   AND (t.relname = $2 OR i.indrelid = (SELECT x.indrelid FROM pg_index x \
+                        JOIN pg_class xc ON xc.oid = x.indexrelid \
+                        WHERE xc.relname = $3 AND xc.relnamespace = n.oid))",
+                &[schema, &table, &index],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Drops what a failed concurrent statement left behind: for CREATE INDEX CONCURRENTLY
+    /// the INVALID index of that name (or, for an unnamed build, INVALID indexes that were
+    /// not there before), for REINDEX CONCURRENTLY its INVALID `_ccnew`/`_ccold` copies.
+    async fn drop_leftovers(&self, step: &Step, invalid_before: &[(String, String)]) -> Result<()> {
+        let leftovers: Vec<(String, String)> = match &step.concurrent_index {
+            Some(ConcurrentIndex::Create {
+                schema,
+                name: Some(name),
+                ..
+            }) => match self.index_validity(schema.as_deref(), name).await? {
+                Some(false) => {
+                    let schema = match schema {
+                        Some(s) => s.clone(),
+                        None => self.current_schema().await?,
+                    };
+                    vec![(schema, name.clone())]
+                }
+                _ => Vec::new(),
+            },
+            Some(ConcurrentIndex::Create { name: None, .. }) => self
+                .invalid_indexes_of_target(step)
+                .await?
+                .into_iter()
+                .filter(|ix| !invalid_before.contains(ix))
+                .collect(),
+            Some(ConcurrentIndex::Reindex { .. }) => self
+                .invalid_indexes_of_target(step)
+                .await?
+                .into_iter()
+                .filter(|(_, name)| is_reindex_copy(name))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (schema, name) in leftovers {
+            let drop = Step {
+                sql: format!(
+                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                    quote::qualified(&schema, &name)
+                ),
+                kind: StatementKind::Concurrent,
+                concurrent_index: None,
+            };
+            Box::pin(self.run_alone(&drop, false)).await?;
+            self.observer.exec_event(&ExecEvent::InvalidIndexDropped {
+                index: format!("{schema}.{name}"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn current_schema(&self) -> Result<String> {
+        let row = self
+            .client
+            .query_one("SELECT coalesce(current_schema()::text, 'public')", &[])
+            .await?;
+        Ok(row.get(0))
+    }
+}
+
+/// REINDEX CONCURRENTLY names its temporary copies `<index>_ccnew[N]` and `<index>_ccold[N]`.
+fn is_reindex_copy(name: &str) -> bool {
+    ["_ccnew", "_ccold"].iter().any(|suffix| {
+        name.rfind(suffix)
+            .map(|i| name[i + suffix.len()..].chars().all(|c| c.is_ascii_digit()))
+            .unwrap_or(false)
+    })
+}
+
+/// A lock that was not granted in time (55P03) or a deadlock (40P01): the transaction rolled
+/// back and can be tried again.
+fn is_lock_failure(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+/// Exponential backoff, capped, scaled by `jitter` (0.5 to 1.0) so that several waiting
+/// clients do not retry in step.
+pub fn backoff_delay(attempt: u32, initial: Duration, max: Duration, jitter: f64) -> Duration {
+    let exp = initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+    exp.min(max).mul_f64(jitter.clamp(0.0, 1.0))
+}
+
+/// The first `max` characters of a statement, on one line.
+pub fn abbreviate(sql: &str, max: usize) -> String {
+    let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let cut: String = one_line.chars().take(max).collect();
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let ms = Duration::from_millis;
+        assert_eq!(backoff_delay(1, ms(100), ms(5000), 1.0), ms(100));
+        assert_eq!(backoff_delay(2, ms(100), ms(5000), 1.0), ms(200));
+        assert_eq!(backoff_delay(4, ms(100), ms(5000), 1.0), ms(800));
+        assert_eq!(backoff_delay(30, ms(100), ms(5000), 1.0), ms(5000));
+        assert_eq!(backoff_delay(2, ms(100), ms(5000), 0.5), ms(100));
+    }
+
+    #[test]
+    fn reindex_copies_are_recognised() {
+        assert!(is_reindex_copy("orders_pkey_ccnew"));
+        assert!(is_reindex_copy("orders_pkey_ccnew1"));
+        assert!(is_reindex_copy("ix_ccold12"));
+        assert!(!is_reindex_copy("ccnew_orders"));
+        assert!(!is_reindex_copy("orders_ccnewx"));
+    }
+
+    #[test]
+    fn zero_lock_timeout_is_refused() {
+        let s = ExecSettings {
+            lock_timeout: Duration::ZERO,
+            ..ExecSettings::default()
+        };
+        assert_eq!(s.validate().unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn abbreviation_is_one_line() {
+        assert_eq!(abbreviate("ALTER TABLE\n  t ADD x int", 100), "ALTER TABLE t ADD x int");
+        assert_eq!(abbreviate("abcdef", 3), "abc…");
+    }
+}

@@ -1,0 +1,21 @@
+//! pgshift changes the schema and the data of a live PostgreSQL database without downtime.
+//!
+//! The pipeline is file → [`model`] → (catalog, plan) → [`exec`] → [`state`]:
+//! [`source`] finds migration files and [`sql`] / [`model`] read them; the [`runner`] decides
+//! what runs and hands every statement to the lock-safe [`exec`]utor; [`state`] records what
+//! ran, and [`lock`] keeps two runs apart. Every name that goes into SQL passes through
+//! [`quote`].
+
+pub mod conn;
+pub mod diag;
+pub mod error;
+pub mod exec;
+pub mod lock;
+pub mod model;
+pub mod quote;
+pub mod runner;
+pub mod source;
+pub mod sql;
+pub mod state;
+
+pub use error::{Error, Result};

@@ -1,0 +1,876 @@
+//! The operations of a migration, in pgroll's vocabulary.
+
+use super::{identifier, identifier_opt, identifiers, present_or_null};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+
+/// One operation: a map with one key naming it, `{ create_table: { ... } }` in YAML/JSON,
+/// `[operations.create_table]` under `[[operations]]` in TOML.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    CreateTable(CreateTable),
+    DropTable(DropTable),
+    RenameTable(RenameTable),
+    AddColumn(AddColumn),
+    DropColumn(DropColumn),
+    RenameColumn(RenameColumn),
+    AlterColumn(AlterColumn),
+    CreateIndex(CreateIndex),
+    DropIndex(DropIndex),
+    CreateConstraint(CreateConstraint),
+    DropConstraint(DropConstraint),
+    DropMulticolumnConstraint(DropMulticolumnConstraint),
+    RenameConstraint(RenameConstraint),
+    SetReplicaIdentity(SetReplicaIdentity),
+    Sql(RawSql),
+}
+
+/// The operation names, as written in files.
+pub const OPERATION_NAMES: &[&str] = &[
+    "create_table",
+    "drop_table",
+    "rename_table",
+    "add_column",
+    "drop_column",
+    "rename_column",
+    "alter_column",
+    "create_index",
+    "drop_index",
+    "create_constraint",
+    "drop_constraint",
+    "drop_multicolumn_constraint",
+    "rename_constraint",
+    "set_replica_identity",
+    "sql",
+];
+
+impl<'de> Deserialize<'de> for Operation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OperationVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for OperationVisitor {
+            type Value = Operation;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an operation: a map with one key naming the operation")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Operation, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(A::Error::custom(
+                        "empty operation: give one key naming the operation, such as create_table",
+                    ));
+                };
+                let op = match key.as_str() {
+                    "create_table" => Operation::CreateTable(map.next_value()?),
+                    "drop_table" => Operation::DropTable(map.next_value()?),
+                    "rename_table" => Operation::RenameTable(map.next_value()?),
+                    "add_column" => Operation::AddColumn(map.next_value()?),
+                    "drop_column" => Operation::DropColumn(map.next_value()?),
+                    "rename_column" => Operation::RenameColumn(map.next_value()?),
+                    "alter_column" => Operation::AlterColumn(map.next_value()?),
+                    "create_index" => Operation::CreateIndex(map.next_value()?),
+                    "drop_index" => Operation::DropIndex(map.next_value()?),
+                    "create_constraint" => Operation::CreateConstraint(map.next_value()?),
+                    "drop_constraint" => Operation::DropConstraint(map.next_value()?),
+                    "drop_multicolumn_constraint" => {
+                        Operation::DropMulticolumnConstraint(map.next_value()?)
+                    }
+                    "rename_constraint" => Operation::RenameConstraint(map.next_value()?),
+                    "set_replica_identity" => Operation::SetReplicaIdentity(map.next_value()?),
+                    "sql" => Operation::Sql(map.next_value()?),
+                    other => return Err(A::Error::unknown_variant(other, OPERATION_NAMES)),
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(A::Error::custom(format!(
+                        "one operation per list item: `{extra}` follows `{key}` in the same item; start a new item for it"
+                    )));
+                }
+                Ok(op)
+            }
+        }
+
+        d.deserialize_map(OperationVisitor)
+    }
+}
+
+impl Operation {
+    /// The operation's name as written in a file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Operation::CreateTable(_) => "create_table",
+            Operation::DropTable(_) => "drop_table",
+            Operation::RenameTable(_) => "rename_table",
+            Operation::AddColumn(_) => "add_column",
+            Operation::DropColumn(_) => "drop_column",
+            Operation::RenameColumn(_) => "rename_column",
+            Operation::AlterColumn(_) => "alter_column",
+            Operation::CreateIndex(_) => "create_index",
+            Operation::DropIndex(_) => "drop_index",
+            Operation::CreateConstraint(_) => "create_constraint",
+            Operation::DropConstraint(_) => "drop_constraint",
+            Operation::DropMulticolumnConstraint(_) => "drop_multicolumn_constraint",
+            Operation::RenameConstraint(_) => "rename_constraint",
+            Operation::SetReplicaIdentity(_) => "set_replica_identity",
+            Operation::Sql(_) => "sql",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTable {
+    #[serde(deserialize_with = "identifier")]
+    pub name: String,
+    pub columns: Vec<Column>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub constraints: Vec<TableConstraint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Column {
+    #[serde(deserialize_with = "identifier")]
+    pub name: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    /// pgroll's default: a column is NOT NULL unless it says `nullable: true`.
+    #[serde(default)]
+    pub nullable: bool,
+    #[serde(default)]
+    pub pk: bool,
+    #[serde(default)]
+    pub unique: bool,
+    #[serde(default)]
+    pub default: Option<String>,
+    #[serde(default)]
+    pub check: Option<CheckConstraint>,
+    #[serde(default)]
+    pub references: Option<ForeignKeyReference>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub generated: Option<Generated>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generated {
+    #[serde(default)]
+    pub expression: Option<String>,
+    #[serde(default)]
+    pub identity: Option<Identity>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    #[serde(default)]
+    pub user_specified_values: Option<IdentityKind>,
+    #[serde(default)]
+    pub sequence_options: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum IdentityKind {
+    #[serde(rename = "ALWAYS")]
+    Always,
+    #[serde(rename = "BY DEFAULT")]
+    ByDefault,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConstraint {
+    #[serde(deserialize_with = "identifier")]
+    pub name: String,
+    pub constraint: String,
+    #[serde(default)]
+    pub no_inherit: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ReferentialAction {
+    #[serde(rename = "NO ACTION", alias = "no action")]
+    NoAction,
+    #[serde(rename = "RESTRICT", alias = "restrict")]
+    Restrict,
+    #[serde(rename = "CASCADE", alias = "cascade")]
+    Cascade,
+    #[serde(rename = "SET NULL", alias = "set null")]
+    SetNull,
+    #[serde(rename = "SET DEFAULT", alias = "set default")]
+    SetDefault,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum MatchType {
+    #[serde(rename = "SIMPLE", alias = "simple")]
+    Simple,
+    #[serde(rename = "FULL", alias = "full")]
+    Full,
+}
+
+/// A single-column foreign key (`references` on a column).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForeignKeyReference {
+    #[serde(deserialize_with = "identifier")]
+    pub name: String,
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    #[serde(deserialize_with = "identifier")]
+    pub column: String,
+    #[serde(default)]
+    pub on_delete: Option<ReferentialAction>,
+    #[serde(default)]
+    pub on_update: Option<ReferentialAction>,
+    #[serde(default)]
+    pub match_type: Option<MatchType>,
+    #[serde(default)]
+    pub deferrable: bool,
+    #[serde(default)]
+    pub initially_deferred: bool,
+}
+
+/// The referenced side of a multi-column foreign key.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableReference {
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    #[serde(deserialize_with = "identifiers")]
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub on_delete: Option<ReferentialAction>,
+    #[serde(default)]
+    pub on_update: Option<ReferentialAction>,
+    #[serde(default)]
+    pub match_type: Option<MatchType>,
+    #[serde(default, deserialize_with = "identifiers")]
+    pub on_delete_set_columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConstraintType {
+    Unique,
+    Check,
+    PrimaryKey,
+    ForeignKey,
+    Exclude,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexParameters {
+    #[serde(default, deserialize_with = "identifiers")]
+    pub include_columns: Vec<String>,
+    #[serde(default)]
+    pub storage_parameters: Option<String>,
+    #[serde(default, deserialize_with = "identifier_opt")]
+    pub tablespace: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExcludeSpec {
+    #[serde(default)]
+    pub index_method: Option<String>,
+    pub elements: String,
+    #[serde(default)]
+    pub predicate: Option<String>,
+}
+
+/// The fields shared by a table constraint in `create_table` and by `create_constraint`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConstraint {
+    #[serde(deserialize_with = "identifier")]
+    name: String,
+    #[serde(rename = "type")]
+    kind: ConstraintType,
+    #[serde(default, deserialize_with = "identifiers")]
+    columns: Vec<String>,
+    #[serde(default)]
+    check: Option<String>,
+    #[serde(default)]
+    no_inherit: bool,
+    #[serde(default)]
+    references: Option<TableReference>,
+    #[serde(default)]
+    deferrable: bool,
+    #[serde(default)]
+    initially_deferred: bool,
+    #[serde(default)]
+    nulls_not_distinct: bool,
+    #[serde(default)]
+    index_parameters: Option<IndexParameters>,
+    #[serde(default)]
+    exclude: Option<ExcludeSpec>,
+    // Only in create_constraint.
+    #[serde(default)]
+    table: Option<String>,
+    #[serde(default)]
+    up: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    down: Option<BTreeMap<String, String>>,
+}
+
+/// A constraint declared with its table in `create_table`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableConstraint {
+    pub name: String,
+    pub kind: ConstraintType,
+    pub columns: Vec<String>,
+    pub check: Option<String>,
+    pub no_inherit: bool,
+    pub references: Option<TableReference>,
+    pub deferrable: bool,
+    pub initially_deferred: bool,
+    pub nulls_not_distinct: bool,
+    pub index_parameters: IndexParameters,
+    pub exclude: Option<ExcludeSpec>,
+}
+
+impl RawConstraint {
+    fn check_shape(&self) -> Result<(), String> {
+        let needs_columns = matches!(
+            self.kind,
+            ConstraintType::Unique | ConstraintType::PrimaryKey | ConstraintType::ForeignKey
+        );
+        if needs_columns && self.columns.is_empty() {
+            return Err(format!(
+                "constraint {:?} of type {:?} needs `columns`",
+                self.name, self.kind
+            ));
+        }
+        match self.kind {
+            ConstraintType::Check if self.check.as_deref().is_none_or(str::is_empty) => Err(
+                format!("check constraint {:?} needs `check` (the expression)", self.name),
+            ),
+            ConstraintType::ForeignKey => match &self.references {
+                None => Err(format!(
+                    "foreign key {:?} needs `references` (table and columns)",
+                    self.name
+                )),
+                Some(r) if r.columns.len() != self.columns.len() => Err(format!(
+                    "foreign key {:?} has {} columns but references {}",
+                    self.name,
+                    self.columns.len(),
+                    r.columns.len()
+                )),
+                Some(_) => Ok(()),
+            },
+            ConstraintType::Exclude if self.exclude.is_none() => Err(format!(
+                "exclusion constraint {:?} needs `exclude` (elements and optional method, predicate)",
+                self.name
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn into_table_constraint(self) -> TableConstraint {
+        TableConstraint {
+            name: self.name,
+            kind: self.kind,
+            columns: self.columns,
+            check: self.check,
+            no_inherit: self.no_inherit,
+            references: self.references,
+            deferrable: self.deferrable,
+            initially_deferred: self.initially_deferred,
+            nulls_not_distinct: self.nulls_not_distinct,
+            index_parameters: self.index_parameters.unwrap_or_default(),
+            exclude: self.exclude,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TableConstraint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = RawConstraint::deserialize(d)?;
+        if raw.table.is_some() || raw.up.is_some() || raw.down.is_some() {
+            return Err(D::Error::custom(
+                "a constraint inside create_table takes no `table`, `up` or `down`",
+            ));
+        }
+        raw.check_shape().map_err(D::Error::custom)?;
+        Ok(raw.into_table_constraint())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropTable {
+    #[serde(deserialize_with = "identifier")]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameTable {
+    #[serde(deserialize_with = "identifier")]
+    pub from: String,
+    #[serde(deserialize_with = "identifier")]
+    pub to: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddColumn {
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    pub column: Column,
+    /// SQL expression that fills the new column from the old columns of each row.
+    #[serde(default)]
+    pub up: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropColumn {
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    #[serde(deserialize_with = "identifier")]
+    pub column: String,
+    /// SQL expression that fills the dropped column for rows written by new-version clients.
+    #[serde(default)]
+    pub down: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameColumn {
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    #[serde(deserialize_with = "identifier")]
+    pub from: String,
+    #[serde(deserialize_with = "identifier")]
+    pub to: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UniqueConstraint {
+    #[serde(deserialize_with = "identifier")]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlterColumn {
+    #[serde(deserialize_with = "identifier")]
+    table: String,
+    #[serde(deserialize_with = "identifier")]
+    column: String,
+    /// pgroll's older spelling of a rename inside alter_column.
+    #[serde(default, deserialize_with = "identifier_opt")]
+    name: Option<String>,
+    #[serde(default, rename = "type")]
+    data_type: Option<String>,
+    #[serde(default)]
+    nullable: Option<bool>,
+    #[serde(default)]
+    unique: Option<UniqueConstraint>,
+    #[serde(default)]
+    check: Option<CheckConstraint>,
+    #[serde(default)]
+    references: Option<ForeignKeyReference>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    default: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    comment: Option<Option<String>>,
+    #[serde(default)]
+    up: Option<String>,
+    #[serde(default)]
+    down: Option<String>,
+}
+
+/// Changes to one column, in any combination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlterColumn {
+    pub table: String,
+    pub column: String,
+    pub rename_to: Option<String>,
+    pub data_type: Option<String>,
+    pub nullable: Option<bool>,
+    pub unique: Option<UniqueConstraint>,
+    pub check: Option<CheckConstraint>,
+    pub references: Option<ForeignKeyReference>,
+    /// `Some(None)`: drop the default. `None`: leave it.
+    pub default: Option<Option<String>>,
+    /// `Some(None)`: remove the comment. `None`: leave it.
+    pub comment: Option<Option<String>>,
+    pub up: Option<String>,
+    pub down: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for AlterColumn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = RawAlterColumn::deserialize(d)?;
+        let changes_shape = r.data_type.is_some()
+            || r.nullable.is_some()
+            || r.unique.is_some()
+            || r.check.is_some()
+            || r.references.is_some()
+            || r.default.is_some()
+            || r.comment.is_some();
+        if !changes_shape && r.name.is_none() {
+            return Err(D::Error::custom(format!(
+                "alter_column on {}.{} changes nothing: give at least one of type, nullable, unique, check, references, default, comment or name",
+                r.table, r.column
+            )));
+        }
+        Ok(AlterColumn {
+            table: r.table,
+            column: r.column,
+            rename_to: r.name,
+            data_type: r.data_type,
+            nullable: r.nullable,
+            unique: r.unique,
+            check: r.check,
+            references: r.references,
+            default: r.default,
+            comment: r.comment,
+            up: r.up,
+            down: r.down,
+        })
+    }
+}
+
+/// One column of an index: `{ column: name, opclass: ..., sort: ..., nulls: ..., collate: ... }`,
+/// or just the column's name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexColumn {
+    pub column: String,
+    pub collate: Option<String>,
+    pub sort: Option<SortOrder>,
+    pub nulls: Option<NullsOrder>,
+    pub opclass: Option<OpClass>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SortOrder {
+    #[serde(rename = "ASC", alias = "asc")]
+    Asc,
+    #[serde(rename = "DESC", alias = "desc")]
+    Desc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum NullsOrder {
+    #[serde(rename = "FIRST", alias = "first")]
+    First,
+    #[serde(rename = "LAST", alias = "last")]
+    Last,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpClass {
+    #[serde(deserialize_with = "identifier")]
+    pub name: String,
+    #[serde(default)]
+    pub params: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IndexColumnSettings {
+    #[serde(default, deserialize_with = "identifier_opt")]
+    column: Option<String>,
+    #[serde(default)]
+    collate: Option<String>,
+    #[serde(default)]
+    sort: Option<SortOrder>,
+    #[serde(default)]
+    nulls: Option<NullsOrder>,
+    #[serde(default)]
+    opclass: Option<OpClass>,
+}
+
+impl IndexColumnSettings {
+    fn into_column(self, name: String) -> IndexColumn {
+        IndexColumn {
+            column: name,
+            collate: self.collate,
+            sort: self.sort,
+            nulls: self.nulls,
+            opclass: self.opclass,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IndexColumnItem {
+    Name(String),
+    Settings(IndexColumnSettings),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IndexColumnsRaw {
+    List(Vec<IndexColumnItem>),
+    Map(BTreeMap<String, Option<IndexColumnSettings>>),
+}
+
+fn index_columns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IndexColumn>, D::Error> {
+    let raw = IndexColumnsRaw::deserialize(d).map_err(|_| {
+        D::Error::custom(
+            "`columns` must be a list of column names, a list of `{ column: name, ... }`, or a map from column name to its settings",
+        )
+    })?;
+    let columns: Vec<IndexColumn> = match raw {
+        IndexColumnsRaw::List(items) => items
+            .into_iter()
+            .map(|item| match item {
+                IndexColumnItem::Name(name) => Ok(IndexColumnSettings {
+                    column: None,
+                    collate: None,
+                    sort: None,
+                    nulls: None,
+                    opclass: None,
+                }
+                .into_column(name)),
+                IndexColumnItem::Settings(mut s) => match s.column.take() {
+                    Some(name) => Ok(s.into_column(name)),
+                    None => Err(D::Error::custom("an index column needs `column`")),
+                },
+            })
+            .collect::<Result<_, _>>()?,
+        IndexColumnsRaw::Map(map) => map
+            .into_iter()
+            .map(|(name, s)| {
+                let s = s.unwrap_or(IndexColumnSettings {
+                    column: None,
+                    collate: None,
+                    sort: None,
+                    nulls: None,
+                    opclass: None,
+                });
+                if s.column.is_some() {
+                    return Err(D::Error::custom(
+                        "in the map form of `columns` the key is the column; drop `column`",
+                    ));
+                }
+                Ok(s.into_column(name))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if columns.is_empty() {
+        return Err(D::Error::custom("an index needs at least one column"));
+    }
+    for c in &columns {
+        crate::quote::validate_identifier(&c.column).map_err(|e| {
+            D::Error::custom(format!("invalid column name {:?}: {e}", c.column))
+        })?;
+    }
+    Ok(columns)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexMethod {
+    Btree,
+    Hash,
+    Gist,
+    Spgist,
+    Gin,
+    Brin,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIndex {
+    #[serde(deserialize_with = "identifier")]
+    pub name: String,
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    #[serde(deserialize_with = "index_columns")]
+    pub columns: Vec<IndexColumn>,
+    #[serde(default)]
+    pub predicate: Option<String>,
+    #[serde(default)]
+    pub method: Option<IndexMethod>,
+    #[serde(default)]
+    pub storage_parameters: Option<String>,
+    #[serde(default)]
+    pub unique: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropIndex {
+    #[serde(deserialize_with = "identifier")]
+    pub name: String,
+}
+
+/// `create_constraint`: a constraint on existing columns, with `up`/`down` per column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateConstraint {
+    pub table: String,
+    pub constraint: TableConstraint,
+    pub up: BTreeMap<String, String>,
+    pub down: BTreeMap<String, String>,
+}
+
+impl<'de> Deserialize<'de> for CreateConstraint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut raw = RawConstraint::deserialize(d)?;
+        let table = raw
+            .table
+            .take()
+            .ok_or_else(|| D::Error::custom("create_constraint needs `table`"))?;
+        crate::quote::validate_identifier(&table)
+            .map_err(|e| D::Error::custom(format!("invalid table name {table:?}: {e}")))?;
+        raw.check_shape().map_err(D::Error::custom)?;
+        let up = raw.up.take().unwrap_or_default();
+        let down = raw.down.take().unwrap_or_default();
+        for key in up.keys().chain(down.keys()) {
+            if !raw.columns.contains(key) {
+                return Err(D::Error::custom(format!(
+                    "`up`/`down` name column {key:?}, which is not among the constraint's columns {:?}",
+                    raw.columns
+                )));
+            }
+        }
+        Ok(CreateConstraint {
+            table,
+            constraint: raw.into_table_constraint(),
+            up,
+            down,
+        })
+    }
+}
+
+/// `drop_constraint`: pgroll's older single-column form.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropConstraint {
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    #[serde(deserialize_with = "identifier")]
+    pub name: String,
+    #[serde(default)]
+    pub up: Option<String>,
+    #[serde(default)]
+    pub down: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropMulticolumnConstraint {
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    #[serde(deserialize_with = "identifier")]
+    pub name: String,
+    #[serde(default)]
+    pub up: BTreeMap<String, String>,
+    pub down: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameConstraint {
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    #[serde(deserialize_with = "identifier")]
+    pub from: String,
+    #[serde(deserialize_with = "identifier")]
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ReplicaIdentityType {
+    #[serde(rename = "default", alias = "DEFAULT")]
+    Default,
+    #[serde(rename = "full", alias = "FULL")]
+    Full,
+    #[serde(rename = "nothing", alias = "NOTHING")]
+    Nothing,
+    #[serde(rename = "index", alias = "INDEX")]
+    Index,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaIdentity {
+    pub kind: ReplicaIdentityType,
+    pub index: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplicaIdentity {
+    #[serde(rename = "type")]
+    kind: ReplicaIdentityType,
+    #[serde(default, deserialize_with = "identifier_opt")]
+    index: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ReplicaIdentity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = RawReplicaIdentity::deserialize(d)?;
+        match (r.kind, &r.index) {
+            (ReplicaIdentityType::Index, None) => Err(D::Error::custom(
+                "replica identity of type index needs `index` (the index's name)",
+            )),
+            (ReplicaIdentityType::Index, Some(_)) | (_, None) => Ok(ReplicaIdentity {
+                kind: r.kind,
+                index: r.index,
+            }),
+            (_, Some(_)) => Err(D::Error::custom(
+                "`index` is only used with replica identity of type index",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetReplicaIdentity {
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    pub identity: ReplicaIdentity,
+}
+
+/// Raw SQL: `up` at start (or at complete with `onComplete`), `down` at rollback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawSql {
+    pub up: String,
+    pub down: Option<String>,
+    pub on_complete: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRawSql {
+    up: String,
+    #[serde(default)]
+    down: Option<String>,
+    #[serde(default, rename = "onComplete", alias = "on_complete")]
+    on_complete: bool,
+}
+
+impl<'de> Deserialize<'de> for RawSql {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let r = RawRawSql::deserialize(d)?;
+        if r.up.trim().is_empty() {
+            return Err(D::Error::custom("`up` of a sql operation is empty"));
+        }
+        if r.on_complete && r.down.is_some() {
+            return Err(D::Error::custom(
+                "a sql operation that runs on complete cannot have `down`: nothing runs before complete to roll back",
+            ));
+        }
+        Ok(RawSql {
+            up: r.up,
+            down: r.down,
+            on_complete: r.on_complete,
+        })
+    }
+}

@@ -1,0 +1,188 @@
+//! Reading a migration file in any of its syntaxes, with located errors.
+
+use super::Migration;
+use crate::diag::Diagnostic;
+use std::path::Path;
+
+/// The syntax of a structured migration file, from its extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Toml,
+    Yaml,
+    Json,
+}
+
+impl Format {
+    pub fn from_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()? {
+            "toml" => Some(Format::Toml),
+            "yaml" | "yml" => Some(Format::Yaml),
+            "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+const HINT_SHAPE: &str = "a migration is `operations:` followed by a list of operations, each one key naming the operation (create_table, add_column, alter_column, sql, ...) with its fields; see docs/operations.md";
+
+/// Parses and checks a structured migration file.
+pub fn parse_migration(path: &Path, source: &str, format: Format) -> Result<Migration, Diagnostic> {
+    match format {
+        Format::Toml => toml::from_str::<Migration>(source).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            Diagnostic::at_offset(path, source, offset, e.message().trim().to_owned())
+                .with_hint(hint_for(e.message(), Format::Toml))
+        }),
+        Format::Json => serde_json::from_str::<Migration>(source).map_err(|e| {
+            let message = strip_location(&e.to_string());
+            Diagnostic::at_line_col(path, source, e.line(), e.column(), message.clone())
+                .with_hint(hint_for(&message, Format::Json))
+        }),
+        Format::Yaml => serde_yaml_ng::from_str::<Migration>(source).map_err(|e| {
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
+            let message = strip_location(&e.to_string());
+            Diagnostic::at_line_col(path, source, line, column, message.clone())
+                .with_hint(hint_for(&message, Format::Yaml))
+        }),
+    }
+}
+
+/// serde_json and serde_yaml append " at line X column Y" to their messages; the diagnostic
+/// says where already.
+fn strip_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+fn hint_for(message: &str, format: Format) -> String {
+    if message.contains("unknown field") {
+        return "remove the field or fix its spelling; the expected fields are listed in the message".to_owned();
+    }
+    if message.contains("unknown variant") {
+        return "use one of the names listed in the message".to_owned();
+    }
+    if message.contains("missing field") {
+        return "add the missing field".to_owned();
+    }
+    match format {
+        Format::Toml if !message.contains("invalid") => {
+            format!("{HINT_SHAPE}; in TOML, `[[operations]]` then `[operations.create_table]` and its fields")
+        }
+        _ => HINT_SHAPE.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Operation;
+
+    fn parse(name: &str, src: &str) -> Result<Migration, Diagnostic> {
+        let path = Path::new(name);
+        parse_migration(path, src, Format::from_path(path).unwrap())
+    }
+
+    #[test]
+    fn toml_yaml_and_json_read_the_same_model() {
+        let toml = r#"
+[[operations]]
+[operations.add_column]
+table = "orders"
+up = "price * 100"
+[operations.add_column.column]
+name = "price_cents"
+type = "bigint"
+nullable = true
+"#;
+        let yaml = "operations:\n  - add_column:\n      table: orders\n      up: price * 100\n      column:\n        name: price_cents\n        type: bigint\n        nullable: true\n";
+        let json = r#"{"operations":[{"add_column":{"table":"orders","up":"price * 100","column":{"name":"price_cents","type":"bigint","nullable":true}}}]}"#;
+        let a = parse("m.toml", toml).unwrap();
+        let b = parse("m.yaml", yaml).unwrap();
+        let c = parse("m.json", json).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(b, c);
+        match &a.operations[0] {
+            Operation::AddColumn(op) => {
+                assert_eq!(op.column.name, "price_cents");
+                assert!(op.column.nullable);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_field_is_located() {
+        let yaml = "operations:\n  - drop_table:\n      name: t\n      cascade: true\n";
+        let d = parse("m.yaml", yaml).unwrap_err();
+        assert_eq!((d.line, d.column), (4, 7), "{d}");
+        assert!(d.message.contains("unknown field `cascade`"), "{d}");
+    }
+
+    #[test]
+    fn toml_syntax_error_is_located() {
+        let d = parse("m.toml", "[[operations]]\n[operations.drop_table\nname = 1\n").unwrap_err();
+        assert_eq!(d.line, 2, "{d}");
+    }
+
+    #[test]
+    fn json_error_is_located() {
+        let d = parse("m.json", "{\"operations\": [\n  {\"drop_table\": {\"name\": }}]}").unwrap_err();
+        assert_eq!(d.line, 2, "{d}");
+    }
+
+    #[test]
+    fn alter_column_that_changes_nothing_is_refused_with_its_line() {
+        let yaml = "operations:\n  - alter_column:\n      table: t\n      column: c\n      up: c\n";
+        let d = parse("m.yaml", yaml).unwrap_err();
+        assert!(d.message.contains("changes nothing"), "{d}");
+        assert!(d.line >= 2, "{d}");
+    }
+
+    #[test]
+    fn long_names_are_refused() {
+        let yaml = format!("operations:\n  - drop_table:\n      name: {}\n", "x".repeat(64));
+        let d = parse("m.yaml", &yaml).unwrap_err();
+        assert!(d.message.contains("63 bytes"), "{d}");
+        assert_eq!(d.line, 3, "{d}");
+    }
+
+    #[test]
+    fn default_null_differs_from_absent() {
+        let yaml = "operations:\n  - alter_column:\n      table: t\n      column: c\n      default: null\n      up: c\n      down: c\n";
+        match &parse("m.yaml", yaml).unwrap().operations[0] {
+            Operation::AlterColumn(op) => {
+                assert_eq!(op.default, Some(None));
+                assert_eq!(op.comment, None);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_pgroll_example_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/compat/pgroll-examples");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            eprintln!("skipped: {} does not exist", dir.display());
+            return;
+        };
+        let mut count = 0;
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if Format::from_path(&path).is_none() {
+                continue;
+            }
+            let src = std::fs::read_to_string(&path).unwrap();
+            if let Err(d) = parse_migration(&path, &src, Format::from_path(&path).unwrap()) {
+                panic!("{d}");
+            }
+            count += 1;
+        }
+        assert_eq!(count, 56);
+    }
+}

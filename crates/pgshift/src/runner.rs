@@ -1,0 +1,538 @@
+//! The migration runner: which migrations are pending, and applying them in order.
+//!
+//! Before anything runs, every pending file is parsed and checked, every applied file's
+//! checksum is compared with what was applied, and the advisory lock is taken. Only then
+//! does the first statement run.
+//!
+//! A `.sql` migration runs as segments: consecutive statements that can share a transaction
+//! run in one, each statement that cannot (CONCURRENTLY, VACUUM) runs alone. Each segment is
+//! journaled in `pgshift.steps`; a transactional segment's journal entry commits with the
+//! segment, and the last segment's transaction also marks the migration applied. So after a
+//! crash at any point, the next run skips the segments that committed and runs the rest:
+//! a migration with no concurrent statement is one transaction and simply runs again.
+
+use crate::conn::{ConnectionSpec, Who};
+use crate::diag::Diagnostic;
+use crate::error::{EditedMigration, Error, Result};
+use crate::exec::{Executor, Step};
+use crate::source::{self, Body, MigrationFile};
+use crate::sql::SqlStatement;
+use crate::state::{self, Event, MigrationRecord, StepState};
+use crate::{lock, quote};
+use std::path::Path;
+use std::time::Instant;
+
+/// The journal phase of a raw SQL migration.
+const PHASE_APPLY: &str = "apply";
+
+/// What a run reports as it goes (the CLI prints these).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    StateSchema {
+        from: Option<i32>,
+        to: i32,
+    },
+    MigrationStarted {
+        name: String,
+        resumed: bool,
+    },
+    StepSkipped {
+        migration: String,
+        step: usize,
+        reason: String,
+    },
+    StepDone {
+        migration: String,
+        step: usize,
+        of: usize,
+        line: usize,
+        ms: u64,
+    },
+    MigrationApplied {
+        name: String,
+        ms: u64,
+    },
+}
+
+/// Options of `pgshift migrate`.
+#[derive(Debug, Clone, Default)]
+pub struct MigrateOptions {
+    /// Apply a pending migration even when a later one is already applied.
+    pub allow_out_of_order: bool,
+}
+
+/// What `migrate` did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct MigrateReport {
+    pub database: String,
+    pub applied: Vec<String>,
+    pub already_applied: usize,
+    pub duration_ms: u64,
+}
+
+/// Applies every pending migration in `dir`, in order.
+pub async fn migrate(
+    spec: &ConnectionSpec,
+    exec: &Executor,
+    dir: &Path,
+    schema: &str,
+    options: &MigrateOptions,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<MigrateReport> {
+    let started = Instant::now();
+    let files = source::discover(dir)?;
+    let who = Who::current(spec);
+    let client = exec.client();
+    set_search_path(client, schema).await?;
+
+    lock::acquire(client).await?;
+    let result = async {
+        let upgrade = state::ensure(exec).await?;
+        if upgrade.from != Some(upgrade.to) {
+            on_event(&RunEvent::StateSchema {
+                from: upgrade.from,
+                to: upgrade.to,
+            });
+        }
+        let records = state::migrations(client).await?;
+        let plan = plan_run(&files, &records, options)?;
+        let mut report = MigrateReport {
+            database: spec.describe(),
+            already_applied: plan.already_applied,
+            ..MigrateReport::default()
+        };
+        for (file, statements) in plan.pending {
+            let resumed = records.iter().any(|r| r.name == file.name);
+            on_event(&RunEvent::MigrationStarted {
+                name: file.name.clone(),
+                resumed,
+            });
+            let t0 = Instant::now();
+            match apply_sql(exec, file, &statements, &who, on_event).await {
+                Ok(()) => {
+                    let ms = t0.elapsed().as_millis() as u64;
+                    state::record_event(
+                        client,
+                        &who,
+                        &Event {
+                            command: "migrate",
+                            event: "migration_applied",
+                            migration: Some(&file.name),
+                            ok: true,
+                            duration_ms: Some(ms as i64),
+                            detail: serde_json::json!({ "checksum": file.checksum, "kind": file.kind.as_str(), "resumed": resumed }),
+                        },
+                    )
+                    .await?;
+                    on_event(&RunEvent::MigrationApplied {
+                        name: file.name.clone(),
+                        ms,
+                    });
+                    report.applied.push(file.name.clone());
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    // Best effort: the connection may be what failed.
+                    let _ = state::mark_failed(client, &file.name, &message).await;
+                    let _ = state::record_event(
+                        client,
+                        &who,
+                        &Event {
+                            command: "migrate",
+                            event: "migration_failed",
+                            migration: Some(&file.name),
+                            ok: false,
+                            duration_ms: Some(t0.elapsed().as_millis() as i64),
+                            detail: serde_json::json!({ "error": message }),
+                        },
+                    )
+                    .await;
+                    return Err(e);
+                }
+            }
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
+    .await;
+    let _ = lock::release(client).await;
+    result
+}
+
+/// `pgshift init`: creates or upgrades the state schema.
+pub async fn init(spec: &ConnectionSpec, exec: &Executor) -> Result<state::StateUpgrade> {
+    let client = exec.client();
+    lock::acquire(client).await?;
+    let t0 = Instant::now();
+    let result = state::ensure(exec).await;
+    if let Ok(upgrade) = &result {
+        state::record_event(
+            client,
+            &Who::current(spec),
+            &Event {
+                command: "init",
+                event: "state_schema",
+                migration: None,
+                ok: true,
+                duration_ms: Some(t0.elapsed().as_millis() as i64),
+                detail: serde_json::json!({ "from": upgrade.from, "to": upgrade.to }),
+            },
+        )
+        .await?;
+    }
+    let _ = lock::release(client).await;
+    result
+}
+
+struct RunPlan<'a> {
+    pending: Vec<(&'a MigrationFile, Vec<SqlStatement>)>,
+    already_applied: usize,
+}
+
+/// Decides what runs, refusing (before anything changes) edited files, files that do not
+/// parse, and pending files older than an applied one.
+fn plan_run<'a>(
+    files: &'a [MigrationFile],
+    records: &[MigrationRecord],
+    options: &MigrateOptions,
+) -> Result<RunPlan<'a>> {
+    let edited: Vec<EditedMigration> = files
+        .iter()
+        .filter_map(|f| {
+            let r = records.iter().find(|r| r.name == f.name)?;
+            (r.checksum != f.checksum).then(|| EditedMigration {
+                name: f.name.clone(),
+                path: f.path.display().to_string(),
+                applied_checksum: r.checksum.clone(),
+                file_checksum: f.checksum.clone(),
+            })
+        })
+        .collect();
+    if !edited.is_empty() {
+        return Err(Error::EditedAfterApply(edited));
+    }
+    let is_applied = |f: &MigrationFile| {
+        records
+            .iter()
+            .any(|r| r.name == f.name && r.status == "applied")
+    };
+    let pending: Vec<&MigrationFile> = files.iter().filter(|f| !is_applied(f)).collect();
+    let mut diagnostics = Vec::new();
+    let mut bodies = Vec::new();
+    for file in &pending {
+        match file.parse() {
+            Ok(Body::Sql(statements)) => bodies.push((*file, statements)),
+            Ok(Body::Operations(migration)) => {
+                let op = migration
+                    .operations
+                    .first()
+                    .map(|o| o.kind())
+                    .unwrap_or("?");
+                diagnostics.push(
+                    Diagnostic::at_line_col(&file.path, &file.source, 1, 1, format!(
+                        "this pgshift parses {} migrations but cannot run their operations yet (first operation: {op})",
+                        file.kind.as_str()
+                    ))
+                    .with_hint("the expand/contract operations arrive with `pgshift start`; until then write this change as a .sql migration"),
+                );
+            }
+            Err(d) => diagnostics.push(d),
+        }
+    }
+    if !diagnostics.is_empty() {
+        return Err(Error::Input(diagnostics));
+    }
+    if !options.allow_out_of_order {
+        let last_applied = files.iter().rev().find(|f| is_applied(f));
+        if let Some(last) = last_applied {
+            let older: Vec<&str> = pending
+                .iter()
+                .filter(|f| f.name < last.name)
+                .map(|f| f.name.as_str())
+                .collect();
+            if !older.is_empty() {
+                return Err(Error::usage(
+                    format!(
+                        "pending migration(s) {} sort before {}, which is already applied",
+                        older.join(", "),
+                        last.name
+                    ),
+                    Some("rename them to sort after the last applied migration, or pass --allow-out-of-order if they are independent of it"),
+                ));
+            }
+        }
+    }
+    Ok(RunPlan {
+        already_applied: files.len() - pending.len(),
+        pending: bodies,
+    })
+}
+
+/// Statements grouped the way they run: a transaction, or one statement alone.
+#[derive(Debug)]
+enum Segment<'a> {
+    Transaction(&'a [SqlStatement]),
+    Alone(&'a SqlStatement),
+}
+
+fn segments(statements: &[SqlStatement]) -> Vec<Segment<'_>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, s) in statements.iter().enumerate() {
+        if !s.transactional {
+            if start < i {
+                out.push(Segment::Transaction(&statements[start..i]));
+            }
+            out.push(Segment::Alone(s));
+            start = i + 1;
+        }
+    }
+    if start < statements.len() {
+        out.push(Segment::Transaction(&statements[start..]));
+    }
+    out
+}
+
+fn step_of(s: &SqlStatement) -> Step {
+    Step {
+        sql: s.sql.clone(),
+        kind: s.kind,
+        concurrent_index: s.concurrent_index.clone(),
+    }
+}
+
+async fn apply_sql(
+    exec: &Executor,
+    file: &MigrationFile,
+    statements: &[SqlStatement],
+    who: &Who,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<()> {
+    let client = exec.client();
+    state::begin_migration(client, &file.name, &file.checksum, file.kind.as_str(), who).await?;
+    let journal = state::journal(client, &file.name, PHASE_APPLY).await?;
+    let segments = segments(statements);
+    let total = segments.len();
+    for (i, segment) in segments.iter().enumerate() {
+        let number = i as i32 + 1;
+        let last = i + 1 == total;
+        let journaled = journal.iter().find(|(n, _)| *n == number).map(|(_, s)| *s);
+        let (line, description) = match segment {
+            Segment::Transaction(stmts) => (
+                stmts[0].line,
+                format!("{} statement(s) from line {}", stmts.len(), stmts[0].line),
+            ),
+            Segment::Alone(s) => (s.line, format!("line {}: {}", s.line, crate::exec::abbreviate(&s.sql, 80))),
+        };
+        if journaled == Some(StepState::Done) {
+            on_event(&RunEvent::StepSkipped {
+                migration: file.name.clone(),
+                step: i + 1,
+                reason: "done in an earlier run".to_owned(),
+            });
+            if last {
+                client.batch_execute(&state::mark_applied_sql(&file.name)).await?;
+            }
+            continue;
+        }
+        let t0 = Instant::now();
+        let mut finish = vec![state::step_done_sql(&file.name, PHASE_APPLY, number, &description)];
+        if last {
+            finish.push(state::mark_applied_sql(&file.name));
+        }
+        match segment {
+            Segment::Transaction(stmts) => {
+                let steps: Vec<Step> = stmts.iter().map(step_of).collect();
+                exec.run_transaction(&steps, &finish).await?;
+            }
+            Segment::Alone(stmt) => {
+                let resuming = journaled == Some(StepState::Running);
+                state::step_running(client, &file.name, PHASE_APPLY, number, &description).await?;
+                exec.run_alone(&step_of(stmt), resuming).await.map_err(|e| {
+                    if resuming {
+                        Error::CannotResume(format!(
+                            "{}:{}: this statement was interrupted in an earlier run and may have been partly done; running it again failed:\n{e}\nhint: check what the statement did, undo or finish it by hand, then run pgshift migrate again",
+                            file.path.display(),
+                            stmt.line
+                        ))
+                    } else {
+                        e
+                    }
+                })?;
+                exec.run_transaction(&[], &finish).await?;
+            }
+        }
+        on_event(&RunEvent::StepDone {
+            migration: file.name.clone(),
+            step: i + 1,
+            of: total,
+            line,
+            ms: t0.elapsed().as_millis() as u64,
+        });
+    }
+    Ok(())
+}
+
+async fn set_search_path(client: &tokio_postgres::Client, schema: &str) -> Result<()> {
+    quote::validate_identifier(schema).map_err(|e| {
+        Error::usage(format!("--schema {schema:?}: {e}"), None)
+    })?;
+    client
+        .batch_execute(&format!("SET search_path = {}", quote::ident(schema)))
+        .await?;
+    Ok(())
+}
+
+/// The state of one migration, for `pgshift status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationStatus {
+    Applied,
+    Pending,
+    /// Applied, but the file changed since.
+    Edited,
+    /// Started and not finished: a run is under way, or one was interrupted.
+    Running,
+    Failed,
+    /// Recorded in the database, but no file has its name.
+    Missing,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusEntry {
+    pub name: String,
+    pub status: MigrationStatus,
+    pub file: Option<String>,
+    pub kind: Option<String>,
+    pub checksum: Option<String>,
+    pub applied_checksum: Option<String>,
+    #[serde(flatten)]
+    pub record: Option<RecordSummary>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecordSummary {
+    pub started_at: String,
+    pub completed_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub attempts: i32,
+    pub applied_by: String,
+    pub applied_from_host: String,
+    pub application_name: String,
+    pub db_user: String,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusReport {
+    pub database: String,
+    pub state_schema: String,
+    pub state_version: Option<i32>,
+    pub migrations: Vec<StatusEntry>,
+    pub counts: std::collections::BTreeMap<String, usize>,
+}
+
+/// `pgshift status`: reads only; creates nothing and takes no lock.
+pub async fn status(spec: &ConnectionSpec, client: &tokio_postgres::Client, dir: &Path) -> Result<StatusReport> {
+    let files = source::discover(dir)?;
+    let version = state::installed_version(client).await?;
+    let records = if version.is_some() {
+        state::migrations(client).await?
+    } else {
+        Vec::new()
+    };
+    let mut entries: Vec<StatusEntry> = Vec::new();
+    for f in &files {
+        let record = records.iter().find(|r| r.name == f.name);
+        let status = match record {
+            None => MigrationStatus::Pending,
+            Some(r) if r.checksum != f.checksum && r.status == "applied" => MigrationStatus::Edited,
+            Some(r) if r.checksum != f.checksum => MigrationStatus::Edited,
+            Some(r) => record_status(r),
+        };
+        entries.push(StatusEntry {
+            name: f.name.clone(),
+            status,
+            file: Some(f.path.display().to_string()),
+            kind: Some(f.kind.as_str().to_owned()),
+            checksum: Some(f.checksum.clone()),
+            applied_checksum: record.map(|r| r.checksum.clone()),
+            record: record.map(summary),
+        });
+    }
+    for r in &records {
+        if !files.iter().any(|f| f.name == r.name) {
+            entries.push(StatusEntry {
+                name: r.name.clone(),
+                status: MigrationStatus::Missing,
+                file: None,
+                kind: Some(r.kind.clone()),
+                checksum: None,
+                applied_checksum: Some(r.checksum.clone()),
+                record: Some(summary(r)),
+            });
+        }
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut counts = std::collections::BTreeMap::new();
+    for e in &entries {
+        let key = serde_json::to_value(e.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    Ok(StatusReport {
+        database: spec.describe(),
+        state_schema: state::SCHEMA.to_owned(),
+        state_version: version,
+        migrations: entries,
+        counts,
+    })
+}
+
+fn record_status(r: &MigrationRecord) -> MigrationStatus {
+    match r.status.as_str() {
+        "applied" => MigrationStatus::Applied,
+        "failed" => MigrationStatus::Failed,
+        _ => MigrationStatus::Running,
+    }
+}
+
+fn summary(r: &MigrationRecord) -> RecordSummary {
+    RecordSummary {
+        started_at: r.started_at.to_rfc3339(),
+        completed_at: r.completed_at.map(|t| t.to_rfc3339()),
+        duration_ms: r.duration_ms,
+        attempts: r.attempts,
+        applied_by: r.applied_by.clone(),
+        applied_from_host: r.applied_from_host.clone(),
+        application_name: r.application_name.clone(),
+        db_user: r.db_user.clone(),
+        last_error: r.last_error.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::split;
+
+    #[test]
+    fn segments_group_transactional_runs() {
+        let stmts = split(
+            Path::new("m.sql"),
+            "CREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\nCREATE INDEX CONCURRENTLY a_id ON a (id);\nALTER TABLE a ADD x int;\n",
+        )
+        .unwrap();
+        let shape: Vec<String> = segments(&stmts)
+            .iter()
+            .map(|s| match s {
+                Segment::Transaction(t) => format!("tx{}", t.len()),
+                Segment::Alone(_) => "alone".to_owned(),
+            })
+            .collect();
+        assert_eq!(shape, vec!["tx2", "alone", "tx1"]);
+    }
+}

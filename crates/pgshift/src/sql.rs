@@ -1,0 +1,316 @@
+//! Raw SQL, split into statements and classified by the real PostgreSQL parser (pg_query).
+//!
+//! The executor needs to know, for each statement, whether it may run inside a transaction
+//! (CREATE INDEX CONCURRENTLY, VACUUM, ... may not), what kind of statement it is (for its
+//! statement_timeout), and for concurrent index builds which index and table they touch (to
+//! find and rebuild an INVALID index left by a failed build).
+
+use crate::diag::Diagnostic;
+use pg_query::protobuf::node::Node;
+use pg_query::protobuf::{ObjectType, ReindexObjectType};
+use std::path::Path;
+
+/// What kind of statement, for timeouts and for how it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementKind {
+    /// Schema changes: short, but they take strong locks.
+    Ddl,
+    /// Statements that must run outside a transaction block (CONCURRENTLY, VACUUM, ...).
+    Concurrent,
+    /// Data changes and everything else.
+    Dml,
+}
+
+/// A concurrent index statement and what it works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConcurrentIndex {
+    /// CREATE [UNIQUE] INDEX CONCURRENTLY
+    Create {
+        schema: Option<String>,
+        table: String,
+        name: Option<String>,
+    },
+    /// DROP INDEX CONCURRENTLY
+    Drop {
+        schema: Option<String>,
+        name: String,
+    },
+    /// REINDEX ... CONCURRENTLY: a failure leaves `*_ccnew` / `*_ccold` indexes behind.
+    Reindex {
+        schema: Option<String>,
+        table: Option<String>,
+        index: Option<String>,
+    },
+}
+
+/// One statement of a `.sql` migration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqlStatement {
+    pub sql: String,
+    /// 1-based line of the statement's first character in its file.
+    pub line: usize,
+    pub kind: StatementKind,
+    /// False for statements PostgreSQL refuses to run inside a transaction block.
+    pub transactional: bool,
+    pub concurrent_index: Option<ConcurrentIndex>,
+}
+
+/// Splits `source` into statements and classifies each.
+pub fn split(path: &Path, source: &str) -> Result<Vec<SqlStatement>, Diagnostic> {
+    let parsed = match pg_query::parse(source) {
+        Ok(p) => p,
+        Err(e) => return Err(locate_parse_error(path, source, &e)),
+    };
+    let mut out = Vec::new();
+    for raw in &parsed.protobuf.stmts {
+        let start = usize::try_from(raw.stmt_location).unwrap_or(0);
+        let end = match usize::try_from(raw.stmt_len) {
+            Ok(0) | Err(_) => source.len(),
+            Ok(len) => (start + len).min(source.len()),
+        };
+        let text = source.get(start..end).unwrap_or_default();
+        let trimmed_start = start + (text.len() - text.trim_start().len());
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let (line, _) = crate::diag::line_col(source, trimmed_start);
+        let node = raw.stmt.as_ref().and_then(|n| n.node.as_ref());
+        if let Some(Node::TransactionStmt(_)) = node {
+            return Err(Diagnostic::at_offset(
+                path,
+                source,
+                trimmed_start,
+                "transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT) in a migration",
+            )
+            .with_hint("remove it: pgshift runs each migration's statements in a transaction itself, and statements that cannot run in one (CONCURRENTLY, VACUUM) on their own"));
+        }
+        out.push(classify(text.to_owned(), line, node));
+    }
+    if out.is_empty() {
+        return Err(Diagnostic::at_line_col(path, source, 1, 1, "the migration has no SQL statement")
+            .with_hint("add the statements to run, or delete the file"));
+    }
+    Ok(out)
+}
+
+fn classify(sql: String, line: usize, node: Option<&Node>) -> SqlStatement {
+    let mut stmt = SqlStatement {
+        sql,
+        line,
+        kind: StatementKind::Ddl,
+        transactional: true,
+        concurrent_index: None,
+    };
+    let Some(node) = node else {
+        return stmt;
+    };
+    let non_transactional = |stmt: &mut SqlStatement| {
+        stmt.kind = StatementKind::Concurrent;
+        stmt.transactional = false;
+    };
+    match node {
+        Node::IndexStmt(ix) if ix.concurrent => {
+            non_transactional(&mut stmt);
+            if let Some(rel) = &ix.relation {
+                stmt.concurrent_index = Some(ConcurrentIndex::Create {
+                    schema: non_empty(&rel.schemaname),
+                    table: rel.relname.clone(),
+                    name: non_empty(&ix.idxname),
+                });
+            }
+        }
+        Node::DropStmt(drop) if drop.concurrent => {
+            non_transactional(&mut stmt);
+            if drop.remove_type == ObjectType::ObjectIndex as i32 && drop.objects.len() == 1 {
+                if let Some((schema, name)) = object_name(&drop.objects[0]) {
+                    stmt.concurrent_index = Some(ConcurrentIndex::Drop { schema, name });
+                }
+            }
+        }
+        Node::ReindexStmt(re) if has_option(&re.params, "concurrently") => {
+            non_transactional(&mut stmt);
+            let rel = re.relation.as_ref();
+            let schema = rel.and_then(|r| non_empty(&r.schemaname));
+            let relname = rel.map(|r| r.relname.clone());
+            stmt.concurrent_index = Some(if re.kind == ReindexObjectType::ReindexObjectIndex as i32 {
+                ConcurrentIndex::Reindex {
+                    schema,
+                    table: None,
+                    index: relname,
+                }
+            } else {
+                ConcurrentIndex::Reindex {
+                    schema,
+                    table: relname,
+                    index: None,
+                }
+            });
+        }
+        Node::VacuumStmt(_)
+        | Node::CreatedbStmt(_)
+        | Node::DropdbStmt(_)
+        | Node::AlterSystemStmt(_)
+        | Node::CreateTableSpaceStmt(_)
+        | Node::DropTableSpaceStmt(_)
+        | Node::CreateSubscriptionStmt(_)
+        | Node::DropSubscriptionStmt(_) => non_transactional(&mut stmt),
+        Node::InsertStmt(_)
+        | Node::UpdateStmt(_)
+        | Node::DeleteStmt(_)
+        | Node::MergeStmt(_)
+        | Node::SelectStmt(_)
+        | Node::CopyStmt(_)
+        | Node::DoStmt(_)
+        | Node::CallStmt(_)
+        | Node::VariableSetStmt(_) => stmt.kind = StatementKind::Dml,
+        _ => {}
+    }
+    stmt
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+fn has_option(params: &[pg_query::protobuf::Node], name: &str) -> bool {
+    params.iter().any(|p| match &p.node {
+        Some(Node::DefElem(d)) => d.defname.eq_ignore_ascii_case(name),
+        _ => false,
+    })
+}
+
+/// `schema.name` or `name` from a DROP's object list.
+fn object_name(object: &pg_query::protobuf::Node) -> Option<(Option<String>, String)> {
+    let Some(Node::List(list)) = &object.node else {
+        return None;
+    };
+    let parts: Vec<String> = list
+        .items
+        .iter()
+        .filter_map(|item| match &item.node {
+            Some(Node::String(s)) => Some(s.sval.clone()),
+            _ => None,
+        })
+        .collect();
+    match parts.as_slice() {
+        [name] => Some((None, name.clone())),
+        [schema, name] => Some((Some(schema.clone()), name.clone())),
+        _ => None,
+    }
+}
+
+/// pg_query reports a parse error without a position. Find the statement that fails by
+/// parsing the statements one by one (split by the scanner, which does not need valid
+/// syntax), then the token the message names inside it.
+fn locate_parse_error(path: &Path, source: &str, error: &pg_query::Error) -> Diagnostic {
+    let message = match error {
+        pg_query::Error::Parse(m) | pg_query::Error::Scan(m) | pg_query::Error::Split(m) => m.clone(),
+        other => other.to_string(),
+    };
+    let mut offset = 0;
+    if let Ok(pieces) = pg_query::split_with_scanner(source) {
+        for piece in pieces {
+            let Some(at) = piece_offset(source, piece) else {
+                continue;
+            };
+            if pg_query::parse(piece).is_err() {
+                offset = at + (piece.len() - piece.trim_start().len());
+                if let Some(token) = near_token(&message) {
+                    if let Some(i) = piece.find(token) {
+                        offset = at + i;
+                    }
+                }
+                break;
+            }
+        }
+    }
+    Diagnostic::at_offset(path, source, offset, format!("SQL does not parse: {message}"))
+        .with_hint("fix the statement; pgshift reads SQL with PostgreSQL's own parser, so this is what the server would say")
+}
+
+fn piece_offset(source: &str, piece: &str) -> Option<usize> {
+    let base = source.as_ptr() as usize;
+    let at = piece.as_ptr() as usize;
+    (at >= base && at <= base + source.len()).then(|| at - base)
+}
+
+fn near_token(message: &str) -> Option<&str> {
+    let rest = message.split("at or near \"").nth(1)?;
+    let token = rest.rsplit_once('"')?.0;
+    (!token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split_ok(src: &str) -> Vec<SqlStatement> {
+        split(Path::new("m.sql"), src).unwrap()
+    }
+
+    #[test]
+    fn splits_and_classifies() {
+        let src = "CREATE TABLE t (id int);\n\nINSERT INTO t VALUES (1);\nCREATE INDEX CONCURRENTLY t_id ON s.t (id);\nDROP INDEX CONCURRENTLY s.t_id;\nREINDEX INDEX CONCURRENTLY t_id;\nVACUUM t;\n";
+        let stmts = split_ok(src);
+        let summary: Vec<_> = stmts
+            .iter()
+            .map(|s| (s.line, s.kind, s.transactional))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                (1, StatementKind::Ddl, true),
+                (3, StatementKind::Dml, true),
+                (4, StatementKind::Concurrent, false),
+                (5, StatementKind::Concurrent, false),
+                (6, StatementKind::Concurrent, false),
+                (7, StatementKind::Concurrent, false),
+            ]
+        );
+        assert_eq!(stmts[0].sql, "CREATE TABLE t (id int)");
+        assert_eq!(
+            stmts[2].concurrent_index,
+            Some(ConcurrentIndex::Create {
+                schema: Some("s".into()),
+                table: "t".into(),
+                name: Some("t_id".into())
+            })
+        );
+        assert_eq!(
+            stmts[3].concurrent_index,
+            Some(ConcurrentIndex::Drop {
+                schema: Some("s".into()),
+                name: "t_id".into()
+            })
+        );
+    }
+
+    #[test]
+    fn dollar_quoted_bodies_stay_whole() {
+        let src = "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1; $$;\nSELECT f();";
+        let stmts = split_ok(src);
+        assert_eq!(stmts.len(), 2);
+        assert!(stmts[0].sql.ends_with("$$"));
+    }
+
+    #[test]
+    fn parse_error_points_at_the_bad_statement() {
+        let src = "CREATE TABLE a (id int);\nCREATE TABLE b (id int);\nALTER TABLE b ADD COLUMN x innt nott null;\n";
+        let d = split(Path::new("m.sql"), src).unwrap_err();
+        assert_eq!(d.line, 3, "{d}");
+        assert!(d.message.contains("syntax error"), "{d}");
+    }
+
+    #[test]
+    fn transaction_control_is_refused() {
+        let d = split(Path::new("m.sql"), "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n").unwrap_err();
+        assert_eq!(d.line, 1);
+    }
+
+    #[test]
+    fn empty_file_is_refused() {
+        assert!(split(Path::new("m.sql"), "-- nothing\n").is_err());
+    }
+}

@@ -1,0 +1,390 @@
+//! The `pgshift` state schema: what has been applied, the step journal, and the audit.
+//!
+//! The schema records its own version in `state_version`. Each version's DDL is an upgrade
+//! step; a newer pgshift applies the steps it knows beyond the recorded version, each in one
+//! transaction together with the new version number, so an upgrade interrupted at any point
+//! is either fully there or not at all. An older pgshift refuses a newer schema.
+//!
+//! `events` is append-only: a trigger refuses UPDATE, DELETE and TRUNCATE on it.
+
+use crate::conn::Who;
+use crate::error::{Error, Result};
+use crate::exec::{Executor, Step};
+use crate::quote::{ident, literal};
+use tokio_postgres::Client;
+
+/// The state schema's name (part of the interface contract).
+pub const SCHEMA: &str = "pgshift";
+
+/// The newest state schema version this build knows.
+pub const VERSION: i32 = 1;
+
+/// Table `name` of the state schema, quoted.
+pub fn table(name: &str) -> String {
+    crate::quote::qualified(SCHEMA, name)
+}
+
+/// The DDL that brings the state schema from `version - 1` to `version`.
+fn upgrade(version: i32) -> Vec<String> {
+    let s = ident(SCHEMA);
+    match version {
+        1 => vec![
+            format!(
+                "CREATE TABLE {s}.migrations (
+                    name text PRIMARY KEY,
+                    checksum text NOT NULL,
+                    kind text NOT NULL CHECK (kind IN ('sql', 'toml', 'yaml', 'json')),
+                    status text NOT NULL CHECK (status IN ('running', 'failed', 'applied')),
+                    attempts int NOT NULL DEFAULT 1,
+                    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                    completed_at timestamptz,
+                    duration_ms bigint,
+                    applied_by text NOT NULL,
+                    applied_from_host text NOT NULL,
+                    application_name text NOT NULL,
+                    db_user text NOT NULL DEFAULT session_user,
+                    pgshift_version text NOT NULL,
+                    last_error text
+                )"
+            ),
+            format!(
+                "COMMENT ON TABLE {s}.migrations IS 'pgshift: one row per migration that was started; status applied once done'"
+            ),
+            format!(
+                "CREATE TABLE {s}.steps (
+                    migration text NOT NULL REFERENCES {s}.migrations (name) ON DELETE CASCADE,
+                    phase text NOT NULL,
+                    step int NOT NULL,
+                    description text NOT NULL,
+                    status text NOT NULL CHECK (status IN ('running', 'done')),
+                    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                    finished_at timestamptz,
+                    PRIMARY KEY (migration, phase, step)
+                )"
+            ),
+            format!(
+                "COMMENT ON TABLE {s}.steps IS 'pgshift: journal of the steps of each migration, for resuming after a crash'"
+            ),
+            format!(
+                "CREATE TABLE {s}.events (
+                    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                    command text NOT NULL,
+                    event text NOT NULL,
+                    migration text,
+                    result text NOT NULL CHECK (result IN ('ok', 'error')),
+                    duration_ms bigint,
+                    os_user text NOT NULL,
+                    host text NOT NULL,
+                    application_name text NOT NULL,
+                    db_user text NOT NULL DEFAULT session_user,
+                    pgshift_version text NOT NULL,
+                    detail jsonb NOT NULL DEFAULT '{{}}'
+                )"
+            ),
+            format!(
+                "CREATE FUNCTION {s}.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $body$
+                 BEGIN
+                   RAISE EXCEPTION 'pgshift.events is an append-only audit log';
+                 END
+                 $body$"
+            ),
+            format!(
+                "CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON {s}.events
+                 FOR EACH ROW EXECUTE FUNCTION {s}.refuse_change()"
+            ),
+            format!(
+                "CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON {s}.events
+                 FOR EACH STATEMENT EXECUTE FUNCTION {s}.refuse_change()"
+            ),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// The state schema's recorded version, or `None` if it was never created.
+pub async fn installed_version(client: &Client) -> Result<Option<i32>> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&table("state_version")],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            &format!("SELECT version FROM {}", table("state_version")),
+            &[],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// What `ensure` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StateUpgrade {
+    pub from: Option<i32>,
+    pub to: i32,
+}
+
+/// Creates or upgrades the state schema. Call it while holding the advisory lock.
+pub async fn ensure(exec: &Executor) -> Result<StateUpgrade> {
+    let from = installed_version(exec.client()).await?;
+    if let Some(found) = from {
+        if found > VERSION {
+            return Err(Error::StateTooNew {
+                schema: SCHEMA.to_owned(),
+                found,
+                supported: VERSION,
+            });
+        }
+        if found == VERSION {
+            return Ok(StateUpgrade { from, to: found });
+        }
+    } else {
+        let s = ident(SCHEMA);
+        exec.run_transaction(
+            &[
+                Step::ddl(format!("CREATE SCHEMA IF NOT EXISTS {s}")),
+                Step::ddl(format!(
+                    "CREATE TABLE IF NOT EXISTS {s}.state_version (
+                        version int NOT NULL,
+                        upgraded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                        pgshift_version text NOT NULL,
+                        singleton bool PRIMARY KEY DEFAULT true CHECK (singleton)
+                    )"
+                )),
+            ],
+            &[format!(
+                "INSERT INTO {s}.state_version (version, pgshift_version) VALUES (0, {}) ON CONFLICT DO NOTHING",
+                literal(env!("CARGO_PKG_VERSION"))
+            )],
+        )
+        .await?;
+    }
+    let mut version = from.unwrap_or(0);
+    while version < VERSION {
+        version += 1;
+        let steps: Vec<Step> = upgrade(version).into_iter().map(Step::ddl).collect();
+        exec.run_transaction(
+            &steps,
+            &[format!(
+                "UPDATE {} SET version = {version}, upgraded_at = clock_timestamp(), pgshift_version = {}",
+                table("state_version"),
+                literal(env!("CARGO_PKG_VERSION"))
+            )],
+        )
+        .await?;
+    }
+    Ok(StateUpgrade { from, to: VERSION })
+}
+
+/// A row of `pgshift.migrations`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MigrationRecord {
+    pub name: String,
+    pub checksum: String,
+    pub kind: String,
+    pub status: String,
+    pub attempts: i32,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub duration_ms: Option<i64>,
+    pub applied_by: String,
+    pub applied_from_host: String,
+    pub application_name: String,
+    pub db_user: String,
+    pub last_error: Option<String>,
+}
+
+pub async fn migrations(client: &Client) -> Result<Vec<MigrationRecord>> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT name, checksum, kind, status, attempts, started_at, completed_at, duration_ms,
+                        applied_by, applied_from_host, application_name, db_user, last_error
+                 FROM {} ORDER BY name",
+                table("migrations")
+            ),
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| MigrationRecord {
+            name: r.get(0),
+            checksum: r.get(1),
+            kind: r.get(2),
+            status: r.get(3),
+            attempts: r.get(4),
+            started_at: r.get(5),
+            completed_at: r.get(6),
+            duration_ms: r.get(7),
+            applied_by: r.get(8),
+            applied_from_host: r.get(9),
+            application_name: r.get(10),
+            db_user: r.get(11),
+            last_error: r.get(12),
+        })
+        .collect())
+}
+
+/// Records that a migration starts (or starts again after a failure or a crash).
+pub async fn begin_migration(
+    client: &Client,
+    name: &str,
+    checksum: &str,
+    kind: &str,
+    who: &Who,
+) -> Result<()> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {} AS m (name, checksum, kind, status, applied_by, applied_from_host, application_name, pgshift_version)
+                 VALUES ($1, $2, $3, 'running', $4, $5, $6, $7)
+                 ON CONFLICT (name) DO UPDATE SET status = 'running', attempts = m.attempts + 1,
+                     applied_by = excluded.applied_by, applied_from_host = excluded.applied_from_host,
+                     application_name = excluded.application_name, db_user = session_user,
+                     pgshift_version = excluded.pgshift_version, last_error = NULL
+                 WHERE m.status <> 'applied'",
+                table("migrations")
+            ),
+            &[&name, &checksum, &kind, &who.os_user, &who.host, &who.application_name, &env!("CARGO_PKG_VERSION")],
+        )
+        .await?;
+    Ok(())
+}
+
+/// SQL that marks a migration applied; runs in the transaction of its last step.
+pub fn mark_applied_sql(name: &str) -> String {
+    format!(
+        "UPDATE {} SET status = 'applied', completed_at = clock_timestamp(),
+             duration_ms = (extract(epoch FROM clock_timestamp() - started_at) * 1000)::bigint
+         WHERE name = {}",
+        table("migrations"),
+        literal(name)
+    )
+}
+
+pub async fn mark_failed(client: &Client, name: &str, error: &str) -> Result<()> {
+    client
+        .execute(
+            &format!(
+                "UPDATE {} SET status = 'failed', last_error = $2 WHERE name = $1 AND status = 'running'",
+                table("migrations")
+            ),
+            &[&name, &error],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The state of one journaled step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepState {
+    Running,
+    Done,
+}
+
+/// The journal of a migration's phase: step number and state.
+pub async fn journal(client: &Client, migration: &str, phase: &str) -> Result<Vec<(i32, StepState)>> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT step, status FROM {} WHERE migration = $1 AND phase = $2 ORDER BY step",
+                table("steps")
+            ),
+            &[&migration, &phase],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let status: String = r.get(1);
+            (
+                r.get(0),
+                if status == "done" {
+                    StepState::Done
+                } else {
+                    StepState::Running
+                },
+            )
+        })
+        .collect())
+}
+
+/// SQL that journals a step as done; runs in the step's own transaction where it has one.
+pub fn step_done_sql(migration: &str, phase: &str, step: i32, description: &str) -> String {
+    format!(
+        "INSERT INTO {} (migration, phase, step, description, status, finished_at)
+         VALUES ({}, {}, {step}, {}, 'done', clock_timestamp())
+         ON CONFLICT (migration, phase, step) DO UPDATE SET status = 'done', finished_at = clock_timestamp()",
+        table("steps"),
+        literal(migration),
+        literal(phase),
+        literal(description)
+    )
+}
+
+/// Journals that a step which cannot run in a transaction is about to start, so that a run
+/// after a crash knows it may have been (partly) done.
+pub async fn step_running(
+    client: &Client,
+    migration: &str,
+    phase: &str,
+    step: i32,
+    description: &str,
+) -> Result<()> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {} (migration, phase, step, description, status) VALUES ($1, $2, $3, $4, 'running')
+                 ON CONFLICT (migration, phase, step) DO UPDATE SET status = 'running', started_at = clock_timestamp()",
+                table("steps")
+            ),
+            &[&migration, &phase, &step, &description],
+        )
+        .await?;
+    Ok(())
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone)]
+pub struct Event<'a> {
+    pub command: &'a str,
+    pub event: &'a str,
+    pub migration: Option<&'a str>,
+    pub ok: bool,
+    pub duration_ms: Option<i64>,
+    pub detail: serde_json::Value,
+}
+
+/// Appends an event to the audit log.
+pub async fn record_event(client: &Client, who: &Who, event: &Event<'_>) -> Result<()> {
+    let result = if event.ok { "ok" } else { "error" };
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {} (command, event, migration, result, duration_ms, os_user, host, application_name, pgshift_version, detail)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                table("events")
+            ),
+            &[
+                &event.command,
+                &event.event,
+                &event.migration,
+                &result,
+                &event.duration_ms,
+                &who.os_user,
+                &who.host,
+                &who.application_name,
+                &env!("CARGO_PKG_VERSION"),
+                &event.detail,
+            ],
+        )
+        .await?;
+    Ok(())
+}
