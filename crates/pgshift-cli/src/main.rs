@@ -1,1 +1,205 @@
-fn main() {}
+//! The `pgshift` command: parses flags, calls the library, prints. Nothing else lives here.
+
+mod output;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use output::{Output, Printer};
+use pgshift::conn::ConnectionSpec;
+use pgshift::exec::{ExecSettings, Executor};
+use pgshift::runner;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pgshift",
+    version,
+    about = "Zero-downtime schema and data changes for PostgreSQL",
+    long_about = None
+)]
+struct Cli {
+    /// Database URL (postgres://user@host:port/db?sslmode=...). Falls back to DATABASE_URL,
+    /// then to the libpq variables PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    database_url: Option<String>,
+
+    /// Schema the migrations change.
+    #[arg(long, default_value = "public", global = true)]
+    schema: String,
+
+    /// Folder of migration files.
+    #[arg(long, default_value = "migrations", global = true)]
+    dir: PathBuf,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputArg::Human, global = true)]
+    output: OutputArg,
+
+    /// lock_timeout of each DDL or data statement; on timeout the step rolls back and retries.
+    #[arg(long, value_parser = parse_duration, default_value = "200ms", global = true)]
+    lock_timeout: Duration,
+
+    /// lock_timeout of statements that run outside a transaction (CREATE INDEX CONCURRENTLY).
+    #[arg(long, value_parser = parse_duration, default_value = "60s", global = true)]
+    concurrent_lock_timeout: Duration,
+
+    /// Total time a step may spend waiting for locks, retries included, before it fails.
+    #[arg(long, value_parser = parse_duration, default_value = "60s", global = true)]
+    max_lock_wait: Duration,
+
+    /// statement_timeout of DDL statements (0 = none).
+    #[arg(long, value_parser = parse_duration, default_value = "5m", global = true)]
+    ddl_statement_timeout: Duration,
+
+    /// statement_timeout of data statements (0 = none).
+    #[arg(long, value_parser = parse_duration, default_value = "0", global = true)]
+    dml_statement_timeout: Duration,
+
+    /// statement_timeout of concurrent statements (0 = none).
+    #[arg(long, value_parser = parse_duration, default_value = "0", global = true)]
+    concurrent_statement_timeout: Duration,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputArg {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the state schema `pgshift`, or upgrade it to this version of pgshift.
+    Init,
+    /// List applied, pending, edited and unfinished migrations.
+    Status,
+    /// Apply every pending migration in file-name order.
+    Migrate {
+        /// Complete the last migration too (raw SQL migrations always complete).
+        #[arg(long)]
+        complete: bool,
+        /// Apply pending migrations that sort before an already applied one.
+        #[arg(long)]
+        allow_out_of_order: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let printer = Printer::new(match cli.output {
+        OutputArg::Human => Output::Human,
+        OutputArg::Json => Output::Json,
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli, printer.clone())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = match e.downcast_ref::<pgshift::Error>() {
+                Some(pe) => pe.exit_code(),
+                None => 1,
+            };
+            printer.error(&e, code);
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
+    let spec = ConnectionSpec::resolve(cli.database_url.as_deref())?;
+    let settings = ExecSettings {
+        lock_timeout: cli.lock_timeout,
+        concurrent_lock_timeout: cli.concurrent_lock_timeout,
+        max_lock_wait: cli.max_lock_wait,
+        ddl_statement_timeout: cli.ddl_statement_timeout,
+        dml_statement_timeout: cli.dml_statement_timeout,
+        concurrent_statement_timeout: cli.concurrent_statement_timeout,
+        ..ExecSettings::default()
+    };
+    match cli.command {
+        Command::Init => {
+            let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
+            let upgrade = runner::init(&spec, &exec).await?;
+            printer.init(&spec, &upgrade);
+        }
+        Command::Status => {
+            let client = spec.connect().await?;
+            let report = runner::status(&spec, &client, &cli.dir).await?;
+            printer.status(&report);
+        }
+        Command::Migrate {
+            complete: _,
+            allow_out_of_order,
+        } => {
+            let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
+            let options = runner::MigrateOptions { allow_out_of_order };
+            let report = runner::migrate(&spec, &exec, &cli.dir, &cli.schema, &options, &|event| {
+                printer.run_event(event)
+            })
+            .await?;
+            printer.migrate(&report);
+        }
+    }
+    Ok(())
+}
+
+/// `200ms`, `1.5s`, `2m`, `1h`, or `0`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| format!("{text:?} needs a unit: ms, s, m or h (e.g. 200ms, 5s)"))?;
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 200ms, 5s, 2m)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?}; use ms, s, m or h"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("200").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

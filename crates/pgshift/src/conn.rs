@@ -64,7 +64,10 @@ impl ConnectionSpec {
         if config.get_ports().is_empty() {
             if let Some(port) = env("PGPORT") {
                 let port: u16 = port.parse().map_err(|_| {
-                    Error::usage(format!("PGPORT={port:?} is not a port number"), Some(HINT_URL))
+                    Error::usage(
+                        format!("PGPORT={port:?} is not a port number"),
+                        Some(HINT_URL),
+                    )
                 })?;
                 config.port(port);
             }
@@ -74,7 +77,8 @@ impl ConnectionSpec {
             config.user(&user);
         }
         if config.get_dbname().is_none() {
-            let db = env("PGDATABASE").unwrap_or_else(|| config.get_user().unwrap_or("postgres").to_owned());
+            let db = env("PGDATABASE")
+                .unwrap_or_else(|| config.get_user().unwrap_or("postgres").to_owned());
             config.dbname(&db);
         }
         if config.get_password().is_none() {
@@ -144,7 +148,11 @@ impl ConnectionSpec {
     pub async fn connect(&self) -> Result<Client> {
         let client = match &self.tls {
             TlsMode::Disable => {
-                let (client, conn) = self.config.connect(NoTls).await.map_err(|e| self.connect_error(e))?;
+                let (client, conn) = self
+                    .config
+                    .connect(NoTls)
+                    .await
+                    .map_err(|e| self.connect_error(e))?;
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
@@ -152,7 +160,11 @@ impl ConnectionSpec {
             }
             mode => {
                 let tls = tokio_postgres_rustls::MakeRustlsConnect::new(rustls_config(mode)?);
-                let (client, conn) = self.config.connect(tls).await.map_err(|e| self.connect_error(e))?;
+                let (client, conn) = self
+                    .config
+                    .connect(tls)
+                    .await
+                    .map_err(|e| self.connect_error(e))?;
                 tokio::spawn(async move {
                     let _ = conn.await;
                 });
@@ -210,7 +222,10 @@ fn parse_url(url: &str) -> Result<(Config, Option<String>, Option<PathBuf>)> {
     let config: Config = rest.parse().map_err(|e: tokio_postgres::Error| {
         // The parser's message names the bad part; the URL itself is not repeated because it
         // may carry a password.
-        Error::usage(format!("the database URL does not parse: {e}"), Some(HINT_URL))
+        Error::usage(
+            format!("the database URL does not parse: {e}"),
+            Some(HINT_URL),
+        )
     })?;
     Ok((config, sslmode, root_cert))
 }
@@ -226,14 +241,25 @@ fn rustls_config(mode: &TlsMode) -> Result<rustls::ClientConfig> {
             match root_cert {
                 Some(path) => {
                     use rustls::pki_types::pem::PemObject;
-                    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-                        .map_err(|e| Error::usage(format!("cannot read sslrootcert {}: {e}", path.display()), None))?;
+                    let certs =
+                        rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(|e| {
+                            Error::usage(
+                                format!("cannot read sslrootcert {}: {e}", path.display()),
+                                None,
+                            )
+                        })?;
                     for cert in certs {
                         let cert = cert.map_err(|e| {
-                            Error::usage(format!("cannot read sslrootcert {}: {e}", path.display()), None)
+                            Error::usage(
+                                format!("cannot read sslrootcert {}: {e}", path.display()),
+                                None,
+                            )
                         })?;
                         roots.add(cert).map_err(|e| {
-                            Error::usage(format!("bad certificate in {}: {e}", path.display()), None)
+                            Error::usage(
+                                format!("bad certificate in {}: {e}", path.display()),
+                                None,
+                            )
                         })?;
                     }
                 }
@@ -272,7 +298,12 @@ impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -281,7 +312,12 @@ impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
         cert: &rustls::pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -326,14 +362,17 @@ mod tests {
 
     #[test]
     fn bad_url_error_does_not_echo_the_password() {
-        let err = ConnectionSpec::resolve(Some("postgres://bob:hunter2@host:notaport/db")).unwrap_err();
+        let err =
+            ConnectionSpec::resolve(Some("postgres://bob:hunter2@host:notaport/db")).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]
     fn keyword_value_strings_work() {
-        let spec = ConnectionSpec::resolve(Some("host=h port=5433 user=u dbname=d sslmode=disable")).unwrap();
+        let spec =
+            ConnectionSpec::resolve(Some("host=h port=5433 user=u dbname=d sslmode=disable"))
+                .unwrap();
         assert_eq!(spec.describe(), "u@h:5433/d");
         assert_eq!(spec.tls, TlsMode::Disable);
     }

@@ -15,7 +15,10 @@ pub enum Error {
 
     /// A problem with a flag, a setting or the environment; nothing was changed.
     #[error("{message}{}", .hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
-    Usage { message: String, hint: Option<String> },
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
 
     /// An applied migration's file changed after it was applied.
     #[error("{}", render_edited(.0))]

@@ -68,9 +68,10 @@ impl ExecSettings {
         match kind {
             StatementKind::Ddl => (self.lock_timeout, self.ddl_statement_timeout),
             StatementKind::Dml => (self.lock_timeout, self.dml_statement_timeout),
-            StatementKind::Concurrent => {
-                (self.concurrent_lock_timeout, self.concurrent_statement_timeout)
-            }
+            StatementKind::Concurrent => (
+                self.concurrent_lock_timeout,
+                self.concurrent_statement_timeout,
+            ),
         }
     }
 
@@ -87,7 +88,10 @@ impl ExecSettings {
 }
 
 mod millis {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
 }
@@ -291,9 +295,13 @@ impl Executor {
                 .map_err(|e| (step.sql.clone(), e))?;
         }
         // Bookkeeping writes touch only pgshift's tables, but they too get a lock timeout.
-        self.set_timeouts(self.settings.lock_timeout, self.settings.ddl_statement_timeout, true)
-            .await
-            .map_err(|e| ("SET".to_owned(), e))?;
+        self.set_timeouts(
+            self.settings.lock_timeout,
+            self.settings.ddl_statement_timeout,
+            true,
+        )
+        .await
+        .map_err(|e| ("SET".to_owned(), e))?;
         for sql in finish {
             self.client
                 .batch_execute(sql)
@@ -666,7 +674,10 @@ mod tests {
 
     #[test]
     fn abbreviation_is_one_line() {
-        assert_eq!(abbreviate("ALTER TABLE\n  t ADD x int", 100), "ALTER TABLE t ADD x int");
+        assert_eq!(
+            abbreviate("ALTER TABLE\n  t ADD x int", 100),
+            "ALTER TABLE t ADD x int"
+        );
         assert_eq!(abbreviate("abcdef", 3), "abc…");
     }
 }

@@ -31,7 +31,10 @@ pub async fn acquire(client: &Client) -> Result<()> {
 
 pub async fn release(client: &Client) -> Result<()> {
     client
-        .execute("SELECT pg_advisory_unlock($1, $2)", &[&KEY_CLASS, &KEY_RUNNER])
+        .execute(
+            "SELECT pg_advisory_unlock($1, $2)",
+            &[&KEY_CLASS, &KEY_RUNNER],
+        )
         .await?;
     Ok(())
 }
@@ -55,7 +58,9 @@ async fn holder(client: &Client) -> Result<LockHolder> {
             pid: r.get(0),
             user: r.get(1),
             application_name: r.get(2),
-            client_addr: r.get::<_, Option<String>>(3).or(Some("local socket".to_owned())),
+            client_addr: r
+                .get::<_, Option<String>>(3)
+                .or(Some("local socket".to_owned())),
             backend_start: r.get(4),
             state: r.get(5),
         },

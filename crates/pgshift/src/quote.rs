@@ -115,22 +115,30 @@ mod tests {
     /// The real PostgreSQL parser reads back exactly the name that was quoted.
     fn parsed_alias(sql: &str) -> Option<String> {
         let result = pg_query::parse(sql).ok()?;
-        result.protobuf.nodes().into_iter().find_map(|(node, ..)| match node {
-            pg_query::NodeRef::ResTarget(target) => Some(target.name.clone()),
-            _ => None,
-        })
+        result
+            .protobuf
+            .nodes()
+            .into_iter()
+            .find_map(|(node, ..)| match node {
+                pg_query::NodeRef::ResTarget(target) => Some(target.name.clone()),
+                _ => None,
+            })
     }
 
     fn parsed_literal(sql: &str) -> Option<String> {
         use pg_query::protobuf::a_const::Val;
         let result = pg_query::parse(sql).ok()?;
-        result.protobuf.nodes().into_iter().find_map(|(node, ..)| match node {
-            pg_query::NodeRef::AConst(constant) => match &constant.val {
-                Some(Val::Sval(s)) => Some(s.sval.clone()),
+        result
+            .protobuf
+            .nodes()
+            .into_iter()
+            .find_map(|(node, ..)| match node {
+                pg_query::NodeRef::AConst(constant) => match &constant.val {
+                    Some(Val::Sval(s)) => Some(s.sval.clone()),
+                    _ => None,
+                },
                 _ => None,
-            },
-            _ => None,
-        })
+            })
     }
 
     proptest! {

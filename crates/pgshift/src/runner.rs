@@ -86,6 +86,15 @@ pub async fn migrate(
     let client = exec.client();
     set_search_path(client, schema).await?;
 
+    // Refuse bad input before changing anything, the state schema included: check against
+    // what is recorded now, read-only...
+    let version = state::installed_version(client).await?;
+    let records = match version {
+        Some(_) => state::migrations(client).await?,
+        None => Vec::new(),
+    };
+    plan_run(&files, &records, options)?;
+
     lock::acquire(client).await?;
     let result = async {
         let upgrade = state::ensure(exec).await?;
@@ -95,6 +104,7 @@ pub async fn migrate(
                 to: upgrade.to,
             });
         }
+        // ...and again under the lock, in case another run applied something meanwhile.
         let records = state::migrations(client).await?;
         let plan = plan_run(&files, &records, options)?;
         let mut report = MigrateReport {
@@ -323,7 +333,10 @@ async fn apply_sql(
                 stmts[0].line,
                 format!("{} statement(s) from line {}", stmts.len(), stmts[0].line),
             ),
-            Segment::Alone(s) => (s.line, format!("line {}: {}", s.line, crate::exec::abbreviate(&s.sql, 80))),
+            Segment::Alone(s) => (
+                s.line,
+                format!("line {}: {}", s.line, crate::exec::abbreviate(&s.sql, 80)),
+            ),
         };
         if journaled == Some(StepState::Done) {
             on_event(&RunEvent::StepSkipped {
@@ -332,12 +345,19 @@ async fn apply_sql(
                 reason: "done in an earlier run".to_owned(),
             });
             if last {
-                client.batch_execute(&state::mark_applied_sql(&file.name)).await?;
+                client
+                    .batch_execute(&state::mark_applied_sql(&file.name))
+                    .await?;
             }
             continue;
         }
         let t0 = Instant::now();
-        let mut finish = vec![state::step_done_sql(&file.name, PHASE_APPLY, number, &description)];
+        let mut finish = vec![state::step_done_sql(
+            &file.name,
+            PHASE_APPLY,
+            number,
+            &description,
+        )];
         if last {
             finish.push(state::mark_applied_sql(&file.name));
         }
@@ -375,9 +395,8 @@ async fn apply_sql(
 }
 
 async fn set_search_path(client: &tokio_postgres::Client, schema: &str) -> Result<()> {
-    quote::validate_identifier(schema).map_err(|e| {
-        Error::usage(format!("--schema {schema:?}: {e}"), None)
-    })?;
+    quote::validate_identifier(schema)
+        .map_err(|e| Error::usage(format!("--schema {schema:?}: {e}"), None))?;
     client
         .batch_execute(&format!("SET search_path = {}", quote::ident(schema)))
         .await?;
@@ -434,7 +453,11 @@ pub struct StatusReport {
 }
 
 /// `pgshift status`: reads only; creates nothing and takes no lock.
-pub async fn status(spec: &ConnectionSpec, client: &tokio_postgres::Client, dir: &Path) -> Result<StatusReport> {
+pub async fn status(
+    spec: &ConnectionSpec,
+    client: &tokio_postgres::Client,
+    dir: &Path,
+) -> Result<StatusReport> {
     let files = source::discover(dir)?;
     let version = state::installed_version(client).await?;
     let records = if version.is_some() {

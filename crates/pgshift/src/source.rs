@@ -100,12 +100,15 @@ impl MigrationFile {
     pub fn parse(&self) -> Result<Body, Diagnostic> {
         match self.kind {
             Kind::Sql => sql::split(&self.path, &self.source).map(Body::Sql),
-            Kind::Toml => model::parse_migration(&self.path, &self.source, Format::Toml)
-                .map(Body::Operations),
-            Kind::Yaml => model::parse_migration(&self.path, &self.source, Format::Yaml)
-                .map(Body::Operations),
-            Kind::Json => model::parse_migration(&self.path, &self.source, Format::Json)
-                .map(Body::Operations),
+            Kind::Toml => {
+                model::parse_migration(&self.path, &self.source, Format::Toml).map(Body::Operations)
+            }
+            Kind::Yaml => {
+                model::parse_migration(&self.path, &self.source, Format::Yaml).map(Body::Operations)
+            }
+            Kind::Json => {
+                model::parse_migration(&self.path, &self.source, Format::Json).map(Body::Operations)
+            }
         }
     }
 }
@@ -160,7 +163,9 @@ pub fn discover(dir: &Path) -> Result<Vec<MigrationFile>> {
                     pair[1].path.display(),
                     pair[0].name
                 ),
-                Some("a migration's name is its file name without the extension; rename one of them"),
+                Some(
+                    "a migration's name is its file name without the extension; rename one of them",
+                ),
             ));
         }
     }

@@ -89,8 +89,14 @@ pub fn split(path: &Path, source: &str) -> Result<Vec<SqlStatement>, Diagnostic>
         out.push(classify(text.to_owned(), line, node));
     }
     if out.is_empty() {
-        return Err(Diagnostic::at_line_col(path, source, 1, 1, "the migration has no SQL statement")
-            .with_hint("add the statements to run, or delete the file"));
+        return Err(Diagnostic::at_line_col(
+            path,
+            source,
+            1,
+            1,
+            "the migration has no SQL statement",
+        )
+        .with_hint("add the statements to run, or delete the file"));
     }
     Ok(out)
 }
@@ -134,19 +140,20 @@ fn classify(sql: String, line: usize, node: Option<&Node>) -> SqlStatement {
             let rel = re.relation.as_ref();
             let schema = rel.and_then(|r| non_empty(&r.schemaname));
             let relname = rel.map(|r| r.relname.clone());
-            stmt.concurrent_index = Some(if re.kind == ReindexObjectType::ReindexObjectIndex as i32 {
-                ConcurrentIndex::Reindex {
-                    schema,
-                    table: None,
-                    index: relname,
-                }
-            } else {
-                ConcurrentIndex::Reindex {
-                    schema,
-                    table: relname,
-                    index: None,
-                }
-            });
+            stmt.concurrent_index =
+                Some(if re.kind == ReindexObjectType::ReindexObjectIndex as i32 {
+                    ConcurrentIndex::Reindex {
+                        schema,
+                        table: None,
+                        index: relname,
+                    }
+                } else {
+                    ConcurrentIndex::Reindex {
+                        schema,
+                        table: relname,
+                        index: None,
+                    }
+                });
         }
         Node::VacuumStmt(_)
         | Node::CreatedbStmt(_)
@@ -206,7 +213,9 @@ fn object_name(object: &pg_query::protobuf::Node) -> Option<(Option<String>, Str
 /// syntax), then the token the message names inside it.
 fn locate_parse_error(path: &Path, source: &str, error: &pg_query::Error) -> Diagnostic {
     let message = match error {
-        pg_query::Error::Parse(m) | pg_query::Error::Scan(m) | pg_query::Error::Split(m) => m.clone(),
+        pg_query::Error::Parse(m) | pg_query::Error::Scan(m) | pg_query::Error::Split(m) => {
+            m.clone()
+        }
         other => other.to_string(),
     };
     let mut offset = 0;
@@ -305,7 +314,11 @@ mod tests {
 
     #[test]
     fn transaction_control_is_refused() {
-        let d = split(Path::new("m.sql"), "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n").unwrap_err();
+        let d = split(
+            Path::new("m.sql"),
+            "BEGIN;\nCREATE TABLE a (id int);\nCOMMIT;\n",
+        )
+        .unwrap_err();
         assert_eq!(d.line, 1);
     }
 

@@ -290,7 +290,11 @@ pub enum StepState {
 }
 
 /// The journal of a migration's phase: step number and state.
-pub async fn journal(client: &Client, migration: &str, phase: &str) -> Result<Vec<(i32, StepState)>> {
+pub async fn journal(
+    client: &Client,
+    migration: &str,
+    phase: &str,
+) -> Result<Vec<(i32, StepState)>> {
     let rows = client
         .query(
             &format!(

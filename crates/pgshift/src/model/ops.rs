@@ -56,7 +56,10 @@ impl<'de> Deserialize<'de> for Operation {
                 f.write_str("an operation: a map with one key naming the operation")
             }
 
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Operation, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Operation, A::Error> {
                 let Some(key) = map.next_key::<String>()? else {
                     return Err(A::Error::custom(
                         "empty operation: give one key naming the operation, such as create_table",
@@ -666,9 +669,8 @@ fn index_columns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IndexColumn>, D:
         return Err(D::Error::custom("an index needs at least one column"));
     }
     for c in &columns {
-        crate::quote::validate_identifier(&c.column).map_err(|e| {
-            D::Error::custom(format!("invalid column name {:?}: {e}", c.column))
-        })?;
+        crate::quote::validate_identifier(&c.column)
+            .map_err(|e| D::Error::custom(format!("invalid column name {:?}: {e}", c.column)))?;
     }
     Ok(columns)
 }

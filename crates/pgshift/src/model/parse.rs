@@ -126,13 +126,21 @@ nullable = true
 
     #[test]
     fn toml_syntax_error_is_located() {
-        let d = parse("m.toml", "[[operations]]\n[operations.drop_table\nname = 1\n").unwrap_err();
+        let d = parse(
+            "m.toml",
+            "[[operations]]\n[operations.drop_table\nname = 1\n",
+        )
+        .unwrap_err();
         assert_eq!(d.line, 2, "{d}");
     }
 
     #[test]
     fn json_error_is_located() {
-        let d = parse("m.json", "{\"operations\": [\n  {\"drop_table\": {\"name\": }}]}").unwrap_err();
+        let d = parse(
+            "m.json",
+            "{\"operations\": [\n  {\"drop_table\": {\"name\": }}]}",
+        )
+        .unwrap_err();
         assert_eq!(d.line, 2, "{d}");
     }
 
@@ -146,7 +154,10 @@ nullable = true
 
     #[test]
     fn long_names_are_refused() {
-        let yaml = format!("operations:\n  - drop_table:\n      name: {}\n", "x".repeat(64));
+        let yaml = format!(
+            "operations:\n  - drop_table:\n      name: {}\n",
+            "x".repeat(64)
+        );
         let d = parse("m.yaml", &yaml).unwrap_err();
         assert!(d.message.contains("63 bytes"), "{d}");
         assert_eq!(d.line, 3, "{d}");
@@ -166,7 +177,8 @@ nullable = true
 
     #[test]
     fn every_pgroll_example_parses() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/compat/pgroll-examples");
+        let dir =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/compat/pgroll-examples");
         let Ok(entries) = std::fs::read_dir(&dir) else {
             eprintln!("skipped: {} does not exist", dir.display());
             return;

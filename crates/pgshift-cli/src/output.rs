@@ -1,0 +1,252 @@
+//! Printing: human text on a terminal, or JSON. In JSON mode the result is one object on
+//! stdout and progress events are JSON lines on stderr.
+
+use pgshift::conn::ConnectionSpec;
+use pgshift::exec::{ExecEvent, Observer};
+use pgshift::runner::{MigrateReport, MigrationStatus, RunEvent, StatusReport};
+use pgshift::state::StateUpgrade;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Printer {
+    output: Output,
+}
+
+impl Printer {
+    pub fn new(output: Output) -> Printer {
+        Printer { output }
+    }
+
+    fn json_line<T: Serialize>(value: &T) -> String {
+        serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    fn progress(&self, human: impl FnOnce() -> String, json: &impl Serialize) {
+        match self.output {
+            Output::Human => eprintln!("{}", human()),
+            Output::Json => eprintln!("{}", Self::json_line(json)),
+        }
+    }
+
+    pub fn error(&self, error: &anyhow::Error, exit_code: i32) {
+        let text = match error.downcast_ref::<pgshift::Error>() {
+            Some(pe) => pe.to_string(),
+            None => format!("{error:#}"),
+        };
+        // Diagnostics already read `path:line:col: error: ...`.
+        match error.downcast_ref::<pgshift::Error>() {
+            Some(pgshift::Error::Input(_) | pgshift::Error::EditedAfterApply(_)) => {
+                eprintln!("{text}")
+            }
+            _ => eprintln!("error: {text}"),
+        }
+        if self.output == Output::Json {
+            println!(
+                "{}",
+                Self::json_line(&serde_json::json!({ "error": text, "exit_code": exit_code }))
+            );
+        }
+    }
+
+    pub fn run_event(&self, event: &RunEvent) {
+        self.progress(
+            || match event {
+                RunEvent::StateSchema { from: None, to } => {
+                    format!("created the state schema \"pgshift\" (version {to})")
+                }
+                RunEvent::StateSchema { from: Some(f), to } => {
+                    format!("upgraded the state schema \"pgshift\" from version {f} to {to}")
+                }
+                RunEvent::MigrationStarted { name, resumed } => format!(
+                    "applying {name}{}",
+                    if *resumed {
+                        " (resuming an earlier, unfinished run)"
+                    } else {
+                        ""
+                    }
+                ),
+                RunEvent::StepSkipped { step, reason, .. } => {
+                    format!("  step {step}: skipped, {reason}")
+                }
+                RunEvent::StepDone {
+                    step, of, line, ms, ..
+                } => format!("  step {step}/{of} (line {line}) done in {ms} ms"),
+                RunEvent::MigrationApplied { name, ms } => format!("applied {name} in {ms} ms"),
+            },
+            event,
+        );
+    }
+
+    pub fn init(&self, spec: &ConnectionSpec, upgrade: &StateUpgrade) {
+        match self.output {
+            Output::Human => match upgrade.from {
+                None => println!(
+                    "created the state schema \"pgshift\" (version {}) in {}",
+                    upgrade.to,
+                    spec.describe()
+                ),
+                Some(v) if v == upgrade.to => {
+                    println!("the state schema \"pgshift\" is up to date (version {v})")
+                }
+                Some(v) => println!(
+                    "upgraded the state schema \"pgshift\" from version {v} to {}",
+                    upgrade.to
+                ),
+            },
+            Output::Json => println!(
+                "{}",
+                Self::json_line(&serde_json::json!({
+                    "database": spec.describe(),
+                    "state_schema": pgshift::state::SCHEMA,
+                    "from_version": upgrade.from,
+                    "version": upgrade.to,
+                }))
+            ),
+        }
+    }
+
+    pub fn migrate(&self, report: &MigrateReport) {
+        match self.output {
+            Output::Human => {
+                if report.applied.is_empty() {
+                    println!(
+                        "nothing to apply: {} migration(s) already applied",
+                        report.already_applied
+                    );
+                } else {
+                    println!(
+                        "applied {} migration(s) in {} ms ({} were already applied)",
+                        report.applied.len(),
+                        report.duration_ms,
+                        report.already_applied
+                    );
+                }
+            }
+            Output::Json => println!("{}", Self::json_line(report)),
+        }
+    }
+
+    pub fn status(&self, report: &StatusReport) {
+        if self.output == Output::Json {
+            println!("{}", Self::json_line(report));
+            return;
+        }
+        match report.state_version {
+            Some(v) => println!(
+                "database {}, state schema \"{}\" version {v}",
+                report.database, report.state_schema
+            ),
+            None => println!(
+                "database {}: no state schema yet (pgshift init or migrate creates it)",
+                report.database
+            ),
+        }
+        if report.migrations.is_empty() {
+            println!("no migrations");
+            return;
+        }
+        let width = report
+            .migrations
+            .iter()
+            .map(|m| m.name.len())
+            .max()
+            .unwrap_or(0);
+        for m in &report.migrations {
+            let label = match m.status {
+                MigrationStatus::Applied => "applied",
+                MigrationStatus::Pending => "pending",
+                MigrationStatus::Edited => "EDITED",
+                MigrationStatus::Running => "UNFINISHED",
+                MigrationStatus::Failed => "FAILED",
+                MigrationStatus::Missing => "MISSING",
+            };
+            let mut line = format!("  {label:<10} {:<width$}", m.name);
+            if let Some(r) = &m.record {
+                match m.status {
+                    MigrationStatus::Applied => line.push_str(&format!(
+                        "  {}  {} ms  by {}@{}",
+                        r.completed_at.as_deref().unwrap_or(&r.started_at),
+                        r.duration_ms.unwrap_or(0),
+                        r.applied_by,
+                        r.applied_from_host
+                    )),
+                    MigrationStatus::Edited => line.push_str(&format!(
+                        "  the file changed after it was applied (applied {}, file now {})",
+                        short(m.applied_checksum.as_deref()),
+                        short(m.checksum.as_deref())
+                    )),
+                    MigrationStatus::Running => line.push_str(&format!(
+                        "  started {} by {}@{}; running now, or interrupted (pgshift migrate resumes it)",
+                        r.started_at, r.applied_by, r.applied_from_host
+                    )),
+                    MigrationStatus::Failed => line.push_str(&format!(
+                        "  {}",
+                        r.last_error.as_deref().unwrap_or("").lines().next().unwrap_or("")
+                    )),
+                    MigrationStatus::Missing => line.push_str("  recorded in the database, but its file is gone"),
+                    MigrationStatus::Pending => {}
+                }
+            }
+            println!("{line}");
+        }
+        let counts: Vec<String> = report
+            .counts
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        println!(
+            "{} migration(s): {}",
+            report.migrations.len(),
+            counts.join(", ")
+        );
+    }
+}
+
+fn short(checksum: Option<&str>) -> &str {
+    checksum.and_then(|c| c.get(..12)).unwrap_or("?")
+}
+
+impl Observer for Printer {
+    fn exec_event(&self, event: &ExecEvent) {
+        self.progress(
+            || match event {
+                ExecEvent::Waiting {
+                    statement,
+                    waited_ms,
+                    blockers,
+                } => {
+                    let mut s = format!("  waiting {waited_ms} ms for a lock: {statement}");
+                    for b in blockers {
+                        s.push_str(&format!("\n    blocked by {b}"));
+                    }
+                    s
+                }
+                ExecEvent::LockTimeout {
+                    attempt,
+                    retry_in_ms,
+                    blockers,
+                    ..
+                } => {
+                    let pids: Vec<String> = blockers.iter().map(|b| b.pid.to_string()).collect();
+                    format!(
+                        "  lock not granted in time (attempt {attempt}); rolled back, nobody is queued behind pgshift; retrying in {retry_in_ms} ms{}",
+                        if pids.is_empty() { String::new() } else { format!(" (blocked by pid {})", pids.join(", ")) }
+                    )
+                }
+                ExecEvent::InvalidIndexDropped { index } => format!(
+                    "  dropped the INVALID index {index} left by a failed concurrent build; building it again"
+                ),
+                ExecEvent::AlreadyDone { statement, reason } => {
+                    format!("  already done ({reason}): {statement}")
+                }
+            },
+            event,
+        );
+    }
+}
