@@ -1,0 +1,134 @@
+//! Helpers shared by the CLI's integration tests: run the real `pgshift` binary against a
+//! fresh database of the test kit's throwaway cluster.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+pub use pgshift_testkit::TestDb;
+
+/// What a finished pgshift run printed and returned.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+    }
+}
+
+/// A migrations folder in a temp dir.
+pub struct Migrations {
+    pub dir: tempfile::TempDir,
+}
+
+impl Migrations {
+    pub fn new(files: &[(&str, &str)]) -> Migrations {
+        let m = Migrations {
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        for (name, body) in files {
+            m.write(name, body);
+        }
+        m
+    }
+
+    pub fn write(&self, name: &str, body: &str) {
+        std::fs::write(self.dir.path().join(name), body).expect("write migration");
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+/// A `pgshift` command aimed at `db` and `dir`, with the environment cleared of libpq
+/// variables so that only what the test gives counts.
+pub fn pgshift(db_url: &str, dir: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgshift"));
+    for var in [
+        "PGHOST",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSWORD",
+        "PGSSLMODE",
+        "PGAPPNAME",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("DATABASE_URL", db_url)
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+pub async fn finish(cmd: &mut tokio::process::Command) -> Run {
+    let out = cmd.output().await.expect("run pgshift");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub async fn run(db: &TestDb, dir: &Path, args: &[&str]) -> Run {
+    finish(&mut pgshift(&db.url, dir, args)).await
+}
+
+/// Polls `check` until it is true, or panics after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn scalar_i64(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+pub async fn table_exists(client: &tokio_postgres::Client, qualified: &str) -> bool {
+    client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&qualified])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Waits until no session of `application_name` pgshift is connected (a killed pgshift's
+/// backend goes away once the server notices the closed socket).
+pub async fn wait_for_pgshift_sessions_to_end(client: &tokio_postgres::Client) {
+    wait_until(
+        "pgshift's sessions to end",
+        Duration::from_secs(30),
+        || async {
+            scalar_i64(
+                client,
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgshift'",
+            )
+            .await
+                == 0
+        },
+    )
+    .await;
+}

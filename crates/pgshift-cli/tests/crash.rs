@@ -1,0 +1,182 @@
+//! kill -9 in the middle of a migration, then the same command again.
+//!
+//! What happens (docs/runner.md): a `.sql` migration whose statements can all share a
+//! transaction runs as one transaction, so a kill leaves nothing of it and the next run
+//! applies it whole. A migration with statements that cannot run in a transaction
+//! (CONCURRENTLY) runs as journaled segments; the next run skips the segments that
+//! committed, and redoes the interrupted one (a concurrent index build is checked first:
+//! an INVALID leftover is dropped and rebuilt, a valid index is kept).
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+/// Starts `pgshift migrate`, waits until its session runs a statement containing `marker`
+/// (and `also_sql`, if given, returns true), then kills it with SIGKILL.
+async fn kill_during(db: &TestDb, dir: &std::path::Path, marker: &str, also_sql: Option<&str>) {
+    let c = db.client().await;
+    let mut child = pgshift(&db.url, dir, &["migrate"]).spawn().unwrap();
+    let pattern = format!("%{marker}%");
+    wait_until("pgshift to reach the marked statement", Duration::from_secs(30), || async {
+        let running: bool = c
+            .query_one(
+                "SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgshift' AND state = 'active' AND query LIKE $1",
+                &[&pattern],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let also = match also_sql {
+            Some(sql) => c.query_one(sql, &[]).await.unwrap().get(0),
+            None => true,
+        };
+        running && also
+    })
+    .await;
+    child.start_kill().unwrap(); // SIGKILL
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), None, "pgshift should have died of SIGKILL");
+    // The server notices the dead client (client_connection_check_interval) and rolls back.
+    wait_for_pgshift_sessions_to_end(&c).await;
+}
+
+/// Sleeps long on the first run and not at all once the test has created `rerun_marker`,
+/// so the file (and its checksum) stays the same for the rerun.
+const SLEEP_UNTIL_RERUN: &str =
+    "SELECT pg_sleep(CASE WHEN to_regclass('rerun_marker') IS NULL THEN 60 ELSE 0 END) AS crash_here;";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_in_a_transactional_migration_then_rerun_applies_it_whole() {
+    let db = TestDb::new().await;
+    let m = Migrations::new(&[(
+        "0001_multi.sql",
+        &format!("CREATE TABLE a (id int PRIMARY KEY);\nINSERT INTO a SELECT generate_series(1, 100);\n{SLEEP_UNTIL_RERUN}\nCREATE TABLE b (id int);\n"),
+    )]);
+    kill_during(&db, &m.path(), "crash_here", None).await;
+    let c = db.client().await;
+    assert!(
+        !table_exists(&c, "a").await,
+        "a killed transaction leaves nothing"
+    );
+    let status = run(&db, &m.path(), &["status", "--output", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(status.stdout.trim()).expect(&status.all());
+    assert_eq!(v["migrations"][0]["status"], "running", "{}", status.all());
+
+    c.batch_execute("CREATE TABLE rerun_marker ()")
+        .await
+        .unwrap();
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("resuming"), "{}", r.all());
+    assert_eq!(scalar_i64(&c, "SELECT count(*) FROM a").await, 100);
+    assert!(table_exists(&c, "b").await);
+    assert_eq!(
+        scalar_i64(&c, "SELECT attempts::bigint FROM pgshift.migrations WHERE name = '0001_multi' AND status = 'applied'").await,
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_after_a_concurrent_step_resumes_from_the_journal() {
+    let db = TestDb::new().await;
+    let m = Migrations::new(&[(
+        "0001_mixed.sql",
+        &format!(
+            "CREATE TABLE a (id int PRIMARY KEY, v int);\nINSERT INTO a SELECT g, g FROM generate_series(1, 100) g;\n\
+             CREATE INDEX CONCURRENTLY a_v ON a (v);\n\
+             INSERT INTO a SELECT g, g FROM generate_series(101, 110) g;\n{SLEEP_UNTIL_RERUN}\nCREATE TABLE c (id int);\n"
+        ),
+    )]);
+    kill_during(&db, &m.path(), "crash_here", None).await;
+    let c = db.client().await;
+    // Segments 1 (table and rows) and 2 (the index) committed; segment 3 rolled back.
+    assert_eq!(scalar_i64(&c, "SELECT count(*) FROM a").await, 100);
+    assert!(!table_exists(&c, "c").await);
+
+    c.batch_execute("CREATE TABLE rerun_marker ()")
+        .await
+        .unwrap();
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        r.stderr.matches("skipped, done in an earlier run").count(),
+        2,
+        "{}",
+        r.all()
+    );
+    // Not redone (CREATE TABLE a would have failed), not skipped.
+    assert_eq!(scalar_i64(&c, "SELECT count(*) FROM a").await, 110);
+    assert!(table_exists(&c, "c").await);
+    let valid: bool = c
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'a_v'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_a_concurrent_index_build_leaves_an_invalid_index_that_the_rerun_rebuilds() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute("CREATE TABLE a (id int PRIMARY KEY, v int); INSERT INTO a SELECT g, g FROM generate_series(1, 1000) g;")
+        .await
+        .unwrap();
+    // An open snapshot makes CREATE INDEX CONCURRENTLY wait after it has created the
+    // (still INVALID) index.
+    let old_snapshot = db.client().await;
+    old_snapshot
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pg_class;")
+        .await
+        .unwrap();
+    let m = Migrations::new(&[("0001_ix.sql", "CREATE INDEX CONCURRENTLY a_v ON a (v);\n")]);
+    kill_during(
+        &db,
+        &m.path(),
+        "CONCURRENTLY",
+        Some("SELECT to_regclass('a_v') IS NOT NULL"),
+    )
+    .await;
+    old_snapshot.batch_execute("COMMIT").await.unwrap();
+    let valid: bool = c
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'a_v'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !valid,
+        "the interrupted build should have left an INVALID index"
+    );
+
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr.contains("dropped the INVALID index public.a_v"),
+        "{}",
+        r.all()
+    );
+    let valid: bool = c
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'a_v'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid);
+    assert_eq!(
+        scalar_i64(
+            &c,
+            "SELECT count(*) FROM pg_index WHERE indrelid = 'a'::regclass"
+        )
+        .await,
+        2
+    );
+}

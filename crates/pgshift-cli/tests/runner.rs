@@ -1,0 +1,274 @@
+//! `pgshift init`, `migrate` and `status` against a real PostgreSQL.
+
+mod common;
+
+use common::*;
+
+const CREATE_ORDERS: &str = "CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, price int NOT NULL);\nINSERT INTO orders (price) SELECT g FROM generate_series(1, 100) g;\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_applies_in_order_records_who_and_is_idempotent() {
+    let db = TestDb::new().await;
+    let m = Migrations::new(&[
+        ("0002_index.sql", "CREATE INDEX CONCURRENTLY orders_price ON orders (price);\nALTER TABLE orders ADD COLUMN note text;\n"),
+        ("0001_orders.sql", CREATE_ORDERS),
+    ]);
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr.find("applying 0001_orders") < r.stderr.find("applying 0002_index"),
+        "{}",
+        r.all()
+    );
+
+    let c = db.client().await;
+    assert_eq!(scalar_i64(&c, "SELECT count(*) FROM orders").await, 100);
+    let valid: bool = c
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_price'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid);
+    let rows = c
+        .query(
+            "SELECT name, status, kind, applied_by, applied_from_host, application_name, duration_ms IS NOT NULL, completed_at >= started_at
+             FROM pgshift.migrations ORDER BY name",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, name) in rows.iter().zip(["0001_orders", "0002_index"]) {
+        assert_eq!(row.get::<_, String>(0), name);
+        assert_eq!(row.get::<_, String>(1), "applied");
+        assert_eq!(row.get::<_, String>(2), "sql");
+        assert!(!row.get::<_, String>(3).is_empty());
+        assert!(!row.get::<_, String>(4).is_empty());
+        assert_eq!(row.get::<_, String>(5), "pgshift");
+        assert!(row.get::<_, bool>(6));
+        assert!(row.get::<_, bool>(7));
+    }
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM pgshift.events WHERE event = 'migration_applied' AND result = 'ok'").await,
+        2
+    );
+
+    // Again: nothing to do, nothing re-run.
+    let again = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(again.code, 0, "{}", again.all());
+    assert!(again.stdout.contains("nothing to apply"), "{}", again.all());
+    assert_eq!(scalar_i64(&c, "SELECT count(*) FROM orders").await, 100);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_lists_applied_pending_and_edited_as_json() {
+    let db = TestDb::new().await;
+    let m = Migrations::new(&[("0001_orders.sql", CREATE_ORDERS)]);
+    let before = run(&db, &m.path(), &["status", "--output", "json"]).await;
+    assert_eq!(before.code, 0, "{}", before.all());
+    let v: serde_json::Value = serde_json::from_str(before.stdout.trim()).expect(&before.stdout);
+    assert_eq!(v["state_version"], serde_json::Value::Null);
+    assert_eq!(v["migrations"][0]["status"], "pending");
+    // status only reads: it created nothing.
+    let c = db.client().await;
+    assert!(!table_exists(&c, "pgshift.migrations").await);
+
+    assert_eq!(run(&db, &m.path(), &["migrate"]).await.code, 0);
+    m.write("0002_more.sql", "ALTER TABLE orders ADD COLUMN note text;");
+    m.write(
+        "0001_orders.sql",
+        &format!("{CREATE_ORDERS}-- a comment added later\n"),
+    );
+    let after = run(&db, &m.path(), &["status", "--output", "json"]).await;
+    assert_eq!(after.code, 0, "{}", after.all());
+    assert_eq!(
+        after.stdout.trim().lines().count(),
+        1,
+        "one JSON object: {}",
+        after.stdout
+    );
+    let v: serde_json::Value = serde_json::from_str(after.stdout.trim()).unwrap();
+    let statuses: Vec<(String, String)> = v["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("0001_orders".into(), "edited".into()),
+            ("0002_more".into(), "pending".into())
+        ]
+    );
+    assert_eq!(v["counts"]["edited"], 1);
+    assert_eq!(
+        v["migrations"][0]["applied_by"]
+            .as_str()
+            .map(|s| !s.is_empty()),
+        Some(true)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edited_applied_file_is_refused_with_exit_2_and_nothing_runs() {
+    let db = TestDb::new().await;
+    let m = Migrations::new(&[("0001_orders.sql", CREATE_ORDERS)]);
+    assert_eq!(run(&db, &m.path(), &["migrate"]).await.code, 0);
+    m.write("0001_orders.sql", &CREATE_ORDERS.replace("100", "200"));
+    m.write("0002_more.sql", "CREATE TABLE should_not_exist (id int);");
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("0001_orders") && r.stderr.contains("edited after it was applied"),
+        "{}",
+        r.all()
+    );
+    let c = db.client().await;
+    assert!(!table_exists(&c, "should_not_exist").await);
+    assert_eq!(scalar_i64(&c, "SELECT count(*) FROM orders").await, 100);
+}
+
+/// For each syntax: a malformed file gets `file:line:col`, exit 2, and the valid migration
+/// before it is not applied either (nor is the state schema created).
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_files_exit_2_with_location_and_nothing_applied() {
+    let cases = [
+        (
+            "0002_bad.toml",
+            "[[operations]]\n[operations.drop_table]\nname = \"t\"\ncascade = true\n",
+            ":4:1",
+        ),
+        (
+            "0002_bad.yaml",
+            "operations:\n  - drop_table:\n      nme: t\n",
+            ":3:7",
+        ),
+        (
+            "0002_bad.json",
+            "{\"operations\": [\n  {\"drop_table\": {\"name\": \"t\",}}\n]}\n",
+            ":2:",
+        ),
+        (
+            "0002_bad.sql",
+            "CREATE TABLE ok (id int);\nALTER TABLE ok ADD COLUMN x innt nott null;\n",
+            ":2:",
+        ),
+    ];
+    for (name, body, location) in cases {
+        let db = TestDb::new().await;
+        let m = Migrations::new(&[
+            ("0001_ok.sql", "CREATE TABLE first_one (id int);"),
+            (name, body),
+        ]);
+        let r = run(&db, &m.path(), &["migrate"]).await;
+        assert_eq!(r.code, 2, "{name}: {}", r.all());
+        let located = format!("{name}{location}");
+        assert!(
+            r.stderr.contains(&located),
+            "{name}: expected {located} in {}",
+            r.all()
+        );
+        assert!(r.stderr.contains("hint:"), "{name}: {}", r.all());
+        let c = db.client().await;
+        assert!(
+            !table_exists(&c, "first_one").await,
+            "{name}: the valid migration ran"
+        );
+        assert_eq!(
+            scalar_i64(
+                &c,
+                "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgshift'"
+            )
+            .await,
+            0,
+            "{name}: the state schema was created"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn structured_migrations_parse_but_are_not_run_yet() {
+    let db = TestDb::new().await;
+    let m = Migrations::new(&[(
+        "0001_t.yaml",
+        "operations:\n  - create_table:\n      name: t\n      columns:\n        - name: id\n          type: int\n          pk: true\n",
+    )]);
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("cannot run their operations yet"),
+        "{}",
+        r.all()
+    );
+    assert!(!table_exists(&db.client().await, "t").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pending_migration_older_than_an_applied_one_needs_a_flag() {
+    let db = TestDb::new().await;
+    let m = Migrations::new(&[("0002_b.sql", "CREATE TABLE b (id int);")]);
+    assert_eq!(run(&db, &m.path(), &["migrate"]).await.code, 0);
+    m.write("0001_a.sql", "CREATE TABLE a (id int);");
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("--allow-out-of-order"), "{}", r.all());
+    let c = db.client().await;
+    assert!(!table_exists(&c, "a").await);
+    let r = run(&db, &m.path(), &["migrate", "--allow-out-of-order"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(table_exists(&c, "a").await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_creates_upgrades_in_place_and_refuses_a_newer_state() {
+    let db = TestDb::new().await;
+    let m = Migrations::new(&[]);
+    let r = run(&db, &m.path(), &["init", "--output", "json"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(v["from_version"], serde_json::Value::Null);
+    assert_eq!(v["version"], 1);
+    let c = db.client().await;
+
+    // The audit is append-only.
+    let update = c
+        .batch_execute("UPDATE pgshift.events SET result = 'error'")
+        .await;
+    assert!(update.is_err(), "UPDATE on the audit log must fail");
+    assert!(c.batch_execute("DELETE FROM pgshift.events").await.is_err());
+    assert!(c.batch_execute("TRUNCATE pgshift.events").await.is_err());
+
+    // A state schema at version 0 (as an older pgshift would leave it) is upgraded in place.
+    c.batch_execute(
+        "DROP TABLE pgshift.steps, pgshift.migrations, pgshift.events;
+         DROP FUNCTION pgshift.refuse_change();
+         UPDATE pgshift.state_version SET version = 0;",
+    )
+    .await
+    .unwrap();
+    let r = run(&db, &m.path(), &["init"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("from version 0 to 1"), "{}", r.all());
+    assert!(table_exists(&c, "pgshift.migrations").await);
+    assert_eq!(
+        scalar_i64(&c, "SELECT version::bigint FROM pgshift.state_version").await,
+        1
+    );
+
+    // A newer state schema is refused, and left alone.
+    c.batch_execute("UPDATE pgshift.state_version SET version = 99")
+        .await
+        .unwrap();
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("version 99"), "{}", r.all());
+}
