@@ -240,7 +240,7 @@ impl Observer for Printer {
                     )
                 }
                 ExecEvent::InvalidIndexDropped { index } => format!(
-                    "  dropped the INVALID index {index} left by a failed concurrent build; building it again"
+                    "  dropped the INVALID index {index} left by a failed concurrent build"
                 ),
                 ExecEvent::AlreadyDone { statement, reason } => {
                     format!("  already done ({reason}): {statement}")

@@ -60,7 +60,8 @@ async fn kill_9_in_a_transactional_migration_then_rerun_applies_it_whole() {
         "a killed transaction leaves nothing"
     );
     let status = run(&db, &m.path(), &["status", "--output", "json"]).await;
-    let v: serde_json::Value = serde_json::from_str(status.stdout.trim()).expect(&status.all());
+    let v: serde_json::Value =
+        serde_json::from_str(status.stdout.trim()).unwrap_or_else(|_| panic!("{}", status.all()));
     assert_eq!(v["migrations"][0]["status"], "running", "{}", status.all());
 
     c.batch_execute("CREATE TABLE rerun_marker ()")

@@ -69,7 +69,8 @@ async fn status_lists_applied_pending_and_edited_as_json() {
     let m = Migrations::new(&[("0001_orders.sql", CREATE_ORDERS)]);
     let before = run(&db, &m.path(), &["status", "--output", "json"]).await;
     assert_eq!(before.code, 0, "{}", before.all());
-    let v: serde_json::Value = serde_json::from_str(before.stdout.trim()).expect(&before.stdout);
+    let v: serde_json::Value =
+        serde_json::from_str(before.stdout.trim()).unwrap_or_else(|_| panic!("{}", before.stdout));
     assert_eq!(v["state_version"], serde_json::Value::Null);
     assert_eq!(v["migrations"][0]["status"], "pending");
     // status only reads: it created nothing.

@@ -176,7 +176,11 @@ impl ConnectionSpec {
 
     fn connect_error(&self, e: tokio_postgres::Error) -> Error {
         Error::usage(
-            format!("cannot connect to {}: {e}", self.describe()),
+            format!(
+                "cannot connect to {}: {}",
+                self.describe(),
+                crate::error::pg_error_text(&e)
+            ),
             Some(HINT_URL),
         )
     }

@@ -26,7 +26,7 @@ pub enum Error {
 
     /// Another pgshift holds the advisory lock on this database.
     #[error("another pgshift is running against this database: {holder}\nhint: wait for it to finish, or find it with: SELECT * FROM pg_stat_activity WHERE pid = {pid}", pid = .holder.pid.map(|p| p.to_string()).unwrap_or_else(|| "<unknown>".into()))]
-    LockHeld { holder: LockHolder },
+    LockHeld { holder: Box<LockHolder> },
 
     /// A DDL statement could not get its lock within the total wait allowed.
     #[error("{}", render_lock_timeout(.statement, *.attempts, *.waited, .blockers))]
@@ -38,7 +38,7 @@ pub enum Error {
     },
 
     /// A statement of a migration failed.
-    #[error("{context}: {source}{}", detail_of(.source))]
+    #[error("{context}: {}", pg_error_text(.source))]
     Statement {
         context: String,
         #[source]
@@ -57,7 +57,7 @@ pub enum Error {
     #[error("{0}")]
     CannotResume(String),
 
-    #[error("database error: {source}{}", detail_of(.source))]
+    #[error("database error: {}", pg_error_text(.source))]
     Db {
         #[from]
         source: tokio_postgres::Error,
@@ -188,18 +188,36 @@ fn render_lock_timeout(
     out
 }
 
-fn detail_of(e: &tokio_postgres::Error) -> String {
+/// The server's own words for a database error: tokio-postgres's `Display` says only
+/// "db error".
+pub fn pg_error_text(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
-            let mut s = format!(" (SQLSTATE {})", db.code().code());
+            let mut s = format!(
+                "{}: {} (SQLSTATE {})",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            );
             if let Some(d) = db.detail() {
                 s.push_str(&format!("\ndetail: {d}"));
             }
             if let Some(h) = db.hint() {
                 s.push_str(&format!("\nhint: {h}"));
             }
+            if let Some(w) = db.where_() {
+                s.push_str(&format!("\ncontext: {w}"));
+            }
             s
         }
-        None => String::new(),
+        None => {
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                s.push_str(&format!(": {inner}"));
+                source = inner.source();
+            }
+            s
+        }
     }
 }

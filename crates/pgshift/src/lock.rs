@@ -25,7 +25,7 @@ pub async fn acquire(client: &Client) -> Result<()> {
         return Ok(());
     }
     Err(Error::LockHeld {
-        holder: holder(client).await?,
+        holder: Box::new(holder(client).await?),
     })
 }
 

@@ -90,8 +90,8 @@ pub async fn migrate(
     // what is recorded now, read-only...
     let version = state::installed_version(client).await?;
     let records = match version {
-        Some(_) => state::migrations(client).await?,
-        None => Vec::new(),
+        Some(v) if v >= 1 => state::migrations(client).await?,
+        _ => Vec::new(),
     };
     plan_run(&files, &records, options)?;
 
@@ -460,7 +460,7 @@ pub async fn status(
 ) -> Result<StatusReport> {
     let files = source::discover(dir)?;
     let version = state::installed_version(client).await?;
-    let records = if version.is_some() {
+    let records = if version.is_some_and(|v| v >= 1) {
         state::migrations(client).await?
     } else {
         Vec::new()

@@ -144,40 +144,36 @@ pub async fn ensure(exec: &Executor) -> Result<StateUpgrade> {
         if found == VERSION {
             return Ok(StateUpgrade { from, to: found });
         }
-    } else {
-        let s = ident(SCHEMA);
-        exec.run_transaction(
-            &[
-                Step::ddl(format!("CREATE SCHEMA IF NOT EXISTS {s}")),
-                Step::ddl(format!(
-                    "CREATE TABLE IF NOT EXISTS {s}.state_version (
-                        version int NOT NULL,
-                        upgraded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-                        pgshift_version text NOT NULL,
-                        singleton bool PRIMARY KEY DEFAULT true CHECK (singleton)
-                    )"
-                )),
-            ],
-            &[format!(
-                "INSERT INTO {s}.state_version (version, pgshift_version) VALUES (0, {}) ON CONFLICT DO NOTHING",
-                literal(env!("CARGO_PKG_VERSION"))
-            )],
-        )
-        .await?;
     }
+    let s = ident(SCHEMA);
     let mut version = from.unwrap_or(0);
     while version < VERSION {
         version += 1;
-        let steps: Vec<Step> = upgrade(version).into_iter().map(Step::ddl).collect();
-        exec.run_transaction(
-            &steps,
-            &[format!(
-                "UPDATE {} SET version = {version}, upgraded_at = clock_timestamp(), pgshift_version = {}",
-                table("state_version"),
+        let mut steps = Vec::new();
+        let record_version = if from.is_none() && version == 1 {
+            // Created in the same transaction as the first version's tables, so that a
+            // reader sees either no state schema or a complete one.
+            steps.push(Step::ddl(format!("CREATE SCHEMA IF NOT EXISTS {s}")));
+            steps.push(Step::ddl(format!(
+                "CREATE TABLE {s}.state_version (
+                    version int NOT NULL,
+                    upgraded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                    pgshift_version text NOT NULL,
+                    singleton bool PRIMARY KEY DEFAULT true CHECK (singleton)
+                )"
+            )));
+            format!(
+                "INSERT INTO {s}.state_version (version, pgshift_version) VALUES ({version}, {})",
                 literal(env!("CARGO_PKG_VERSION"))
-            )],
-        )
-        .await?;
+            )
+        } else {
+            format!(
+                "UPDATE {s}.state_version SET version = {version}, upgraded_at = clock_timestamp(), pgshift_version = {}",
+                literal(env!("CARGO_PKG_VERSION"))
+            )
+        };
+        steps.extend(upgrade(version).into_iter().map(Step::ddl));
+        exec.run_transaction(&steps, &[record_version]).await?;
     }
     Ok(StateUpgrade { from, to: VERSION })
 }

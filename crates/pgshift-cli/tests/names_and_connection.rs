@@ -1,0 +1,230 @@
+//! Hostile names everywhere, INVALID indexes from failed builds, and connection settings.
+
+mod common;
+
+use common::*;
+use pgshift::quote::{ident, literal, qualified};
+
+/// Quotes, spaces, capitals, unicode, a reserved word, and the 63-byte limit.
+const HOSTILE_SCHEMA: &str = "Weird \"Schema\" ü";
+const HOSTILE_TABLE: &str = "select";
+const HOSTILE_COLUMN: &str = "Ordér \"Total\"";
+
+fn index_name() -> String {
+    // 63 bytes exactly: the longest name PostgreSQL keeps whole.
+    let base = "ix ünïcode \"q\" ";
+    let mut name = base.to_owned();
+    while name.len() < 63 {
+        name.push('x');
+    }
+    assert_eq!(name.len(), 63);
+    name
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_names_work_in_migrate_state_and_index_rebuild() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(&format!("CREATE SCHEMA {}", ident(HOSTILE_SCHEMA)))
+        .await
+        .unwrap();
+    let table = qualified(HOSTILE_SCHEMA, HOSTILE_TABLE);
+    let ix = index_name();
+
+    // A failed unique build leaves an INVALID index (built here by hand, as a crashed tool
+    // would leave it).
+    c.batch_execute(&format!(
+        "CREATE TABLE {table} (id int PRIMARY KEY, {col} int);
+         INSERT INTO {table} VALUES (1, 5), (2, 5);",
+        col = ident(HOSTILE_COLUMN)
+    ))
+    .await
+    .unwrap();
+    let failed = c
+        .batch_execute(&format!(
+            "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({})",
+            ident(&ix),
+            ident(HOSTILE_COLUMN)
+        ))
+        .await;
+    assert!(
+        failed.is_err(),
+        "duplicates must make the unique build fail"
+    );
+    assert_eq!(invalid_count(&c, &ix).await, 1);
+    c.batch_execute(&format!("DELETE FROM {table} WHERE id = 2"))
+        .await
+        .unwrap();
+
+    // The migration builds the same index; unqualified names resolve in --schema.
+    let m = Migrations::new(&[(
+        "0001_ix.sql",
+        &format!(
+            "CREATE UNIQUE INDEX CONCURRENTLY {} ON {} ({});\nALTER TABLE {} ADD COLUMN {} text;\n",
+            ident(&ix),
+            ident(HOSTILE_TABLE),
+            ident(HOSTILE_COLUMN),
+            ident(HOSTILE_TABLE),
+            ident("ANOTHER one")
+        ),
+    )]);
+    let r = run(&db, &m.path(), &["migrate", "--schema", HOSTILE_SCHEMA]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr.contains("dropped the INVALID index"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(invalid_count(&c, &ix).await, 0);
+    let valid: bool = c
+        .query_one(
+            "SELECT i.indisvalid AND i.indisunique FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1",
+            &[&ix],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(valid);
+    let has_column: bool = c
+        .query_one(
+            "SELECT count(*) = 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'ANOTHER one'",
+            &[&table],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(has_column);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_concurrent_build_cleans_up_after_itself() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 1), (2, 1);",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_u.sql",
+        "CREATE UNIQUE INDEX CONCURRENTLY t_v ON t (v);",
+    )]);
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("could not create unique index"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        invalid_count(&c, "t_v").await,
+        0,
+        "the INVALID leftover must be dropped"
+    );
+    assert!(!table_exists(&c, "t_v").await);
+
+    c.batch_execute("DELETE FROM t WHERE id = 2").await.unwrap();
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(table_exists(&c, "t_v").await);
+}
+
+/// The quoting helper against the real server: any name (up to 63 bytes, no NUL) makes a
+/// table whose stored name is exactly that name, and a literal reads back as itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn quoting_round_trips_through_the_server() {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::TestRunner;
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let mut runner = TestRunner::deterministic();
+    let names = "[^\u{0}]{1,30}".prop_filter("fits in 63 bytes", |s: &String| s.len() <= 63);
+    for _ in 0..150 {
+        let name = names.new_tree(&mut runner).unwrap().current();
+        c.batch_execute(&format!(
+            "CREATE TABLE {} ({} int)",
+            ident(&name),
+            ident(&name)
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{name:?}: {e}"));
+        let stored: String = c
+            .query_one(
+                "SELECT c.relname::text FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid WHERE c.relname = $1 AND a.attname = $1",
+                &[&name],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{name:?}: {e}"))
+            .get(0);
+        assert_eq!(stored, name);
+        let back: String = c
+            .query_one(&format!("SELECT {}::text", literal(&name)), &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(back, name);
+        c.batch_execute(&format!("DROP TABLE {}", ident(&name)))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_password_never_appears_in_output() {
+    let db = TestDb::new().await;
+    let m = Migrations::new(&[("0001_bad.sql", "CREATE TABLE x (id int);\nSELEC 1;\n")]);
+    let secret = "pw-Sup3rSecret";
+    let with_password = db.url.replace("postgres@", &format!("postgres:{secret}@"));
+    assert!(with_password.contains(secret));
+    let unreachable = format!("postgresql://postgres:{secret}@127.0.0.1:1/none?sslmode=disable");
+    for (url, args) in [
+        (with_password.as_str(), vec!["migrate"]),
+        (with_password.as_str(), vec!["migrate", "--output", "json"]),
+        (with_password.as_str(), vec!["status", "--output", "json"]),
+        (unreachable.as_str(), vec!["status"]),
+        (unreachable.as_str(), vec!["migrate", "--output", "json"]),
+        (
+            "postgresql://postgres:pw-Sup3rSecret@127.0.0.1:notaport/x",
+            vec!["status"],
+        ),
+    ] {
+        let r = finish(&mut pgshift(url, &m.path(), &args)).await;
+        assert!(
+            !r.all().contains(secret),
+            "{args:?} printed the password: {}",
+            r.all()
+        );
+        assert!(r.code != 0 || args[0] == "status", "{args:?}: {}", r.all());
+    }
+    // --help shows DATABASE_URL's name but never its value.
+    let mut help = pgshift(&with_password, &m.path(), &["--help"]);
+    let r = finish(&mut help).await;
+    assert_eq!(r.code, 0);
+    assert!(!r.all().contains(secret), "{}", r.all());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_database_url_counts_as_unset_and_libpq_variables_are_used() {
+    let db = TestDb::new().await;
+    let cluster = pgshift_testkit::cluster();
+    let m = Migrations::new(&[("0001_a.sql", "CREATE TABLE a (id int);")]);
+    let mut cmd = pgshift("", &m.path(), &["migrate"]);
+    cmd.env("PGHOST", "127.0.0.1")
+        .env("PGPORT", cluster.port.to_string())
+        .env("PGUSER", "postgres")
+        .env("PGDATABASE", &db.name)
+        .env("PGSSLMODE", "disable");
+    let r = finish(&mut cmd).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(table_exists(&db.client().await, "a").await);
+}
+
+async fn invalid_count(c: &tokio_postgres::Client, index: &str) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = $1 AND NOT i.indisvalid",
+        &[&index],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
