@@ -109,14 +109,7 @@ async fn kill_9_after_a_concurrent_step_resumes_from_the_journal() {
     // Not redone (CREATE TABLE a would have failed), not skipped.
     assert_eq!(scalar_i64(&c, "SELECT count(*) FROM a").await, 110);
     assert!(table_exists(&c, "c").await);
-    let valid: bool = c
-        .query_one(
-            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'a_v'::regclass",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let valid = index_is_valid(&c, "a_v").await;
     assert!(valid);
 }
 
@@ -143,14 +136,7 @@ async fn kill_9_during_a_concurrent_index_build_leaves_an_invalid_index_that_the
     )
     .await;
     old_snapshot.batch_execute("COMMIT").await.unwrap();
-    let valid: bool = c
-        .query_one(
-            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'a_v'::regclass",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let valid = index_is_valid(&c, "a_v").await;
     assert!(
         !valid,
         "the interrupted build should have left an INVALID index"
@@ -163,14 +149,7 @@ async fn kill_9_during_a_concurrent_index_build_leaves_an_invalid_index_that_the
         "{}",
         r.all()
     );
-    let valid: bool = c
-        .query_one(
-            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'a_v'::regclass",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let valid = index_is_valid(&c, "a_v").await;
     assert!(valid);
     assert_eq!(
         scalar_i64(

@@ -170,14 +170,7 @@ async fn stops_at_the_cap_with_exit_1_and_a_report_then_succeeds_later() {
     let r = run(&db, &m.path(), &["migrate", "--lock-timeout", "100ms"]).await;
     assert_eq!(r.code, 0, "{}", r.all());
     assert!(table_has_column(&c, "x").await);
-    let status: String = c
-        .query_one(
-            "SELECT status FROM pgshift.migrations WHERE name = '0001_alter'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let status = migration_status(&c, "0001_alter").await;
     assert_eq!(status, "applied");
 }
 

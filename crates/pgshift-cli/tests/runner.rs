@@ -23,14 +23,7 @@ async fn migrate_applies_in_order_records_who_and_is_idempotent() {
 
     let c = db.client().await;
     assert_eq!(scalar_i64(&c, "SELECT count(*) FROM orders").await, 100);
-    let valid: bool = c
-        .query_one(
-            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_price'::regclass",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let valid = index_is_valid(&c, "orders_price").await;
     assert!(valid);
     let rows = c
         .query(

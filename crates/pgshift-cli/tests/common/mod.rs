@@ -118,6 +118,22 @@ pub async fn table_exists(client: &tokio_postgres::Client, qualified: &str) -> b
 /// Waits until no session of `application_name` pgshift is connected (a killed pgshift's
 /// backend goes away once the server notices the closed socket).
 pub async fn wait_for_pgshift_sessions_to_end(client: &tokio_postgres::Client) {
+    // PostgreSQL 13 has no client_connection_check_interval: a killed client's backend runs
+    // its statement to the end (a new pgshift meanwhile exits 3 naming it). Do what a DBA
+    // would and terminate it, instead of waiting out the test's long sleep.
+    let version = scalar_i64(
+        client,
+        "SELECT current_setting('server_version_num')::bigint",
+    )
+    .await;
+    if version < 140000 {
+        client
+            .batch_execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgshift' AND pid <> pg_backend_pid()",
+            )
+            .await
+            .unwrap();
+    }
     wait_until(
         "pgshift's sessions to end",
         Duration::from_secs(30),
@@ -131,4 +147,28 @@ pub async fn wait_for_pgshift_sessions_to_end(client: &tokio_postgres::Client) {
         },
     )
     .await;
+}
+
+/// Whether the index named `index` (unqualified, in the search path) is valid.
+pub async fn index_is_valid(client: &tokio_postgres::Client, index: &str) -> bool {
+    client
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+            &[&index],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("index {index}: {e}"))
+        .get(0)
+}
+
+/// The recorded status of a migration in pgshift.migrations.
+pub async fn migration_status(client: &tokio_postgres::Client, name: &str) -> String {
+    client
+        .query_one(
+            "SELECT status FROM pgshift.migrations WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("migration {name}: {e}"))
+        .get(0)
 }
