@@ -181,15 +181,28 @@ impl Printer {
                         short(m.applied_checksum.as_deref()),
                         short(m.checksum.as_deref())
                     )),
-                    MigrationStatus::Running => line.push_str(&format!(
-                        "  started {} by {}@{}; running now, or interrupted (pgshift migrate resumes it)",
-                        r.started_at, r.applied_by, r.applied_from_host
-                    )),
+                    MigrationStatus::Running => line.push_str(&match &report.runner {
+                        Some(holder) => format!(
+                            "  started {} by {}@{}; running now ({holder})",
+                            r.started_at, r.applied_by, r.applied_from_host
+                        ),
+                        None => format!(
+                            "  started {} by {}@{}; interrupted: pgshift migrate resumes it",
+                            r.started_at, r.applied_by, r.applied_from_host
+                        ),
+                    }),
                     MigrationStatus::Failed => line.push_str(&format!(
                         "  {}",
-                        r.last_error.as_deref().unwrap_or("").lines().next().unwrap_or("")
+                        r.last_error
+                            .as_deref()
+                            .unwrap_or("")
+                            .lines()
+                            .next()
+                            .unwrap_or("")
                     )),
-                    MigrationStatus::Missing => line.push_str("  recorded in the database, but its file is gone"),
+                    MigrationStatus::Missing => {
+                        line.push_str("  recorded in the database, but its file is gone")
+                    }
                     MigrationStatus::Pending => {}
                 }
             }

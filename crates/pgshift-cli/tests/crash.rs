@@ -63,6 +63,20 @@ async fn kill_9_in_a_transactional_migration_then_rerun_applies_it_whole() {
     let v: serde_json::Value =
         serde_json::from_str(status.stdout.trim()).unwrap_or_else(|_| panic!("{}", status.all()));
     assert_eq!(v["migrations"][0]["status"], "running", "{}", status.all());
+    assert_eq!(
+        v["runner"],
+        serde_json::Value::Null,
+        "nobody runs it now: {}",
+        status.all()
+    );
+    let human = run(&db, &m.path(), &["status"]).await;
+    assert!(
+        human
+            .stdout
+            .contains("interrupted: pgshift migrate resumes it"),
+        "{}",
+        human.all()
+    );
 
     c.batch_execute("CREATE TABLE rerun_marker ()")
         .await

@@ -237,6 +237,15 @@ async fn two_runners_at_once_one_applies_the_other_exits_3() {
         &format!("SELECT pid::bigint FROM pg_locks WHERE {OUR_ADVISORY_LOCKS} LIMIT 1"),
     )
     .await;
+    let st = run(&db, &m.path(), &["status", "--output", "json"]).await;
+    let v: serde_json::Value =
+        serde_json::from_str(st.stdout.trim()).unwrap_or_else(|_| panic!("{}", st.all()));
+    assert_eq!(
+        v["runner"]["pid"],
+        holder_pid,
+        "status names the running pgshift: {}",
+        st.all()
+    );
     let t0 = Instant::now();
     let r = run(&db, &m.path(), &["migrate"]).await;
     assert_eq!(r.code, 3, "{}", r.all());

@@ -39,6 +39,12 @@ pub async fn release(client: &Client) -> Result<()> {
     Ok(())
 }
 
+/// The session holding the lock, if any: a pgshift run is under way.
+pub async fn current_holder(client: &Client) -> Result<Option<LockHolder>> {
+    let holder = holder(client).await?;
+    Ok(holder.pid.is_some().then_some(holder))
+}
+
 async fn holder(client: &Client) -> Result<LockHolder> {
     // A two-int advisory lock shows in pg_locks with classid = key1, objid = key2, objsubid = 2.
     let row = client

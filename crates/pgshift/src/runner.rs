@@ -448,6 +448,9 @@ pub struct StatusReport {
     pub database: String,
     pub state_schema: String,
     pub state_version: Option<i32>,
+    /// The pgshift session running now, if any. Without one, a `running` migration was
+    /// interrupted and the next `pgshift migrate` resumes it.
+    pub runner: Option<crate::error::LockHolder>,
     pub migrations: Vec<StatusEntry>,
     pub counts: std::collections::BTreeMap<String, usize>,
 }
@@ -510,6 +513,7 @@ pub async fn status(
         database: spec.describe(),
         state_schema: state::SCHEMA.to_owned(),
         state_version: version,
+        runner: lock::current_holder(client).await?,
         migrations: entries,
         counts,
     })
