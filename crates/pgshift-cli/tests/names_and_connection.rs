@@ -195,6 +195,15 @@ async fn the_password_never_appears_in_output() {
             r.all()
         );
         assert!(r.code != 0 || args[0] == "status", "{args:?}: {}", r.all());
+        if url == unreachable {
+            assert_eq!(r.code, 1, "an unreachable server is exit 1: {}", r.all());
+            assert!(
+                r.stderr
+                    .contains("cannot connect to postgres@127.0.0.1:1/none"),
+                "{}",
+                r.all()
+            );
+        }
     }
     // --help shows DATABASE_URL's name but never its value.
     let mut help = pgshift(&with_password, &m.path(), &["--help"]);

@@ -175,14 +175,10 @@ impl ConnectionSpec {
     }
 
     fn connect_error(&self, e: tokio_postgres::Error) -> Error {
-        Error::usage(
-            format!(
-                "cannot connect to {}: {}",
-                self.describe(),
-                crate::error::pg_error_text(&e)
-            ),
-            Some(HINT_URL),
-        )
+        Error::Connect {
+            target: self.describe(),
+            message: crate::error::pg_error_text(&e),
+        }
     }
 }
 

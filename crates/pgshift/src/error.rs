@@ -20,6 +20,10 @@ pub enum Error {
         hint: Option<String>,
     },
 
+    /// The server could not be reached or refused the connection.
+    #[error("cannot connect to {target}: {message}\nhint: check that the server is up and the connection settings (--database-url, DATABASE_URL, or PGHOST, PGPORT, PGUSER, PGDATABASE)")]
+    Connect { target: String, message: String },
+
     /// An applied migration's file changed after it was applied.
     #[error("{}", render_edited(.0))]
     EditedAfterApply(Vec<EditedMigration>),

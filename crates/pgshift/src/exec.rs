@@ -326,7 +326,7 @@ impl Executor {
                 return Ok(());
             }
         }
-        self.drop_leftovers(step, &[]).await?;
+        self.drop_leftovers(step, None).await?;
         let started = Instant::now();
         let mut attempt = 0u32;
         let mut blockers_seen = Vec::new();
@@ -346,7 +346,7 @@ impl Executor {
                 Err(e) => {
                     // A failed concurrent build leaves an INVALID index: drop it whatever the
                     // reason, so that the next attempt (now or in a later run) starts clean.
-                    self.drop_leftovers(step, &invalid_before).await?;
+                    self.drop_leftovers(step, Some(&invalid_before)).await?;
                     if is_lock_failure(&e) {
                         self.pause_before_retry(&step.sql, attempt, started, &blockers_seen)
                             .await?;
@@ -546,9 +546,16 @@ impl Executor {
     }
 
     /// Drops what a failed concurrent statement left behind: for CREATE INDEX CONCURRENTLY
-    /// the INVALID index of that name (or, for an unnamed build, INVALID indexes that were
-    /// not there before), for REINDEX CONCURRENTLY its INVALID `_ccnew`/`_ccold` copies.
-    async fn drop_leftovers(&self, step: &Step, invalid_before: &[(String, String)]) -> Result<()> {
+    /// the INVALID index of that name, for REINDEX CONCURRENTLY its INVALID
+    /// `_ccnew`/`_ccold` copies. An unnamed build's leftover can only be told apart from
+    /// other INVALID indexes (another session's build in progress) by comparing with the
+    /// list taken before the attempt, so before the first attempt (`invalid_before` None)
+    /// nothing is dropped for it.
+    async fn drop_leftovers(
+        &self,
+        step: &Step,
+        invalid_before: Option<&[(String, String)]>,
+    ) -> Result<()> {
         let leftovers: Vec<(String, String)> = match &step.concurrent_index {
             Some(ConcurrentIndex::Create {
                 schema,
@@ -564,12 +571,15 @@ impl Executor {
                 }
                 _ => Vec::new(),
             },
-            Some(ConcurrentIndex::Create { name: None, .. }) => self
-                .invalid_indexes_of_target(step)
-                .await?
-                .into_iter()
-                .filter(|ix| !invalid_before.contains(ix))
-                .collect(),
+            Some(ConcurrentIndex::Create { name: None, .. }) => match invalid_before {
+                None => Vec::new(),
+                Some(before) => self
+                    .invalid_indexes_of_target(step)
+                    .await?
+                    .into_iter()
+                    .filter(|ix| !before.contains(ix))
+                    .collect(),
+            },
             Some(ConcurrentIndex::Reindex { .. }) => self
                 .invalid_indexes_of_target(step)
                 .await?
