@@ -6,12 +6,14 @@
 //! ran, and [`lock`] keeps two runs apart. Every name that goes into SQL passes through
 //! [`quote`].
 
+pub mod catalog;
 pub mod conn;
 pub mod diag;
 pub mod error;
 pub mod exec;
 pub mod lock;
 pub mod model;
+pub mod plan;
 pub mod quote;
 pub mod runner;
 pub mod source;

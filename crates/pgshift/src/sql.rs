@@ -11,7 +11,7 @@ use pg_query::protobuf::{ObjectType, ReindexObjectType};
 use std::path::Path;
 
 /// What kind of statement, for timeouts and for how it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StatementKind {
     /// Schema changes: short, but they take strong locks.
@@ -23,7 +23,7 @@ pub enum StatementKind {
 }
 
 /// A concurrent index statement and what it works on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConcurrentIndex {
     /// CREATE [UNIQUE] INDEX CONCURRENTLY
     Create {

@@ -1,0 +1,187 @@
+//! What the live database looks like: the tables of a schema, their columns, keys,
+//! constraints and indexes, read from pg_catalog.
+//!
+//! The planner works on this snapshot and never queries the database itself, so that a plan
+//! is a pure function of (operation, catalog) and can be tested without a server.
+
+use crate::error::Result;
+use std::collections::BTreeMap;
+use tokio_postgres::Client;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Catalog {
+    pub schema: String,
+    pub tables: BTreeMap<String, Table>,
+    /// Index name → table name, for every index in the schema.
+    pub indexes: BTreeMap<String, String>,
+    pub server_version_num: i32,
+    /// Names of volatile functions: a default that calls one must not be added in place.
+    pub volatile_functions: std::collections::BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Table {
+    pub name: String,
+    pub columns: Vec<Column>,
+    pub primary_key: Vec<String>,
+    /// Constraint name → kind letter (p, u, f, c, x).
+    pub constraints: BTreeMap<String, String>,
+    /// Columns of a UNIQUE index whose columns are all NOT NULL: usable as a backfill key.
+    pub unique_not_null_keys: Vec<Vec<String>>,
+    pub estimated_rows: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Column {
+    pub name: String,
+    /// `format_type` of the column: `character varying(255)`, `integer`, ...
+    pub data_type: String,
+    pub not_null: bool,
+    pub default: Option<String>,
+    /// 'a' (ALWAYS) or 'd' (BY DEFAULT) for identity columns, empty otherwise.
+    pub identity: String,
+    /// 's' for stored generated columns, empty otherwise.
+    pub generated: String,
+    pub comment: Option<String>,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The key a backfill walks: the primary key, else a unique key of NOT NULL columns.
+    pub fn backfill_key(&self) -> Option<&[String]> {
+        if !self.primary_key.is_empty() {
+            return Some(&self.primary_key);
+        }
+        self.unique_not_null_keys.first().map(|k| k.as_slice())
+    }
+}
+
+impl Catalog {
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.get(name)
+    }
+
+    /// Reads every ordinary and partitioned table of `schema`.
+    pub async fn load(client: &Client, schema: &str) -> Result<Catalog> {
+        let server_version_num: i32 = client
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await?
+            .get(0);
+        let mut tables: BTreeMap<String, Table> = BTreeMap::new();
+        let rows = client
+            .query(
+                "SELECT c.relname::text, greatest(c.reltuples, 0)::bigint
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
+                &[&schema],
+            )
+            .await?;
+        for r in &rows {
+            let name: String = r.get(0);
+            tables.insert(
+                name.clone(),
+                Table {
+                    name,
+                    estimated_rows: r.get(1),
+                    ..Table::default()
+                },
+            );
+        }
+        let rows = client
+            .query(
+                "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod),
+                        a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity::text,
+                        a.attgenerated::text, col_description(c.oid, a.attnum)
+                 FROM pg_attribute a
+                 JOIN pg_class c ON c.oid = a.attrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+                 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+                 ORDER BY c.relname, a.attnum",
+                &[&schema],
+            )
+            .await?;
+        for r in &rows {
+            let table: String = r.get(0);
+            if let Some(t) = tables.get_mut(&table) {
+                t.columns.push(Column {
+                    name: r.get(1),
+                    data_type: r.get(2),
+                    not_null: r.get(3),
+                    default: r.get(4),
+                    identity: r.get(5),
+                    generated: r.get(6),
+                    comment: r.get(7),
+                });
+            }
+        }
+        let rows = client
+            .query(
+                "SELECT c.relname::text, k.conname::text, k.contype::text,
+                        ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
+                              JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i)
+                 FROM pg_constraint k
+                 JOIN pg_class c ON c.oid = k.conrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1",
+                &[&schema],
+            )
+            .await?;
+        for r in &rows {
+            let table: String = r.get(0);
+            if let Some(t) = tables.get_mut(&table) {
+                let kind: String = r.get(2);
+                if kind == "p" {
+                    t.primary_key = r.get(3);
+                }
+                t.constraints.insert(r.get(1), kind);
+            }
+        }
+        let rows = client
+            .query(
+                "SELECT t.relname::text, ic.relname::text, i.indisunique AND i.indisvalid AND i.indpred IS NULL
+                        AND i.indexprs IS NULL
+                        AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey) k JOIN pg_attribute a
+                                        ON a.attrelid = i.indrelid AND a.attnum = k WHERE NOT a.attnotnull),
+                        ARRAY(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY u(n, o)
+                              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.n ORDER BY u.o)
+                 FROM pg_index i
+                 JOIN pg_class ic ON ic.oid = i.indexrelid
+                 JOIN pg_class t ON t.oid = i.indrelid
+                 JOIN pg_namespace n ON n.oid = ic.relnamespace
+                 WHERE n.nspname = $1",
+                &[&schema],
+            )
+            .await?;
+        let mut indexes = BTreeMap::new();
+        for r in &rows {
+            let table: String = r.get(0);
+            indexes.insert(r.get(1), table.clone());
+            let usable: bool = r.get(2);
+            if usable {
+                if let Some(t) = tables.get_mut(&table) {
+                    t.unique_not_null_keys.push(r.get(3));
+                }
+            }
+        }
+        let volatile_functions = client
+            .query(
+                "SELECT DISTINCT proname::text FROM pg_proc WHERE provolatile = 'v'",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(Catalog {
+            schema: schema.to_owned(),
+            tables,
+            indexes,
+            server_version_num,
+            volatile_functions,
+        })
+    }
+}

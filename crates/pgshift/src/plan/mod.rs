@@ -1,0 +1,277 @@
+//! The planner: a pure function from (migration, catalog) to the steps of start, complete
+//! and rollback. It never talks to the database; the plan is stored in the state schema at
+//! start, and start, complete and rollback then run exactly what was planned, step by
+//! journaled step, even after a crash has left the catalog half-changed.
+//!
+//! Each operation lives in its own file under `ops/` and implements [`OperationPlan`].
+//! The new version's shape is a [`VirtualSchema`]: the tables and columns a client of the
+//! new version sees, each mapped to its physical table and column.
+
+mod naming;
+mod ops;
+mod triggers;
+mod virtual_schema;
+
+pub use naming::internal_name;
+pub use virtual_schema::{VColumn, VTable, VirtualSchema};
+
+use crate::catalog::Catalog;
+use crate::model::{Migration, Operation};
+use crate::quote::{ident, qualified};
+use crate::sql::{ConcurrentIndex, StatementKind};
+
+/// Prefix of every object pgshift creates for an open migration.
+pub const INTERNAL_PREFIX: &str = "_pgshift_";
+
+/// One step of a phase.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PlannedStep {
+    pub description: String,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    /// One statement for the lock-safe executor.
+    Sql {
+        sql: String,
+        kind: StatementKind,
+        transactional: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        concurrent_index: Option<ConcurrentIndex>,
+    },
+    /// Fill new columns of existing rows, batch by batch.
+    Backfill(BackfillSpec),
+    /// Create the new version's schema of views (computed when it runs, from the live
+    /// catalog, so that tables made by `sql` operations are included).
+    VersionSchema,
+}
+
+/// New values for existing rows: `set` pairs of (physical column, SQL expression over the
+/// old version's columns).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BackfillSpec {
+    pub schema: String,
+    pub table: String,
+    pub set: Vec<(String, String)>,
+}
+
+/// The three phases of a migration.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Plan {
+    pub version_schema: String,
+    pub start: Vec<PlannedStep>,
+    pub complete: Vec<PlannedStep>,
+    pub rollback: Vec<PlannedStep>,
+}
+
+/// Where and for whom a plan is made.
+#[derive(Debug, Clone)]
+pub struct PlanContext<'a> {
+    pub schema: &'a str,
+    pub migration: &'a str,
+    pub version_schema: String,
+    /// The version schema of the last completed migration, dropped by complete.
+    pub previous_version_schema: Option<String>,
+    pub catalog: &'a Catalog,
+}
+
+/// A problem with one operation, found against the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpError {
+    pub operation: usize,
+    pub kind: &'static str,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// What one operation contributes to a plan.
+#[derive(Debug, Default)]
+pub struct OpSteps {
+    pub start: Vec<PlannedStep>,
+    pub backfills: Vec<BackfillSpec>,
+    pub complete: Vec<PlannedStep>,
+    pub rollback: Vec<PlannedStep>,
+}
+
+/// One operation behind one trait: check it, say how the new version sees the schema,
+/// and plan its steps.
+pub trait OperationPlan {
+    /// Checks the operation against the schema as the earlier operations of the same
+    /// migration leave it.
+    fn validate(&self, vs: &VirtualSchema) -> Result<(), (String, Option<String>)>;
+    /// Changes the virtual schema into what the new version sees.
+    fn apply(&self, vs: &mut VirtualSchema);
+    /// The operation's steps; `vs` is the schema before this operation.
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps;
+}
+
+/// The planner of an operation.
+pub fn operation_plan(op: &Operation) -> &dyn OperationPlan {
+    ops::dispatch(op)
+}
+
+/// The version schema's name: the migration's `version_schema`, else `<schema>_<name>`.
+pub fn version_schema_name(schema: &str, migration_name: &str, migration: &Migration) -> String {
+    migration
+        .version_schema
+        .clone()
+        .unwrap_or_else(|| format!("{schema}_{migration_name}"))
+}
+
+/// Validates every operation in order and builds the plan.
+pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, Vec<OpError>> {
+    let mut errors = Vec::new();
+    if let Err(e) = crate::quote::validate_identifier(&ctx.version_schema) {
+        errors.push(OpError {
+            operation: 0,
+            kind: "version_schema",
+            message: format!(
+                "the version schema name {:?} is not usable: {e}",
+                ctx.version_schema
+            ),
+            hint: Some(
+                "give the migration a shorter file name, or set `version_schema`".to_owned(),
+            ),
+        });
+    }
+    let mut vs = VirtualSchema::from_catalog(ctx.catalog);
+    let mut start = Vec::new();
+    let mut backfills: Vec<BackfillSpec> = Vec::new();
+    let mut complete = Vec::new();
+    let mut rollbacks = Vec::new();
+    for (i, op) in migration.operations.iter().enumerate() {
+        let planner = operation_plan(op);
+        if let Err((message, hint)) = planner.validate(&vs) {
+            errors.push(OpError {
+                operation: i,
+                kind: op.kind(),
+                message,
+                hint,
+            });
+            continue;
+        }
+        let steps = planner.plan(ctx, &vs);
+        planner.apply(&mut vs);
+        start.extend(steps.start);
+        for b in steps.backfills {
+            match backfills
+                .iter_mut()
+                .find(|x| x.table == b.table && x.schema == b.schema)
+            {
+                Some(existing) => existing.set.extend(b.set),
+                None => backfills.push(b),
+            }
+        }
+        complete.extend(steps.complete);
+        rollbacks.push(steps.rollback);
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    for b in backfills {
+        start.push(PlannedStep {
+            description: format!("backfill {}.{}", b.schema, b.table),
+            action: Action::Backfill(b),
+        });
+    }
+    start.push(PlannedStep {
+        description: format!("create the version schema {}", ctx.version_schema),
+        action: Action::VersionSchema,
+    });
+
+    // Complete: the previous version's views go first (they use columns complete drops).
+    let mut complete_all = Vec::new();
+    if let Some(prev) = &ctx.previous_version_schema {
+        complete_all.push(sql_step(
+            format!("drop the previous version schema {prev}"),
+            format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(prev)),
+        ));
+    }
+    complete_all.extend(complete);
+
+    // Rollback: the new version's views first, then each operation undone, last first.
+    let mut rollback = vec![sql_step(
+        format!("drop the version schema {}", ctx.version_schema),
+        format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            ident(&ctx.version_schema)
+        ),
+    )];
+    for steps in rollbacks.into_iter().rev() {
+        rollback.extend(steps);
+    }
+    Ok(Plan {
+        version_schema: ctx.version_schema.clone(),
+        start,
+        complete: complete_all,
+        rollback,
+    })
+}
+
+/// The statements that create the version schema for `vs`.
+pub fn version_schema_sql(schema: &str, version_schema: &str, vs: &VirtualSchema) -> Vec<String> {
+    let mut out = vec![format!("CREATE SCHEMA {}", ident(version_schema))];
+    for (name, table) in &vs.tables {
+        let columns: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| {
+                if c.name == c.physical {
+                    ident(&c.name)
+                } else {
+                    format!("{} AS {}", ident(&c.physical), ident(&c.name))
+                }
+            })
+            .collect();
+        let select = if columns.is_empty() {
+            String::new()
+        } else {
+            columns.join(", ")
+        };
+        out.push(format!(
+            "CREATE VIEW {} AS SELECT {select} FROM {}",
+            qualified(version_schema, name),
+            qualified(schema, &table.physical)
+        ));
+    }
+    out
+}
+
+/// A transactional DDL step.
+pub fn sql_step(description: impl Into<String>, sql: impl Into<String>) -> PlannedStep {
+    PlannedStep {
+        description: description.into(),
+        action: Action::Sql {
+            sql: sql.into(),
+            kind: StatementKind::Ddl,
+            transactional: true,
+            concurrent_index: None,
+        },
+    }
+}
+
+/// A step that runs outside a transaction (CONCURRENTLY).
+pub fn concurrent_step(
+    description: impl Into<String>,
+    sql: impl Into<String>,
+    concurrent_index: Option<ConcurrentIndex>,
+) -> PlannedStep {
+    PlannedStep {
+        description: description.into(),
+        action: Action::Sql {
+            sql: sql.into(),
+            kind: StatementKind::Concurrent,
+            transactional: false,
+            concurrent_index,
+        },
+    }
+}
+
+/// An `up`/`down` expression as SQL, in parentheses: pgroll lets it be a whole
+/// `SELECT ...`, which the parentheses turn into a scalar subquery, and any other
+/// expression is unchanged by them.
+pub fn expression(text: &str) -> String {
+    format!("({})", text.trim().trim_end_matches(';').trim())
+}

@@ -1,0 +1,253 @@
+//! `add_column`: the column is added at start under its own name, nullable; old-version
+//! writes get it from `up` (trigger), existing rows from a backfill of `up` (or of a
+//! volatile default). NOT NULL is a CHECK NOT VALID until complete, which validates it
+//! (reads and writes go on) and then sets NOT NULL without a scan. UNIQUE is an index built
+//! CONCURRENTLY, attached at complete; a foreign key is added NOT VALID and validated.
+
+use super::create_table::column_definition;
+use super::{is_volatile, not_internal, references_sql, Invalid};
+use crate::model::AddColumn;
+use crate::plan::triggers::{self, DualWrite};
+use crate::plan::{
+    concurrent_step, internal_name, sql_step, BackfillSpec, OpSteps, OperationPlan, PlanContext,
+    VColumn, VirtualSchema,
+};
+use crate::quote::{ident, literal, qualified};
+use crate::sql::ConcurrentIndex;
+
+impl OperationPlan for AddColumn {
+    fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        let t = vs.require_table(&self.table)?;
+        not_internal(&self.column.name)?;
+        if t.column(&self.column.name).is_some() {
+            return Err((
+                format!(
+                    "column {:?} already exists in {:?}",
+                    self.column.name, self.table
+                ),
+                None,
+            ));
+        }
+        if self.column.pk {
+            return Err((
+                "add_column cannot add a primary key column".to_owned(),
+                Some("add the column, then create_constraint with type primary_key".to_owned()),
+            ));
+        }
+        if !self.column.nullable && self.column.default.is_none() && self.up.is_none() {
+            return Err((
+                format!("column {:?} is NOT NULL but has neither `default` nor `up`: existing rows would have no value", self.column.name),
+                Some("give `up` (an expression over the row's columns) or `default`, or make the column nullable".to_owned()),
+            ));
+        }
+        if let Some(r) = &self.column.references {
+            vs.require_column(&r.table, &r.column)?;
+        }
+        Ok(())
+    }
+
+    fn apply(&self, vs: &mut VirtualSchema) {
+        if let Some(t) = vs.table_mut(&self.table) {
+            t.columns.push(VColumn {
+                name: self.column.name.clone(),
+                physical: self.column.name.clone(),
+                data_type: self.column.data_type.clone(),
+                not_null: !self.column.nullable,
+            });
+        }
+    }
+
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
+        let Some(t) = vs.table(&self.table) else {
+            return OpSteps::default();
+        };
+        let c = &self.column;
+        let table = qualified(ctx.schema, &t.physical);
+        let col = ident(&c.name);
+        let volatile_default = c
+            .default
+            .as_deref()
+            .is_some_and(|d| is_volatile(d, &ctx.catalog.volatile_functions));
+        // The definition without NOT NULL / UNIQUE / CHECK / REFERENCES: those come as
+        // separate, lock-safe steps below.
+        let mut bare = c.clone();
+        bare.nullable = true;
+        bare.unique = false;
+        bare.check = None;
+        bare.references = None;
+        let mut steps = OpSteps::default();
+        steps.start.push(sql_step(
+            format!("add column {}.{}", self.table, c.name),
+            format!(
+                "ALTER TABLE {table} ADD COLUMN {}",
+                column_definition(ctx, vs, &bare, &c.name, !volatile_default)
+            ),
+        ));
+        if let (true, Some(d)) = (volatile_default, &c.default) {
+            steps.start.push(sql_step(
+                format!(
+                    "set the default of {}.{} (volatile: not evaluated for existing rows in place)",
+                    self.table, c.name
+                ),
+                format!("ALTER TABLE {table} ALTER COLUMN {col} SET DEFAULT {d}"),
+            ));
+        }
+        if let Some(comment) = &c.comment {
+            steps.start.push(sql_step(
+                format!("comment on column {}.{}", self.table, c.name),
+                format!("COMMENT ON COLUMN {table}.{col} IS {}", literal(comment)),
+            ));
+        }
+        let fill = self
+            .up
+            .clone()
+            .or_else(|| c.default.clone().filter(|_| volatile_default));
+        let trigger = internal_name("trg", &[&t.physical, &c.name]);
+        if let Some(up) = &self.up {
+            let mut new_version = t.clone();
+            self.apply_to(&mut new_version);
+            steps.start.extend(
+                DualWrite {
+                    schema: ctx.schema,
+                    table: &t.physical,
+                    name: trigger.clone(),
+                    version_schema: &ctx.version_schema,
+                    old_version: t,
+                    new_version: &new_version,
+                    up: vec![(c.name.clone(), up.clone())],
+                    down: Vec::new(),
+                }
+                .create(),
+            );
+            steps
+                .complete
+                .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
+            steps
+                .rollback
+                .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
+        }
+        if let Some(expr) = fill {
+            steps.backfills.push(BackfillSpec {
+                schema: ctx.schema.to_owned(),
+                table: t.physical.clone(),
+                set: vec![(c.name.clone(), expr)],
+            });
+        }
+        if !c.nullable {
+            let check = internal_name("nn", &[&t.physical, &c.name]);
+            steps.start.push(sql_step(
+                format!(
+                    "NOT NULL of {}.{} as a CHECK, not validated yet",
+                    self.table, c.name
+                ),
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({col} IS NOT NULL) NOT VALID",
+                    ident(&check)
+                ),
+            ));
+            steps.complete.push(sql_step(
+                format!("validate NOT NULL of {}.{}", self.table, c.name),
+                format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&check)),
+            ));
+            steps.complete.push(sql_step(
+                format!(
+                    "set NOT NULL on {}.{} (uses the validated CHECK, no scan)",
+                    self.table, c.name
+                ),
+                format!("ALTER TABLE {table} ALTER COLUMN {col} SET NOT NULL"),
+            ));
+            steps.complete.push(sql_step(
+                format!("drop the NOT NULL CHECK of {}.{}", self.table, c.name),
+                format!(
+                    "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
+                    ident(&check)
+                ),
+            ));
+        }
+        if let Some(check) = &c.check {
+            steps.start.push(sql_step(
+                format!("check {} on {}, not validated yet", check.name, self.table),
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({}){} NOT VALID",
+                    ident(&check.name),
+                    check.constraint,
+                    if check.no_inherit { " NO INHERIT" } else { "" }
+                ),
+            ));
+            steps.complete.push(sql_step(
+                format!("validate check {}", check.name),
+                format!(
+                    "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
+                    ident(&check.name)
+                ),
+            ));
+        }
+        if let Some(r) = &c.references {
+            let target = vs
+                .table(&r.table)
+                .map(|t| t.physical.as_str())
+                .unwrap_or(&r.table);
+            steps.start.push(sql_step(
+                format!(
+                    "foreign key {} on {}, not validated yet",
+                    r.name, self.table
+                ),
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} FOREIGN KEY ({col}){} NOT VALID",
+                    ident(&r.name),
+                    references_sql(ctx.schema, target, r)
+                ),
+            ));
+            steps.complete.push(sql_step(
+                format!("validate foreign key {}", r.name),
+                format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&r.name)),
+            ));
+        }
+        if c.unique {
+            let index = internal_name("uq", &[&t.physical, &c.name]);
+            let constraint = format!("{}_{}_key", t.physical, c.name);
+            steps.start.push(concurrent_step(
+                format!(
+                    "unique index on {}.{}, built concurrently",
+                    self.table, c.name
+                ),
+                format!(
+                    "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({col})",
+                    ident(&index)
+                ),
+                Some(ConcurrentIndex::Create {
+                    schema: Some(ctx.schema.to_owned()),
+                    table: t.physical.clone(),
+                    name: Some(index.clone()),
+                }),
+            ));
+            steps.complete.push(sql_step(
+                format!(
+                    "unique constraint on {}.{} from its index",
+                    self.table, c.name
+                ),
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
+                    ident(&crate::plan::naming::fit(&constraint)),
+                    ident(&index)
+                ),
+            ));
+        }
+        steps.rollback.push(sql_step(
+            format!("drop column {}.{}", self.table, c.name),
+            format!("ALTER TABLE {table} DROP COLUMN IF EXISTS {col}"),
+        ));
+        steps
+    }
+}
+
+impl AddColumn {
+    fn apply_to(&self, t: &mut crate::plan::VTable) {
+        t.columns.push(VColumn {
+            name: self.column.name.clone(),
+            physical: self.column.name.clone(),
+            data_type: self.column.data_type.clone(),
+            not_null: !self.column.nullable,
+        });
+    }
+}

@@ -1,0 +1,444 @@
+//! `alter_column`: the cheapest safe path that keeps both versions working.
+//!
+//! - `name` alone: a rename at complete.
+//! - `comment` / `default` alone: one short statement at start; rollback restores them.
+//! - constraints (NOT NULL, check, unique, foreign key) whose `up`/`down` leave the data as
+//!   it is, and type changes that are binary-coercible (varchar widening, varchar to text):
+//!   on the column itself, NOT VALID or built concurrently at start, validated or applied at
+//!   complete. No copy, no backfill.
+//! - anything that transforms data (a real type change, an `up` that rewrites values,
+//!   dropping NOT NULL): the column is duplicated (see `duplicate.rs`).
+
+use super::duplicate::{is_identity, DupColumn, Duplication, ForeignKeyTarget, NewConstraint};
+use super::rename::rename_column_steps;
+use super::{not_internal, references_sql, Invalid};
+use crate::model::AlterColumn;
+use crate::plan::{
+    concurrent_step, internal_name, sql_step, OpSteps, OperationPlan, PlanContext, VirtualSchema,
+};
+use crate::quote::{ident, literal, qualified};
+use crate::sql::ConcurrentIndex;
+
+enum Strategy {
+    Rename,
+    InPlace,
+    Duplicate,
+}
+
+impl AlterColumn {
+    fn changes_shape(&self) -> bool {
+        self.data_type.is_some()
+            || self.nullable.is_some()
+            || self.unique.is_some()
+            || self.check.is_some()
+            || self.references.is_some()
+            || self.default.is_some()
+            || self.comment.is_some()
+    }
+
+    fn strategy(&self, vs: &VirtualSchema) -> Strategy {
+        if self.rename_to.is_some() {
+            return Strategy::Rename;
+        }
+        let Some(col) = vs.table(&self.table).and_then(|t| t.column(&self.column)) else {
+            return Strategy::InPlace;
+        };
+        let type_in_place = self
+            .data_type
+            .as_deref()
+            .is_none_or(|new| binary_coercible(&col.data_type, new));
+        let keeps_data = is_identity(self.up.as_deref(), &self.column)
+            && is_identity(self.down.as_deref(), &self.column);
+        let loosens_not_null = self.nullable == Some(true) && col.not_null;
+        if type_in_place && keeps_data && !loosens_not_null {
+            Strategy::InPlace
+        } else {
+            Strategy::Duplicate
+        }
+    }
+
+    fn duplication<'a>(&'a self, vs: &VirtualSchema, ctx: Option<&PlanContext>) -> Duplication<'a> {
+        let col = vs.table(&self.table).and_then(|t| t.column(&self.column));
+        let catalog_col = ctx.and_then(|ctx| {
+            let t = vs.table(&self.table)?;
+            ctx.catalog
+                .table(&t.physical)?
+                .column(&col?.physical)
+                .cloned()
+        });
+        let mut constraints = Vec::new();
+        if let Some(c) = &self.check {
+            constraints.push(NewConstraint::Check {
+                name: c.name.clone(),
+                expr: c.constraint.clone(),
+            });
+        }
+        if let Some(u) = &self.unique {
+            constraints.push(NewConstraint::Unique {
+                name: u.name.clone(),
+                columns: vec![self.column.clone()],
+            });
+        }
+        if let Some(r) = &self.references {
+            constraints.push(NewConstraint::ForeignKey {
+                name: r.name.clone(),
+                columns: vec![self.column.clone()],
+                reference: ForeignKeyTarget::from_column_reference(r),
+            });
+        }
+        Duplication {
+            table: &self.table,
+            columns: vec![DupColumn {
+                name: self.column.clone(),
+                new_type: self
+                    .data_type
+                    .clone()
+                    .or_else(|| col.map(|c| c.data_type.clone()))
+                    .unwrap_or_default(),
+                up: self.up.clone().unwrap_or_else(|| ident(&self.column)),
+                down: self.down.clone().unwrap_or_else(|| ident(&self.column)),
+                not_null: self
+                    .nullable
+                    .map(|n| !n)
+                    .or(col.map(|c| c.not_null))
+                    .unwrap_or(false),
+                default: match &self.default {
+                    Some(d) => d.clone(),
+                    None => catalog_col.as_ref().and_then(|c| c.default.clone()),
+                },
+                comment: match &self.comment {
+                    Some(c) => c.clone(),
+                    None => catalog_col.and_then(|c| c.comment),
+                },
+            }],
+            constraints,
+        }
+    }
+
+    fn plan_in_place(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
+        let Some(t) = vs.table(&self.table) else {
+            return OpSteps::default();
+        };
+        let Some(col) = t.column(&self.column) else {
+            return OpSteps::default();
+        };
+        let table = qualified(ctx.schema, &t.physical);
+        let column = ident(&col.physical);
+        let before = ctx
+            .catalog
+            .table(&t.physical)
+            .and_then(|ct| ct.column(&col.physical));
+        let mut steps = OpSteps::default();
+        if let Some(comment) = &self.comment {
+            steps.start.push(sql_step(
+                format!("comment on column {}.{}", self.table, self.column),
+                format!(
+                    "COMMENT ON COLUMN {table}.{column} IS {}",
+                    comment
+                        .as_deref()
+                        .map(literal)
+                        .unwrap_or_else(|| "NULL".to_owned())
+                ),
+            ));
+            let old = before.and_then(|c| c.comment.as_deref());
+            steps.rollback.push(sql_step(
+                format!("restore the comment of {}.{}", self.table, self.column),
+                format!(
+                    "COMMENT ON COLUMN {table}.{column} IS {}",
+                    old.map(literal).unwrap_or_else(|| "NULL".to_owned())
+                ),
+            ));
+        }
+        if let Some(default) = &self.default {
+            steps.start.push(sql_step(
+                format!("default of {}.{}", self.table, self.column),
+                match default {
+                    Some(d) => format!("ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT {d}"),
+                    None => format!("ALTER TABLE {table} ALTER COLUMN {column} DROP DEFAULT"),
+                },
+            ));
+            steps.rollback.push(sql_step(
+                format!("restore the default of {}.{}", self.table, self.column),
+                match before.and_then(|c| c.default.as_deref()) {
+                    Some(d) => format!("ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT {d}"),
+                    None => format!("ALTER TABLE {table} ALTER COLUMN {column} DROP DEFAULT"),
+                },
+            ));
+        }
+        if self.nullable == Some(false) && !col.not_null {
+            let check = internal_name("nn", &[&t.physical, &self.column]);
+            steps.start.push(sql_step(
+                format!(
+                    "NOT NULL of {}.{} as a CHECK, not validated yet",
+                    self.table, self.column
+                ),
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({column} IS NOT NULL) NOT VALID",
+                    ident(&check)
+                ),
+            ));
+            steps.complete.push(sql_step(
+                format!("validate NOT NULL of {}.{}", self.table, self.column),
+                format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&check)),
+            ));
+            steps.complete.push(sql_step(
+                format!("set NOT NULL on {}.{} (uses the validated CHECK, no scan)", self.table, self.column),
+                format!("ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL;\nALTER TABLE {table} DROP CONSTRAINT {}", ident(&check)),
+            ));
+            steps.rollback.push(sql_step(
+                format!("drop the NOT NULL CHECK of {}.{}", self.table, self.column),
+                format!(
+                    "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
+                    ident(&check)
+                ),
+            ));
+        }
+        if let Some(c) = &self.check {
+            steps.start.push(sql_step(
+                format!("check {} on {}, not validated yet", c.name, self.table),
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({}){} NOT VALID",
+                    ident(&c.name),
+                    c.constraint,
+                    if c.no_inherit { " NO INHERIT" } else { "" }
+                ),
+            ));
+            steps.complete.push(sql_step(
+                format!("validate check {}", c.name),
+                format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&c.name)),
+            ));
+            steps.rollback.push(sql_step(
+                format!("drop check {}", c.name),
+                format!(
+                    "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
+                    ident(&c.name)
+                ),
+            ));
+        }
+        if let Some(r) = &self.references {
+            let target = vs
+                .table(&r.table)
+                .map(|t| t.physical.as_str())
+                .unwrap_or(&r.table);
+            steps.start.push(sql_step(
+                format!(
+                    "foreign key {} on {}, not validated yet",
+                    r.name, self.table
+                ),
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} FOREIGN KEY ({column}){} NOT VALID",
+                    ident(&r.name),
+                    references_sql(ctx.schema, target, r)
+                ),
+            ));
+            steps.complete.push(sql_step(
+                format!("validate foreign key {}", r.name),
+                format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&r.name)),
+            ));
+            steps.rollback.push(sql_step(
+                format!("drop foreign key {}", r.name),
+                format!(
+                    "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
+                    ident(&r.name)
+                ),
+            ));
+        }
+        if let Some(u) = &self.unique {
+            let index = internal_name("uq", &[&u.name]);
+            steps.start.push(concurrent_step(
+                format!("unique index for {}, built concurrently", u.name),
+                format!(
+                    "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({column})",
+                    ident(&index)
+                ),
+                Some(ConcurrentIndex::Create {
+                    schema: Some(ctx.schema.to_owned()),
+                    table: t.physical.clone(),
+                    name: Some(index.clone()),
+                }),
+            ));
+            steps.complete.push(sql_step(
+                format!("unique constraint {} from its index", u.name),
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
+                    ident(&u.name),
+                    ident(&index)
+                ),
+            ));
+            steps.rollback.push(concurrent_step(
+                format!("drop the unique index for {}", u.name),
+                format!(
+                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                    qualified(ctx.schema, &index)
+                ),
+                Some(ConcurrentIndex::Drop {
+                    schema: Some(ctx.schema.to_owned()),
+                    name: index,
+                }),
+            ));
+        }
+        if let Some(new_type) = &self.data_type {
+            if !same_type(&col.data_type, new_type) {
+                steps.complete.push(sql_step(
+                    format!(
+                        "type of {}.{} to {new_type} (binary-coercible: no rewrite)",
+                        self.table, self.column
+                    ),
+                    format!("ALTER TABLE {table} ALTER COLUMN {column} TYPE {new_type}"),
+                ));
+            }
+        }
+        steps
+    }
+}
+
+impl OperationPlan for AlterColumn {
+    fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        vs.require_column(&self.table, &self.column)?;
+        if let Some(to) = &self.rename_to {
+            if self.changes_shape() {
+                return Err((
+                    "alter_column renames (`name`) or changes the column, not both".to_owned(),
+                    Some("split it into two operations".to_owned()),
+                ));
+            }
+            not_internal(to)?;
+            if vs.require_table(&self.table)?.column(to).is_some() {
+                return Err((
+                    format!("column {to:?} already exists in {:?}", self.table),
+                    None,
+                ));
+            }
+        }
+        if let Some(r) = &self.references {
+            if r.table != self.table {
+                vs.require_column(&r.table, &r.column)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&self, vs: &mut VirtualSchema) {
+        match self.strategy(vs) {
+            Strategy::Rename => {
+                if let (Some(to), Some(c)) = (
+                    &self.rename_to,
+                    vs.table_mut(&self.table)
+                        .and_then(|t| t.column_mut(&self.column)),
+                ) {
+                    c.name = to.clone();
+                }
+            }
+            Strategy::InPlace => {
+                if let Some(c) = vs
+                    .table_mut(&self.table)
+                    .and_then(|t| t.column_mut(&self.column))
+                {
+                    if let Some(ty) = &self.data_type {
+                        c.data_type = ty.clone();
+                    }
+                    if let Some(n) = self.nullable {
+                        c.not_null = !n;
+                    }
+                }
+            }
+            Strategy::Duplicate => {
+                let snapshot = vs.clone();
+                self.duplication(&snapshot, None).apply(vs)
+            }
+        }
+    }
+
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
+        match self.strategy(vs) {
+            Strategy::Rename => rename_column_steps(
+                ctx,
+                vs,
+                &self.table,
+                &self.column,
+                self.rename_to.as_deref().unwrap_or(&self.column),
+            ),
+            Strategy::InPlace => self.plan_in_place(ctx, vs),
+            Strategy::Duplicate => self.duplication(vs, Some(ctx)).plan(ctx, vs),
+        }
+    }
+}
+
+/// Normalises a type name as written in a file towards `format_type`'s spelling.
+fn normalise(ty: &str) -> String {
+    let t = ty.trim().to_ascii_lowercase();
+    let t = t.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (short, long) in [
+        ("varchar", "character varying"),
+        ("int4", "integer"),
+        ("int8", "bigint"),
+        ("int2", "smallint"),
+        ("int", "integer"),
+        ("decimal", "numeric"),
+        ("bool", "boolean"),
+        ("varbit", "bit varying"),
+        ("timestamptz", "timestamp with time zone"),
+    ] {
+        if t == short || t.starts_with(&format!("{short}(")) {
+            return format!("{long}{}", &t[short.len()..]);
+        }
+    }
+    t
+}
+
+fn same_type(old: &str, new: &str) -> bool {
+    normalise(old) == normalise(new)
+}
+
+/// (base, modifiers) of a type: `character varying(50)` → ("character varying", [50]).
+fn split_type(ty: &str) -> (String, Vec<u32>) {
+    let t = normalise(ty);
+    match t.split_once('(') {
+        Some((base, rest)) => (
+            base.trim().to_owned(),
+            rest.trim_end_matches(')')
+                .split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect(),
+        ),
+        None => (t, Vec::new()),
+    }
+}
+
+/// Whether PostgreSQL changes `old` to `new` without rewriting the table or checking rows.
+fn binary_coercible(old: &str, new: &str) -> bool {
+    if same_type(old, new) {
+        return true;
+    }
+    let (ob, om) = split_type(old);
+    let (nb, nm) = split_type(new);
+    match (ob.as_str(), nb.as_str()) {
+        ("character varying", "character varying") | ("bit varying", "bit varying") => {
+            nm.is_empty() || (om.len() == 1 && nm.len() == 1 && nm[0] >= om[0])
+        }
+        ("character varying", "text") | ("text", "character varying") => nm.is_empty(),
+        ("numeric", "numeric") => {
+            nm.is_empty() || (om.len() == 2 && nm.len() == 2 && nm[1] == om[1] && nm[0] >= om[0])
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_coercible_changes_are_recognised() {
+        assert!(binary_coercible("character varying(50)", "varchar(100)"));
+        assert!(binary_coercible("character varying(50)", "text"));
+        assert!(binary_coercible("character varying(50)", "VARCHAR"));
+        assert!(binary_coercible("text", "varchar"));
+        assert!(binary_coercible("numeric(10,2)", "numeric(12,2)"));
+        assert!(!binary_coercible("character varying(100)", "varchar(50)"));
+        assert!(!binary_coercible("text", "varchar(10)"));
+        assert!(!binary_coercible("integer", "bigint"));
+        assert!(!binary_coercible("numeric(10,2)", "numeric(12,3)"));
+        assert!(!binary_coercible("text", "integer"));
+    }
+}

@@ -1,0 +1,323 @@
+//! `create_constraint`, `drop_constraint`, `drop_multicolumn_constraint`.
+//!
+//! A new constraint whose `up`/`down` leave the data as it is goes on the columns
+//! themselves: CHECK and FOREIGN KEY NOT VALID at start and validated at complete (reads
+//! and writes go on), UNIQUE and PRIMARY KEY as an index built CONCURRENTLY and attached at
+//! complete. When `up` transforms values, the columns are duplicated (`duplicate.rs`).
+//! Dropping a constraint only removes metadata: one short statement at complete.
+
+use super::duplicate::{is_identity, DupColumn, Duplication, ForeignKeyTarget, NewConstraint};
+use super::{action_sql, not_internal, Invalid};
+use crate::model::{
+    ConstraintType, CreateConstraint, DropConstraint, DropMulticolumnConstraint, MatchType,
+};
+use crate::plan::{
+    concurrent_step, internal_name, sql_step, OpSteps, OperationPlan, PlanContext, VirtualSchema,
+};
+use crate::quote::{ident, qualified};
+use crate::sql::ConcurrentIndex;
+
+impl CreateConstraint {
+    fn keeps_data(&self) -> bool {
+        self.constraint.columns.iter().all(|c| {
+            is_identity(self.up.get(c).map(String::as_str), c)
+                && is_identity(self.down.get(c).map(String::as_str), c)
+        })
+    }
+
+    fn reference(&self) -> Option<ForeignKeyTarget> {
+        let r = self.constraint.references.as_ref()?;
+        let mut clauses = String::new();
+        if let Some(m) = r.match_type {
+            clauses.push_str(if m == MatchType::Full {
+                " MATCH FULL"
+            } else {
+                " MATCH SIMPLE"
+            });
+        }
+        if let Some(a) = r.on_delete {
+            clauses.push_str(&format!(" ON DELETE {}", action_sql(a)));
+        }
+        if let Some(a) = r.on_update {
+            clauses.push_str(&format!(" ON UPDATE {}", action_sql(a)));
+        }
+        Some(ForeignKeyTarget {
+            table: r.table.clone(),
+            columns: r.columns.clone(),
+            clauses,
+        })
+    }
+
+    fn duplication<'a>(&'a self, vs: &VirtualSchema) -> Duplication<'a> {
+        let t = vs.table(&self.table);
+        let k = &self.constraint;
+        let constraint = match k.kind {
+            ConstraintType::Check => NewConstraint::Check {
+                name: k.name.clone(),
+                expr: k.check.clone().unwrap_or_default(),
+            },
+            ConstraintType::ForeignKey => NewConstraint::ForeignKey {
+                name: k.name.clone(),
+                columns: k.columns.clone(),
+                reference: self.reference().unwrap_or(ForeignKeyTarget {
+                    table: String::new(),
+                    columns: Vec::new(),
+                    clauses: String::new(),
+                }),
+            },
+            _ => NewConstraint::Unique {
+                name: k.name.clone(),
+                columns: k.columns.clone(),
+            },
+        };
+        Duplication {
+            table: &self.table,
+            columns: k
+                .columns
+                .iter()
+                .map(|c| {
+                    let col = t.and_then(|t| t.column(c));
+                    DupColumn {
+                        name: c.clone(),
+                        new_type: col.map(|v| v.data_type.clone()).unwrap_or_default(),
+                        up: self.up.get(c).cloned().unwrap_or_else(|| ident(c)),
+                        down: self.down.get(c).cloned().unwrap_or_else(|| ident(c)),
+                        not_null: col.is_some_and(|v| v.not_null)
+                            || k.kind == ConstraintType::PrimaryKey,
+                        default: None,
+                        comment: None,
+                    }
+                })
+                .collect(),
+            constraints: vec![constraint],
+        }
+    }
+
+    fn plan_in_place(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
+        let Some(t) = vs.table(&self.table) else {
+            return OpSteps::default();
+        };
+        let k = &self.constraint;
+        let table = qualified(ctx.schema, &t.physical);
+        let cols: Vec<String> = k
+            .columns
+            .iter()
+            .map(|c| ident(t.column(c).map(|v| v.physical.as_str()).unwrap_or(c)))
+            .collect();
+        let cols = cols.join(", ");
+        let name = ident(&k.name);
+        let mut steps = OpSteps::default();
+        match k.kind {
+            ConstraintType::Check | ConstraintType::ForeignKey => {
+                let body = if k.kind == ConstraintType::Check {
+                    format!(
+                        "CHECK ({}){}",
+                        k.check.as_deref().unwrap_or("true"),
+                        if k.no_inherit { " NO INHERIT" } else { "" }
+                    )
+                } else {
+                    let r = self.reference();
+                    let target = r
+                        .as_ref()
+                        .and_then(|r| vs.table(&r.table).map(|t| t.physical.clone()))
+                        .unwrap_or_default();
+                    format!(
+                        "FOREIGN KEY ({cols}) REFERENCES {} ({}){}",
+                        qualified(ctx.schema, &target),
+                        r.as_ref()
+                            .map(|r| r
+                                .columns
+                                .iter()
+                                .map(|c| ident(c))
+                                .collect::<Vec<_>>()
+                                .join(", "))
+                            .unwrap_or_default(),
+                        r.map(|r| r.clauses).unwrap_or_default()
+                    )
+                };
+                steps.start.push(sql_step(
+                    format!("constraint {} on {}, not validated yet", k.name, self.table),
+                    format!("ALTER TABLE {table} ADD CONSTRAINT {name} {body} NOT VALID"),
+                ));
+                steps.complete.push(sql_step(
+                    format!("validate constraint {}", k.name),
+                    format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}"),
+                ));
+                steps.rollback.push(sql_step(
+                    format!("drop constraint {}", k.name),
+                    format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}"),
+                ));
+            }
+            ConstraintType::Unique | ConstraintType::PrimaryKey => {
+                let index = internal_name("uq", &[&k.name]);
+                let mut create = format!(
+                    "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({cols})",
+                    ident(&index)
+                );
+                if !k.index_parameters.include_columns.is_empty() {
+                    let inc: Vec<String> = k
+                        .index_parameters
+                        .include_columns
+                        .iter()
+                        .map(|c| ident(c))
+                        .collect();
+                    create.push_str(&format!(" INCLUDE ({})", inc.join(", ")));
+                }
+                if let Some(sp) = &k.index_parameters.storage_parameters {
+                    create.push_str(&format!(" WITH ({sp})"));
+                }
+                steps.start.push(concurrent_step(
+                    format!("unique index for {}, built concurrently", k.name),
+                    create,
+                    Some(ConcurrentIndex::Create {
+                        schema: Some(ctx.schema.to_owned()),
+                        table: t.physical.clone(),
+                        name: Some(index.clone()),
+                    }),
+                ));
+                let kind = if k.kind == ConstraintType::PrimaryKey {
+                    "PRIMARY KEY"
+                } else {
+                    "UNIQUE"
+                };
+                steps.complete.push(sql_step(
+                    format!("{kind} constraint {} from its index", k.name),
+                    format!(
+                        "ALTER TABLE {table} ADD CONSTRAINT {name} {kind} USING INDEX {}",
+                        ident(&index)
+                    ),
+                ));
+                steps.rollback.push(concurrent_step(
+                    format!("drop the index for {}", k.name),
+                    format!(
+                        "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                        qualified(ctx.schema, &index)
+                    ),
+                    Some(ConcurrentIndex::Drop {
+                        schema: Some(ctx.schema.to_owned()),
+                        name: index,
+                    }),
+                ));
+            }
+            ConstraintType::Exclude => {}
+        }
+        steps
+    }
+}
+
+impl OperationPlan for CreateConstraint {
+    fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        not_internal(&self.constraint.name)?;
+        let t = vs.require_table(&self.table)?;
+        for c in &self.constraint.columns {
+            vs.require_column(&self.table, c)?;
+        }
+        if t.constraints.contains(&self.constraint.name) {
+            return Err((
+                format!(
+                    "table {:?} already has a constraint {:?}",
+                    self.table, self.constraint.name
+                ),
+                None,
+            ));
+        }
+        if self.constraint.kind == ConstraintType::Exclude {
+            return Err((
+                "create_constraint does not make exclusion constraints on existing tables"
+                    .to_owned(),
+                Some("declare it in create_table, or use a sql operation".to_owned()),
+            ));
+        }
+        if let Some(r) = &self.constraint.references {
+            for c in &r.columns {
+                vs.require_column(&r.table, c)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&self, vs: &mut VirtualSchema) {
+        if !self.keeps_data() {
+            let snapshot = vs.clone();
+            self.duplication(&snapshot).apply(vs);
+        }
+        if let Some(t) = vs.table_mut(&self.table) {
+            t.constraints.push(self.constraint.name.clone());
+        }
+    }
+
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
+        if self.keeps_data() {
+            self.plan_in_place(ctx, vs)
+        } else {
+            self.duplication(vs).plan(ctx, vs)
+        }
+    }
+}
+
+fn drop_constraint_steps(
+    ctx: &PlanContext,
+    vs: &VirtualSchema,
+    table: &str,
+    name: &str,
+) -> OpSteps {
+    let physical = vs
+        .table(table)
+        .map(|t| t.physical.clone())
+        .unwrap_or_default();
+    OpSteps {
+        complete: vec![sql_step(
+            format!("drop constraint {name} on {table}"),
+            format!(
+                "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                qualified(ctx.schema, &physical),
+                ident(name)
+            ),
+        )],
+        ..OpSteps::default()
+    }
+}
+
+fn require_constraint(vs: &VirtualSchema, table: &str, name: &str) -> Result<(), Invalid> {
+    let t = vs.require_table(table)?;
+    if t.constraints.iter().any(|c| c == name) {
+        Ok(())
+    } else {
+        Err((
+            format!("table {table:?} has no constraint {name:?}"),
+            Some(format!("its constraints: {}", t.constraints.join(", "))),
+        ))
+    }
+}
+
+impl OperationPlan for DropConstraint {
+    fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        require_constraint(vs, &self.table, &self.name)
+    }
+
+    fn apply(&self, vs: &mut VirtualSchema) {
+        if let Some(t) = vs.table_mut(&self.table) {
+            t.constraints.retain(|c| c != &self.name);
+        }
+    }
+
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
+        drop_constraint_steps(ctx, vs, &self.table, &self.name)
+    }
+}
+
+impl OperationPlan for DropMulticolumnConstraint {
+    fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        require_constraint(vs, &self.table, &self.name)
+    }
+
+    fn apply(&self, vs: &mut VirtualSchema) {
+        if let Some(t) = vs.table_mut(&self.table) {
+            t.constraints.retain(|c| c != &self.name);
+        }
+    }
+
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
+        drop_constraint_steps(ctx, vs, &self.table, &self.name)
+    }
+}

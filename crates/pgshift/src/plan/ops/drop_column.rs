@@ -1,0 +1,64 @@
+//! `drop_column`: hidden from the new version at start; rows written through the new
+//! version get the column from `down` (trigger); dropped at complete.
+
+use super::Invalid;
+use crate::model::DropColumn;
+use crate::plan::triggers::{self, DualWrite};
+use crate::plan::{internal_name, sql_step, OpSteps, OperationPlan, PlanContext, VirtualSchema};
+use crate::quote::{ident, qualified};
+
+impl OperationPlan for DropColumn {
+    fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        vs.require_column(&self.table, &self.column).map(|_| ())
+    }
+
+    fn apply(&self, vs: &mut VirtualSchema) {
+        if let Some(t) = vs.table_mut(&self.table) {
+            t.columns.retain(|c| c.name != self.column);
+        }
+    }
+
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
+        let Some(t) = vs.table(&self.table) else {
+            return OpSteps::default();
+        };
+        let physical = t
+            .column(&self.column)
+            .map(|c| c.physical.clone())
+            .unwrap_or_default();
+        let mut steps = OpSteps::default();
+        if let Some(down) = &self.down {
+            let trigger = internal_name("trg", &[&t.physical, &self.column]);
+            let mut new_version = t.clone();
+            new_version.columns.retain(|c| c.name != self.column);
+            steps.start.extend(
+                DualWrite {
+                    schema: ctx.schema,
+                    table: &t.physical,
+                    name: trigger.clone(),
+                    version_schema: &ctx.version_schema,
+                    old_version: t,
+                    new_version: &new_version,
+                    up: Vec::new(),
+                    down: vec![(physical.clone(), down.clone())],
+                }
+                .create(),
+            );
+            steps
+                .complete
+                .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
+            steps
+                .rollback
+                .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
+        }
+        steps.complete.push(sql_step(
+            format!("drop column {}.{}", self.table, self.column),
+            format!(
+                "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+                qualified(ctx.schema, &t.physical),
+                ident(&physical)
+            ),
+        ));
+        steps
+    }
+}

@@ -1,0 +1,353 @@
+//! Changing columns whose data must be transformed: each column is duplicated into a new
+//! physical column (`_pgshift_new_<column>`) of the new type and constraints; triggers keep
+//! both in step (`up` for old-version writes, `down` for new-version writes); a backfill
+//! fills the copy; complete validates the constraints, drops the old column and gives the
+//! copy its name, in one short transaction.
+
+use super::{references_sql, rename_column_refs};
+use crate::model::ForeignKeyReference;
+use crate::plan::triggers::{self, DualWrite};
+use crate::plan::{
+    concurrent_step, internal_name, sql_step, BackfillSpec, OpSteps, PlanContext, VirtualSchema,
+};
+use crate::quote::{ident, literal, qualified};
+use crate::sql::ConcurrentIndex;
+
+pub(super) struct DupColumn {
+    /// The column's name, in both versions.
+    pub name: String,
+    pub new_type: String,
+    /// Expression over the old version's columns giving the new value.
+    pub up: String,
+    /// Expression over the new version's columns giving the old value.
+    pub down: String,
+    pub not_null: bool,
+    pub default: Option<String>,
+    pub comment: Option<String>,
+}
+
+pub(super) enum NewConstraint {
+    Check {
+        name: String,
+        expr: String,
+    },
+    Unique {
+        name: String,
+        columns: Vec<String>,
+    },
+    ForeignKey {
+        name: String,
+        columns: Vec<String>,
+        reference: ForeignKeyTarget,
+    },
+}
+
+pub(super) struct ForeignKeyTarget {
+    pub table: String,
+    pub columns: Vec<String>,
+    /// ON DELETE / ON UPDATE / MATCH / DEFERRABLE clauses, already SQL.
+    pub clauses: String,
+}
+
+impl ForeignKeyTarget {
+    pub fn from_column_reference(r: &ForeignKeyReference) -> ForeignKeyTarget {
+        // references_sql renders " REFERENCES t (c) <clauses>"; keep the clauses.
+        let full = references_sql("_", &r.table, r);
+        let clauses = full
+            .split_once(')')
+            .map(|(_, rest)| rest.to_owned())
+            .unwrap_or_default();
+        ForeignKeyTarget {
+            table: r.table.clone(),
+            columns: vec![r.column.clone()],
+            clauses,
+        }
+    }
+}
+
+pub(super) struct Duplication<'a> {
+    pub table: &'a str,
+    pub columns: Vec<DupColumn>,
+    pub constraints: Vec<NewConstraint>,
+}
+
+pub(super) fn new_name(column: &str) -> String {
+    internal_name("new", &[column])
+}
+
+impl Duplication<'_> {
+    /// The new version sees each duplicated column under its name, held by the copy.
+    pub fn apply(&self, vs: &mut VirtualSchema) {
+        if let Some(t) = vs.table_mut(self.table) {
+            for d in &self.columns {
+                if let Some(c) = t.column_mut(&d.name) {
+                    c.physical = new_name(&d.name);
+                    c.data_type = d.new_type.clone();
+                    c.not_null = d.not_null;
+                }
+            }
+        }
+    }
+
+    pub fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
+        let Some(t) = vs.table(self.table) else {
+            return OpSteps::default();
+        };
+        let table = qualified(ctx.schema, &t.physical);
+        let mut new_version = VirtualSchema::default();
+        new_version.tables.insert(self.table.to_owned(), t.clone());
+        self.apply(&mut new_version);
+        let new_table = &new_version.tables[self.table];
+        let old_physical = |name: &str| {
+            t.column(name)
+                .map(|c| c.physical.clone())
+                .unwrap_or_else(|| name.to_owned())
+        };
+        let mut steps = OpSteps::default();
+
+        let adds: Vec<String> = self
+            .columns
+            .iter()
+            .map(|d| {
+                let mut s = format!("ADD COLUMN {} {}", ident(&new_name(&d.name)), d.new_type);
+                if let Some(default) = &d.default {
+                    s.push_str(&format!(" DEFAULT {default}"));
+                }
+                s
+            })
+            .collect();
+        steps.start.push(sql_step(
+            format!(
+                "add the new copies of {} on {}",
+                names(&self.columns),
+                self.table
+            ),
+            format!("ALTER TABLE {table} {}", adds.join(", ")),
+        ));
+        let trigger = internal_name("trg", &[&t.physical, &names(&self.columns)]);
+        steps.start.extend(
+            DualWrite {
+                schema: ctx.schema,
+                table: &t.physical,
+                name: trigger.clone(),
+                version_schema: &ctx.version_schema,
+                old_version: t,
+                new_version: new_table,
+                up: self
+                    .columns
+                    .iter()
+                    .map(|d| (new_name(&d.name), d.up.clone()))
+                    .collect(),
+                down: self
+                    .columns
+                    .iter()
+                    .map(|d| (old_physical(&d.name), d.down.clone()))
+                    .collect(),
+            }
+            .create(),
+        );
+        steps.backfills.push(BackfillSpec {
+            schema: ctx.schema.to_owned(),
+            table: t.physical.clone(),
+            set: self
+                .columns
+                .iter()
+                .map(|d| (new_name(&d.name), d.up.clone()))
+                .collect(),
+        });
+
+        // Constraints on the copies: NOT VALID or built concurrently now, validated later.
+        let mut renames = Vec::new();
+        for d in self.columns.iter().filter(|d| d.not_null) {
+            let check = internal_name("nn", &[&t.physical, &d.name]);
+            steps.start.push(sql_step(
+                format!(
+                    "NOT NULL of {}.{} as a CHECK, not validated yet",
+                    self.table, d.name
+                ),
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID",
+                    ident(&check),
+                    ident(&new_name(&d.name))
+                ),
+            ));
+            steps.complete.push(sql_step(
+                format!("validate NOT NULL of {}.{}", self.table, d.name),
+                format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&check)),
+            ));
+            renames.push(format!(
+                "ALTER TABLE {table} ALTER COLUMN {} SET NOT NULL",
+                ident(&d.name)
+            ));
+            renames.push(format!(
+                "ALTER TABLE {table} DROP CONSTRAINT {}",
+                ident(&check)
+            ));
+        }
+        let on_copies = |cols: &[String]| -> String {
+            cols.iter()
+                .map(|c| {
+                    if self.columns.iter().any(|d| &d.name == c) {
+                        ident(&new_name(c))
+                    } else {
+                        ident(&old_physical(c))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for k in &self.constraints {
+            match k {
+                NewConstraint::Check { name, expr } => {
+                    let mut rewritten = expr.clone();
+                    for d in &self.columns {
+                        rewritten = rename_column_refs(&rewritten, &d.name, &new_name(&d.name))
+                            .map(|s| s.to_owned())
+                            .unwrap_or(rewritten);
+                    }
+                    let tmp = internal_name("ck", &[name]);
+                    steps.start.push(sql_step(
+                        format!("check {name} on the copies, not validated yet"),
+                        format!(
+                            "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({rewritten}) NOT VALID",
+                            ident(&tmp)
+                        ),
+                    ));
+                    steps.complete.push(sql_step(
+                        format!("validate check {name}"),
+                        format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&tmp)),
+                    ));
+                    renames.push(format!(
+                        "ALTER TABLE {table} RENAME CONSTRAINT {} TO {}",
+                        ident(&tmp),
+                        ident(name)
+                    ));
+                }
+                NewConstraint::Unique { name, columns } => {
+                    let tmp = internal_name("uq", &[name]);
+                    steps.start.push(concurrent_step(
+                        format!("unique index for {name} on the copies, built concurrently"),
+                        format!(
+                            "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({})",
+                            ident(&tmp),
+                            on_copies(columns)
+                        ),
+                        Some(ConcurrentIndex::Create {
+                            schema: Some(ctx.schema.to_owned()),
+                            table: t.physical.clone(),
+                            name: Some(tmp.clone()),
+                        }),
+                    ));
+                    renames.push(format!(
+                        "ALTER TABLE {table} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
+                        ident(name),
+                        ident(&tmp)
+                    ));
+                }
+                NewConstraint::ForeignKey {
+                    name,
+                    columns,
+                    reference,
+                } => {
+                    let tmp = internal_name("fk", &[name]);
+                    let target = vs
+                        .table(&reference.table)
+                        .map(|t| t.physical.clone())
+                        .unwrap_or_else(|| reference.table.clone());
+                    let ref_cols: Vec<String> =
+                        reference.columns.iter().map(|c| ident(c)).collect();
+                    steps.start.push(sql_step(
+                        format!("foreign key {name} on the copies, not validated yet"),
+                        format!(
+                            "ALTER TABLE {table} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({}){} NOT VALID",
+                            ident(&tmp),
+                            on_copies(columns),
+                            qualified(ctx.schema, &target),
+                            ref_cols.join(", "),
+                            reference.clauses
+                        ),
+                    ));
+                    steps.complete.push(sql_step(
+                        format!("validate foreign key {name}"),
+                        format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&tmp)),
+                    ));
+                    renames.push(format!(
+                        "ALTER TABLE {table} RENAME CONSTRAINT {} TO {}",
+                        ident(&tmp),
+                        ident(name)
+                    ));
+                }
+            }
+        }
+
+        steps
+            .complete
+            .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
+        // The swap: one transaction, so no client ever sees the column missing.
+        let mut swap = Vec::new();
+        for d in &self.columns {
+            swap.push(format!(
+                "ALTER TABLE {table} DROP COLUMN {}",
+                ident(&old_physical(&d.name))
+            ));
+            swap.push(format!(
+                "ALTER TABLE {table} RENAME COLUMN {} TO {}",
+                ident(&new_name(&d.name)),
+                ident(&d.name)
+            ));
+            if let Some(comment) = &d.comment {
+                swap.push(format!(
+                    "COMMENT ON COLUMN {table}.{} IS {}",
+                    ident(&d.name),
+                    literal(comment)
+                ));
+            }
+        }
+        swap.extend(renames);
+        steps.complete.push(sql_step(
+            format!(
+                "swap {} on {} for their new copies",
+                names(&self.columns),
+                self.table
+            ),
+            swap.join(";\n"),
+        ));
+
+        steps
+            .rollback
+            .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
+        let drops: Vec<String> = self
+            .columns
+            .iter()
+            .map(|d| format!("DROP COLUMN IF EXISTS {}", ident(&new_name(&d.name))))
+            .collect();
+        steps.rollback.push(sql_step(
+            format!(
+                "drop the copies of {} on {}",
+                names(&self.columns),
+                self.table
+            ),
+            format!("ALTER TABLE {table} {}", drops.join(", ")),
+        ));
+        steps
+    }
+}
+
+fn names(columns: &[DupColumn]) -> String {
+    columns
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
+/// Whether an `up`/`down` expression just repeats the column (no transformation).
+pub(super) fn is_identity(expr: Option<&str>, column: &str) -> bool {
+    match expr {
+        None => true,
+        Some(e) => {
+            let e = e.trim();
+            e == column || e == crate::quote::ident(column)
+        }
+    }
+}

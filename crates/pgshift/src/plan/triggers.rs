@@ -1,0 +1,123 @@
+//! The triggers that keep the old and the new version of a table in step while a
+//! migration is open.
+//!
+//! One trigger per operation and table, BEFORE INSERT OR UPDATE, FOR EACH ROW. A write from
+//! a client whose first schema on the search_path is not the new version schema (old
+//! version clients, and clients of the raw tables) gets the new physical columns from `up`;
+//! a write through the new version gets the old physical columns from `down`. The
+//! expressions see the row's columns as variables named as that version names them, so
+//! `up: UPPER(name)` means the row's `name` as the old version sees it.
+//!
+//! A backfill session sets `pgshift.backfill = on`: it writes the new values itself in the
+//! same UPDATE, and the trigger stays out of its way.
+
+use super::{sql_step, PlannedStep, VTable};
+use crate::quote::{ident, literal, qualified};
+
+/// What a dual-write trigger computes.
+pub struct DualWrite<'a> {
+    pub schema: &'a str,
+    /// The physical table.
+    pub table: &'a str,
+    /// The function and trigger's name.
+    pub name: String,
+    pub version_schema: &'a str,
+    /// The table as the old version sees it (for `up`'s variables).
+    pub old_version: &'a VTable,
+    /// The table as the new version sees it (for `down`'s variables).
+    pub new_version: &'a VTable,
+    /// (physical column, expression) set on old-version writes.
+    pub up: Vec<(String, String)>,
+    /// (physical column, expression) set on new-version writes.
+    pub down: Vec<(String, String)>,
+}
+
+const ROW: &str = "_pgshift_row";
+
+impl DualWrite<'_> {
+    fn branch(&self, version: &VTable, assignments: &[(String, String)]) -> String {
+        if assignments.is_empty() {
+            return "      NULL;\n".to_owned();
+        }
+        let mut out = String::from("    DECLARE\n");
+        for c in &version.columns {
+            out.push_str(&format!(
+                "      {} {}.{}%TYPE := {ROW}.{};\n",
+                ident(&c.name),
+                qualified(self.schema, self.table),
+                ident(&c.physical),
+                ident(&c.physical)
+            ));
+        }
+        out.push_str("    BEGIN\n");
+        for (target, expr) in assignments {
+            out.push_str(&format!(
+                "      {ROW}.{} := {};\n",
+                ident(target),
+                super::expression(expr)
+            ));
+        }
+        out.push_str("    END;\n");
+        out
+    }
+
+    /// CREATE FUNCTION and CREATE TRIGGER.
+    pub fn create(&self) -> Vec<PlannedStep> {
+        let body = format!(
+            "#variable_conflict use_variable\nDECLARE\n  {ROW} ALIAS FOR NEW;\nBEGIN\n  IF current_setting('pgshift.backfill', true) = 'on' THEN\n    RETURN NEW;\n  END IF;\n  IF (current_schemas(false))[1] IS DISTINCT FROM {} THEN\n{}  ELSE\n{}  END IF;\n  RETURN NEW;\nEND\n",
+            literal(self.version_schema),
+            self.branch(self.old_version, &self.up),
+            self.branch(self.new_version, &self.down)
+        );
+        let function = qualified(crate::state::SCHEMA, &self.name);
+        vec![
+            sql_step(
+                format!("create the dual-write function for {}", self.table),
+                format!(
+                    "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {}",
+                    dollar_quote(&body)
+                ),
+            ),
+            sql_step(
+                format!("create the dual-write trigger on {}", self.table),
+                format!(
+                    "CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {function}()",
+                    ident(&self.name),
+                    qualified(self.schema, self.table)
+                ),
+            ),
+        ]
+    }
+}
+
+/// DROP TRIGGER and DROP FUNCTION, both IF EXISTS (rollback may run after a partial start).
+pub fn drop(schema: &str, table: &str, name: &str) -> Vec<PlannedStep> {
+    vec![
+        sql_step(
+            format!("drop the dual-write trigger on {table}"),
+            format!(
+                "DROP TRIGGER IF EXISTS {} ON {}",
+                ident(name),
+                qualified(schema, table)
+            ),
+        ),
+        sql_step(
+            format!("drop the dual-write function for {table}"),
+            format!(
+                "DROP FUNCTION IF EXISTS {}()",
+                qualified(crate::state::SCHEMA, name)
+            ),
+        ),
+    ]
+}
+
+/// `$tag$body$tag$` with a tag that does not occur in the body.
+pub fn dollar_quote(body: &str) -> String {
+    let mut tag = "pgshift".to_owned();
+    let mut n = 0;
+    while body.contains(&format!("${tag}$")) {
+        n += 1;
+        tag = format!("pgshift{n}");
+    }
+    format!("${tag}${body}${tag}$")
+}

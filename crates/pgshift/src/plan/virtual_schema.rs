@@ -1,0 +1,109 @@
+//! The schema as a version's clients see it: visible table and column names, each mapped to
+//! the physical table and column that hold the data.
+
+use crate::catalog::Catalog;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VirtualSchema {
+    pub tables: BTreeMap<String, VTable>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VTable {
+    pub physical: String,
+    pub columns: Vec<VColumn>,
+    /// The physical key columns a backfill can walk (primary key or unique NOT NULL).
+    pub key: Vec<String>,
+    pub constraints: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VColumn {
+    pub name: String,
+    pub physical: String,
+    pub data_type: String,
+    pub not_null: bool,
+}
+
+impl VTable {
+    pub fn column(&self, name: &str) -> Option<&VColumn> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    pub fn column_mut(&mut self, name: &str) -> Option<&mut VColumn> {
+        self.columns.iter_mut().find(|c| c.name == name)
+    }
+}
+
+impl VirtualSchema {
+    /// Every table and column of the catalog under its own name. pgshift's internal
+    /// columns (of an open migration) are not part of any version.
+    pub fn from_catalog(catalog: &Catalog) -> VirtualSchema {
+        let tables = catalog
+            .tables
+            .values()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    VTable {
+                        physical: t.name.clone(),
+                        columns: t
+                            .columns
+                            .iter()
+                            .filter(|c| !c.name.starts_with(super::INTERNAL_PREFIX))
+                            .map(|c| VColumn {
+                                name: c.name.clone(),
+                                physical: c.name.clone(),
+                                data_type: c.data_type.clone(),
+                                not_null: c.not_null,
+                            })
+                            .collect(),
+                        key: t.backfill_key().map(|k| k.to_vec()).unwrap_or_default(),
+                        constraints: t.constraints.keys().cloned().collect(),
+                    },
+                )
+            })
+            .collect();
+        VirtualSchema { tables }
+    }
+
+    pub fn table(&self, name: &str) -> Option<&VTable> {
+        self.tables.get(name)
+    }
+
+    pub fn table_mut(&mut self, name: &str) -> Option<&mut VTable> {
+        self.tables.get_mut(name)
+    }
+
+    /// `Err` with a message and hint unless `table` exists in this version.
+    pub fn require_table(&self, table: &str) -> Result<&VTable, (String, Option<String>)> {
+        self.tables.get(table).ok_or_else(|| {
+            let names: Vec<&str> = self.tables.keys().map(String::as_str).collect();
+            (
+                format!("table {table:?} does not exist"),
+                Some(if names.is_empty() {
+                    "the schema has no tables yet".to_owned()
+                } else {
+                    format!("tables in this version: {}", names.join(", "))
+                }),
+            )
+        })
+    }
+
+    /// `Err` unless `table.column` exists in this version.
+    pub fn require_column(
+        &self,
+        table: &str,
+        column: &str,
+    ) -> Result<&VColumn, (String, Option<String>)> {
+        let t = self.require_table(table)?;
+        t.column(column).ok_or_else(|| {
+            let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+            (
+                format!("column {column:?} does not exist in table {table:?}"),
+                Some(format!("columns of {table}: {}", names.join(", "))),
+            )
+        })
+    }
+}
