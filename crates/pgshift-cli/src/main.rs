@@ -77,6 +77,20 @@ enum Command {
     Init,
     /// List applied, pending, edited and unfinished migrations.
     Status,
+    /// Start (expand) a migration: new columns, triggers, indexes, and a version schema.
+    Start {
+        /// The migration file.
+        file: PathBuf,
+    },
+    /// Complete (contract) the open migration: validate, swap, drop.
+    Complete,
+    /// Undo the open migration's start.
+    Rollback,
+    /// What a client of the newest version should use.
+    Latest {
+        #[command(subcommand)]
+        what: LatestWhat,
+    },
     /// Apply every pending migration in file-name order.
     Migrate {
         /// Complete the last migration too (raw SQL migrations always complete).
@@ -86,6 +100,14 @@ enum Command {
         #[arg(long)]
         allow_out_of_order: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum LatestWhat {
+    /// The newest version schema's name.
+    Schema,
+    /// The connection URL with that schema as search_path (without the password).
+    Url,
 }
 
 fn main() -> ExitCode {
@@ -140,12 +162,45 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             let report = runner::status(&spec, &client, &cli.dir).await?;
             printer.status(&report);
         }
+        Command::Start { file } => {
+            let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
+            let version_schema = runner::start(&spec, &exec, &file, &cli.schema, &|event| {
+                printer.run_event(event)
+            })
+            .await?;
+            printer.started(&version_schema);
+        }
+        Command::Complete => {
+            let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
+            let name =
+                runner::complete(&spec, &exec, &cli.schema, &|event| printer.run_event(event))
+                    .await?;
+            printer.done("completed", &name);
+        }
+        Command::Rollback => {
+            let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
+            let name =
+                runner::rollback(&spec, &exec, &cli.schema, &|event| printer.run_event(event))
+                    .await?;
+            printer.done("rolled back", &name);
+        }
+        Command::Latest { what } => {
+            let client = spec.connect().await?;
+            let schema = runner::latest_schema(&client).await?;
+            match what {
+                LatestWhat::Schema => printer.latest("schema", &schema),
+                LatestWhat::Url => printer.latest("url", &spec.url_with_search_path(&schema)),
+            }
+        }
         Command::Migrate {
-            complete: _,
+            complete,
             allow_out_of_order,
         } => {
             let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
-            let options = runner::MigrateOptions { allow_out_of_order };
+            let options = runner::MigrateOptions {
+                allow_out_of_order,
+                complete,
+            };
             let report = runner::migrate(&spec, &exec, &cli.dir, &cli.schema, &options, &|event| {
                 printer.run_event(event)
             })

@@ -75,8 +75,8 @@ impl Printer {
                     format!("  step {step}: skipped, {reason}")
                 }
                 RunEvent::StepDone {
-                    step, of, line, ms, ..
-                } => format!("  step {step}/{of} (line {line}) done in {ms} ms"),
+                    step, of, what, ms, ..
+                } => format!("  step {step}/{of} ({what}) done in {ms} ms"),
                 RunEvent::MigrationApplied { name, ms } => format!("applied {name} in {ms} ms"),
             },
             event,
@@ -132,6 +132,38 @@ impl Printer {
         }
     }
 
+    pub fn started(&self, version_schema: &str) {
+        match self.output {
+            Output::Human => println!(
+                "started: clients of the new version use search_path {version_schema} (pgshift latest schema); old clients go on as before; pgshift complete when they are gone"
+            ),
+            Output::Json => println!(
+                "{}",
+                Self::json_line(&serde_json::json!({ "status": "started", "version_schema": version_schema }))
+            ),
+        }
+    }
+
+    pub fn done(&self, what: &str, name: &str) {
+        match self.output {
+            Output::Human => println!("{what} {name}"),
+            Output::Json => println!(
+                "{}",
+                Self::json_line(
+                    &serde_json::json!({ "status": what.replace(' ', "_"), "migration": name })
+                )
+            ),
+        }
+    }
+
+    /// `latest schema|url`: the value alone on stdout, so that scripts can use it.
+    pub fn latest(&self, what: &str, value: &str) {
+        match self.output {
+            Output::Human => println!("{value}"),
+            Output::Json => println!("{}", Self::json_line(&serde_json::json!({ what: value }))),
+        }
+    }
+
     pub fn status(&self, report: &StatusReport) {
         if self.output == Output::Json {
             println!("{}", Self::json_line(report));
@@ -163,6 +195,7 @@ impl Printer {
                 MigrationStatus::Pending => "pending",
                 MigrationStatus::Edited => "EDITED",
                 MigrationStatus::Running => "UNFINISHED",
+                MigrationStatus::Open => "OPEN",
                 MigrationStatus::Failed => "FAILED",
                 MigrationStatus::Missing => "MISSING",
             };
@@ -203,6 +236,13 @@ impl Printer {
                     MigrationStatus::Missing => {
                         line.push_str("  recorded in the database, but its file is gone")
                     }
+                    MigrationStatus::Open => line.push_str(&format!(
+                        "  started {} by {}@{}; new clients use search_path {}; then pgshift complete (or rollback)",
+                        r.started_at,
+                        r.applied_by,
+                        r.applied_from_host,
+                        r.version_schema.as_deref().unwrap_or("?")
+                    )),
                     MigrationStatus::Pending => {}
                 }
             }

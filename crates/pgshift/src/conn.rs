@@ -136,6 +136,43 @@ impl ConnectionSpec {
         )
     }
 
+    /// A URL for clients of a version: this connection (without its password) with
+    /// `search_path` set to `schema` through the `options` parameter.
+    pub fn url_with_search_path(&self, schema: &str) -> String {
+        let enc = |s: &str| -> String {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        };
+        let host = match self.config.get_hosts().first() {
+            Some(Host::Tcp(h)) => enc(h),
+            Some(Host::Unix(p)) => enc(&p.display().to_string()),
+            None => String::new(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        let mut url = format!(
+            "postgresql://{}@{host}:{port}/{}?options={}",
+            enc(self.config.get_user().unwrap_or("")),
+            enc(self.config.get_dbname().unwrap_or("")),
+            enc(&format!(
+                "-c search_path={}",
+                crate::quote::ident(schema).replace(' ', "\\ ")
+            ))
+        );
+        match self.tls {
+            TlsMode::Disable => url.push_str("&sslmode=disable"),
+            TlsMode::Require => url.push_str("&sslmode=require"),
+            TlsMode::VerifyFull { .. } => url.push_str("&sslmode=verify-full"),
+            TlsMode::Prefer => {}
+        }
+        url
+    }
+
     pub fn database(&self) -> &str {
         self.config.get_dbname().unwrap_or("")
     }

@@ -6,11 +6,13 @@
 //! ran, and [`lock`] keeps two runs apart. Every name that goes into SQL passes through
 //! [`quote`].
 
+pub mod backfill;
 pub mod catalog;
 pub mod conn;
 pub mod diag;
 pub mod error;
 pub mod exec;
+pub mod lifecycle;
 pub mod lock;
 pub mod model;
 pub mod plan;

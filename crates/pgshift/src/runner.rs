@@ -12,13 +12,12 @@
 //! a migration with no concurrent statement is one transaction and simply runs again.
 
 use crate::conn::{ConnectionSpec, Who};
-use crate::diag::Diagnostic;
 use crate::error::{EditedMigration, Error, Result};
 use crate::exec::{Executor, Step};
 use crate::source::{self, Body, MigrationFile};
 use crate::sql::SqlStatement;
 use crate::state::{self, Event, MigrationRecord, StepState};
-use crate::{lock, quote};
+use crate::{lifecycle, lock, quote};
 use std::path::Path;
 use std::time::Instant;
 
@@ -46,7 +45,7 @@ pub enum RunEvent {
         migration: String,
         step: usize,
         of: usize,
-        line: usize,
+        what: String,
         ms: u64,
     },
     MigrationApplied {
@@ -60,6 +59,8 @@ pub enum RunEvent {
 pub struct MigrateOptions {
     /// Apply a pending migration even when a later one is already applied.
     pub allow_out_of_order: bool,
+    /// Complete the last structured migration too (otherwise it stays open).
+    pub complete: bool,
 }
 
 /// What `migrate` did.
@@ -67,6 +68,8 @@ pub struct MigrateOptions {
 pub struct MigrateReport {
     pub database: String,
     pub applied: Vec<String>,
+    /// The last migration, started and left open for `pgshift complete`.
+    pub left_open: Option<String>,
     pub already_applied: usize,
     pub duration_ms: u64,
 }
@@ -112,52 +115,92 @@ pub async fn migrate(
             already_applied: plan.already_applied,
             ..MigrateReport::default()
         };
-        for (file, statements) in plan.pending {
+        let last = plan.pending.len().saturating_sub(1);
+        for (i, (file, body)) in plan.pending.iter().enumerate() {
             let resumed = records.iter().any(|r| r.name == file.name);
-            on_event(&RunEvent::MigrationStarted {
-                name: file.name.clone(),
-                resumed,
-            });
             let t0 = Instant::now();
-            match apply_sql(exec, file, &statements, &who, on_event).await {
+            let outcome = match body {
+                Body::Sql(statements) => {
+                    // A raw SQL migration sees the physical tables: the open migration, if
+                    // any, is completed first.
+                    if let Some((open, _)) = lifecycle::open_migration(client).await? {
+                        lifecycle::complete(exec, schema, &who, on_event).await?;
+                        report.applied.push(open);
+                    }
+                    on_event(&RunEvent::MigrationStarted {
+                        name: file.name.clone(),
+                        resumed,
+                    });
+                    apply_sql(exec, file, statements, &who, on_event).await
+                }
+                Body::Operations(migration) => {
+                    let open = records
+                        .iter()
+                        .any(|r| r.name == file.name && r.status == "started");
+                    let started = if open {
+                        Ok(String::new())
+                    } else {
+                        lifecycle::start(exec, file, migration, schema, &who, on_event)
+                            .await
+                            .map(|_| String::new())
+                    };
+                    match started {
+                        Ok(_) if i < last || options.complete => {
+                            lifecycle::complete(exec, schema, &who, on_event).await.map(|_| ())
+                        }
+                        Ok(_) => {
+                            report.left_open = Some(file.name.clone());
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match outcome {
                 Ok(()) => {
                     let ms = t0.elapsed().as_millis() as u64;
-                    state::record_event(
-                        client,
-                        &who,
-                        &Event {
-                            command: "migrate",
-                            event: "migration_applied",
-                            migration: Some(&file.name),
-                            ok: true,
-                            duration_ms: Some(ms as i64),
-                            detail: serde_json::json!({ "checksum": file.checksum, "kind": file.kind.as_str(), "resumed": resumed }),
-                        },
-                    )
-                    .await?;
+                    if matches!(body, Body::Sql(_)) {
+                        state::record_event(
+                            client,
+                            &who,
+                            &Event {
+                                command: "migrate",
+                                event: "migration_applied",
+                                migration: Some(&file.name),
+                                ok: true,
+                                duration_ms: Some(ms as i64),
+                                detail: serde_json::json!({ "checksum": file.checksum, "kind": file.kind.as_str(), "resumed": resumed }),
+                            },
+                        )
+                        .await?;
+                    }
                     on_event(&RunEvent::MigrationApplied {
                         name: file.name.clone(),
                         ms,
                     });
-                    report.applied.push(file.name.clone());
+                    if report.left_open.as_deref() != Some(file.name.as_str()) {
+                        report.applied.push(file.name.clone());
+                    }
                 }
                 Err(e) => {
-                    let message = e.to_string();
-                    // Best effort: the connection may be what failed.
-                    let _ = state::mark_failed(client, &file.name, &message).await;
-                    let _ = state::record_event(
-                        client,
-                        &who,
-                        &Event {
-                            command: "migrate",
-                            event: "migration_failed",
-                            migration: Some(&file.name),
-                            ok: false,
-                            duration_ms: Some(t0.elapsed().as_millis() as i64),
-                            detail: serde_json::json!({ "error": message }),
-                        },
-                    )
-                    .await;
+                    if matches!(body, Body::Sql(_)) {
+                        let message = e.to_string();
+                        // Best effort: the connection may be what failed.
+                        let _ = state::mark_failed(client, &file.name, &message).await;
+                        let _ = state::record_event(
+                            client,
+                            &who,
+                            &Event {
+                                command: "migrate",
+                                event: "migration_failed",
+                                migration: Some(&file.name),
+                                ok: false,
+                                duration_ms: Some(t0.elapsed().as_millis() as i64),
+                                detail: serde_json::json!({ "error": message }),
+                            },
+                        )
+                        .await;
+                    }
                     return Err(e);
                 }
             }
@@ -168,6 +211,130 @@ pub async fn migrate(
     .await;
     let _ = lock::release(client).await;
     result
+}
+
+/// Takes the lock and makes sure the state schema is current, runs `f`, releases the lock.
+async fn locked<T, F, Fut>(exec: &Executor, schema: &str, f: F) -> Result<T>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let client = exec.client();
+    set_search_path(client, schema).await?;
+    lock::acquire(client).await?;
+    let result = async {
+        state::ensure(exec).await?;
+        f().await
+    }
+    .await;
+    let _ = lock::release(client).await;
+    result
+}
+
+/// `pgshift start <file>`: expands one migration (a `.sql` file is applied whole).
+/// Returns the version schema ("" for a `.sql` file).
+pub async fn start(
+    spec: &ConnectionSpec,
+    exec: &Executor,
+    path: &Path,
+    schema: &str,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<String> {
+    let file = MigrationFile::read(path)?;
+    let body = file.parse().map_err(|d| Error::Input(vec![d]))?;
+    let who = Who::current(spec);
+    let client = exec.client();
+    let version = state::installed_version(client).await?;
+    if version.is_some_and(|v| v >= 1) {
+        let records = state::migrations(client).await?;
+        check_not_edited(&file, &records)?;
+    }
+    locked(exec, schema, || async {
+        let records = state::migrations(client).await?;
+        check_not_edited(&file, &records)?;
+        if records
+            .iter()
+            .any(|r| r.name == file.name && r.status == "applied")
+        {
+            return Err(Error::usage(
+                format!("migration {} is already applied", file.name),
+                None,
+            ));
+        }
+        match &body {
+            Body::Sql(statements) => {
+                on_event(&RunEvent::MigrationStarted {
+                    name: file.name.clone(),
+                    resumed: false,
+                });
+                apply_sql(exec, &file, statements, &who, on_event).await?;
+                Ok(String::new())
+            }
+            Body::Operations(migration) => {
+                lifecycle::start(exec, &file, migration, schema, &who, on_event).await
+            }
+        }
+    })
+    .await
+}
+
+fn check_not_edited(file: &MigrationFile, records: &[MigrationRecord]) -> Result<()> {
+    match records.iter().find(|r| r.name == file.name) {
+        Some(r) if r.checksum != file.checksum => {
+            Err(Error::EditedAfterApply(vec![EditedMigration {
+                name: file.name.clone(),
+                path: file.path.display().to_string(),
+                applied_checksum: r.checksum.clone(),
+                file_checksum: file.checksum.clone(),
+            }]))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `pgshift complete`.
+pub async fn complete(
+    spec: &ConnectionSpec,
+    exec: &Executor,
+    schema: &str,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<String> {
+    let who = Who::current(spec);
+    locked(exec, schema, || {
+        lifecycle::complete(exec, schema, &who, on_event)
+    })
+    .await
+}
+
+/// `pgshift rollback`.
+pub async fn rollback(
+    spec: &ConnectionSpec,
+    exec: &Executor,
+    schema: &str,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<String> {
+    let who = Who::current(spec);
+    locked(exec, schema, || {
+        lifecycle::rollback(exec, schema, &who, on_event)
+    })
+    .await
+}
+
+/// `pgshift latest schema`: the newest version schema.
+pub async fn latest_schema(client: &tokio_postgres::Client) -> Result<String> {
+    let version = state::installed_version(client).await?;
+    let latest = match version {
+        Some(v) if v >= 2 => state::latest_version_schema(client).await?,
+        _ => None,
+    };
+    latest.ok_or_else(|| {
+        Error::usage(
+            "no version schema exists yet",
+            Some(
+                "pgshift start <migration> creates one; until then clients use the tables directly",
+            ),
+        )
+    })
 }
 
 /// `pgshift init`: creates or upgrades the state schema.
@@ -196,7 +363,7 @@ pub async fn init(spec: &ConnectionSpec, exec: &Executor) -> Result<state::State
 }
 
 struct RunPlan<'a> {
-    pending: Vec<(&'a MigrationFile, Vec<SqlStatement>)>,
+    pending: Vec<(&'a MigrationFile, Body)>,
     already_applied: usize,
 }
 
@@ -232,21 +399,7 @@ fn plan_run<'a>(
     let mut bodies = Vec::new();
     for file in &pending {
         match file.parse() {
-            Ok(Body::Sql(statements)) => bodies.push((*file, statements)),
-            Ok(Body::Operations(migration)) => {
-                let op = migration
-                    .operations
-                    .first()
-                    .map(|o| o.kind())
-                    .unwrap_or("?");
-                diagnostics.push(
-                    Diagnostic::at_line_col(&file.path, &file.source, 1, 1, format!(
-                        "this pgshift parses {} migrations but cannot run their operations yet (first operation: {op})",
-                        file.kind.as_str()
-                    ))
-                    .with_hint("the expand/contract operations arrive with `pgshift start`; until then write this change as a .sql migration"),
-                );
-            }
+            Ok(body) => bodies.push((*file, body)),
             Err(d) => diagnostics.push(d),
         }
     }
@@ -387,7 +540,7 @@ async fn apply_sql(
             migration: file.name.clone(),
             step: i + 1,
             of: total,
-            line,
+            what: format!("line {line}"),
             ms: t0.elapsed().as_millis() as u64,
         });
     }
@@ -413,6 +566,8 @@ pub enum MigrationStatus {
     Edited,
     /// Started and not finished: a run is under way, or one was interrupted.
     Running,
+    /// Expanded (started) and waiting for `pgshift complete` or `rollback`.
+    Open,
     Failed,
     /// Recorded in the database, but no file has its name.
     Missing,
@@ -441,6 +596,7 @@ pub struct RecordSummary {
     pub application_name: String,
     pub db_user: String,
     pub last_error: Option<String>,
+    pub version_schema: Option<String>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -523,6 +679,7 @@ fn record_status(r: &MigrationRecord) -> MigrationStatus {
     match r.status.as_str() {
         "applied" => MigrationStatus::Applied,
         "failed" => MigrationStatus::Failed,
+        "started" => MigrationStatus::Open,
         _ => MigrationStatus::Running,
     }
 }
@@ -538,6 +695,7 @@ fn summary(r: &MigrationRecord) -> RecordSummary {
         application_name: r.application_name.clone(),
         db_user: r.db_user.clone(),
         last_error: r.last_error.clone(),
+        version_schema: r.version_schema.clone(),
     }
 }
 

@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 pub const SCHEMA: &str = "pgshift";
 
 /// The newest state schema version this build knows.
-pub const VERSION: i32 = 1;
+pub const VERSION: i32 = 2;
 
 /// Table `name` of the state schema, quoted.
 pub fn table(name: &str) -> String {
@@ -96,6 +96,21 @@ fn upgrade(version: i32) -> Vec<String> {
             format!(
                 "CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON {s}.events
                  FOR EACH STATEMENT EXECUTE FUNCTION {s}.refuse_change()"
+            ),
+        ],
+        // Expand/contract migrations: their plan, source and version schema, and the
+        // statuses of an open migration.
+        2 => vec![
+            format!(
+                "ALTER TABLE {s}.migrations
+                    ADD COLUMN version_schema text,
+                    ADD COLUMN plan jsonb,
+                    ADD COLUMN source text"
+            ),
+            format!("ALTER TABLE {s}.migrations DROP CONSTRAINT migrations_status_check"),
+            format!(
+                "ALTER TABLE {s}.migrations ADD CONSTRAINT migrations_status_check
+                    CHECK (status IN ('running', 'failed', 'started', 'completing', 'rolling_back', 'applied'))"
             ),
         ],
         _ => Vec::new(),
@@ -194,15 +209,18 @@ pub struct MigrationRecord {
     pub application_name: String,
     pub db_user: String,
     pub last_error: Option<String>,
+    pub version_schema: Option<String>,
 }
 
 pub async fn migrations(client: &Client) -> Result<Vec<MigrationRecord>> {
     let rows = client
         .query(
             &format!(
+                // to_jsonb: readable before a state upgrade added the column, too.
                 "SELECT name, checksum, kind, status, attempts, started_at, completed_at, duration_ms,
-                        applied_by, applied_from_host, application_name, db_user, last_error
-                 FROM {} ORDER BY name",
+                        applied_by, applied_from_host, application_name, db_user, last_error,
+                        to_jsonb(m) ->> 'version_schema'
+                 FROM {} AS m ORDER BY name",
                 table("migrations")
             ),
             &[],
@@ -224,6 +242,7 @@ pub async fn migrations(client: &Client) -> Result<Vec<MigrationRecord>> {
             application_name: r.get(10),
             db_user: r.get(11),
             last_error: r.get(12),
+            version_schema: r.get(13),
         })
         .collect())
 }
@@ -265,11 +284,87 @@ pub fn mark_applied_sql(name: &str) -> String {
     )
 }
 
+/// Stores the plan of a structured migration when its start begins.
+pub async fn store_plan(
+    client: &Client,
+    name: &str,
+    version_schema: &str,
+    plan: &serde_json::Value,
+    source: &str,
+) -> Result<()> {
+    client
+        .execute(
+            &format!(
+                "UPDATE {} SET version_schema = $2, plan = $3, source = $4 WHERE name = $1",
+                table("migrations")
+            ),
+            &[&name, &version_schema, plan, &source],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Sets a migration's status (and, for `applied`, its completion time and duration).
+pub fn set_status_sql(name: &str, status: &str) -> String {
+    if status == "applied" {
+        return mark_applied_sql(name);
+    }
+    format!(
+        "UPDATE {} SET status = {} WHERE name = {}",
+        table("migrations"),
+        literal(status),
+        literal(name)
+    )
+}
+
+/// SQL that forgets a rolled-back migration (its journal goes with it); the audit keeps it.
+pub fn forget_sql(name: &str) -> String {
+    format!(
+        "DELETE FROM {} WHERE name = {}",
+        table("migrations"),
+        literal(name)
+    )
+}
+
+/// The stored plan and version schema of a migration.
+pub async fn stored_plan(
+    client: &Client,
+    name: &str,
+) -> Result<Option<(serde_json::Value, String, String)>> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT plan, version_schema, source FROM {} WHERE name = $1 AND plan IS NOT NULL",
+                table("migrations")
+            ),
+            &[&name],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+}
+
+/// The newest version schema that exists: what a client of the latest version should use.
+pub async fn latest_version_schema(client: &Client) -> Result<Option<String>> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT version_schema FROM {} WHERE version_schema IS NOT NULL
+                   AND status IN ('started', 'completing', 'applied')
+                   AND to_regnamespace(quote_ident(version_schema)) IS NOT NULL
+                 ORDER BY started_at DESC, name DESC LIMIT 1",
+                table("migrations")
+            ),
+            &[],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
 pub async fn mark_failed(client: &Client, name: &str, error: &str) -> Result<()> {
     client
         .execute(
             &format!(
-                "UPDATE {} SET status = 'failed', last_error = $2 WHERE name = $1 AND status = 'running'",
+                "UPDATE {} SET status = 'failed', last_error = $2 WHERE name = $1 AND status IN ('running', 'completing', 'rolling_back')",
                 table("migrations")
             ),
             &[&name, &error],

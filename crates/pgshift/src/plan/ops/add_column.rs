@@ -48,12 +48,7 @@ impl OperationPlan for AddColumn {
 
     fn apply(&self, vs: &mut VirtualSchema) {
         if let Some(t) = vs.table_mut(&self.table) {
-            t.columns.push(VColumn {
-                name: self.column.name.clone(),
-                physical: self.column.name.clone(),
-                data_type: self.column.data_type.clone(),
-                not_null: !self.column.nullable,
-            });
+            self.apply_to(t);
         }
     }
 
@@ -242,7 +237,9 @@ impl OperationPlan for AddColumn {
 }
 
 impl AddColumn {
+    /// Idempotent: once start has added the column, the live catalog already has it.
     fn apply_to(&self, t: &mut crate::plan::VTable) {
+        t.columns.retain(|c| c.name != self.column.name);
         t.columns.push(VColumn {
             name: self.column.name.clone(),
             physical: self.column.name.clone(),

@@ -1,0 +1,410 @@
+//! The life of an expand/contract migration: `start` (expand), `complete` (contract),
+//! `rollback` (undo start). Start plans the migration against the live catalog and stores
+//! the plan; every phase then runs the stored steps in order, each journaled, so that the
+//! same command after a crash continues where the last one stopped.
+
+use crate::catalog::Catalog;
+use crate::conn::Who;
+use crate::diag::Diagnostic;
+use crate::error::{Error, Result};
+use crate::exec::{Executor, Step};
+use crate::model::Migration;
+use crate::plan::{self, Action, Plan, PlanContext, PlannedStep, VirtualSchema};
+use crate::runner::RunEvent;
+use crate::source::MigrationFile;
+use crate::state::{self, Event, StepState};
+use std::time::Instant;
+
+/// Statuses of a migration that is open (started and not completed or rolled back).
+pub const OPEN: &[&str] = &["running", "failed", "started", "completing", "rolling_back"];
+
+/// The open migration, if any: (name, status).
+pub async fn open_migration(client: &tokio_postgres::Client) -> Result<Option<(String, String)>> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT name, status FROM {} WHERE plan IS NOT NULL AND status = ANY($1) ORDER BY started_at DESC LIMIT 1",
+                state::table("migrations")
+            ),
+            &[&OPEN],
+        )
+        .await?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// Plans `migration` against the live catalog. Problems come back as diagnostics on the
+/// file, naming the operation.
+pub async fn plan_for(
+    client: &tokio_postgres::Client,
+    file: &MigrationFile,
+    migration: &Migration,
+    schema: &str,
+) -> Result<Plan> {
+    let catalog = Catalog::load(client, schema).await?;
+    let previous = state::latest_version_schema(client).await?;
+    let ctx = PlanContext {
+        schema,
+        migration: &file.name,
+        version_schema: plan::version_schema_name(schema, &file.name, migration),
+        previous_version_schema: previous,
+        catalog: &catalog,
+    };
+    plan::plan_migration(&ctx, migration).map_err(|errors| {
+        Error::Input(
+            errors
+                .into_iter()
+                .map(|e| {
+                    let (line, col) = operation_location(&file.source, e.operation);
+                    let mut d = Diagnostic::at_line_col(
+                        &file.path,
+                        &file.source,
+                        line,
+                        col,
+                        format!("operation {} ({}): {}", e.operation + 1, e.kind, e.message),
+                    );
+                    d.hint = e.hint;
+                    d
+                })
+                .collect(),
+        )
+    })
+}
+
+/// Where the n-th operation starts in the file (best effort: the n-th line that opens an
+/// operation), for pointing a diagnostic at it.
+fn operation_location(source: &str, index: usize) -> (usize, usize) {
+    source
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
+            let opens = crate::model::OPERATION_NAMES.iter().any(|k| {
+                trimmed.starts_with(&format!("{k}:"))
+                    || trimmed.starts_with(&format!("\"{k}\""))
+                    || trimmed.starts_with(&format!("{{\"{k}\""))
+                    || trimmed.starts_with(&format!("[operations.{k}]"))
+            });
+            opens.then(|| (i + 1, line.len() - line.trim_start().len() + 1))
+        })
+        .nth(index)
+        .unwrap_or((1, 1))
+}
+
+/// `pgshift start`: expands. Returns the version schema.
+pub async fn start(
+    exec: &Executor,
+    file: &MigrationFile,
+    migration: &Migration,
+    schema: &str,
+    who: &Who,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<String> {
+    let client = exec.client();
+    if let Some((open, status)) = open_migration(client).await? {
+        if open != file.name {
+            return Err(Error::usage(
+                format!(
+                    "migration {open} is open ({status}); only one migration can be open at a time"
+                ),
+                Some("complete it (pgshift complete) or roll it back (pgshift rollback) first"),
+            ));
+        }
+    }
+    let stored = state::stored_plan(client, &file.name).await?;
+    let (plan, resumed) = match stored {
+        Some((plan, _, _)) => (
+            serde_json::from_value::<Plan>(plan).map_err(|e| {
+                Error::CannotResume(format!(
+                    "the stored plan of {} cannot be read: {e}",
+                    file.name
+                ))
+            })?,
+            true,
+        ),
+        None => {
+            let plan = plan_for(client, file, migration, schema).await?;
+            state::begin_migration(client, &file.name, &file.checksum, file.kind.as_str(), who)
+                .await?;
+            let json =
+                serde_json::to_value(&plan).map_err(|e| Error::CannotResume(e.to_string()))?;
+            state::store_plan(
+                client,
+                &file.name,
+                &plan.version_schema,
+                &json,
+                &file.source,
+            )
+            .await?;
+            (plan, false)
+        }
+    };
+    if resumed {
+        client
+            .batch_execute(&state::set_status_sql(&file.name, "running"))
+            .await?;
+    }
+    on_event(&RunEvent::MigrationStarted {
+        name: file.name.clone(),
+        resumed,
+    });
+    let t0 = Instant::now();
+    let result = run_phase(
+        exec,
+        &file.name,
+        "start",
+        &plan.start,
+        migration,
+        schema,
+        &plan.version_schema,
+        "started",
+        on_event,
+    )
+    .await;
+    finish(exec, who, "start", &file.name, t0, &result).await?;
+    result.map(|_| plan.version_schema)
+}
+
+/// `pgshift complete`: contracts the open migration.
+pub async fn complete(
+    exec: &Executor,
+    schema: &str,
+    who: &Who,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<String> {
+    let client = exec.client();
+    let Some((name, status)) = open_migration(client).await? else {
+        return Err(Error::usage(
+            "no migration is open",
+            Some("pgshift status lists them; pgshift start <file> opens one"),
+        ));
+    };
+    if status != "started" && status != "completing" {
+        return Err(Error::usage(
+            format!("migration {name} did not finish its start (status {status})"),
+            Some("run pgshift start on it again to finish it, or pgshift rollback"),
+        ));
+    }
+    let (plan, migration) = load(client, &name).await?;
+    client
+        .batch_execute(&state::set_status_sql(&name, "completing"))
+        .await?;
+    let t0 = Instant::now();
+    let result = run_phase(
+        exec,
+        &name,
+        "complete",
+        &plan.complete,
+        &migration,
+        schema,
+        &plan.version_schema,
+        "applied",
+        on_event,
+    )
+    .await;
+    finish(exec, who, "complete", &name, t0, &result).await?;
+    result.map(|_| name)
+}
+
+/// `pgshift rollback`: undoes what start did to the open migration.
+pub async fn rollback(
+    exec: &Executor,
+    schema: &str,
+    who: &Who,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<String> {
+    let client = exec.client();
+    let Some((name, status)) = open_migration(client).await? else {
+        return Err(Error::usage(
+            "no migration is open",
+            Some("pgshift status lists them"),
+        ));
+    };
+    if status == "completing" {
+        return Err(Error::usage(
+            format!("migration {name} is being completed; a rollback now could lose data"),
+            Some("run pgshift complete again to finish it"),
+        ));
+    }
+    let (plan, migration) = load(client, &name).await?;
+    client
+        .batch_execute(&state::set_status_sql(&name, "rolling_back"))
+        .await?;
+    let t0 = Instant::now();
+    let result = run_phase(
+        exec,
+        &name,
+        "rollback",
+        &plan.rollback,
+        &migration,
+        schema,
+        &plan.version_schema,
+        "",
+        on_event,
+    )
+    .await;
+    finish(exec, who, "rollback", &name, t0, &result).await?;
+    result.map(|_| name)
+}
+
+async fn load(client: &tokio_postgres::Client, name: &str) -> Result<(Plan, Migration)> {
+    let Some((plan, _, source)) = state::stored_plan(client, name).await? else {
+        return Err(Error::CannotResume(format!(
+            "migration {name} has no stored plan"
+        )));
+    };
+    let plan: Plan = serde_json::from_value(plan).map_err(|e| {
+        Error::CannotResume(format!("the stored plan of {name} cannot be read: {e}"))
+    })?;
+    // The stored source is what was started; its format is found by trying each.
+    let path = std::path::Path::new(name);
+    let migration = [
+        crate::model::Format::Yaml,
+        crate::model::Format::Json,
+        crate::model::Format::Toml,
+    ]
+    .into_iter()
+    .find_map(|f| crate::model::parse_migration(path, &source, f).ok())
+    .ok_or_else(|| Error::CannotResume(format!("the stored source of {name} no longer parses")))?;
+    Ok((plan, migration))
+}
+
+async fn finish(
+    exec: &Executor,
+    who: &Who,
+    command: &str,
+    name: &str,
+    t0: Instant,
+    result: &Result<()>,
+) -> Result<()> {
+    let client = exec.client();
+    if let Err(e) = result {
+        let _ = state::mark_failed(client, name, &e.to_string()).await;
+    }
+    state::record_event(
+        client,
+        who,
+        &Event {
+            command,
+            event: match (command, result.is_ok()) {
+                ("start", true) => "migration_started",
+                ("complete", true) => "migration_completed",
+                ("rollback", true) => "migration_rolled_back",
+                _ => "migration_failed",
+            },
+            migration: Some(name),
+            ok: result.is_ok(),
+            duration_ms: Some(t0.elapsed().as_millis() as i64),
+            detail: match result {
+                Ok(()) => serde_json::json!({}),
+                Err(e) => serde_json::json!({ "error": e.to_string() }),
+            },
+        },
+    )
+    .await
+}
+
+/// Runs the steps of one phase, skipping those the journal says are done. The last step's
+/// transaction also records `final_status` (empty: forget the migration, after rollback).
+#[allow(clippy::too_many_arguments)]
+async fn run_phase(
+    exec: &Executor,
+    name: &str,
+    phase: &str,
+    steps: &[PlannedStep],
+    migration: &Migration,
+    schema: &str,
+    version_schema: &str,
+    final_status: &str,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<()> {
+    let client = exec.client();
+    let journal = state::journal(client, name, phase).await?;
+    let total = steps.len();
+    let final_sql = if final_status.is_empty() {
+        state::forget_sql(name)
+    } else {
+        state::set_status_sql(name, final_status)
+    };
+    for (i, step) in steps.iter().enumerate() {
+        let number = i as i32 + 1;
+        let last = i + 1 == total;
+        let journaled = journal.iter().find(|(n, _)| *n == number).map(|(_, s)| *s);
+        if journaled == Some(StepState::Done) {
+            on_event(&RunEvent::StepSkipped {
+                migration: name.to_owned(),
+                step: i + 1,
+                reason: "done in an earlier run".to_owned(),
+            });
+            continue;
+        }
+        let t0 = Instant::now();
+        let mut finish = vec![state::step_done_sql(name, phase, number, &step.description)];
+        if last && !final_status.is_empty() {
+            finish.push(final_sql.clone());
+        }
+        match &step.action {
+            Action::Sql {
+                sql,
+                kind,
+                transactional: true,
+                ..
+            } => {
+                let s = Step {
+                    sql: sql.clone(),
+                    kind: *kind,
+                    concurrent_index: None,
+                };
+                exec.run_transaction(&[s], &finish).await?;
+            }
+            Action::Sql {
+                sql,
+                kind,
+                transactional: false,
+                concurrent_index,
+            } => {
+                state::step_running(client, name, phase, number, &step.description).await?;
+                let s = Step {
+                    sql: sql.clone(),
+                    kind: *kind,
+                    concurrent_index: concurrent_index.clone(),
+                };
+                exec.run_alone(&s, journaled == Some(StepState::Running))
+                    .await?;
+                exec.run_transaction(&[], &finish).await?;
+            }
+            Action::Backfill(spec) => {
+                state::step_running(client, name, phase, number, &step.description).await?;
+                crate::backfill::run(client, spec, exec.settings().lock_timeout).await?;
+                exec.run_transaction(&[], &finish).await?;
+            }
+            Action::VersionSchema => {
+                let catalog = Catalog::load(client, schema).await?;
+                let mut vs = VirtualSchema::from_catalog(&catalog);
+                for op in &migration.operations {
+                    plan::operation_plan(op).apply(&mut vs);
+                }
+                let mut stmts: Vec<Step> = vec![Step::ddl(format!(
+                    "DROP SCHEMA IF EXISTS {} CASCADE",
+                    crate::quote::ident(version_schema)
+                ))];
+                stmts.extend(
+                    plan::version_schema_sql(schema, version_schema, &vs)
+                        .into_iter()
+                        .map(Step::ddl),
+                );
+                exec.run_transaction(&stmts, &finish).await?;
+            }
+        }
+        on_event(&RunEvent::StepDone {
+            migration: name.to_owned(),
+            step: i + 1,
+            of: total,
+            what: step.description.clone(),
+            ms: t0.elapsed().as_millis() as u64,
+        });
+    }
+    if total == 0 || final_status.is_empty() {
+        client.batch_execute(&final_sql).await?;
+    }
+    Ok(())
+}
