@@ -24,11 +24,32 @@ pub struct Table {
     pub name: String,
     pub columns: Vec<Column>,
     pub primary_key: Vec<String>,
-    /// Constraint name → kind letter (p, u, f, c, x).
-    pub constraints: BTreeMap<String, String>,
+    pub constraints: BTreeMap<String, Constraint>,
+    pub indexes: Vec<Index>,
+    /// Columns of this table that foreign keys of other tables (or of itself) reference.
+    pub referenced_columns: Vec<String>,
     /// Columns of a UNIQUE index whose columns are all NOT NULL: usable as a backfill key.
     pub unique_not_null_keys: Vec<Vec<String>>,
     pub estimated_rows: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Constraint {
+    pub name: String,
+    /// p, u, f, c or x.
+    pub kind: String,
+    pub columns: Vec<String>,
+    /// `pg_get_constraintdef`: `CHECK (...)`, `FOREIGN KEY (...) REFERENCES ...`, ...
+    pub definition: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Index {
+    pub name: String,
+    /// `pg_get_indexdef`: a complete CREATE INDEX statement.
+    pub definition: String,
+    /// The constraint the index backs, if any.
+    pub constraint: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -122,7 +143,8 @@ impl Catalog {
             .query(
                 "SELECT c.relname::text, k.conname::text, k.contype::text,
                         ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
-                              JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i)
+                              JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
+                        pg_get_constraintdef(k.oid)
                  FROM pg_constraint k
                  JOIN pg_class c ON c.oid = k.conrelid
                  JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -133,11 +155,37 @@ impl Catalog {
         for r in &rows {
             let table: String = r.get(0);
             if let Some(t) = tables.get_mut(&table) {
-                let kind: String = r.get(2);
-                if kind == "p" {
-                    t.primary_key = r.get(3);
+                let constraint = Constraint {
+                    name: r.get(1),
+                    kind: r.get(2),
+                    columns: r.get(3),
+                    definition: r.get(4),
+                };
+                if constraint.kind == "p" {
+                    t.primary_key = constraint.columns.clone();
                 }
-                t.constraints.insert(r.get(1), kind);
+                t.constraints.insert(constraint.name.clone(), constraint);
+            }
+        }
+        let rows = client
+            .query(
+                "SELECT c.relname::text, a.attname::text
+                 FROM pg_constraint k
+                 JOIN pg_class c ON c.oid = k.confrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN LATERAL unnest(k.confkey) u(n) ON true
+                 JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n
+                 WHERE n.nspname = $1 AND k.contype = 'f'",
+                &[&schema],
+            )
+            .await?;
+        for r in &rows {
+            let table: String = r.get(0);
+            let column: String = r.get(1);
+            if let Some(t) = tables.get_mut(&table) {
+                if !t.referenced_columns.contains(&column) {
+                    t.referenced_columns.push(column);
+                }
             }
         }
         let rows = client
@@ -147,24 +195,33 @@ impl Catalog {
                         AND NOT EXISTS (SELECT 1 FROM unnest(i.indkey) k JOIN pg_attribute a
                                         ON a.attrelid = i.indrelid AND a.attnum = k WHERE NOT a.attnotnull),
                         ARRAY(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY u(n, o)
-                              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.n ORDER BY u.o)
+                              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.n ORDER BY u.o),
+                        pg_get_indexdef(i.indexrelid),
+                        (SELECT k.conname::text FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid LIMIT 1)
                  FROM pg_index i
                  JOIN pg_class ic ON ic.oid = i.indexrelid
                  JOIN pg_class t ON t.oid = i.indrelid
                  JOIN pg_namespace n ON n.oid = ic.relnamespace
-                 WHERE n.nspname = $1",
+                 WHERE n.nspname = $1
+                 ORDER BY ic.relname",
                 &[&schema],
             )
             .await?;
         let mut indexes = BTreeMap::new();
         for r in &rows {
             let table: String = r.get(0);
-            indexes.insert(r.get(1), table.clone());
+            let name: String = r.get(1);
+            indexes.insert(name.clone(), table.clone());
             let usable: bool = r.get(2);
-            if usable {
-                if let Some(t) = tables.get_mut(&table) {
+            if let Some(t) = tables.get_mut(&table) {
+                if usable {
                     t.unique_not_null_keys.push(r.get(3));
                 }
+                t.indexes.push(Index {
+                    name,
+                    definition: r.get(4),
+                    constraint: r.get(5),
+                });
             }
         }
         let volatile_functions = client

@@ -16,6 +16,9 @@ pub struct VTable {
     /// The physical key columns a backfill can walk (primary key or unique NOT NULL).
     pub key: Vec<String>,
     pub constraints: Vec<String>,
+    /// Physical columns that cannot be swapped for a copy by a duplication: the primary
+    /// key's, and those other tables' foreign keys reference.
+    pub pinned: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +64,12 @@ impl VirtualSchema {
                             .collect(),
                         key: t.backfill_key().map(|k| k.to_vec()).unwrap_or_default(),
                         constraints: t.constraints.keys().cloned().collect(),
+                        pinned: t
+                            .primary_key
+                            .iter()
+                            .chain(&t.referenced_columns)
+                            .cloned()
+                            .collect(),
                     },
                 )
             })

@@ -9,7 +9,9 @@
 //! - anything that transforms data (a real type change, an `up` that rewrites values,
 //!   dropping NOT NULL): the column is duplicated (see `duplicate.rs`).
 
-use super::duplicate::{is_identity, DupColumn, Duplication, ForeignKeyTarget, NewConstraint};
+use super::duplicate::{
+    is_identity, require_not_pinned, DupColumn, Duplication, ForeignKeyTarget, NewConstraint,
+};
 use super::rename::rename_column_steps;
 use super::{not_internal, references_sql, Invalid};
 use crate::model::AlterColumn;
@@ -314,6 +316,9 @@ impl OperationPlan for AlterColumn {
             if r.table != self.table {
                 vs.require_column(&r.table, &r.column)?;
             }
+        }
+        if matches!(self.strategy(vs), Strategy::Duplicate) {
+            require_not_pinned(vs, &self.table, &[&self.column])?;
         }
         Ok(())
     }

@@ -6,7 +6,9 @@
 //! complete. When `up` transforms values, the columns are duplicated (`duplicate.rs`).
 //! Dropping a constraint only removes metadata: one short statement at complete.
 
-use super::duplicate::{is_identity, DupColumn, Duplication, ForeignKeyTarget, NewConstraint};
+use super::duplicate::{
+    is_identity, require_not_pinned, DupColumn, Duplication, ForeignKeyTarget, NewConstraint,
+};
 use super::{action_sql, not_internal, Invalid};
 use crate::model::{
     ConstraintType, CreateConstraint, DropConstraint, DropMulticolumnConstraint, MatchType,
@@ -232,6 +234,10 @@ impl OperationPlan for CreateConstraint {
             for c in &r.columns {
                 vs.require_column(&r.table, c)?;
             }
+        }
+        if !self.keeps_data() {
+            let columns: Vec<&str> = self.constraint.columns.iter().map(String::as_str).collect();
+            require_not_pinned(vs, &self.table, &columns)?;
         }
         Ok(())
     }

@@ -241,11 +241,16 @@ impl OperationPlan for CreateTable {
                     })
                     .collect(),
                 key: if pk.is_empty() {
+                    table_pk.clone().unwrap_or_default()
+                } else {
+                    pk.clone()
+                },
+                constraints: self.constraints.iter().map(|c| c.name.clone()).collect(),
+                pinned: if pk.is_empty() {
                     table_pk.unwrap_or_default()
                 } else {
                     pk
                 },
-                constraints: self.constraints.iter().map(|c| c.name.clone()).collect(),
             },
         );
     }

@@ -4,7 +4,10 @@
 //! fills the copy; complete validates the constraints, drops the old column and gives the
 //! copy its name, in one short transaction.
 
-use super::{references_sql, rename_column_refs};
+use super::{
+    columns_named, references_sql, rename_column_refs, rewrite_constraint_definition,
+    rewrite_index_definition,
+};
 use crate::model::ForeignKeyReference;
 use crate::plan::triggers::{self, DualWrite};
 use crate::plan::{
@@ -280,6 +283,8 @@ impl Duplication<'_> {
             }
         }
 
+        self.carry_over(ctx, &t.physical, &old_physical, &mut steps, &mut renames);
+
         steps
             .complete
             .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
@@ -331,6 +336,128 @@ impl Duplication<'_> {
         ));
         steps
     }
+}
+
+impl Duplication<'_> {
+    /// The constraints and indexes that involve a duplicated column would go with the old
+    /// column at complete: recreate them on the copies (NOT VALID, or built concurrently)
+    /// at start, validate them at complete, and give them back their names after the swap.
+    fn carry_over(
+        &self,
+        ctx: &PlanContext,
+        physical_table: &str,
+        old_physical: &dyn Fn(&str) -> String,
+        steps: &mut OpSteps,
+        renames: &mut Vec<String>,
+    ) {
+        let Some(catalog_table) = ctx.catalog.table(physical_table) else {
+            return;
+        };
+        let table = qualified(ctx.schema, physical_table);
+        let columns: Vec<(String, String)> = self
+            .columns
+            .iter()
+            .map(|d| (old_physical(&d.name), new_name(&d.name)))
+            .collect();
+        let involved =
+            |cols: &[String]| cols.iter().any(|c| columns.iter().any(|(old, _)| old == c));
+        for k in catalog_table.constraints.values() {
+            if !involved(&k.columns) {
+                continue;
+            }
+            match k.kind.as_str() {
+                "c" | "f" => {
+                    let tmp = internal_name("cc", &[&k.name]);
+                    if let Ok(sql) =
+                        rewrite_constraint_definition(&table, &tmp, &k.definition, &columns)
+                    {
+                        steps.start.push(sql_step(
+                            format!(
+                                "constraint {} recreated on the copies, not validated yet",
+                                k.name
+                            ),
+                            sql,
+                        ));
+                        steps.complete.push(sql_step(
+                            format!("validate the copy of constraint {}", k.name),
+                            format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&tmp)),
+                        ));
+                        renames.push(format!(
+                            "ALTER TABLE {table} RENAME CONSTRAINT {} TO {}",
+                            ident(&tmp),
+                            ident(&k.name)
+                        ));
+                    }
+                }
+                // An exclusion constraint cannot be attached from an index: it is added again
+                // after the swap (this scans the table under the swap's lock).
+                "x" => renames.push(format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} {}",
+                    ident(&k.name),
+                    k.definition
+                )),
+                // Unique: through its index, below. Primary keys and referenced columns are
+                // refused by validation; NOT NULL ('n' on PostgreSQL 18) travels with not_null.
+                _ => {}
+            }
+        }
+        for ix in &catalog_table.indexes {
+            let kind = ix
+                .constraint
+                .as_ref()
+                .and_then(|c| catalog_table.constraints.get(c))
+                .map(|c| c.kind.as_str());
+            if matches!(kind, Some("p") | Some("x")) || !involved(&columns_named(&ix.definition)) {
+                continue;
+            }
+            let tmp = internal_name("ix", &[&ix.name]);
+            let Ok(sql) = rewrite_index_definition(&ix.definition, &tmp, &columns) else {
+                continue;
+            };
+            steps.start.push(concurrent_step(
+                format!("index {} recreated on the copies, concurrently", ix.name),
+                sql,
+                Some(ConcurrentIndex::Create {
+                    schema: Some(ctx.schema.to_owned()),
+                    table: physical_table.to_owned(),
+                    name: Some(tmp.clone()),
+                }),
+            ));
+            renames.push(match (&ix.constraint, kind) {
+                (Some(constraint), Some("u")) => format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
+                    ident(constraint),
+                    ident(&tmp)
+                ),
+                _ => format!(
+                    "ALTER INDEX {} RENAME TO {}",
+                    qualified(ctx.schema, &tmp),
+                    ident(&ix.name)
+                ),
+            });
+        }
+    }
+}
+
+/// Refuses to duplicate a column that cannot be swapped for a copy.
+pub(super) fn require_not_pinned(
+    vs: &VirtualSchema,
+    table: &str,
+    columns: &[&str],
+) -> Result<(), super::Invalid> {
+    let Some(t) = vs.table(table) else {
+        return Ok(());
+    };
+    for c in columns {
+        let physical = t.column(c).map(|v| v.physical.as_str()).unwrap_or(c);
+        if t.pinned.iter().any(|p| p == physical) {
+            return Err((
+                format!("column {table}.{c} is part of the primary key or referenced by a foreign key, so it cannot be swapped for a transformed copy"),
+                Some("change a primary key and the foreign keys that reference it with the primary-key type operation; or leave `up`/`down` as the column itself".to_owned()),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn names(columns: &[DupColumn]) -> String {

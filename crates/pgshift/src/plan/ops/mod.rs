@@ -116,25 +116,9 @@ fn is_volatile(expr: &str, volatile_functions: &std::collections::BTreeSet<Strin
 /// Rewrites references to column `from` in a SQL expression into `to` (for a constraint
 /// written against a column's name but created on its new physical copy).
 fn rename_column_refs(expr: &str, from: &str, to: &str) -> Result<String, Invalid> {
-    use pg_query::protobuf::node::Node;
     let mut parsed = pg_query::parse(&format!("SELECT {expr}"))
         .map_err(|e| (format!("the expression {expr:?} does not parse: {e}"), None))?;
-    // SAFETY: pg_query hands out raw pointers into `parsed.protobuf`; they stay valid
-    // because the tree is not otherwise touched until the loop ends.
-    let nodes = unsafe { parsed.protobuf.nodes_mut() };
-    for (node, ..) in nodes {
-        if let pg_query::NodeMut::ColumnRef(c) = node {
-            // SAFETY: see above; each pointer is used once, alone.
-            let c = unsafe { &mut *c };
-            if c.fields.len() == 1 {
-                if let Some(Node::String(s)) = c.fields[0].node.as_mut() {
-                    if s.sval == from {
-                        s.sval = to.to_owned();
-                    }
-                }
-            }
-        }
-    }
+    rename_in_select(&mut parsed.protobuf, &[(from.to_owned(), to.to_owned())]);
     let sql = parsed
         .protobuf
         .deparse()
@@ -143,6 +127,172 @@ fn rename_column_refs(expr: &str, from: &str, to: &str) -> Result<String, Invali
         .strip_prefix("SELECT ")
         .map(str::to_owned)
         .unwrap_or(sql))
+}
+
+/// Renames single-name column references in a parsed SELECT. pg_query's walker descends
+/// into every expression of a SELECT (not into DDL), so expressions from DDL are moved into
+/// a SELECT for this (see `rename_in_expression`).
+fn rename_in_select(tree: &mut pg_query::protobuf::ParseResult, renames: &[(String, String)]) {
+    use pg_query::protobuf::node::Node;
+    // SAFETY: pg_query hands out raw pointers into `tree`; they stay valid because the
+    // tree's shape is not changed while they are used, and each is used alone.
+    let nodes = unsafe { tree.nodes_mut() };
+    for (node, ..) in nodes {
+        if let pg_query::NodeMut::ColumnRef(c) = node {
+            // SAFETY: as above.
+            let c = unsafe { &mut *c };
+            if c.fields.len() == 1 {
+                if let Some(Node::String(s)) = c.fields[0].node.as_mut() {
+                    if let Some((_, to)) = renames.iter().find(|(from, _)| *from == s.sval) {
+                        s.sval = to.clone();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Renames column references inside an expression node of a DDL statement, by moving it
+/// into `SELECT <expression>`, renaming there, and moving it back.
+fn rename_in_expression(
+    expr: &mut Option<Box<pg_query::protobuf::Node>>,
+    renames: &[(String, String)],
+) {
+    use pg_query::protobuf::{node::Node, ParseResult, RawStmt, ResTarget, SelectStmt};
+    let Some(inner) = expr.take() else {
+        return;
+    };
+    let mut tree = ParseResult {
+        version: 0,
+        stmts: vec![RawStmt {
+            stmt: Some(Box::new(pg_query::protobuf::Node {
+                node: Some(Node::SelectStmt(Box::new(SelectStmt {
+                    target_list: vec![pg_query::protobuf::Node {
+                        node: Some(Node::ResTarget(Box::new(ResTarget {
+                            val: Some(inner),
+                            ..ResTarget::default()
+                        }))),
+                    }],
+                    ..SelectStmt::default()
+                }))),
+            })),
+            stmt_location: 0,
+            stmt_len: 0,
+        }],
+    };
+    rename_in_select(&mut tree, renames);
+    if let Some(Node::SelectStmt(select)) =
+        tree.stmts.pop().and_then(|s| s.stmt).and_then(|n| n.node)
+    {
+        if let Some(Node::ResTarget(target)) =
+            select.target_list.into_iter().next().and_then(|n| n.node)
+        {
+            *expr = target.val;
+        }
+    }
+}
+
+fn rename_string(name: &mut String, renames: &[(String, String)]) {
+    if let Some((_, to)) = renames.iter().find(|(from, _)| from == name) {
+        *name = to.clone();
+    }
+}
+
+/// A `pg_get_indexdef` statement made into a concurrent build of `new_name` over the
+/// renamed columns.
+fn rewrite_index_definition(
+    definition: &str,
+    new_name: &str,
+    renames: &[(String, String)],
+) -> Result<String, Invalid> {
+    use pg_query::protobuf::node::Node;
+    let mut parsed = pg_query::parse(definition)
+        .map_err(|e| (format!("{definition:?} does not parse: {e}"), None))?;
+    for stmt in &mut parsed.protobuf.stmts {
+        if let Some(Node::IndexStmt(ix)) = stmt.stmt.as_mut().and_then(|n| n.node.as_mut()) {
+            ix.idxname = new_name.to_owned();
+            ix.concurrent = true;
+            for param in ix
+                .index_params
+                .iter_mut()
+                .chain(ix.index_including_params.iter_mut())
+            {
+                if let Some(Node::IndexElem(e)) = param.node.as_mut() {
+                    rename_string(&mut e.name, renames);
+                    rename_in_expression(&mut e.expr, renames);
+                }
+            }
+            rename_in_expression(&mut ix.where_clause, renames);
+        }
+    }
+    parsed
+        .protobuf
+        .deparse()
+        .map_err(|e| (format!("cannot rewrite {definition:?}: {e}"), None))
+}
+
+/// `ALTER TABLE <table> ADD CONSTRAINT <new_name> <definition> NOT VALID` over the renamed
+/// columns, for a CHECK or FOREIGN KEY constraint from `pg_get_constraintdef`.
+fn rewrite_constraint_definition(
+    table: &str,
+    new_name: &str,
+    definition: &str,
+    renames: &[(String, String)],
+) -> Result<String, Invalid> {
+    use pg_query::protobuf::node::Node;
+    let sql = format!(
+        "ALTER TABLE {table} ADD CONSTRAINT {} {definition}",
+        crate::quote::ident(new_name)
+    );
+    let mut parsed =
+        pg_query::parse(&sql).map_err(|e| (format!("{sql:?} does not parse: {e}"), None))?;
+    for stmt in &mut parsed.protobuf.stmts {
+        let Some(Node::AlterTableStmt(alter)) = stmt.stmt.as_mut().and_then(|n| n.node.as_mut())
+        else {
+            continue;
+        };
+        for cmd in &mut alter.cmds {
+            let Some(Node::AlterTableCmd(cmd)) = cmd.node.as_mut() else {
+                continue;
+            };
+            let Some(Node::Constraint(k)) = cmd.def.as_mut().and_then(|d| d.node.as_mut()) else {
+                continue;
+            };
+            k.skip_validation = true;
+            k.initially_valid = false;
+            for attr in k.fk_attrs.iter_mut().chain(k.keys.iter_mut()) {
+                if let Some(Node::String(s)) = attr.node.as_mut() {
+                    rename_string(&mut s.sval, renames);
+                }
+            }
+            rename_in_expression(&mut k.raw_expr, renames);
+        }
+    }
+    parsed
+        .protobuf
+        .deparse()
+        .map_err(|e| (format!("cannot rewrite {sql:?}: {e}"), None))
+}
+
+/// The columns a statement names (column references and index columns).
+fn columns_named(sql: &str) -> Vec<String> {
+    use pg_query::protobuf::node::Node;
+    let Ok(parsed) = pg_query::parse(sql) else {
+        return Vec::new();
+    };
+    parsed
+        .protobuf
+        .nodes()
+        .into_iter()
+        .filter_map(|(node, ..)| match node {
+            pg_query::NodeRef::IndexElem(e) if !e.name.is_empty() => Some(e.name.clone()),
+            pg_query::NodeRef::ColumnRef(c) => c.fields.last().and_then(|f| match &f.node {
+                Some(Node::String(s)) => Some(s.sval.clone()),
+                _ => None,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -156,6 +306,53 @@ mod tests {
         assert!(!is_volatile("now()", &volatile));
         assert!(!is_volatile("'x'", &volatile));
         assert!(is_volatile("not sql at all (", &volatile));
+    }
+
+    #[test]
+    fn index_definitions_become_concurrent_builds_on_the_copy() {
+        let out = rewrite_index_definition(
+            "CREATE UNIQUE INDEX reviews_review_key ON public.reviews USING btree (review) WHERE (review <> ''::text)",
+            "_pgshift_ix_reviews_review_key",
+            &[("review".to_owned(), "_pgshift_new_review".to_owned())],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "CREATE UNIQUE INDEX CONCURRENTLY _pgshift_ix_reviews_review_key ON public.reviews USING btree (_pgshift_new_review) WHERE review <> ''::text".replace("WHERE review", "WHERE _pgshift_new_review")
+        );
+    }
+
+    #[test]
+    fn constraint_definitions_move_to_the_copy_not_valid() {
+        let renames = [("user_id".to_owned(), "_pgshift_new_user_id".to_owned())];
+        let fk = rewrite_constraint_definition(
+            "public.posts",
+            "tmp",
+            "FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE",
+            &renames,
+        )
+        .unwrap();
+        assert!(
+            fk.contains("FOREIGN KEY (_pgshift_new_user_id) REFERENCES users (id)"),
+            "{fk}"
+        );
+        assert!(fk.contains("NOT VALID"), "{fk}");
+        let check = rewrite_constraint_definition(
+            "t",
+            "tmp",
+            "CHECK ((length(user_id::text) > 3))",
+            &renames,
+        )
+        .unwrap();
+        assert!(
+            check.contains("length(_pgshift_new_user_id::text) > 3"),
+            "{check}"
+        );
+        assert!(check.contains("NOT VALID"), "{check}");
+        assert_eq!(
+            columns_named("CREATE INDEX i ON t USING btree (a, lower(b)) WHERE c > 0"),
+            vec!["a", "b", "c"]
+        );
     }
 
     #[test]
