@@ -31,6 +31,10 @@ pub struct Table {
     /// Columns of a UNIQUE index whose columns are all NOT NULL: usable as a backfill key.
     pub unique_not_null_keys: Vec<Vec<String>>,
     pub estimated_rows: i64,
+    /// `relreplident`: d (default), n (nothing), f (full) or i (index).
+    pub replica_identity: String,
+    /// The index used as replica identity, when `replica_identity` is i.
+    pub replica_index: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -94,7 +98,9 @@ impl Catalog {
         let mut tables: BTreeMap<String, Table> = BTreeMap::new();
         let rows = client
             .query(
-                "SELECT c.relname::text, greatest(c.reltuples, 0)::bigint
+                "SELECT c.relname::text, greatest(c.reltuples, 0)::bigint, c.relreplident::text,
+                        (SELECT ic.relname::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                         WHERE i.indrelid = c.oid AND i.indisreplident)
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
                 &[&schema],
@@ -107,6 +113,8 @@ impl Catalog {
                 Table {
                     name,
                     estimated_rows: r.get(1),
+                    replica_identity: r.get(2),
+                    replica_index: r.get(3),
                     ..Table::default()
                 },
             );

@@ -172,3 +172,41 @@ pub async fn migration_status(client: &tokio_postgres::Client, name: &str) -> St
         .unwrap_or_else(|e| panic!("migration {name}: {e}"))
         .get(0)
 }
+
+/// A schema-only dump of the database (pgshift's own bookkeeping tables excluded: they are
+/// data about the run, not the schema under change).
+pub async fn schema_dump(db: &TestDb) -> String {
+    let cluster = pgshift_testkit::cluster();
+    let out = tokio::process::Command::new(cluster.bin("pg_dump"))
+        .args([
+            "--schema-only",
+            "--no-owner",
+            "--no-privileges",
+            "--exclude-schema=pgshift",
+            "--dbname",
+        ])
+        .arg(&db.url)
+        .output()
+        .await
+        .expect("run pg_dump");
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        // pg_dump 17+ prints a random \restrict key; comments carry nothing to compare.
+        .filter(|l| {
+            !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs pgshift and asserts it succeeded.
+pub async fn run_ok(db: &TestDb, dir: &Path, args: &[&str]) -> Run {
+    let r = run(db, dir, args).await;
+    assert_eq!(r.code, 0, "pgshift {args:?} failed:\n{}", r.all());
+    r
+}

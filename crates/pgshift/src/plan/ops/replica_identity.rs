@@ -17,22 +17,41 @@ impl OperationPlan for SetReplicaIdentity {
             .table(&self.table)
             .map(|t| t.physical.clone())
             .unwrap_or_default();
-        let identity = match (self.identity.kind, &self.identity.index) {
-            (ReplicaIdentityType::Default, _) => "DEFAULT".to_owned(),
-            (ReplicaIdentityType::Full, _) => "FULL".to_owned(),
-            (ReplicaIdentityType::Nothing, _) => "NOTHING".to_owned(),
-            (ReplicaIdentityType::Index, Some(ix)) => format!("USING INDEX {}", ident(ix)),
-            (ReplicaIdentityType::Index, None) => "DEFAULT".to_owned(),
-        };
+        let table = qualified(ctx.schema, &physical);
+        let identity = identity_sql(self.identity.kind, self.identity.index.as_deref());
+        // Rollback restores what the table had before start.
+        let before = ctx.catalog.table(&physical).map(|t| {
+            let kind = match t.replica_identity.as_str() {
+                "n" => ReplicaIdentityType::Nothing,
+                "f" => ReplicaIdentityType::Full,
+                "i" => ReplicaIdentityType::Index,
+                _ => ReplicaIdentityType::Default,
+            };
+            identity_sql(kind, t.replica_index.as_deref())
+        });
         OpSteps {
             start: vec![sql_step(
                 format!("set the replica identity of {}", self.table),
-                format!(
-                    "ALTER TABLE {} REPLICA IDENTITY {identity}",
-                    qualified(ctx.schema, &physical)
-                ),
+                format!("ALTER TABLE {table} REPLICA IDENTITY {identity}"),
             )],
+            rollback: before
+                .map(|before| {
+                    vec![sql_step(
+                        format!("restore the replica identity of {}", self.table),
+                        format!("ALTER TABLE {table} REPLICA IDENTITY {before}"),
+                    )]
+                })
+                .unwrap_or_default(),
             ..OpSteps::default()
         }
+    }
+}
+
+fn identity_sql(kind: ReplicaIdentityType, index: Option<&str>) -> String {
+    match (kind, index) {
+        (ReplicaIdentityType::Full, _) => "FULL".to_owned(),
+        (ReplicaIdentityType::Nothing, _) => "NOTHING".to_owned(),
+        (ReplicaIdentityType::Index, Some(ix)) => format!("USING INDEX {}", ident(ix)),
+        _ => "DEFAULT".to_owned(),
     }
 }
