@@ -1,0 +1,485 @@
+//! start / complete / rollback of structured migrations, with clients of the old and the
+//! new version writing while the migration is open.
+
+mod common;
+
+use common::*;
+
+/// A connection whose clients see `search_path` (a version schema, or the raw tables).
+async fn client_on(db: &TestDb, search_path: &str) -> tokio_postgres::Client {
+    let c = db.client().await;
+    c.batch_execute(&format!(
+        "SET search_path = {}",
+        pgshift::quote::ident(search_path)
+    ))
+    .await
+    .unwrap();
+    c
+}
+
+async fn text(c: &tokio_postgres::Client, sql: &str) -> Option<String> {
+    c.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn add_column_with_up_serves_both_versions_rolls_back_and_completes() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE users (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL);
+         INSERT INTO users (name) SELECT 'user' || g FROM generate_series(1, 2500) g;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_add.yaml",
+        "operations:\n  - add_column:\n      table: users\n      up: upper(name)\n      column:\n        name: shout\n        type: text\n        nullable: false\n",
+    )]);
+    let file = m.path().join("0001_add.yaml");
+    let file = file.to_str().unwrap();
+    let before = schema_dump(&db).await;
+
+    let r = run_ok(&db, &m.path(), &["start", file]).await;
+    assert!(r.stdout.contains("public_0001_add"), "{}", r.all());
+    let latest = run_ok(&db, &m.path(), &["latest", "schema"]).await;
+    assert_eq!(latest.stdout.trim(), "public_0001_add");
+    let url = run_ok(&db, &m.path(), &["latest", "url"]).await;
+    assert!(
+        url.stdout.contains("search_path%3D%22public_0001_add%22"),
+        "{}",
+        url.stdout
+    );
+
+    // Existing rows were backfilled from `up`, in batches, past the first batch.
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM users WHERE shout IS DISTINCT FROM upper(name)"
+        )
+        .await,
+        0
+    );
+    // Old version (the raw table): the new column comes from `up`, on insert and update.
+    raw.batch_execute("INSERT INTO users (name) VALUES ('old client'); UPDATE users SET name = 'renamed' WHERE id = 1;")
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&raw, "SELECT shout FROM users WHERE name = 'old client'")
+            .await
+            .as_deref(),
+        Some("OLD CLIENT")
+    );
+    assert_eq!(
+        text(&raw, "SELECT shout FROM users WHERE id = 1")
+            .await
+            .as_deref(),
+        Some("RENAMED")
+    );
+    // New version: sees the column and sets it itself.
+    let new = client_on(&db, "public_0001_add").await;
+    new.batch_execute("INSERT INTO users (name, shout) VALUES ('new client', 'my own value')")
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&new, "SELECT shout FROM users WHERE name = 'new client'")
+            .await
+            .as_deref(),
+        Some("my own value")
+    );
+    // NOT NULL holds for the new version already (a CHECK, validated at complete).
+    assert!(new
+        .batch_execute("INSERT INTO users (name, shout) VALUES ('x', NULL)")
+        .await
+        .is_err());
+
+    run_ok(&db, &m.path(), &["rollback"]).await;
+    assert_eq!(
+        schema_dump(&db).await,
+        before,
+        "rollback must restore the schema"
+    );
+    assert_eq!(scalar_i64(&raw, "SELECT count(*) FROM users").await, 2502);
+
+    run_ok(&db, &m.path(), &["start", file]).await;
+    run_ok(&db, &m.path(), &["complete"]).await;
+    assert_eq!(
+        scalar_i64(&raw, "SELECT count(*) FROM users WHERE shout IS NULL").await,
+        0
+    );
+    let not_null: bool = raw
+        .query_one("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'shout'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(not_null);
+    assert_eq!(scalar_i64(&raw, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'users'::regclass AND NOT tgisinternal").await, 0);
+    assert_eq!(scalar_i64(&raw, "SELECT count(*) FROM pg_constraint WHERE conrelid = 'users'::regclass AND contype = 'c'").await, 0);
+    let status = run_ok(&db, &m.path(), &["status", "--output", "json"]).await;
+    assert!(
+        status.stdout.contains("\"status\":\"applied\""),
+        "{}",
+        status.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alter_column_type_translates_writes_both_ways_and_keeps_constraints() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE orders (id serial PRIMARY KEY, price int NOT NULL CHECK (price >= 0), code text);
+         CREATE INDEX orders_price_idx ON orders (price);
+         INSERT INTO orders (price, code) SELECT g, 'c' || g FROM generate_series(1, 3000) g;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_bigint.toml",
+        "[[operations]]\n[operations.alter_column]\ntable = \"orders\"\ncolumn = \"price\"\ntype = \"bigint\"\nup = \"price * 10\"\ndown = \"price / 10\"\n",
+    )]);
+    let file = m.path().join("0001_bigint.toml");
+    let file = file.to_str().unwrap();
+    run_ok(&db, &m.path(), &["start", file]).await;
+
+    // The copy holds up(price) for existing rows and for old-version writes...
+    assert_eq!(scalar_i64(&raw, "SELECT count(*) FROM orders WHERE _pgshift_new_price IS DISTINCT FROM price::bigint * 10").await, 0);
+    raw.batch_execute("INSERT INTO orders (price) VALUES (7)")
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT _pgshift_new_price FROM orders WHERE price = 7 AND code IS NULL"
+        )
+        .await,
+        70
+    );
+    // ...and new-version writes reach the old column through down.
+    let new = client_on(&db, "public_0001_bigint").await;
+    new.batch_execute("INSERT INTO orders (price, code) VALUES (5000000000, 'big')")
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar_i64(&raw, "SELECT price::bigint FROM orders WHERE code = 'big'").await,
+        500000000
+    );
+    let new_type: String = new
+        .query_one("SELECT pg_typeof(price)::text FROM orders LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(new_type, "bigint");
+
+    run_ok(&db, &m.path(), &["complete"]).await;
+    let (ty, not_null): (String, bool) = {
+        let r = raw
+            .query_one("SELECT format_type(atttypid, atttypmod), attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'price'", &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((ty.as_str(), not_null), ("bigint", true));
+    assert_eq!(
+        scalar_i64(&raw, "SELECT price FROM orders WHERE code = 'big'").await,
+        5000000000
+    );
+    assert_eq!(
+        scalar_i64(&raw, "SELECT price FROM orders WHERE code = 'c42'").await,
+        420
+    );
+    // The old column's CHECK and index live on, under their names, on the new column.
+    assert_eq!(scalar_i64(&raw, "SELECT count(*) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND conname = 'orders_price_check' AND convalidated").await, 1);
+    let indexdef: String = raw
+        .query_one("SELECT pg_get_indexdef('orders_price_idx'::regclass)", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(indexdef.contains("(price)"), "{indexdef}");
+    assert!(
+        raw.batch_execute("INSERT INTO orders (price) VALUES (-1)")
+            .await
+            .is_err(),
+        "the CHECK still holds"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drop_and_rename_column_hide_and_rename_for_the_new_version_only() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute("CREATE TABLE t (id int PRIMARY KEY, a text, b text NOT NULL); INSERT INTO t VALUES (1, 'a1', 'b1');")
+        .await
+        .unwrap();
+    let m = Migrations::new(&[(
+        "0001_shape.json",
+        r#"{"operations": [
+            {"drop_column": {"table": "t", "column": "b", "down": "'filled by down'"}},
+            {"rename_column": {"table": "t", "from": "a", "to": "c"}}
+        ]}"#,
+    )]);
+    let file = m.path().join("0001_shape.json");
+    run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
+    let new = client_on(&db, "public_0001_shape").await;
+    // The new version sees id and c, no b; its inserts get b from down.
+    let cols: Vec<String> = new
+        .query("SELECT column_name::text FROM information_schema.columns WHERE table_schema = 'public_0001_shape' AND table_name = 't' ORDER BY ordinal_position", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(cols, vec!["id", "c"]);
+    new.batch_execute("INSERT INTO t (id, c) VALUES (2, 'c2')")
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&raw, "SELECT b FROM t WHERE id = 2").await.as_deref(),
+        Some("filled by down")
+    );
+    assert_eq!(
+        text(&raw, "SELECT a FROM t WHERE id = 2").await.as_deref(),
+        Some("c2")
+    );
+    // The old version still has both columns under their old names.
+    raw.batch_execute("INSERT INTO t (id, a, b) VALUES (3, 'a3', 'b3')")
+        .await
+        .unwrap();
+
+    run_ok(&db, &m.path(), &["complete"]).await;
+    let cols: Vec<String> = raw
+        .query("SELECT attname::text FROM pg_attribute WHERE attrelid = 't'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(cols, vec!["id", "c"]);
+    assert_eq!(scalar_i64(&raw, "SELECT count(*) FROM t").await, 3);
+    // The new version's views keep working after complete.
+    assert_eq!(
+        scalar_i64(&new, "SELECT count(*) FROM t WHERE c IS NOT NULL").await,
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_migration_cannot_start_while_one_is_open_and_invalid_operations_exit_2() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v int)")
+        .await
+        .unwrap();
+    let m = Migrations::new(&[
+        ("0001_a.yaml", "operations:\n  - create_index:\n      name: t_v\n      table: t\n      columns: [v]\n"),
+        ("0002_b.yaml", "operations:\n  - add_column:\n      table: t\n      column:\n        name: w\n        type: int\n        nullable: true\n"),
+        ("0003_bad.yaml", "operations:\n  - add_column:\n      table: t\n      column:\n        name: w\n        type: int\n        nullable: true\n  - drop_column:\n      table: nope\n      column: x\n"),
+    ]);
+    let dir = m.path();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_owned();
+    run_ok(&db, &dir, &["start", &p("0001_a.yaml")]).await;
+    let r = run(&db, &dir, &["start", &p("0002_b.yaml")]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("0001_a is open"), "{}", r.all());
+    run_ok(&db, &dir, &["complete"]).await;
+
+    let before = schema_dump(&db).await;
+    let r = run(&db, &dir, &["start", &p("0003_bad.yaml")]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("0003_bad.yaml:8:3"), "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("operation 2 (drop_column): table \"nope\" does not exist"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(schema_dump(&db).await, before, "nothing may change");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_leaves_the_last_structured_migration_open_unless_complete() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    let m = Migrations::new(&[
+        ("0001_t.yaml", "operations:\n  - create_table:\n      name: t\n      columns:\n        - name: id\n          type: int\n          pk: true\n"),
+        ("0002_c.yaml", "operations:\n  - add_column:\n      table: t\n      column:\n        name: c\n        type: text\n        nullable: true\n"),
+    ]);
+    let r = run_ok(&db, &m.path(), &["migrate", "--output", "json"]).await;
+    let v: serde_json::Value =
+        serde_json::from_str(r.stdout.trim()).unwrap_or_else(|_| panic!("{}", r.all()));
+    assert_eq!(v["left_open"], "0002_c", "{}", r.all());
+    assert_eq!(migration_status(&raw, "0001_t").await, "applied");
+    assert_eq!(migration_status(&raw, "0002_c").await, "started");
+    let r = run_ok(&db, &m.path(), &["migrate", "--complete"]).await;
+    assert!(r.stdout.contains("applied"), "{}", r.all());
+    assert_eq!(migration_status(&raw, "0002_c").await, "applied");
+}
+
+/// Old-version writers update rows while start backfills them; new-version writers insert.
+/// After complete every old-version row holds up(row) and every new-version row its own
+/// value: no update is lost to the backfill.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_racing_the_backfill_are_not_lost() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE items (id bigint PRIMARY KEY, price int NOT NULL);
+         INSERT INTO items SELECT g, g FROM generate_series(1, 60000) g;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_double.yaml",
+        "operations:\n  - add_column:\n      table: items\n      up: price * 2\n      column:\n        name: doubled\n        type: bigint\n        nullable: true\n",
+    )]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..3i64 {
+        let (db, stop) = (db.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let c = db.client().await;
+            let mut n = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                let id = (n * 7919 + w * 104_729) % 60000 + 1;
+                c.execute("UPDATE items SET price = price + 1 WHERE id = $1", &[&id])
+                    .await
+                    .expect("old-version update");
+                n += 1;
+            }
+            n
+        }));
+    }
+    let inserter = {
+        let (db, stop) = (db.clone(), stop.clone());
+        tokio::spawn(async move {
+            // The version schema appears part-way through start.
+            let c = db.client().await;
+            let mut n = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                let ready: bool = c
+                    .query_one(
+                        "SELECT to_regnamespace('public_0001_double') IS NOT NULL",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if ready {
+                    c.batch_execute("SET search_path = public_0001_double")
+                        .await
+                        .unwrap();
+                    let id = 1_000_000 + n;
+                    c.execute(
+                        "INSERT INTO items (id, price, doubled) VALUES ($1, 1, 12345)",
+                        &[&id],
+                    )
+                    .await
+                    .expect("new-version insert");
+                    n += 1;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            n
+        })
+    };
+    let file = m.path().join("0001_double.yaml");
+    run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut updates = 0;
+    for w in writers {
+        updates += w.await.unwrap();
+    }
+    let inserts = inserter.await.unwrap();
+    run_ok(&db, &m.path(), &["complete"]).await;
+    eprintln!("{updates} old-version updates and {inserts} new-version inserts raced the backfill");
+    assert!(updates > 100, "the writers barely ran: {updates}");
+    assert_eq!(
+        scalar_i64(&raw, "SELECT count(*) FROM items WHERE id <= 60000 AND doubled IS DISTINCT FROM price::bigint * 2").await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM items WHERE id > 60000 AND doubled <> 12345"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(&raw, "SELECT count(*) FROM items WHERE id > 60000").await,
+        inserts
+    );
+}
+
+/// kill -9 while start backfills; the same start again finishes the job.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_start_then_start_again_finishes_or_rollback_cleans_up() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE big (id int PRIMARY KEY, v int NOT NULL);
+         INSERT INTO big SELECT g, g FROM generate_series(1, 200000) g;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_slow.yaml",
+        "operations:\n  - add_column:\n      table: big\n      up: v + 1\n      column:\n        name: w\n        type: int\n        nullable: true\n",
+    )]);
+    let file = m.path().join("0001_slow.yaml");
+    let file = file.to_str().unwrap();
+    let mut child = pgshift(&db.url, &m.path(), &["start", file])
+        .spawn()
+        .unwrap();
+    wait_until(
+        "the backfill to be under way",
+        std::time::Duration::from_secs(60),
+        || async {
+            // Until start has added the column, the query fails: not under way yet.
+            raw.query_one("SELECT count(*) FROM big WHERE w IS NOT NULL", &[])
+                .await
+                .map(|r| r.get::<_, i64>(0) > 20000)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    child.start_kill().unwrap();
+    assert_eq!(child.wait().await.unwrap().code(), None);
+    wait_for_pgshift_sessions_to_end(&raw).await;
+    let filled = scalar_i64(&raw, "SELECT count(*) FROM big WHERE w IS NOT NULL").await;
+    assert!(
+        filled < 200000,
+        "killed too late to prove anything: {filled}"
+    );
+
+    let r = run_ok(&db, &m.path(), &["start", file]).await;
+    assert!(
+        r.stderr.contains("resuming") && r.stderr.contains("skipped, done in an earlier run"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM big WHERE w IS DISTINCT FROM v + 1"
+        )
+        .await,
+        0
+    );
+
+    run_ok(&db, &m.path(), &["rollback"]).await;
+    assert_eq!(scalar_i64(&raw, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'big'::regclass AND attname = 'w' AND NOT attisdropped").await, 0);
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'public_0001_slow'"
+        )
+        .await,
+        0
+    );
+}
