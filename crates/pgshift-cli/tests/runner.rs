@@ -190,23 +190,6 @@ async fn malformed_files_exit_2_with_location_and_nothing_applied() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn structured_migrations_parse_but_are_not_run_yet() {
-    let db = TestDb::new().await;
-    let m = Migrations::new(&[(
-        "0001_t.yaml",
-        "operations:\n  - create_table:\n      name: t\n      columns:\n        - name: id\n          type: int\n          pk: true\n",
-    )]);
-    let r = run(&db, &m.path(), &["migrate"]).await;
-    assert_eq!(r.code, 2, "{}", r.all());
-    assert!(
-        r.stderr.contains("cannot run their operations yet"),
-        "{}",
-        r.all()
-    );
-    assert!(!table_exists(&db.client().await, "t").await);
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn pending_migration_older_than_an_applied_one_needs_a_flag() {
     let db = TestDb::new().await;
     let m = Migrations::new(&[("0002_b.sql", "CREATE TABLE b (id int);")]);
@@ -224,13 +207,14 @@ async fn pending_migration_older_than_an_applied_one_needs_a_flag() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn init_creates_upgrades_in_place_and_refuses_a_newer_state() {
+    let current = pgshift::state::VERSION as i64;
     let db = TestDb::new().await;
-    let m = Migrations::new(&[]);
+    let m = Migrations::new(&[("0001_t.sql", "CREATE TABLE t (id int);")]);
     let r = run(&db, &m.path(), &["init", "--output", "json"]).await;
     assert_eq!(r.code, 0, "{}", r.all());
     let v: serde_json::Value = serde_json::from_str(r.stdout.trim()).unwrap();
     assert_eq!(v["from_version"], serde_json::Value::Null);
-    assert_eq!(v["version"], 1);
+    assert_eq!(v["version"], current);
     let c = db.client().await;
 
     // The audit is append-only.
@@ -241,20 +225,31 @@ async fn init_creates_upgrades_in_place_and_refuses_a_newer_state() {
     assert!(c.batch_execute("DELETE FROM pgshift.events").await.is_err());
     assert!(c.batch_execute("TRUNCATE pgshift.events").await.is_err());
 
-    // A state schema at version 0 (as an older pgshift would leave it) is upgraded in place.
+    // A state schema at version 1, as pgshift 0.1 left it, with a migration recorded, is
+    // upgraded in place: the record survives.
+    run_ok(&db, &m.path(), &["migrate"]).await;
     c.batch_execute(
-        "DROP TABLE pgshift.steps, pgshift.migrations, pgshift.events;
-         DROP FUNCTION pgshift.refuse_change();
-         UPDATE pgshift.state_version SET version = 0;",
+        "ALTER TABLE pgshift.migrations DROP COLUMN version_schema, DROP COLUMN plan, DROP COLUMN source;
+         ALTER TABLE pgshift.migrations DROP CONSTRAINT migrations_status_check;
+         ALTER TABLE pgshift.migrations ADD CONSTRAINT migrations_status_check CHECK (status IN ('running', 'failed', 'applied'));
+         UPDATE pgshift.state_version SET version = 1;",
     )
     .await
     .unwrap();
     let r = run(&db, &m.path(), &["init"]).await;
     assert_eq!(r.code, 0, "{}", r.all());
-    assert!(r.stdout.contains("from version 0 to 1"), "{}", r.all());
-    assert!(table_exists(&c, "pgshift.migrations").await);
+    assert!(
+        r.stdout.contains(&format!("from version 1 to {current}")),
+        "{}",
+        r.all()
+    );
     assert_eq!(
         scalar_i64(&c, "SELECT version::bigint FROM pgshift.state_version").await,
+        current
+    );
+    assert_eq!(migration_status(&c, "0001_t").await, "applied");
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'pgshift' AND table_name = 'migrations' AND column_name = 'plan'").await,
         1
     );
 
