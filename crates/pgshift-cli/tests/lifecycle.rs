@@ -483,3 +483,71 @@ async fn kill_9_during_start_then_start_again_finishes_or_rollback_cleans_up() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_types_and_bad_up_expressions_exit_2_before_anything_changes() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute("CREATE TABLE t (id int PRIMARY KEY, name text)")
+        .await
+        .unwrap();
+    let m = Migrations::new(&[
+        ("0001_type.yaml", "operations:\n  - add_column:\n      table: t\n      column:\n        name: x\n        type: intt\n        nullable: true\n"),
+        ("0002_up.yaml", "operations:\n  - add_column:\n      table: t\n      up: upper(nmae)\n      column:\n        name: y\n        type: text\n        nullable: true\n"),
+        ("0003_types.yaml", "operations:\n  - add_column:\n      table: t\n      up: id + 'a'\n      column:\n        name: z\n        type: int\n        nullable: true\n"),
+    ]);
+    let before = schema_dump(&db).await;
+    for (file, expected) in [
+        ("0001_type.yaml", "type \"intt\" does not exist"),
+        ("0002_up.yaml", "column \"nmae\" does not exist"),
+        ("0003_types.yaml", "invalid input syntax for type integer"),
+    ] {
+        let path = m.path().join(file);
+        let r = run(&db, &m.path(), &["start", path.to_str().unwrap()]).await;
+        assert_eq!(r.code, 2, "{file}: {}", r.all());
+        assert!(r.stderr.contains(expected), "{file}: {}", r.all());
+        assert!(
+            r.stderr.contains(&format!("{file}:2:3")),
+            "{file}: {}",
+            r.all()
+        );
+        assert_eq!(schema_dump(&db).await, before, "{file}: nothing may change");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_walks_composite_keys_and_tables_without_a_key() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE pairs (a int, b text, v int NOT NULL, PRIMARY KEY (a, b));
+         INSERT INTO pairs SELECT g % 7, 'k' || g, g FROM generate_series(1, 5000) g;
+         CREATE TABLE heap (v int NOT NULL);
+         INSERT INTO heap SELECT g FROM generate_series(1, 5000) g;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_fill.yaml",
+        "operations:\n  - add_column:\n      table: pairs\n      up: v * 3\n      column:\n        name: w\n        type: int\n        nullable: true\n  - add_column:\n      table: heap\n      up: v * 5\n      column:\n        name: w\n        type: int\n        nullable: true\n",
+    )]);
+    let path = m.path().join("0001_fill.yaml");
+    run_ok(&db, &m.path(), &["start", path.to_str().unwrap()]).await;
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pairs WHERE w IS DISTINCT FROM v * 3"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM heap WHERE w IS DISTINCT FROM v * 5"
+        )
+        .await,
+        0
+    );
+    run_ok(&db, &m.path(), &["complete"]).await;
+}

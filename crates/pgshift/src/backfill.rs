@@ -149,7 +149,7 @@ async fn block_ranges(
 ) -> Result<u64> {
     let pages: i64 = client
         .query_one(
-            "SELECT (pg_relation_size($1::regclass) / current_setting('block_size')::bigint)",
+            "SELECT (pg_relation_size($1::text::regclass) / current_setting('block_size')::bigint)",
             &[&target],
         )
         .await?

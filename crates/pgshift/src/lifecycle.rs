@@ -49,7 +49,7 @@ pub async fn plan_for(
         previous_version_schema: previous,
         catalog: &catalog,
     };
-    plan::plan_migration(&ctx, migration).map_err(|errors| {
+    let plan = plan::plan_migration(&ctx, migration).map_err(|errors| {
         Error::Input(
             errors
                 .into_iter()
@@ -67,7 +67,88 @@ pub async fn plan_for(
                 })
                 .collect(),
         )
-    })
+    })?;
+    check_on_server(client, file, migration, &catalog, schema).await?;
+    Ok(plan)
+}
+
+/// Asks the server, without changing anything, whether each type exists and each `up`
+/// expression parses and type-checks against its table (PREPARE only plans a statement).
+async fn check_on_server(
+    client: &tokio_postgres::Client,
+    file: &MigrationFile,
+    migration: &Migration,
+    catalog: &Catalog,
+    schema: &str,
+) -> Result<()> {
+    use crate::model::Operation;
+    use crate::quote::qualified;
+    let mut diagnostics = Vec::new();
+    for (i, op) in migration.operations.iter().enumerate() {
+        let mut types: Vec<&str> = Vec::new();
+        let mut ups: Vec<(&str, &str)> = Vec::new();
+        match op {
+            Operation::CreateTable(t) => {
+                types.extend(t.columns.iter().map(|c| c.data_type.as_str()))
+            }
+            Operation::AddColumn(a) => {
+                types.push(&a.column.data_type);
+                if let Some(up) = &a.up {
+                    ups.push((&a.table, up));
+                }
+            }
+            Operation::AlterColumn(a) => {
+                if let Some(t) = &a.data_type {
+                    types.push(t);
+                }
+                if let Some(up) = &a.up {
+                    ups.push((&a.table, up));
+                }
+            }
+            Operation::CreateConstraint(c) => {
+                ups.extend(c.up.values().map(|u| (c.table.as_str(), u.as_str())))
+            }
+            _ => {}
+        }
+        let mut problems = Vec::new();
+        for ty in types {
+            if let Err(e) = client.prepare(&format!("SELECT NULL::{ty}")).await {
+                problems.push(format!("type {ty:?}: {}", crate::error::pg_error_text(&e)));
+            }
+        }
+        for (table, up) in ups {
+            // Tables made earlier in the same migration do not exist yet: nothing to check against.
+            if catalog.table(table).is_none() {
+                continue;
+            }
+            let sql = format!(
+                "SELECT {} FROM {}",
+                plan::expression(up),
+                qualified(schema, table)
+            );
+            if let Err(e) = client.prepare(&sql).await {
+                problems.push(format!("`up` {up:?}: {}", crate::error::pg_error_text(&e)));
+            }
+        }
+        for problem in problems {
+            let (line, col) = operation_location(&file.source, i);
+            diagnostics.push(
+                Diagnostic::at_line_col(
+                    &file.path,
+                    &file.source,
+                    line,
+                    col,
+                    format!("operation {} ({}): {problem}", i + 1, op.kind()),
+                )
+                .with_hint("the server refused it as written; `up` is an expression over the table's columns as the old version names them"),
+            );
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Input(diagnostics))
+    }
 }
 
 /// Where the n-th operation starts in the file (best effort: the n-th line that opens an
