@@ -12,7 +12,7 @@
 use super::duplicate::{
     is_identity, require_not_pinned, DupColumn, Duplication, ForeignKeyTarget, NewConstraint,
 };
-use super::rename::rename_column_steps;
+use super::rename_column::rename_column_steps;
 use super::{not_internal, references_sql, Invalid};
 use crate::model::AlterColumn;
 use crate::plan::{

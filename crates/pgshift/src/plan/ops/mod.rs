@@ -2,14 +2,18 @@
 
 mod add_column;
 mod alter_column;
-mod constraints;
+mod create_constraint;
 mod create_index;
 mod create_table;
 mod drop_column;
+mod drop_constraint;
 mod drop_index;
+mod drop_multicolumn_constraint;
 mod drop_table;
 mod duplicate;
-mod rename;
+mod rename_column;
+mod rename_constraint;
+mod rename_table;
 mod replica_identity;
 mod sql;
 

@@ -1,18 +1,14 @@
-//! `create_constraint`, `drop_constraint`, `drop_multicolumn_constraint`.
-//!
-//! A new constraint whose `up`/`down` leave the data as it is goes on the columns
-//! themselves: CHECK and FOREIGN KEY NOT VALID at start and validated at complete (reads
-//! and writes go on), UNIQUE and PRIMARY KEY as an index built CONCURRENTLY and attached at
-//! complete. When `up` transforms values, the columns are duplicated (`duplicate.rs`).
-//! Dropping a constraint only removes metadata: one short statement at complete.
+//! `create_constraint`: a constraint whose `up`/`down` leave the data as it is goes on the
+//! columns themselves: CHECK and FOREIGN KEY NOT VALID at start and validated at complete
+//! (reads and writes go on), UNIQUE and PRIMARY KEY as an index built CONCURRENTLY and
+//! attached at complete. When `up` transforms values, the columns are duplicated
+//! (`duplicate.rs`).
 
 use super::duplicate::{
     is_identity, require_not_pinned, DupColumn, Duplication, ForeignKeyTarget, NewConstraint,
 };
 use super::{action_sql, not_internal, Invalid};
-use crate::model::{
-    ConstraintType, CreateConstraint, DropConstraint, DropMulticolumnConstraint, MatchType,
-};
+use crate::model::{ConstraintType, CreateConstraint, MatchType};
 use crate::plan::{
     concurrent_step, internal_name, sql_step, OpSteps, OperationPlan, PlanContext, VirtualSchema,
 };
@@ -258,72 +254,5 @@ impl OperationPlan for CreateConstraint {
         } else {
             self.duplication(vs).plan(ctx, vs)
         }
-    }
-}
-
-fn drop_constraint_steps(
-    ctx: &PlanContext,
-    vs: &VirtualSchema,
-    table: &str,
-    name: &str,
-) -> OpSteps {
-    let physical = vs
-        .table(table)
-        .map(|t| t.physical.clone())
-        .unwrap_or_default();
-    OpSteps {
-        complete: vec![sql_step(
-            format!("drop constraint {name} on {table}"),
-            format!(
-                "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-                qualified(ctx.schema, &physical),
-                ident(name)
-            ),
-        )],
-        ..OpSteps::default()
-    }
-}
-
-fn require_constraint(vs: &VirtualSchema, table: &str, name: &str) -> Result<(), Invalid> {
-    let t = vs.require_table(table)?;
-    if t.constraints.iter().any(|c| c == name) {
-        Ok(())
-    } else {
-        Err((
-            format!("table {table:?} has no constraint {name:?}"),
-            Some(format!("its constraints: {}", t.constraints.join(", "))),
-        ))
-    }
-}
-
-impl OperationPlan for DropConstraint {
-    fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
-        require_constraint(vs, &self.table, &self.name)
-    }
-
-    fn apply(&self, vs: &mut VirtualSchema) {
-        if let Some(t) = vs.table_mut(&self.table) {
-            t.constraints.retain(|c| c != &self.name);
-        }
-    }
-
-    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
-        drop_constraint_steps(ctx, vs, &self.table, &self.name)
-    }
-}
-
-impl OperationPlan for DropMulticolumnConstraint {
-    fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
-        require_constraint(vs, &self.table, &self.name)
-    }
-
-    fn apply(&self, vs: &mut VirtualSchema) {
-        if let Some(t) = vs.table_mut(&self.table) {
-            t.constraints.retain(|c| c != &self.name);
-        }
-    }
-
-    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
-        drop_constraint_steps(ctx, vs, &self.table, &self.name)
     }
 }

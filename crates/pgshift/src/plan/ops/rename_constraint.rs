@@ -1,0 +1,46 @@
+//! `rename_constraint`: constraint names are not part of any version's views; the rename
+//! happens at complete.
+
+use super::{not_internal, Invalid};
+use crate::model::RenameConstraint;
+use crate::plan::{sql_step, OpSteps, OperationPlan, PlanContext, VirtualSchema};
+use crate::quote::{ident, qualified};
+
+impl OperationPlan for RenameConstraint {
+    fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        let t = vs.require_table(&self.table)?;
+        if !t.constraints.contains(&self.from) {
+            return Err((
+                format!("table {:?} has no constraint {:?}", self.table, self.from),
+                Some(format!("its constraints: {}", t.constraints.join(", "))),
+            ));
+        }
+        not_internal(&self.to)
+    }
+
+    fn apply(&self, vs: &mut VirtualSchema) {
+        if let Some(t) = vs.table_mut(&self.table) {
+            t.constraints.retain(|c| c != &self.from);
+            t.constraints.push(self.to.clone());
+        }
+    }
+
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
+        let physical = vs
+            .table(&self.table)
+            .map(|t| t.physical.clone())
+            .unwrap_or_default();
+        OpSteps {
+            complete: vec![sql_step(
+                format!("rename constraint {} to {}", self.from, self.to),
+                format!(
+                    "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+                    qualified(ctx.schema, &physical),
+                    ident(&self.from),
+                    ident(&self.to)
+                ),
+            )],
+            ..OpSteps::default()
+        }
+    }
+}
