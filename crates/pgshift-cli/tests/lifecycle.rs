@@ -551,3 +551,77 @@ async fn backfill_walks_composite_keys_and_tables_without_a_key() {
     );
     run_ok(&db, &m.path(), &["complete"]).await;
 }
+
+/// A step of complete (or rollback) fails part-way; once the cause is fixed, the same
+/// command continues from the failed step, skipping the steps already done.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_complete_or_rollback_resumes_where_it_stopped() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v int);
+         CREATE FUNCTION must_have_marker() RETURNS void LANGUAGE plpgsql AS $$
+         BEGIN IF to_regclass('marker') IS NULL THEN RAISE EXCEPTION 'no marker yet'; END IF; END $$;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[
+        (
+            "0001_c.yaml",
+            "operations:\n  - add_column:\n      table: t\n      column:\n        name: w\n        type: int\n        nullable: true\n  - rename_column:\n      table: t\n      from: v\n      to: v2\n  - sql:\n      up: SELECT must_have_marker()\n      onComplete: true\n",
+        ),
+        (
+            "0002_r.yaml",
+            "operations:\n  - create_index:\n      name: t_w\n      table: t\n      columns: [w]\n  - sql:\n      up: CREATE TABLE side (id int)\n      down: SELECT must_have_marker(); DROP TABLE side\n",
+        ),
+    ]);
+    let dir = m.path();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_owned();
+
+    run_ok(&db, &dir, &["start", &p("0001_c.yaml")]).await;
+    let r = run(&db, &dir, &["complete"]).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("no marker yet"), "{}", r.all());
+    assert_eq!(migration_status(&raw, "0001_c").await, "completing");
+    let r = run(&db, &dir, &["rollback"]).await;
+    assert_eq!(
+        r.code,
+        2,
+        "a half-completed migration cannot be rolled back: {}",
+        r.all()
+    );
+    raw.batch_execute("CREATE TABLE marker ()").await.unwrap();
+    let r = run_ok(&db, &dir, &["complete"]).await;
+    assert!(
+        r.stderr.contains("skipped, done in an earlier run"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(migration_status(&raw, "0001_c").await, "applied");
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'v2'"
+        )
+        .await,
+        1
+    );
+
+    raw.batch_execute("DROP TABLE marker").await.unwrap();
+    run_ok(&db, &dir, &["start", &p("0002_r.yaml")]).await;
+    let r = run(&db, &dir, &["rollback"]).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(migration_status(&raw, "0002_r").await, "rolling_back");
+    raw.batch_execute("CREATE TABLE marker ()").await.unwrap();
+    run_ok(&db, &dir, &["rollback"]).await;
+    assert!(!table_exists(&raw, "side").await);
+    assert!(!table_exists(&raw, "t_w").await);
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pgshift.migrations WHERE name = '0002_r'"
+        )
+        .await,
+        0
+    );
+}

@@ -16,7 +16,7 @@ use crate::state::{self, Event, StepState};
 use std::time::Instant;
 
 /// Statuses of a migration that is open (started and not completed or rolled back).
-pub const OPEN: &[&str] = &["running", "failed", "started", "completing", "rolling_back"];
+pub const OPEN: &[&str] = &["running", "started", "completing", "rolling_back"];
 
 /// The open migration, if any: (name, status).
 pub async fn open_migration(client: &tokio_postgres::Client) -> Result<Option<(String, String)>> {
@@ -359,7 +359,7 @@ async fn finish(
 ) -> Result<()> {
     let client = exec.client();
     if let Err(e) = result {
-        let _ = state::mark_failed(client, name, &e.to_string()).await;
+        let _ = state::record_phase_error(client, name, &e.to_string()).await;
     }
     state::record_event(
         client,

@@ -360,6 +360,21 @@ pub async fn latest_version_schema(client: &Client) -> Result<Option<String>> {
     Ok(row.map(|r| r.get(0)))
 }
 
+/// Records why a phase of an open migration stopped, keeping its status (`running`,
+/// `completing`, `rolling_back`) so that the same command resumes it.
+pub async fn record_phase_error(client: &Client, name: &str, error: &str) -> Result<()> {
+    client
+        .execute(
+            &format!(
+                "UPDATE {} SET last_error = $2 WHERE name = $1",
+                table("migrations")
+            ),
+            &[&name, &error],
+        )
+        .await?;
+    Ok(())
+}
+
 pub async fn mark_failed(client: &Client, name: &str, error: &str) -> Result<()> {
     client
         .execute(
