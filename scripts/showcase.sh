@@ -66,6 +66,25 @@ echo "-- an innocent-looking edit" >> migrations/0001_orders.sql
 show pgshift migrate
 show pgshift status
 
-step "6. The record: who applied what, when, for how long (pgshift.migrations, pgshift.events)"
+step "6. Expand/contract: orders.price int -> bigint, old and new clients both writing"
+cat > migrations/0006_price_bigint.yaml <<'YAML'
+operations:
+  - alter_column:
+      table: orders
+      column: price
+      type: bigint
+      up: price
+      down: price
+YAML
+show pgshift start migrations/0006_price_bigint.yaml
+new_schema=$(pgshift latest schema)
+echo "(new clients use search_path $new_schema; old clients keep using the table)"
+psql -c "INSERT INTO orders (price) VALUES (42)"
+psql -c "SET search_path = $new_schema; INSERT INTO orders (price) VALUES (77)"
+psql -c "SELECT id, price, _pgshift_new_price FROM orders ORDER BY id DESC LIMIT 2"
+show pgshift complete
+psql -c "SELECT format_type(atttypid, atttypmod) AS price_type FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'price'"
+
+step "7. The record: who applied what, when, for how long (pgshift.migrations, pgshift.events)"
 psql -c "SELECT name, status, applied_by, applied_from_host, duration_ms FROM pgshift.migrations ORDER BY name"
 psql -c "SELECT id, command, event, migration, result, duration_ms, os_user FROM pgshift.events ORDER BY id"

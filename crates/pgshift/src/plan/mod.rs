@@ -91,6 +91,9 @@ pub struct OpError {
 pub struct OpSteps {
     pub start: Vec<PlannedStep>,
     pub backfills: Vec<BackfillSpec>,
+    /// Start steps that go after the backfills: indexes on new columns are built once,
+    /// from the filled table, instead of being maintained row by row during the backfill.
+    pub after_backfill: Vec<PlannedStep>,
     pub complete: Vec<PlannedStep>,
     pub rollback: Vec<PlannedStep>,
 }
@@ -139,6 +142,7 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
     let mut vs = VirtualSchema::from_catalog(ctx.catalog);
     let mut start = Vec::new();
     let mut backfills: Vec<BackfillSpec> = Vec::new();
+    let mut after_backfill = Vec::new();
     let mut complete = Vec::new();
     let mut rollbacks = Vec::new();
     for (i, op) in migration.operations.iter().enumerate() {
@@ -164,6 +168,7 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
                 None => backfills.push(b),
             }
         }
+        after_backfill.extend(steps.after_backfill);
         complete.extend(steps.complete);
         rollbacks.push(steps.rollback);
     }
@@ -176,6 +181,7 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
             action: Action::Backfill(b),
         });
     }
+    start.extend(after_backfill);
     start.push(PlannedStep {
         description: format!("create the version schema {}", ctx.version_schema),
         action: Action::VersionSchema,

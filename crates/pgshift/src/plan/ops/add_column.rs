@@ -201,7 +201,7 @@ impl OperationPlan for AddColumn {
         if c.unique {
             let index = internal_name("uq", &[&t.physical, &c.name]);
             let constraint = format!("{}_{}_key", t.physical, c.name);
-            steps.start.push(concurrent_step(
+            steps.after_backfill.push(concurrent_step(
                 format!(
                     "unique index on {}.{}, built concurrently",
                     self.table, c.name

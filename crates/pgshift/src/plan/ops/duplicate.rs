@@ -228,7 +228,7 @@ impl Duplication<'_> {
                 }
                 NewConstraint::Unique { name, columns } => {
                     let tmp = internal_name("uq", &[name]);
-                    steps.start.push(concurrent_step(
+                    steps.after_backfill.push(concurrent_step(
                         format!("unique index for {name} on the copies, built concurrently"),
                         format!(
                             "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({})",
@@ -414,7 +414,7 @@ impl Duplication<'_> {
             let Ok(sql) = rewrite_index_definition(&ix.definition, &tmp, &columns) else {
                 continue;
             };
-            steps.start.push(concurrent_step(
+            steps.after_backfill.push(concurrent_step(
                 format!("index {} recreated on the copies, concurrently", ix.name),
                 sql,
                 Some(ConcurrentIndex::Create {
