@@ -491,6 +491,12 @@ async fn unknown_types_and_bad_up_expressions_exit_2_before_anything_changes() {
     raw.batch_execute("CREATE TABLE t (id int PRIMARY KEY, name text)")
         .await
         .unwrap();
+    // serial is shorthand, not a type, yet valid in a column definition.
+    let ok = Migrations::new(&[(
+        "0000_serial.yaml",
+        "operations:\n  - create_table:\n      name: s\n      columns:\n        - name: id\n          type: serial\n          pk: true\n",
+    )]);
+    run_ok(&db, &ok.path(), &["migrate", "--complete"]).await;
     let m = Migrations::new(&[
         ("0001_type.yaml", "operations:\n  - add_column:\n      table: t\n      column:\n        name: x\n        type: intt\n        nullable: true\n"),
         ("0002_up.yaml", "operations:\n  - add_column:\n      table: t\n      up: upper(nmae)\n      column:\n        name: y\n        type: text\n        nullable: true\n"),
