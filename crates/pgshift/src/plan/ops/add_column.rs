@@ -5,15 +5,15 @@
 //! CONCURRENTLY, attached at complete; a foreign key is added NOT VALID and validated.
 
 use super::create_table::column_definition;
-use super::{is_volatile, not_internal, references_sql, Invalid};
+use super::in_place::InPlace;
+use super::{is_volatile, not_internal, Invalid};
 use crate::model::AddColumn;
 use crate::plan::triggers::{self, DualWrite};
 use crate::plan::{
-    concurrent_step, internal_name, sql_step, BackfillSpec, OpSteps, OperationPlan, PlanContext,
-    VColumn, VirtualSchema,
+    internal_name, sql_step, BackfillSpec, OpSteps, OperationPlan, PlanContext, VColumn,
+    VirtualSchema,
 };
 use crate::quote::{ident, literal, qualified};
-use crate::sql::ConcurrentIndex;
 
 impl OperationPlan for AddColumn {
     fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
@@ -128,105 +128,25 @@ impl OperationPlan for AddColumn {
                 set: vec![(c.name.clone(), expr)],
             });
         }
+        let in_place = InPlace {
+            ctx,
+            vs,
+            table_name: &self.table,
+            physical_table: &t.physical,
+            column: &c.name,
+        };
         if !c.nullable {
-            let check = internal_name("nn", &[&t.physical, &c.name]);
-            steps.start.push(sql_step(
-                format!(
-                    "NOT NULL of {}.{} as a CHECK, not validated yet",
-                    self.table, c.name
-                ),
-                format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({col} IS NOT NULL) NOT VALID",
-                    ident(&check)
-                ),
-            ));
-            steps.complete.push(sql_step(
-                format!("validate NOT NULL of {}.{}", self.table, c.name),
-                format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&check)),
-            ));
-            steps.complete.push(sql_step(
-                format!(
-                    "set NOT NULL on {}.{} (uses the validated CHECK, no scan)",
-                    self.table, c.name
-                ),
-                format!("ALTER TABLE {table} ALTER COLUMN {col} SET NOT NULL"),
-            ));
-            steps.complete.push(sql_step(
-                format!("drop the NOT NULL CHECK of {}.{}", self.table, c.name),
-                format!(
-                    "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
-                    ident(&check)
-                ),
-            ));
+            in_place.not_null(&mut steps);
         }
         if let Some(check) = &c.check {
-            steps.start.push(sql_step(
-                format!("check {} on {}, not validated yet", check.name, self.table),
-                format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({}){} NOT VALID",
-                    ident(&check.name),
-                    check.constraint,
-                    if check.no_inherit { " NO INHERIT" } else { "" }
-                ),
-            ));
-            steps.complete.push(sql_step(
-                format!("validate check {}", check.name),
-                format!(
-                    "ALTER TABLE {table} VALIDATE CONSTRAINT {}",
-                    ident(&check.name)
-                ),
-            ));
+            in_place.check(check, &mut steps);
         }
         if let Some(r) = &c.references {
-            let target = vs
-                .table(&r.table)
-                .map(|t| t.physical.as_str())
-                .unwrap_or(&r.table);
-            steps.start.push(sql_step(
-                format!(
-                    "foreign key {} on {}, not validated yet",
-                    r.name, self.table
-                ),
-                format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} FOREIGN KEY ({col}){} NOT VALID",
-                    ident(&r.name),
-                    references_sql(ctx.schema, target, r)
-                ),
-            ));
-            steps.complete.push(sql_step(
-                format!("validate foreign key {}", r.name),
-                format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&r.name)),
-            ));
+            in_place.foreign_key(r, &mut steps);
         }
         if c.unique {
-            let index = internal_name("uq", &[&t.physical, &c.name]);
-            let constraint = format!("{}_{}_key", t.physical, c.name);
-            steps.after_backfill.push(concurrent_step(
-                format!(
-                    "unique index on {}.{}, built concurrently",
-                    self.table, c.name
-                ),
-                format!(
-                    "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({col})",
-                    ident(&index)
-                ),
-                Some(ConcurrentIndex::Create {
-                    schema: Some(ctx.schema.to_owned()),
-                    table: t.physical.clone(),
-                    name: Some(index.clone()),
-                }),
-            ));
-            steps.complete.push(sql_step(
-                format!(
-                    "unique constraint on {}.{} from its index",
-                    self.table, c.name
-                ),
-                format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
-                    ident(&crate::plan::naming::fit(&constraint)),
-                    ident(&index)
-                ),
-            ));
+            let constraint = crate::plan::naming::fit(&format!("{}_{}_key", t.physical, c.name));
+            in_place.unique(&constraint, &mut steps);
         }
         steps.rollback.push(sql_step(
             format!("drop column {}.{}", self.table, c.name),

@@ -12,14 +12,12 @@
 use super::duplicate::{
     is_identity, require_not_pinned, DupColumn, Duplication, ForeignKeyTarget, NewConstraint,
 };
+use super::in_place::InPlace;
 use super::rename_column::rename_column_steps;
-use super::{not_internal, references_sql, Invalid};
+use super::{not_internal, Invalid};
 use crate::model::AlterColumn;
-use crate::plan::{
-    concurrent_step, internal_name, sql_step, OpSteps, OperationPlan, PlanContext, VirtualSchema,
-};
+use crate::plan::{sql_step, OpSteps, OperationPlan, PlanContext, VirtualSchema};
 use crate::quote::{ident, literal, qualified};
-use crate::sql::ConcurrentIndex;
 
 enum Strategy {
     Rename,
@@ -167,117 +165,24 @@ impl AlterColumn {
                 },
             ));
         }
+        let in_place = InPlace {
+            ctx,
+            vs,
+            table_name: &self.table,
+            physical_table: &t.physical,
+            column: &col.physical,
+        };
         if self.nullable == Some(false) && !col.not_null {
-            let check = internal_name("nn", &[&t.physical, &self.column]);
-            steps.start.push(sql_step(
-                format!(
-                    "NOT NULL of {}.{} as a CHECK, not validated yet",
-                    self.table, self.column
-                ),
-                format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({column} IS NOT NULL) NOT VALID",
-                    ident(&check)
-                ),
-            ));
-            steps.complete.push(sql_step(
-                format!("validate NOT NULL of {}.{}", self.table, self.column),
-                format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&check)),
-            ));
-            steps.complete.push(sql_step(
-                format!("set NOT NULL on {}.{} (uses the validated CHECK, no scan)", self.table, self.column),
-                format!("ALTER TABLE {table} ALTER COLUMN {column} SET NOT NULL;\nALTER TABLE {table} DROP CONSTRAINT {}", ident(&check)),
-            ));
-            steps.rollback.push(sql_step(
-                format!("drop the NOT NULL CHECK of {}.{}", self.table, self.column),
-                format!(
-                    "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
-                    ident(&check)
-                ),
-            ));
+            in_place.not_null(&mut steps);
         }
         if let Some(c) = &self.check {
-            steps.start.push(sql_step(
-                format!("check {} on {}, not validated yet", c.name, self.table),
-                format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} CHECK ({}){} NOT VALID",
-                    ident(&c.name),
-                    c.constraint,
-                    if c.no_inherit { " NO INHERIT" } else { "" }
-                ),
-            ));
-            steps.complete.push(sql_step(
-                format!("validate check {}", c.name),
-                format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&c.name)),
-            ));
-            steps.rollback.push(sql_step(
-                format!("drop check {}", c.name),
-                format!(
-                    "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
-                    ident(&c.name)
-                ),
-            ));
+            in_place.check(c, &mut steps);
         }
         if let Some(r) = &self.references {
-            let target = vs
-                .table(&r.table)
-                .map(|t| t.physical.as_str())
-                .unwrap_or(&r.table);
-            steps.start.push(sql_step(
-                format!(
-                    "foreign key {} on {}, not validated yet",
-                    r.name, self.table
-                ),
-                format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} FOREIGN KEY ({column}){} NOT VALID",
-                    ident(&r.name),
-                    references_sql(ctx.schema, target, r)
-                ),
-            ));
-            steps.complete.push(sql_step(
-                format!("validate foreign key {}", r.name),
-                format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&r.name)),
-            ));
-            steps.rollback.push(sql_step(
-                format!("drop foreign key {}", r.name),
-                format!(
-                    "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
-                    ident(&r.name)
-                ),
-            ));
+            in_place.foreign_key(r, &mut steps);
         }
         if let Some(u) = &self.unique {
-            let index = internal_name("uq", &[&u.name]);
-            steps.start.push(concurrent_step(
-                format!("unique index for {}, built concurrently", u.name),
-                format!(
-                    "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({column})",
-                    ident(&index)
-                ),
-                Some(ConcurrentIndex::Create {
-                    schema: Some(ctx.schema.to_owned()),
-                    table: t.physical.clone(),
-                    name: Some(index.clone()),
-                }),
-            ));
-            steps.complete.push(sql_step(
-                format!("unique constraint {} from its index", u.name),
-                format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
-                    ident(&u.name),
-                    ident(&index)
-                ),
-            ));
-            steps.rollback.push(concurrent_step(
-                format!("drop the unique index for {}", u.name),
-                format!(
-                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                    qualified(ctx.schema, &index)
-                ),
-                Some(ConcurrentIndex::Drop {
-                    schema: Some(ctx.schema.to_owned()),
-                    name: index,
-                }),
-            ));
+            in_place.unique(&u.name, &mut steps);
         }
         if let Some(new_type) = &self.data_type {
             if !same_type(&col.data_type, new_type) {

@@ -11,6 +11,7 @@ mod drop_index;
 mod drop_multicolumn_constraint;
 mod drop_table;
 mod duplicate;
+mod in_place;
 mod rename_column;
 mod rename_constraint;
 mod rename_table;
