@@ -21,7 +21,7 @@ async fn kill_during(db: &TestDb, dir: &std::path::Path, marker: &str, also_sql:
     wait_until("pgshift to reach the marked statement", Duration::from_secs(30), || async {
         let running: bool = c
             .query_one(
-                "SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgshift' AND state = 'active' AND query LIKE $1",
+                "SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'pgshift' AND datname = current_database() AND state = 'active' AND query LIKE $1",
                 &[&pattern],
             )
             .await

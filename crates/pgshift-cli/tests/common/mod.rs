@@ -129,7 +129,8 @@ pub async fn wait_for_pgshift_sessions_to_end(client: &tokio_postgres::Client) {
     if version < 140000 {
         client
             .batch_execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgshift' AND pid <> pg_backend_pid()",
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE application_name = 'pgshift' AND datname = current_database() AND pid <> pg_backend_pid()",
             )
             .await
             .unwrap();
@@ -140,7 +141,8 @@ pub async fn wait_for_pgshift_sessions_to_end(client: &tokio_postgres::Client) {
         || async {
             scalar_i64(
                 client,
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgshift'",
+                // Only this test's database: other tests run pgshift at the same time.
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgshift' AND datname = current_database()",
             )
             .await
                 == 0
