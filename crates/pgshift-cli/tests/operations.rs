@@ -1,0 +1,356 @@
+//! Every operation through its whole life: start; writes through the old version (the raw
+//! tables) and the new version (its views), checking what `up` and `down` produce; rollback,
+//! after which the schema equals the one before start; start again; complete; the final
+//! schema and data checked.
+
+mod common;
+
+use common::*;
+
+struct Case {
+    name: &'static str,
+    setup: &'static str,
+    migration: &'static str,
+    /// Statements of old-version clients while the migration is open.
+    old_writes: &'static [&'static str],
+    /// Statements of new-version clients (search_path = the version schema).
+    new_writes: &'static [&'static str],
+    /// Statements the new version must refuse while the migration is open.
+    new_refused: &'static [&'static str],
+    /// (query on the raw tables returning text, expected) while open.
+    open: &'static [(&'static str, &'static str)],
+    /// (query on the new version returning text, expected) while open.
+    open_new: &'static [(&'static str, &'static str)],
+    /// (query on the raw tables returning text, expected) after complete.
+    done: &'static [(&'static str, &'static str)],
+}
+
+async fn text(c: &tokio_postgres::Client, sql: &str) -> String {
+    let row = c
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    row.get::<_, Option<String>>(0)
+        .unwrap_or_else(|| "NULL".to_owned())
+}
+
+async fn run_case(case: &Case) {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(case.setup)
+        .await
+        .unwrap_or_else(|e| panic!("{}: setup: {e:?}", case.name));
+    let file_name = format!("0001_{}.yaml", case.name);
+    let m = Migrations::new(&[(&file_name, case.migration)]);
+    let file = m.path().join(&file_name);
+    let file = file.to_str().unwrap();
+    let version = format!("public_0001_{}", case.name);
+    let before = schema_dump(&db).await;
+
+    for round in 0..2 {
+        run_ok(&db, &m.path(), &["start", file]).await;
+        if round == 1 {
+            break;
+        }
+        let new = db.client().await;
+        new.batch_execute(&format!(
+            "SET search_path = {}",
+            pgshift::quote::ident(&version)
+        ))
+        .await
+        .unwrap();
+        for sql in case.old_writes {
+            raw.batch_execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{}: old version: {sql}: {e:?}", case.name));
+        }
+        for sql in case.new_writes {
+            new.batch_execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{}: new version: {sql}: {e:?}", case.name));
+        }
+        for sql in case.new_refused {
+            assert!(
+                new.batch_execute(sql).await.is_err(),
+                "{}: the new version accepted {sql}",
+                case.name
+            );
+        }
+        for (sql, expected) in case.open {
+            assert_eq!(
+                text(&raw, sql).await,
+                *expected,
+                "{}: while open: {sql}",
+                case.name
+            );
+        }
+        for (sql, expected) in case.open_new {
+            assert_eq!(
+                text(&new, sql).await,
+                *expected,
+                "{}: new version while open: {sql}",
+                case.name
+            );
+        }
+        run_ok(&db, &m.path(), &["rollback"]).await;
+        let after = schema_dump(&db).await;
+        assert!(
+            before == after,
+            "{}: rollback left the schema changed:\nbefore:\n{before}\nafter:\n{after}",
+            case.name
+        );
+    }
+    run_ok(&db, &m.path(), &["complete"]).await;
+    for (sql, expected) in case.done {
+        assert_eq!(
+            text(&raw, sql).await,
+            *expected,
+            "{}: after complete: {sql}",
+            case.name
+        );
+    }
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pg_trigger WHERE tgname LIKE '\\_pgshift\\_%'"
+        )
+        .await,
+        0,
+        "{}: triggers left behind",
+        case.name
+    );
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "create_table",
+        setup: "SELECT 1",
+        migration: "operations:\n  - create_table:\n      name: notes\n      columns:\n        - name: id\n          type: serial\n          pk: true\n        - name: body\n          type: text\n          default: \"'empty'\"\n",
+        old_writes: &[],
+        new_writes: &["INSERT INTO notes DEFAULT VALUES"],
+        new_refused: &[],
+        open: &[("SELECT body FROM notes", "empty")],
+        open_new: &[("SELECT count(*)::text FROM notes", "1")],
+        // Rollback dropped the table and the row written while it was open.
+        done: &[("SELECT count(*)::text FROM notes", "0")],
+    },
+    Case {
+        name: "drop_table",
+        setup: "CREATE TABLE gone (id int PRIMARY KEY); INSERT INTO gone VALUES (1);",
+        migration: "operations:\n  - drop_table:\n      name: gone\n",
+        old_writes: &["INSERT INTO gone VALUES (2)"],
+        new_writes: &[],
+        new_refused: &["SELECT * FROM gone"],
+        open: &[("SELECT count(*)::text FROM gone", "2")],
+        open_new: &[],
+        done: &[("SELECT (to_regclass('gone') IS NULL)::text", "true")],
+    },
+    Case {
+        name: "rename_table",
+        setup: "CREATE TABLE customers (id int PRIMARY KEY, name text); INSERT INTO customers VALUES (1, 'a');",
+        migration: "operations:\n  - rename_table:\n      from: customers\n      to: clients\n",
+        old_writes: &["INSERT INTO customers VALUES (2, 'old')"],
+        new_writes: &["INSERT INTO clients VALUES (3, 'new')"],
+        new_refused: &["SELECT * FROM customers"],
+        open: &[("SELECT string_agg(name, ',' ORDER BY id) FROM customers", "a,old,new")],
+        open_new: &[("SELECT count(*)::text FROM clients", "3")],
+        done: &[("SELECT string_agg(name, ',' ORDER BY id) FROM clients", "a,old,new")],
+    },
+    Case {
+        name: "drop_column",
+        setup: "CREATE TABLE t (id int PRIMARY KEY, keep text, legacy text NOT NULL); INSERT INTO t VALUES (1, 'k', 'l');",
+        migration: "operations:\n  - drop_column:\n      table: t\n      column: legacy\n      down: upper(keep)\n",
+        old_writes: &["INSERT INTO t VALUES (2, 'k2', 'from old')"],
+        new_writes: &["INSERT INTO t (id, keep) VALUES (3, 'k3')"],
+        new_refused: &["SELECT legacy FROM t"],
+        open: &[("SELECT string_agg(legacy, ',' ORDER BY id) FROM t", "l,from old,K3")],
+        open_new: &[],
+        done: &[("SELECT count(*)::text FROM pg_attribute WHERE attrelid = 't'::regclass AND attname = 'legacy' AND NOT attisdropped", "0")],
+    },
+    Case {
+        name: "rename_column",
+        setup: "CREATE TABLE t (id int PRIMARY KEY, role text); INSERT INTO t VALUES (1, 'dev');",
+        migration: "operations:\n  - rename_column:\n      table: t\n      from: role\n      to: job_title\n",
+        old_writes: &["INSERT INTO t (id, role) VALUES (2, 'ops')"],
+        new_writes: &["INSERT INTO t (id, job_title) VALUES (3, 'qa')"],
+        new_refused: &["SELECT role FROM t"],
+        open: &[("SELECT string_agg(role, ',' ORDER BY id) FROM t", "dev,ops,qa")],
+        open_new: &[("SELECT string_agg(job_title, ',' ORDER BY id) FROM t", "dev,ops,qa")],
+        done: &[("SELECT string_agg(job_title, ',' ORDER BY id) FROM t", "dev,ops,qa")],
+    },
+    Case {
+        name: "alter_column_nullable",
+        setup: "CREATE TABLE reviews (id int PRIMARY KEY, product text NOT NULL, review text); INSERT INTO reviews VALUES (1, 'p1', NULL), (2, 'p2', 'fine');",
+        migration: "operations:\n  - alter_column:\n      table: reviews\n      column: review\n      nullable: false\n      up: SELECT CASE WHEN review IS NULL THEN product || ' is good' ELSE review END\n      down: review\n",
+        old_writes: &["INSERT INTO reviews VALUES (3, 'p3', NULL)"],
+        new_writes: &["INSERT INTO reviews VALUES (4, 'p4', 'great')"],
+        new_refused: &["INSERT INTO reviews VALUES (5, 'p5', NULL)"],
+        open: &[("SELECT string_agg(coalesce(review, '-'), ',' ORDER BY id) FROM reviews", "-,fine,-,great")],
+        open_new: &[("SELECT string_agg(review, ',' ORDER BY id) FROM reviews", "p1 is good,fine,p3 is good,great")],
+        done: &[
+            ("SELECT string_agg(review, ',' ORDER BY id) FROM reviews", "p1 is good,fine,p3 is good,great"),
+            ("SELECT attnotnull::text FROM pg_attribute WHERE attrelid = 'reviews'::regclass AND attname = 'review'", "true"),
+        ],
+    },
+    Case {
+        name: "alter_column_check_in_place",
+        setup: "CREATE TABLE people (id int PRIMARY KEY, name text); INSERT INTO people VALUES (1, 'alice');",
+        migration: "operations:\n  - alter_column:\n      table: people\n      column: name\n      check:\n        name: name_length\n        constraint: length(name) > 3\n      up: name\n      down: name\n",
+        old_writes: &["INSERT INTO people VALUES (2, 'bobby')"],
+        new_writes: &["INSERT INTO people VALUES (3, 'carol')"],
+        new_refused: &["INSERT INTO people VALUES (4, 'al')"],
+        open: &[("SELECT count(*)::text FROM people", "3")],
+        open_new: &[],
+        done: &[("SELECT convalidated::text FROM pg_constraint WHERE conname = 'name_length'", "true")],
+    },
+    Case {
+        name: "alter_column_references",
+        setup: "CREATE TABLE users (id int PRIMARY KEY); INSERT INTO users VALUES (1); CREATE TABLE posts (id int PRIMARY KEY, user_id int); INSERT INTO posts VALUES (1, 1), (2, 99);",
+        migration: "operations:\n  - alter_column:\n      table: posts\n      column: user_id\n      references:\n        name: fk_users_id\n        table: users\n        column: id\n      up: SELECT CASE WHEN EXISTS (SELECT 1 FROM users WHERE users.id = user_id) THEN user_id ELSE NULL END\n      down: user_id\n",
+        old_writes: &["INSERT INTO posts VALUES (3, 42)"],
+        new_writes: &["INSERT INTO posts VALUES (4, 1)"],
+        new_refused: &["INSERT INTO posts VALUES (5, 77)"],
+        open: &[("SELECT string_agg(coalesce(_pgshift_new_user_id::text, 'null'), ',' ORDER BY id) FROM posts", "1,null,null,1")],
+        open_new: &[],
+        done: &[
+            ("SELECT string_agg(coalesce(user_id::text, 'null'), ',' ORDER BY id) FROM posts", "1,null,null,1"),
+            ("SELECT convalidated::text FROM pg_constraint WHERE conname = 'fk_users_id'", "true"),
+        ],
+    },
+    Case {
+        name: "alter_column_unique_transformed",
+        setup: "CREATE TABLE tags (id int PRIMARY KEY, label text); INSERT INTO tags VALUES (1, 'x'), (2, 'x');",
+        migration: "operations:\n  - alter_column:\n      table: tags\n      column: label\n      unique:\n        name: tags_label_key\n      up: label || '-' || id\n      down: label\n",
+        old_writes: &["INSERT INTO tags VALUES (3, 'x')"],
+        new_writes: &["INSERT INTO tags VALUES (4, 'y')"],
+        new_refused: &["INSERT INTO tags VALUES (5, 'y')"],
+        open: &[("SELECT string_agg(_pgshift_new_label, ',' ORDER BY id) FROM tags", "x-1,x-2,x-3,y")],
+        open_new: &[],
+        done: &[
+            // After the rollback the old column is the truth again; the second start's
+            // backfill applies `up` to the row the new version wrote, too.
+            ("SELECT string_agg(label, ',' ORDER BY id) FROM tags", "x-1,x-2,x-3,y-4"),
+            ("SELECT contype::text FROM pg_constraint WHERE conname = 'tags_label_key'", "u"),
+        ],
+    },
+    Case {
+        name: "alter_column_comment_default",
+        setup: "CREATE TABLE t (id int PRIMARY KEY, status text DEFAULT 'a'); COMMENT ON COLUMN t.status IS 'old';",
+        migration: "operations:\n  - alter_column:\n      table: t\n      column: status\n      comment: new comment\n      default: \"'b'\"\n      up: status\n      down: status\n",
+        old_writes: &["INSERT INTO t (id) VALUES (1)"],
+        new_writes: &["INSERT INTO t (id) VALUES (2)"],
+        new_refused: &[],
+        open: &[("SELECT string_agg(status, ',' ORDER BY id) FROM t", "b,b")],
+        open_new: &[],
+        done: &[("SELECT col_description('t'::regclass, 2)", "new comment")],
+    },
+    Case {
+        name: "create_index",
+        setup: "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT g, g FROM generate_series(1, 100) g;",
+        migration: "operations:\n  - create_index:\n      name: t_v_partial\n      table: t\n      columns: [v]\n      predicate: v > 10\n",
+        old_writes: &["INSERT INTO t VALUES (101, 101)"],
+        new_writes: &["INSERT INTO t VALUES (102, 102)"],
+        new_refused: &[],
+        open: &[("SELECT indisvalid::text FROM pg_index WHERE indexrelid = 't_v_partial'::regclass", "true")],
+        open_new: &[],
+        done: &[("SELECT pg_get_indexdef('t_v_partial'::regclass)", "CREATE INDEX t_v_partial ON public.t USING btree (v) WHERE (v > 10)")],
+    },
+    Case {
+        name: "drop_index",
+        setup: "CREATE TABLE t (id int PRIMARY KEY, v int); CREATE INDEX t_v ON t (v);",
+        migration: "operations:\n  - drop_index:\n      name: t_v\n",
+        old_writes: &["INSERT INTO t VALUES (1, 1)"],
+        new_writes: &["INSERT INTO t VALUES (2, 2)"],
+        new_refused: &[],
+        open: &[("SELECT (to_regclass('t_v') IS NOT NULL)::text", "true")],
+        open_new: &[],
+        done: &[("SELECT (to_regclass('t_v') IS NULL)::text", "true")],
+    },
+    Case {
+        name: "create_constraint_check_transformed",
+        setup: "CREATE TABLE tickets (id int PRIMARY KEY, zip int); INSERT INTO tickets VALUES (1, -5), (2, 7);",
+        migration: "operations:\n  - create_constraint:\n      type: check\n      table: tickets\n      name: zip_positive\n      columns: [zip]\n      check: zip > 0\n      up:\n        zip: SELECT CASE WHEN zip <= 0 THEN 1 ELSE zip END\n      down:\n        zip: zip\n",
+        old_writes: &["INSERT INTO tickets VALUES (3, -1)"],
+        new_writes: &["INSERT INTO tickets VALUES (4, 9)"],
+        new_refused: &["INSERT INTO tickets VALUES (5, -9)"],
+        open: &[("SELECT string_agg(_pgshift_new_zip::text, ',' ORDER BY id) FROM tickets", "1,7,1,9")],
+        open_new: &[("SELECT string_agg(zip::text, ',' ORDER BY id) FROM tickets", "1,7,1,9")],
+        done: &[
+            ("SELECT string_agg(zip::text, ',' ORDER BY id) FROM tickets", "1,7,1,9"),
+            ("SELECT convalidated::text FROM pg_constraint WHERE conname = 'zip_positive'", "true"),
+        ],
+    },
+    Case {
+        name: "create_constraint_unique",
+        setup: "CREATE TABLE s (id int PRIMARY KEY, a text, b int); INSERT INTO s VALUES (1, 'x', 1);",
+        migration: "operations:\n  - create_constraint:\n      type: unique\n      table: s\n      name: s_a_b_key\n      columns: [a, b]\n      up:\n        a: a\n        b: b\n      down:\n        a: a\n        b: b\n",
+        old_writes: &["INSERT INTO s VALUES (2, 'x', 2)"],
+        new_writes: &["INSERT INTO s VALUES (3, 'y', 1)"],
+        new_refused: &["INSERT INTO s VALUES (4, 'x', 1)"],
+        open: &[("SELECT count(*)::text FROM s", "3")],
+        open_new: &[],
+        done: &[("SELECT contype::text FROM pg_constraint WHERE conname = 's_a_b_key'", "u")],
+    },
+    Case {
+        name: "drop_constraint",
+        setup: "CREATE TABLE p (id int PRIMARY KEY, title text CONSTRAINT title_length CHECK (length(title) > 3));",
+        migration: "operations:\n  - drop_constraint:\n      table: p\n      name: title_length\n      up: title\n      down: title\n",
+        old_writes: &["INSERT INTO p VALUES (1, 'long enough')"],
+        new_writes: &["INSERT INTO p VALUES (2, 'also long')"],
+        new_refused: &[],
+        open: &[("SELECT count(*)::text FROM pg_constraint WHERE conname = 'title_length'", "1")],
+        open_new: &[],
+        done: &[("SELECT count(*)::text FROM pg_constraint WHERE conname = 'title_length'", "0")],
+    },
+    Case {
+        name: "drop_multicolumn_constraint",
+        setup: "CREATE TABLE m (id int PRIMARY KEY, a int, b int, CONSTRAINT a_lt_b CHECK (a < b));",
+        migration: "operations:\n  - drop_multicolumn_constraint:\n      table: m\n      name: a_lt_b\n      up:\n        a: a\n        b: b\n      down:\n        a: a\n        b: b\n",
+        old_writes: &["INSERT INTO m VALUES (1, 1, 2)"],
+        new_writes: &[],
+        new_refused: &[],
+        open: &[],
+        open_new: &[],
+        done: &[("SELECT count(*)::text FROM pg_constraint WHERE conname = 'a_lt_b'", "0")],
+    },
+    Case {
+        name: "rename_constraint",
+        setup: "CREATE TABLE p (id int PRIMARY KEY, n int CONSTRAINT n_check CHECK (n > 0));",
+        migration: "operations:\n  - rename_constraint:\n      table: p\n      from: n_check\n      to: n_positive\n",
+        old_writes: &["INSERT INTO p VALUES (1, 1)"],
+        new_writes: &[],
+        new_refused: &["INSERT INTO p VALUES (2, -1)"],
+        open: &[],
+        open_new: &[],
+        done: &[("SELECT count(*)::text FROM pg_constraint WHERE conname = 'n_positive'", "1")],
+    },
+    Case {
+        name: "set_replica_identity",
+        setup: "CREATE TABLE r (id int PRIMARY KEY, v int);",
+        migration: "operations:\n  - set_replica_identity:\n      table: r\n      identity:\n        type: full\n",
+        old_writes: &["INSERT INTO r VALUES (1, 1)"],
+        new_writes: &["INSERT INTO r VALUES (2, 2)"],
+        new_refused: &[],
+        open: &[("SELECT relreplident::text FROM pg_class WHERE oid = 'r'::regclass", "f")],
+        open_new: &[],
+        done: &[("SELECT relreplident::text FROM pg_class WHERE oid = 'r'::regclass", "f")],
+    },
+    Case {
+        name: "sql",
+        setup: "SELECT 1",
+        migration: "operations:\n  - sql:\n      up: CREATE TABLE audit (id int)\n      down: DROP TABLE audit\n",
+        old_writes: &["INSERT INTO audit VALUES (1)"],
+        new_writes: &[],
+        new_refused: &[],
+        open: &[("SELECT count(*)::text FROM audit", "1")],
+        open_new: &[],
+        done: &[("SELECT (to_regclass('audit') IS NOT NULL)::text", "true")],
+    },
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_operation_through_start_writes_rollback_start_complete() {
+    for case in CASES {
+        run_case(case).await;
+    }
+}
