@@ -272,25 +272,7 @@ pub async fn complete(
             Some("run pgshift start on it again to finish it, or pgshift rollback"),
         ));
     }
-    let (plan, migration) = load(client, &name).await?;
-    client
-        .batch_execute(&state::set_status_sql(&name, "completing"))
-        .await?;
-    let t0 = Instant::now();
-    let result = run_phase(
-        exec,
-        &name,
-        "complete",
-        &plan.complete,
-        &migration,
-        schema,
-        &plan.version_schema,
-        "applied",
-        on_event,
-    )
-    .await;
-    finish(exec, who, "complete", &name, t0, &result).await?;
-    result.map(|_| name)
+    run_stored_phase(exec, schema, who, on_event, &name, Phase::Complete).await
 }
 
 /// `pgshift rollback`: undoes what start did to the open migration.
@@ -313,25 +295,50 @@ pub async fn rollback(
             Some("run pgshift complete again to finish it"),
         ));
     }
-    let (plan, migration) = load(client, &name).await?;
+    run_stored_phase(exec, schema, who, on_event, &name, Phase::Rollback).await
+}
+
+#[derive(Clone, Copy)]
+enum Phase {
+    Complete,
+    Rollback,
+}
+
+/// Runs complete or rollback from the stored plan: marks the phase, runs its steps, and
+/// records the outcome.
+async fn run_stored_phase(
+    exec: &Executor,
+    schema: &str,
+    who: &Who,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+    name: &str,
+    phase: Phase,
+) -> Result<String> {
+    let client = exec.client();
+    let (plan, migration) = load(client, name).await?;
+    // (journal phase, status while it runs, status at the end: "" forgets the migration)
+    let (label, running, done, steps) = match phase {
+        Phase::Complete => ("complete", "completing", "applied", &plan.complete),
+        Phase::Rollback => ("rollback", "rolling_back", "", &plan.rollback),
+    };
     client
-        .batch_execute(&state::set_status_sql(&name, "rolling_back"))
+        .batch_execute(&state::set_status_sql(name, running))
         .await?;
     let t0 = Instant::now();
     let result = run_phase(
         exec,
-        &name,
-        "rollback",
-        &plan.rollback,
+        name,
+        label,
+        steps,
         &migration,
         schema,
         &plan.version_schema,
-        "",
+        done,
         on_event,
     )
     .await;
-    finish(exec, who, "rollback", &name, t0, &result).await?;
-    result.map(|_| name)
+    finish(exec, who, label, name, t0, &result).await?;
+    result.map(|_| name.to_owned())
 }
 
 async fn load(client: &tokio_postgres::Client, name: &str) -> Result<(Plan, Migration)> {
