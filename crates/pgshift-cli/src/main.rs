@@ -61,6 +61,26 @@ struct Cli {
     #[arg(long, value_parser = parse_duration, default_value = "0", global = true)]
     concurrent_statement_timeout: Duration,
 
+    /// Backfill batches are sized to take about this long each.
+    #[arg(long, value_parser = parse_duration, default_value = "150ms", global = true)]
+    backfill_batch_time: Duration,
+
+    /// A pause after every backfill batch.
+    #[arg(long, value_parser = parse_duration, default_value = "0", global = true)]
+    backfill_delay: Duration,
+
+    /// Throttle backfills while a replica's replay is more than this many bytes behind.
+    #[arg(long, global = true)]
+    max_replica_lag_bytes: Option<i64>,
+
+    /// Throttle backfills while this SQL query returns true.
+    #[arg(long, global = true)]
+    throttle_query: Option<String>,
+
+    /// VACUUM the table after this many backfilled rows.
+    #[arg(long, default_value_t = 100_000, global = true)]
+    vacuum_every_rows: i64,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -91,6 +111,11 @@ enum Command {
         #[command(subcommand)]
         what: LatestWhat,
     },
+    /// Watch and steer backfills from another terminal.
+    Backfill {
+        #[command(subcommand)]
+        action: BackfillAction,
+    },
     /// Apply every pending migration in file-name order.
     Migrate {
         /// Complete the last migration too (raw SQL migrations always complete).
@@ -100,6 +125,18 @@ enum Command {
         #[arg(long)]
         allow_out_of_order: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum BackfillAction {
+    /// Table, rows done and estimated total, rate, ETA, elapsed, throttle reason.
+    Status,
+    /// Pause running backfills (within one batch).
+    Pause,
+    /// Let paused or cancelled backfills go on (and continue an interrupted start).
+    Resume,
+    /// Stop backfills; the migration stays open for resume or rollback.
+    Cancel,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +186,14 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         ddl_statement_timeout: cli.ddl_statement_timeout,
         dml_statement_timeout: cli.dml_statement_timeout,
         concurrent_statement_timeout: cli.concurrent_statement_timeout,
+        backfill: pgshift::exec::BackfillSettings {
+            batch_time: cli.backfill_batch_time,
+            delay: cli.backfill_delay,
+            max_replica_lag_bytes: cli.max_replica_lag_bytes,
+            throttle_query: cli.throttle_query.clone(),
+            vacuum_every_rows: cli.vacuum_every_rows,
+            ..pgshift::exec::BackfillSettings::default()
+        },
         ..ExecSettings::default()
     };
     match cli.command {
@@ -184,6 +229,31 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
                     .await?;
             printer.done("rolled back", &name);
         }
+        Command::Backfill { action } => match action {
+            BackfillAction::Status => {
+                let client = spec.connect().await?;
+                printer.backfills(&pgshift::backfill::status(&client).await?);
+            }
+            BackfillAction::Pause | BackfillAction::Cancel => {
+                let client = spec.connect().await?;
+                let to = if matches!(action, BackfillAction::Pause) {
+                    "paused"
+                } else {
+                    "cancelled"
+                };
+                let n = pgshift::backfill::control(&client, to).await?;
+                printer.backfill_control(to, n, None);
+            }
+            BackfillAction::Resume => {
+                let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
+                let (n, continued) =
+                    runner::resume_backfills(&spec, &exec, &cli.schema, &|event| {
+                        printer.run_event(event)
+                    })
+                    .await?;
+                printer.backfill_control("running", n, continued.as_deref());
+            }
+        },
         Command::Latest { what } => {
             let client = spec.connect().await?;
             let schema = runner::latest_schema(&client).await?;

@@ -78,6 +78,7 @@ impl Printer {
                     step, of, what, ms, ..
                 } => format!("  step {step}/{of} ({what}) done in {ms} ms"),
                 RunEvent::MigrationApplied { name, ms } => format!("applied {name} in {ms} ms"),
+                RunEvent::Backfill(p) => format!("  backfill {}", progress_line(p)),
             },
             event,
         );
@@ -161,6 +162,38 @@ impl Printer {
         match self.output {
             Output::Human => println!("{value}"),
             Output::Json => println!("{}", Self::json_line(&serde_json::json!({ what: value }))),
+        }
+    }
+
+    pub fn backfills(&self, backfills: &[pgshift::backfill::Progress]) {
+        match self.output {
+            Output::Json => println!(
+                "{}",
+                Self::json_line(&serde_json::json!({ "backfills": backfills }))
+            ),
+            Output::Human if backfills.is_empty() => println!("no backfill has run"),
+            Output::Human => {
+                for p in backfills {
+                    println!("{} ({})", progress_line(p), p.migration);
+                }
+            }
+        }
+    }
+
+    pub fn backfill_control(&self, to: &str, changed: u64, continued: Option<&str>) {
+        match self.output {
+            Output::Json => println!(
+                "{}",
+                Self::json_line(
+                    &serde_json::json!({ "state": to, "changed": changed, "continued": continued })
+                )
+            ),
+            Output::Human => {
+                println!("{changed} backfill(s) now {to}");
+                if let Some(name) = continued {
+                    println!("continued and finished the start of {name}");
+                }
+            }
         }
     }
 
@@ -259,6 +292,29 @@ impl Printer {
             counts.join(", ")
         );
     }
+}
+
+/// `public.items: 120000 of ~200000 rows (60%), 45000 rows/s, ETA 2s, batch 5000`.
+fn progress_line(p: &pgshift::backfill::Progress) -> String {
+    let mut s = format!("{}: {} of ~{} rows", p.table, p.rows_done, p.total_estimate);
+    if p.total_estimate > 0 {
+        s.push_str(&format!(
+            " ({}%)",
+            (p.rows_done * 100 / p.total_estimate).min(100)
+        ));
+    }
+    s.push_str(&format!(
+        ", {:.0} rows/s, {:.1}s elapsed",
+        p.rows_per_second, p.elapsed_seconds
+    ));
+    if let Some(eta) = p.eta_seconds {
+        s.push_str(&format!(", ETA {eta:.0}s"));
+    }
+    s.push_str(&format!(", batch {}, {}", p.batch_size, p.state));
+    if let Some(reason) = &p.throttle_reason {
+        s.push_str(&format!("; throttled: {reason}"));
+    }
+    s
 }
 
 fn short(checksum: Option<&str>) -> &str {

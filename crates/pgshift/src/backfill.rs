@@ -1,30 +1,78 @@
-//! Filling new columns of existing rows, batch by batch, each batch its own short
-//! transaction that writes the new values itself.
+//! The backfill engine: fills new columns (or applies a data change) to every existing row,
+//! batch by batch, without hurting client traffic, and survives being killed.
 //!
-//! Batches walk the primary key (or a unique NOT NULL key), any type, composite included,
-//! by keyset: `WHERE (key) > (last key of the previous batch) ORDER BY key LIMIT n`. A table
-//! with neither is walked by block ranges (`ctid`), up to the size it had when the backfill
-//! began (rows written later go through the triggers). The session sets
-//! `pgshift.backfill = on` so the dual-write triggers leave these updates alone.
-//!
-//! This is the simple loop; the throttled, resumable engine replaces `run` without changing
-//! its callers.
+//! - Batches walk the primary key or a unique NOT NULL key by keyset (any type, composite
+//!   included), never loading keys into memory; a table with neither is walked by block
+//!   ranges up to its size at the start (TID range scans on PostgreSQL 14+, TID lists on 13).
+//! - Each batch is one short transaction that writes the new values itself and, in the same
+//!   transaction, saves the cursor and the counts in `pgshift.backfills`: after a crash the
+//!   next run continues after the last committed batch, never redoing or skipping a row.
+//! - Batch size follows a time target (150 ms by default), adapting as it goes.
+//! - Between batches: pause / cancel from another terminal (`pgshift backfill ...`), and the
+//!   throttles: a fixed delay, replica replay lag over a threshold, sessions waiting for
+//!   locks on the table, and a custom query. A throttle check that fails counts as throttle;
+//!   the reason is always recorded and shown.
+//! - Every ~100,000 updated rows the table is vacuumed, so that the space of the old row
+//!   versions is reused instead of the table growing to twice its size.
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::exec::{BackfillSettings, Executor};
 use crate::plan::{expression, BackfillSpec};
 use crate::quote::{ident, qualified};
-use std::time::Duration;
+use crate::runner::RunEvent;
+use crate::state;
+use std::time::{Duration, Instant};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-/// Rows a batch updates.
-pub const BATCH_ROWS: i64 = 1000;
-/// Pages a block-range batch covers.
-const BATCH_PAGES: i64 = 64;
+/// Where a backfill stands, for progress output and `pgshift backfill status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Progress {
+    pub migration: String,
+    pub table: String,
+    pub state: String,
+    pub rows_done: i64,
+    pub total_estimate: i64,
+    pub rows_per_second: f64,
+    pub eta_seconds: Option<f64>,
+    pub elapsed_seconds: f64,
+    pub batch_size: i64,
+    pub throttle_reason: Option<String>,
+}
 
-/// Runs a backfill to the end; returns the rows updated.
-pub async fn run(client: &Client, spec: &BackfillSpec, lock_timeout: Duration) -> Result<u64> {
+/// How the table is walked.
+enum Walk {
+    Keyset {
+        key: Vec<String>,
+        types: Vec<String>,
+    },
+    Blocks {
+        pages: i64,
+        range_scan: bool,
+    },
+}
+
+struct Run<'a> {
+    client: &'a Client,
+    settings: &'a BackfillSettings,
+    lock_timeout: String,
+    id: i64,
+    target: String,
+    assignments: String,
+    condition: String,
+    walk: Walk,
+}
+
+/// Runs (or resumes) a backfill to the end; returns the rows updated over all runs.
+pub async fn run(
+    exec: &Executor,
+    migration: &str,
+    spec: &BackfillSpec,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<i64> {
+    let client = exec.client();
+    let settings = &exec.settings().backfill;
     let catalog = Catalog::load(client, &spec.schema).await?;
     let Some(table) = catalog.table(&spec.table) else {
         return Err(Error::CannotResume(format!(
@@ -32,16 +80,11 @@ pub async fn run(client: &Client, spec: &BackfillSpec, lock_timeout: Duration) -
             spec.schema, spec.table
         )));
     };
-    let assignments: Vec<String> = spec
-        .set
-        .iter()
-        .map(|(col, expr)| format!("{} = {}", ident(col), expression(expr)))
-        .collect();
     let target = qualified(&spec.schema, &spec.table);
-    let lock = format!("{}ms", lock_timeout.as_millis().max(1));
-    match table.backfill_key() {
-        Some(key) => {
-            let types: Vec<String> = key
+    let walk = match table.backfill_key() {
+        Some(key) => Walk::Keyset {
+            key: key.to_vec(),
+            types: key
                 .iter()
                 .map(|k| {
                     table
@@ -49,28 +92,414 @@ pub async fn run(client: &Client, spec: &BackfillSpec, lock_timeout: Duration) -
                         .map(|c| c.data_type.clone())
                         .unwrap_or_else(|| "text".to_owned())
                 })
-                .collect();
-            keyset(client, &target, key, &types, &assignments, &lock).await
+                .collect(),
+        },
+        None => {
+            let pages: i64 = client
+                .query_one(
+                    "SELECT pg_relation_size($1::text::regclass) / current_setting('block_size')::bigint",
+                    &[&target],
+                )
+                .await?
+                .get(0);
+            Walk::Blocks {
+                pages,
+                range_scan: catalog.server_version_num >= 140000,
+            }
         }
-        None => block_ranges(client, &target, &assignments, &lock).await,
+    };
+    let first_size = match walk {
+        Walk::Keyset { .. } => settings.first_batch_rows,
+        Walk::Blocks { .. } => 8,
+    };
+    let spec_json = serde_json::to_value(spec).map_err(|e| Error::CannotResume(e.to_string()))?;
+    let total_estimate = table.estimated_rows;
+    // Register the run, or pick up the one an earlier, interrupted run left.
+    let row = client
+        .query_one(
+            &format!(
+                "INSERT INTO {} AS b (migration, table_schema, table_name, spec, batch_size, state, total_estimate)
+                 VALUES ($1, $2, $3, $4, $5, 'running', $6)
+                 ON CONFLICT (migration, table_schema, table_name) DO UPDATE
+                   SET state = CASE WHEN b.state = 'done' THEN 'done' ELSE 'running' END, updated_at = clock_timestamp()
+                 RETURNING id, state, rows_done, batch_size",
+                state::table("backfills")
+            ),
+            &[&migration, &spec.schema, &spec.table, &spec_json, &(first_size as i32), &total_estimate],
+        )
+        .await?;
+    let id: i64 = row.get(0);
+    let run_state: String = row.get(1);
+    if run_state == "done" {
+        return Ok(row.get(2));
+    }
+    let assignments = spec
+        .set
+        .iter()
+        .map(|(col, expr)| format!("{} = {}", ident(col), expression(expr)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let condition = spec
+        .condition
+        .as_deref()
+        .map(|c| format!(" AND ({c})"))
+        .unwrap_or_default();
+    let run = Run {
+        client,
+        settings,
+        lock_timeout: format!("{}ms", exec.settings().lock_timeout.as_millis().max(1)),
+        id,
+        target,
+        assignments,
+        condition,
+        walk,
+    };
+    run.go(
+        migration,
+        &spec.table,
+        on_event,
+        row.get::<_, i32>(3) as i64,
+    )
+    .await
+}
+
+impl Run<'_> {
+    async fn go(
+        &self,
+        migration: &str,
+        table: &str,
+        on_event: &(dyn Fn(&RunEvent) + Sync),
+        mut batch_size: i64,
+    ) -> Result<i64> {
+        let started = Instant::now();
+        let mut last_report = Instant::now() - Duration::from_secs(10);
+        let mut since_vacuum = 0i64;
+        loop {
+            // Control from another terminal, checked before every batch.
+            let control: String = self
+                .client
+                .query_one(
+                    &format!(
+                        "SELECT state FROM {} WHERE id = $1",
+                        state::table("backfills")
+                    ),
+                    &[&self.id],
+                )
+                .await?
+                .get(0);
+            match control.as_str() {
+                "cancelled" => {
+                    return Err(Error::CannotResume(format!(
+                        "the backfill of {table} was cancelled (pgshift backfill cancel); pgshift rollback undoes the migration, pgshift backfill resume continues it"
+                    )))
+                }
+                "paused" => {
+                    self.note_throttle("paused (pgshift backfill resume continues)").await?;
+                    self.report(migration, table, started, &mut last_report, on_event, true).await?;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    continue;
+                }
+                _ => {}
+            }
+            if let Some(reason) = self.throttle(table).await {
+                self.note_throttle(&reason).await?;
+                self.report(migration, table, started, &mut last_report, on_event, true)
+                    .await?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            let t0 = Instant::now();
+            let (rows, finished) = self.batch(batch_size).await?;
+            let took = t0.elapsed();
+            since_vacuum += rows;
+            batch_size = next_batch_size(
+                batch_size,
+                took,
+                self.settings,
+                matches!(self.walk, Walk::Blocks { .. }),
+            );
+            if finished {
+                let done: i64 = self
+                    .client
+                    .query_one(
+                        &format!(
+                            "UPDATE {} SET state = 'done', finished_at = clock_timestamp(), throttle_reason = NULL WHERE id = $1 RETURNING rows_done",
+                            state::table("backfills")
+                        ),
+                        &[&self.id],
+                    )
+                    .await?
+                    .get(0);
+                self.report(migration, table, started, &mut last_report, on_event, true)
+                    .await?;
+                return Ok(done);
+            }
+            if since_vacuum >= self.settings.vacuum_every_rows {
+                since_vacuum = 0;
+                self.vacuum().await;
+            }
+            self.report(migration, table, started, &mut last_report, on_event, false)
+                .await?;
+            if !self.settings.delay.is_zero() {
+                tokio::time::sleep(self.settings.delay).await;
+            }
+        }
+    }
+
+    /// The first throttle that applies, if any. A check that fails throttles too.
+    async fn throttle(&self, table: &str) -> Option<String> {
+        if let Some(max) = self.settings.max_replica_lag_bytes {
+            match self
+                .client
+                .query_one(
+                    "SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)), 0)::bigint FROM pg_stat_replication",
+                    &[],
+                )
+                .await
+            {
+                Ok(r) => {
+                    let lag: i64 = r.get(0);
+                    if lag > max {
+                        return Some(format!("a replica's replay is {lag} bytes behind (limit {max})"));
+                    }
+                }
+                Err(e) => return Some(format!("replica lag check failed: {}", crate::error::pg_error_text(&e))),
+            }
+        }
+        match self
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = $1::text::regclass",
+                &[&self.target],
+            )
+            .await
+        {
+            Ok(r) => {
+                let waiting: i64 = r.get(0);
+                if waiting > 0 {
+                    return Some(format!("{waiting} session(s) wait for a lock on {table}"));
+                }
+            }
+            Err(e) => {
+                return Some(format!(
+                    "lock check failed: {}",
+                    crate::error::pg_error_text(&e)
+                ))
+            }
+        }
+        if let Some(q) = &self.settings.throttle_query {
+            match self.client.query_one(q.as_str(), &[]).await {
+                Ok(r) => match r.try_get::<_, Option<bool>>(0) {
+                    Ok(Some(true)) => return Some(format!("the throttle query says so: {q}")),
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Some(format!("the throttle query must return one boolean: {e}"))
+                    }
+                },
+                Err(e) => {
+                    return Some(format!(
+                        "throttle query failed: {}",
+                        crate::error::pg_error_text(&e)
+                    ))
+                }
+            }
+        }
+        None
+    }
+
+    async fn note_throttle(&self, reason: &str) -> Result<()> {
+        self.client
+            .execute(
+                &format!(
+                    "UPDATE {} SET throttle_reason = $2, updated_at = clock_timestamp() WHERE id = $1",
+                    state::table("backfills")
+                ),
+                &[&self.id, &reason],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// One batch and its bookkeeping, in one transaction; retried when a row lock is not
+    /// granted in time. Returns (rows updated, whether the walk is over).
+    async fn batch(&self, size: i64) -> Result<(i64, bool)> {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            self.client.batch_execute("BEGIN").await?;
+            let outcome = self.batch_in_transaction(size).await;
+            match outcome {
+                Ok(v) => {
+                    self.client.batch_execute("COMMIT").await?;
+                    return Ok(v);
+                }
+                Err(e) => {
+                    let _ = self.client.batch_execute("ROLLBACK").await;
+                    let retryable = matches!(e.code(), Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::T_R_DEADLOCK_DETECTED);
+                    if !retryable || attempt >= 50 {
+                        return Err(Error::Statement {
+                            context: format!("backfill batch on {} failed", self.target),
+                            source: e,
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt.min(20))))
+                        .await;
+                }
+            }
+        }
+    }
+
+    async fn batch_in_transaction(
+        &self,
+        size: i64,
+    ) -> std::result::Result<(i64, bool), tokio_postgres::Error> {
+        self.client
+            .execute(
+                "SELECT set_config('pgshift.backfill', 'on', true), set_config('lock_timeout', $1, true)",
+                &[&self.lock_timeout],
+            )
+            .await?;
+        let progress = state::table("backfills");
+        match &self.walk {
+            Walk::Keyset { key, types } => {
+                let cursor: Option<Vec<String>> = self
+                    .client
+                    .query_one(
+                        &format!("SELECT cursor FROM {progress} WHERE id = $1"),
+                        &[&self.id],
+                    )
+                    .await?
+                    .get(0);
+                let sql = keyset_sql(
+                    &self.target,
+                    key,
+                    types,
+                    &self.assignments,
+                    &self.condition,
+                    cursor.is_some(),
+                );
+                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&size];
+                if let Some(values) = &cursor {
+                    params.extend(
+                        values
+                            .iter()
+                            .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)),
+                    );
+                }
+                let row = self.client.query_one(sql.as_str(), &params).await?;
+                let updated: i64 = row.get(0);
+                let visited: i64 = row.get(1);
+                let last: Option<Vec<String>> = row.get(2);
+                self.client
+                    .execute(
+                        &format!(
+                            "UPDATE {progress} SET cursor = coalesce($2, cursor), rows_done = rows_done + $3, batch_size = $4,
+                                 throttle_reason = NULL, updated_at = clock_timestamp() WHERE id = $1"
+                        ),
+                        &[&self.id, &last, &updated, &(size as i32)],
+                    )
+                    .await?;
+                Ok((updated, visited < size))
+            }
+            Walk::Blocks { pages, range_scan } => {
+                let from: i64 = self
+                    .client
+                    .query_one(
+                        &format!("SELECT pages_done FROM {progress} WHERE id = $1"),
+                        &[&self.id],
+                    )
+                    .await?
+                    .get(0);
+                let to = from + size;
+                let sql = if *range_scan {
+                    format!(
+                        "UPDATE {} SET {} WHERE ctid >= format('(%s,0)', $1::bigint)::tid AND ctid < format('(%s,0)', $2::bigint)::tid{}",
+                        self.target, self.assignments, self.condition
+                    )
+                } else {
+                    // PostgreSQL 13 has no TID range scan: name the TIDs of the pages.
+                    format!(
+                        "UPDATE {} SET {} WHERE ctid = ANY (ARRAY(SELECT format('(%s,%s)', p, o)::tid
+                             FROM generate_series($1::bigint, $2::bigint - 1) p,
+                                  generate_series(1, (current_setting('block_size')::int / 28)) o)){}",
+                        self.target, self.assignments, self.condition
+                    )
+                };
+                let updated = self.client.execute(sql.as_str(), &[&from, &to]).await? as i64;
+                self.client
+                    .execute(
+                        &format!(
+                            "UPDATE {progress} SET pages_done = $2, rows_done = rows_done + $3, batch_size = $4,
+                                 throttle_reason = NULL, updated_at = clock_timestamp() WHERE id = $1"
+                        ),
+                        &[&self.id, &to, &updated, &(size as i32)],
+                    )
+                    .await?;
+                Ok((updated, to > *pages))
+            }
+        }
+    }
+
+    /// VACUUM (outside a transaction) so that later batches reuse the space of the row
+    /// versions this backfill left dead. Best effort: a vacuum that cannot get its lock in
+    /// time is skipped.
+    async fn vacuum(&self) {
+        let sql = format!(
+            "SET lock_timeout = '{}'; VACUUM {}",
+            self.lock_timeout, self.target
+        );
+        let _ = self.client.batch_execute(&sql).await;
+    }
+
+    async fn report(
+        &self,
+        migration: &str,
+        table: &str,
+        started: Instant,
+        last: &mut Instant,
+        on_event: &(dyn Fn(&RunEvent) + Sync),
+        force: bool,
+    ) -> Result<()> {
+        if !force && last.elapsed() < Duration::from_secs(1) {
+            return Ok(());
+        }
+        *last = Instant::now();
+        if let Some(mut p) = status_of(self.client, self.id).await? {
+            p.migration = migration.to_owned();
+            p.table = table.to_owned();
+            // The rate of this run, not of all runs.
+            if p.elapsed_seconds > started.elapsed().as_secs_f64() {
+                p.elapsed_seconds = started.elapsed().as_secs_f64();
+            }
+            on_event(&RunEvent::Backfill(p));
+        }
+        Ok(())
     }
 }
 
-async fn keyset(
-    client: &Client,
+/// Batch size for the next batch: scaled towards the time target, at most doubling or
+/// halving at a time, within the configured bounds.
+fn next_batch_size(size: i64, took: Duration, s: &BackfillSettings, blocks: bool) -> i64 {
+    let target = s.batch_time.as_secs_f64();
+    let took = took.as_secs_f64().max(0.001);
+    let scaled = (size as f64 * (target / took)).clamp(size as f64 / 2.0, size as f64 * 2.0) as i64;
+    if blocks {
+        scaled.clamp(1, 10_000)
+    } else {
+        scaled.clamp(s.min_batch_rows, s.max_batch_rows)
+    }
+}
+
+fn keyset_sql(
     target: &str,
     key: &[String],
     types: &[String],
-    assignments: &[String],
-    lock: &str,
-) -> Result<u64> {
+    assignments: &str,
+    condition: &str,
+    with_cursor: bool,
+) -> String {
     let cols: Vec<String> = key.iter().map(|k| ident(k)).collect();
     let cols_list = cols.join(", ");
-    let cursor_params: Vec<String> = types
-        .iter()
-        .enumerate()
-        .map(|(i, ty)| format!("${}::text::{ty}", i + 1))
-        .collect();
     // The batch's columns get internal names: an `up` expression that mentions a key
     // column must see the table's, not the batch's.
     let aliases: Vec<String> = (0..cols.len()).map(|i| format!("_pgshift_k{i}")).collect();
@@ -86,127 +515,122 @@ async fn keyset(
         .collect();
     let last_key: Vec<String> = aliases.iter().map(|a| format!("{a}::text")).collect();
     let desc: Vec<String> = aliases.iter().map(|a| format!("{a} DESC")).collect();
-    let statement = |with_cursor: bool| {
-        format!(
-            "WITH batch AS (SELECT {} FROM {target}{} ORDER BY {cols_list} LIMIT {BATCH_ROWS}),
-                  upd AS (UPDATE {target} SET {} FROM batch WHERE {} RETURNING 1)
-             SELECT (SELECT count(*) FROM upd), (SELECT ARRAY[{}] FROM batch ORDER BY {} LIMIT 1)",
-            select_list.join(", "),
-            if with_cursor {
-                format!(" WHERE ({cols_list}) > ({})", cursor_params.join(", "))
-            } else {
-                String::new()
-            },
-            assignments.join(", "),
-            join.join(" AND "),
-            last_key.join(", "),
-            desc.join(", ")
-        )
+    let cursor = if with_cursor {
+        let params: Vec<String> = types
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| format!("${}::text::{ty}", i + 2))
+            .collect();
+        format!(" WHERE ({cols_list}) > ({})", params.join(", "))
+    } else {
+        String::new()
     };
-    let first = statement(false);
-    let next = statement(true);
-    let mut cursor: Option<Vec<String>> = None;
-    let mut total = 0u64;
-    loop {
-        let row = with_retries(client, lock, || {
-            let c = client;
-            let cursor = cursor.clone();
-            let (first, next) = (&first, &next);
-            async move {
-                match &cursor {
-                    None => c.query_one(first.as_str(), &[]).await,
-                    Some(values) => {
-                        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = values
-                            .iter()
-                            .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync))
-                            .collect();
-                        c.query_one(next.as_str(), &params).await
-                    }
-                }
-            }
-        })
-        .await?;
-        let updated: i64 = row.get(0);
-        let last: Option<Vec<Option<String>>> = row.get(1);
-        total += updated as u64;
-        match last {
-            Some(values) if updated > 0 => {
-                cursor = Some(values.into_iter().map(|v| v.unwrap_or_default()).collect());
-            }
-            _ => return Ok(total),
-        }
-        if updated < BATCH_ROWS {
-            return Ok(total);
-        }
+    format!(
+        "WITH batch AS (SELECT {} FROM {target}{cursor} ORDER BY {cols_list} LIMIT $1),
+              upd AS (UPDATE {target} SET {assignments} FROM batch WHERE {}{condition} RETURNING 1)
+         SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM batch),
+                (SELECT ARRAY[{}] FROM batch ORDER BY {} LIMIT 1)",
+        select_list.join(", "),
+        join.join(" AND "),
+        last_key.join(", "),
+        desc.join(", ")
+    )
+}
+
+fn progress_row(r: &tokio_postgres::Row) -> Progress {
+    let rows_done: i64 = r.get(3);
+    let total_estimate: i64 = r.get(4);
+    let elapsed: f64 = r.get(5);
+    let rate = if elapsed > 0.0 {
+        rows_done as f64 / elapsed
+    } else {
+        0.0
+    };
+    let state: String = r.get(2);
+    Progress {
+        migration: r.get(0),
+        table: r.get(1),
+        eta_seconds: (rate > 0.0 && state != "done")
+            .then(|| ((total_estimate - rows_done).max(0) as f64) / rate),
+        state,
+        rows_done,
+        total_estimate,
+        rows_per_second: (rate * 10.0).round() / 10.0,
+        elapsed_seconds: (elapsed * 10.0).round() / 10.0,
+        batch_size: r.get::<_, i32>(6) as i64,
+        throttle_reason: r.get(7),
     }
 }
 
-async fn block_ranges(
-    client: &Client,
-    target: &str,
-    assignments: &[String],
-    lock: &str,
-) -> Result<u64> {
-    let pages: i64 = client
-        .query_one(
-            "SELECT (pg_relation_size($1::text::regclass) / current_setting('block_size')::bigint)",
-            &[&target],
+const PROGRESS_COLUMNS: &str = "migration, table_schema || '.' || table_name, state, rows_done, total_estimate,
+    extract(epoch FROM coalesce(finished_at, clock_timestamp()) - started_at)::float8, batch_size, throttle_reason";
+
+async fn status_of(client: &Client, id: i64) -> Result<Option<Progress>> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT {PROGRESS_COLUMNS} FROM {} WHERE id = $1",
+                state::table("backfills")
+            ),
+            &[&id],
         )
-        .await?
-        .get(0);
-    let sql = format!(
-        "UPDATE {target} SET {} WHERE ctid >= format('(%s,0)', $1::bigint)::tid AND ctid < format('(%s,0)', $2::bigint)::tid",
-        assignments.join(", ")
-    );
-    let mut total = 0u64;
-    let mut page = 0i64;
-    while page <= pages {
-        let (from, to) = (page, page + BATCH_PAGES);
-        let n = with_retries(client, lock, || {
-            let c = client;
-            let sql = &sql;
-            async move { c.execute(sql.as_str(), &[&from, &to]).await }
-        })
         .await?;
-        total += n;
-        page = to;
-    }
-    Ok(total)
+    Ok(row.as_ref().map(progress_row))
 }
 
-/// One batch in its own transaction, with the backfill marker and a lock timeout; a batch
-/// that waits too long for a row lock rolls back and runs again.
-async fn with_retries<T, F, Fut>(client: &Client, lock: &str, mut batch: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
-{
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        client.batch_execute("BEGIN").await?;
-        client
-            .execute(
-                "SELECT set_config('pgshift.backfill', 'on', true), set_config('lock_timeout', $1, true)",
-                &[&lock],
-            )
-            .await?;
-        match batch().await {
-            Ok(v) => {
-                client.batch_execute("COMMIT").await?;
-                return Ok(v);
-            }
-            Err(e) => {
-                let _ = client.batch_execute("ROLLBACK").await;
-                let retryable = matches!(e.code(), Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::T_R_DEADLOCK_DETECTED);
-                if !retryable || attempt >= 50 {
-                    return Err(Error::Statement {
-                        context: "backfill batch failed".to_owned(),
-                        source: e,
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt.min(20)))).await;
-            }
-        }
+/// `pgshift backfill status`: the backfills of the open (or most recent) migration.
+pub async fn status(client: &Client) -> Result<Vec<Progress>> {
+    if state::installed_version(client).await?.unwrap_or(0) < 3 {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {PROGRESS_COLUMNS} FROM {t}
+                 WHERE migration = (SELECT migration FROM {t} ORDER BY updated_at DESC LIMIT 1)
+                 ORDER BY id",
+                t = state::table("backfills")
+            ),
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(progress_row).collect())
+}
+
+/// `pgshift backfill pause|resume|cancel`: sets the state of every unfinished backfill;
+/// returns how many it changed.
+pub async fn control(client: &Client, to: &str) -> Result<u64> {
+    let from: &[&str] = match to {
+        "paused" => &["running"],
+        "running" => &["paused", "cancelled"],
+        _ => &["running", "paused"],
+    };
+    if state::installed_version(client).await?.unwrap_or(0) < 3 {
+        return Ok(0);
+    }
+    Ok(client
+        .execute(
+            &format!(
+                "UPDATE {} SET state = $1, updated_at = clock_timestamp() WHERE state = ANY($2)",
+                state::table("backfills")
+            ),
+            &[&to, &from],
+        )
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_size_follows_the_time_target_within_bounds() {
+        let s = BackfillSettings::default();
+        let ms = Duration::from_millis;
+        assert_eq!(next_batch_size(1000, ms(75), &s, false), 2000);
+        assert_eq!(next_batch_size(1000, ms(300), &s, false), 500);
+        assert_eq!(next_batch_size(1000, ms(150), &s, false), 1000);
+        assert_eq!(next_batch_size(40_000, ms(1), &s, false), 50_000);
+        assert_eq!(next_batch_size(150, ms(10_000), &s, false), 100);
     }
 }

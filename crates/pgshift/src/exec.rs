@@ -46,6 +46,43 @@ pub struct ExecSettings {
     pub dml_statement_timeout: Duration,
     #[serde(with = "millis")]
     pub concurrent_statement_timeout: Duration,
+    pub backfill: BackfillSettings,
+}
+
+/// How backfills pace themselves.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackfillSettings {
+    /// Batches are sized so that each takes about this long.
+    #[serde(with = "millis")]
+    pub batch_time: Duration,
+    pub first_batch_rows: i64,
+    pub min_batch_rows: i64,
+    pub max_batch_rows: i64,
+    /// A pause after every batch.
+    #[serde(with = "millis")]
+    pub delay: Duration,
+    /// Throttle while a replica's replay is this many bytes behind (pg_stat_replication).
+    pub max_replica_lag_bytes: Option<i64>,
+    /// Throttle while this query returns true.
+    pub throttle_query: Option<String>,
+    /// VACUUM the table after this many updated rows, so dead rows are reused instead of
+    /// the table doubling in size.
+    pub vacuum_every_rows: i64,
+}
+
+impl Default for BackfillSettings {
+    fn default() -> Self {
+        BackfillSettings {
+            batch_time: Duration::from_millis(150),
+            first_batch_rows: 1000,
+            min_batch_rows: 100,
+            max_batch_rows: 50_000,
+            delay: Duration::ZERO,
+            max_replica_lag_bytes: None,
+            throttle_query: None,
+            vacuum_every_rows: 100_000,
+        }
+    }
 }
 
 impl Default for ExecSettings {
@@ -59,6 +96,7 @@ impl Default for ExecSettings {
             ddl_statement_timeout: Duration::from_secs(300),
             dml_statement_timeout: Duration::ZERO,
             concurrent_statement_timeout: Duration::ZERO,
+            backfill: BackfillSettings::default(),
         }
     }
 }

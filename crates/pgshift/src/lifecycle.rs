@@ -300,8 +300,27 @@ pub async fn rollback(
 
 #[derive(Clone, Copy)]
 enum Phase {
+    Start,
     Complete,
     Rollback,
+}
+
+/// Continues the open migration's interrupted start from its stored plan (what
+/// `pgshift backfill resume` does when no pgshift is running it).
+pub async fn resume_start(
+    exec: &Executor,
+    schema: &str,
+    who: &Who,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<Option<String>> {
+    match open_migration(exec.client()).await? {
+        Some((name, status)) if status == "running" => {
+            run_stored_phase(exec, schema, who, on_event, &name, Phase::Start)
+                .await
+                .map(Some)
+        }
+        _ => Ok(None),
+    }
 }
 
 /// Runs complete or rollback from the stored plan: marks the phase, runs its steps, and
@@ -318,6 +337,7 @@ async fn run_stored_phase(
     let (plan, migration) = load(client, name).await?;
     // (journal phase, status while it runs, status at the end: "" forgets the migration)
     let (label, running, done, steps) = match phase {
+        Phase::Start => ("start", "running", "started", &plan.start),
         Phase::Complete => ("complete", "completing", "applied", &plan.complete),
         Phase::Rollback => ("rollback", "rolling_back", "", &plan.rollback),
     };
@@ -469,7 +489,7 @@ async fn run_phase(
             }
             Action::Backfill(spec) => {
                 state::step_running(client, name, phase, number, &step.description).await?;
-                crate::backfill::run(client, spec, exec.settings().lock_timeout).await?;
+                crate::backfill::run(exec, name, spec, on_event).await?;
                 exec.run_transaction(&[], &finish).await?;
             }
             Action::VersionSchema => {

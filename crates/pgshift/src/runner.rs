@@ -52,6 +52,8 @@ pub enum RunEvent {
         name: String,
         ms: u64,
     },
+    /// Where a backfill stands (at most about once a second, and when throttled).
+    Backfill(crate::backfill::Progress),
 }
 
 /// Options of `pgshift migrate`.
@@ -318,6 +320,28 @@ pub async fn rollback(
         lifecycle::rollback(exec, schema, &who, on_event)
     })
     .await
+}
+
+/// `pgshift backfill resume`: lets paused or cancelled backfills go on; if no pgshift is
+/// running the open migration's start, continues it here. Returns the number of backfills
+/// changed and the migration continued, if any.
+pub async fn resume_backfills(
+    spec: &ConnectionSpec,
+    exec: &Executor,
+    schema: &str,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<(u64, Option<String>)> {
+    let client = exec.client();
+    let changed = crate::backfill::control(client, "running").await?;
+    if lock::current_holder(client).await?.is_some() {
+        return Ok((changed, None));
+    }
+    let who = Who::current(spec);
+    let continued = locked(exec, schema, || {
+        lifecycle::resume_start(exec, schema, &who, on_event)
+    })
+    .await?;
+    Ok((changed, continued))
 }
 
 /// `pgshift latest schema`: the newest version schema.

@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 pub const SCHEMA: &str = "pgshift";
 
 /// The newest state schema version this build knows.
-pub const VERSION: i32 = 2;
+pub const VERSION: i32 = 3;
 
 /// Table `name` of the state schema, quoted.
 pub fn table(name: &str) -> String {
@@ -113,6 +113,27 @@ fn upgrade(version: i32) -> Vec<String> {
                     CHECK (status IN ('running', 'failed', 'started', 'completing', 'rolling_back', 'applied'))"
             ),
         ],
+        // Backfill runs: their cursor, counts and control state.
+        3 => vec![format!(
+            "CREATE TABLE {s}.backfills (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                migration text NOT NULL,
+                table_schema text NOT NULL,
+                table_name text NOT NULL,
+                spec jsonb NOT NULL,
+                cursor text[],
+                pages_done bigint NOT NULL DEFAULT 0,
+                rows_done bigint NOT NULL DEFAULT 0,
+                total_estimate bigint NOT NULL DEFAULT 0,
+                batch_size int NOT NULL,
+                state text NOT NULL CHECK (state IN ('running', 'paused', 'cancelled', 'done')),
+                throttle_reason text,
+                started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                finished_at timestamptz,
+                UNIQUE (migration, table_schema, table_name)
+            )"
+        )],
         _ => Vec::new(),
     }
 }
@@ -317,12 +338,14 @@ pub fn set_status_sql(name: &str, status: &str) -> String {
     )
 }
 
-/// SQL that forgets a rolled-back migration (its journal goes with it); the audit keeps it.
+/// SQL that forgets a rolled-back migration: its record, journal and backfill cursors (a
+/// new start begins afresh); the audit keeps it.
 pub fn forget_sql(name: &str) -> String {
     format!(
-        "DELETE FROM {} WHERE name = {}",
+        "DELETE FROM {} WHERE migration = {name};\nDELETE FROM {} WHERE name = {name}",
+        table("backfills"),
         table("migrations"),
-        literal(name)
+        name = literal(name)
     )
 }
 

@@ -55,6 +55,9 @@ pub struct BackfillSpec {
     pub schema: String,
     pub table: String,
     pub set: Vec<(String, String)>,
+    /// Only rows matching this condition (the `update` operation's `where`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
 }
 
 /// The three phases of a migration.

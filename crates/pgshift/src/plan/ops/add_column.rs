@@ -124,6 +124,7 @@ impl OperationPlan for AddColumn {
         if let Some(expr) = fill {
             steps.backfills.push(BackfillSpec {
                 schema: ctx.schema.to_owned(),
+                condition: None,
                 table: t.physical.clone(),
                 set: vec![(c.name.clone(), expr)],
             });

@@ -151,6 +151,7 @@ impl Duplication<'_> {
         );
         steps.backfills.push(BackfillSpec {
             schema: ctx.schema.to_owned(),
+            condition: None,
             table: t.physical.clone(),
             set: self
                 .columns
