@@ -1,0 +1,287 @@
+//! The backfill engine against a real server: crashes, concurrent writers, control from a
+//! second process, throttles.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const ROWS: i64 = 200_000;
+
+async fn big_table(db: &TestDb) -> tokio_postgres::Client {
+    let raw = db.client().await;
+    raw.batch_execute(&format!(
+        "CREATE TABLE big (id bigint PRIMARY KEY, v int NOT NULL);
+         INSERT INTO big SELECT g, g % 1000 FROM generate_series(1, {ROWS}) g;
+         ANALYZE big;"
+    ))
+    .await
+    .unwrap();
+    raw
+}
+
+const ADD_W: &str = "operations:\n  - add_column:\n      table: big\n      up: v + 1\n      column:\n        name: w\n        type: int\n        nullable: true\n";
+
+async fn rows_done(c: &tokio_postgres::Client) -> i64 {
+    c.query_one(
+        "SELECT coalesce(sum(rows_done), 0)::bigint FROM pgshift.backfills",
+        &[],
+    )
+    .await
+    .map(|r| r.get(0))
+    .unwrap_or(0)
+}
+
+/// Small, fast batches so that a test sees many of them.
+const SMALL_BATCHES: &[&str] = &["--backfill-batch-time", "5ms"];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_random_points_then_rerun_neither_redoes_nor_skips() {
+    let db = TestDb::new().await;
+    let raw = big_table(&db).await;
+    let m = Migrations::new(&[("0001_w.yaml", ADD_W)]);
+    let file = m.path().join("0001_w.yaml");
+    let file = file.to_str().unwrap();
+    let mut args = vec!["start", file];
+    args.extend(SMALL_BATCHES);
+    // Kill points spread over the run, from a seed that changes with the clock.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as i64;
+    let mut kills = Vec::new();
+    for trial in 0..3i64 {
+        let before = rows_done(&raw).await;
+        let stop_at = before + 5_000 + (seed / (trial + 1)) % 40_000;
+        let mut child = pgshift(&db.url, &m.path(), &args).spawn().unwrap();
+        wait_until("the backfill to move", Duration::from_secs(60), || async {
+            rows_done(&raw).await >= stop_at
+        })
+        .await;
+        child.start_kill().unwrap();
+        assert_eq!(child.wait().await.unwrap().code(), None);
+        wait_for_pgshift_sessions_to_end(&raw).await;
+        kills.push(rows_done(&raw).await);
+    }
+    eprintln!("killed at rows_done = {kills:?}");
+    assert!(
+        kills.windows(2).all(|w| w[1] >= w[0]),
+        "progress went backwards: {kills:?}"
+    );
+    let r = run_ok(&db, &m.path(), &args).await;
+    assert!(r.stderr.contains("resuming"), "{}", r.all());
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM big WHERE w IS DISTINCT FROM v + 1"
+        )
+        .await,
+        0
+    );
+    // Each row counted once over four runs: no batch was applied twice or skipped.
+    assert_eq!(rows_done(&raw).await, ROWS);
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pgshift.backfills WHERE state = 'done'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_inserts_updates_and_deletes_during_the_backfill_end_equal_to_the_reference() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let db = TestDb::new().await;
+    let raw = big_table(&db).await;
+    let m = Migrations::new(&[("0001_w.yaml", ADD_W)]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..3i64 {
+        let (db, stop) = (db.clone(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let c = db.client().await;
+            let mut n = 0i64;
+            while !stop.load(Ordering::Relaxed) {
+                let id = (n * 7919 + w * 104_729) % ROWS + 1;
+                match n % 3 {
+                    0 => c.execute("UPDATE big SET v = v + 7 WHERE id = $1", &[&id]).await,
+                    1 => c.execute("DELETE FROM big WHERE id = $1", &[&id]).await,
+                    _ => c.execute("INSERT INTO big (id, v) VALUES ($1, 5) ON CONFLICT (id) DO UPDATE SET v = excluded.v", &[&(id + ROWS * (w + 1))]).await,
+                }
+                .expect("writer");
+                n += 1;
+            }
+            n
+        }));
+    }
+    let file = m.path().join("0001_w.yaml");
+    let mut args = vec!["start", file.to_str().unwrap()];
+    args.extend(SMALL_BATCHES);
+    run_ok(&db, &m.path(), &args).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut writes = 0;
+    for w in writers {
+        writes += w.await.unwrap();
+    }
+    run_ok(&db, &m.path(), &["complete"]).await;
+    eprintln!("{writes} random writes during the backfill");
+    assert!(writes > 300, "the writers barely ran: {writes}");
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM big WHERE w IS DISTINCT FROM v + 1"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pause_and_resume_from_a_second_process_and_status_shows_it() {
+    let db = TestDb::new().await;
+    let raw = big_table(&db).await;
+    let m = Migrations::new(&[("0001_w.yaml", ADD_W)]);
+    let file = m.path().join("0001_w.yaml");
+    let mut args = vec!["start", file.to_str().unwrap(), "--backfill-delay", "2ms"];
+    args.extend(SMALL_BATCHES);
+    let runner = pgshift(&db.url, &m.path(), &args).spawn().unwrap();
+    wait_until("the backfill to start", Duration::from_secs(60), || async {
+        rows_done(&raw).await > 0
+    })
+    .await;
+
+    let r = run_ok(&db, &m.path(), &["backfill", "pause"]).await;
+    assert!(r.stdout.contains("1 backfill(s) now paused"), "{}", r.all());
+    // Pause takes effect within one batch.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paused_at = rows_done(&raw).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        rows_done(&raw).await,
+        paused_at,
+        "rows kept changing while paused"
+    );
+    assert!(paused_at < ROWS);
+    let st = run_ok(&db, &m.path(), &["backfill", "status", "--output", "json"]).await;
+    assert_eq!(st.stdout.trim().lines().count(), 1, "{}", st.stdout);
+    let v: serde_json::Value = serde_json::from_str(st.stdout.trim()).unwrap();
+    let b = &v["backfills"][0];
+    assert_eq!(b["table"], "public.big");
+    assert_eq!(b["state"], "paused");
+    assert_eq!(b["rows_done"], paused_at);
+    assert!(
+        b["total_estimate"].as_i64().unwrap() >= ROWS * 9 / 10,
+        "{b}"
+    );
+    assert!(
+        b["throttle_reason"].as_str().unwrap().starts_with("paused"),
+        "{b}"
+    );
+    assert!(b["rows_per_second"].as_f64().unwrap() > 0.0, "{b}");
+
+    let r = run_ok(&db, &m.path(), &["backfill", "resume"]).await;
+    assert!(
+        r.stdout.contains("1 backfill(s) now running"),
+        "{}",
+        r.all()
+    );
+    let out = runner.wait_with_output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM big WHERE w IS DISTINCT FROM v + 1"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttle_query_holds_the_backfill_and_says_why() {
+    let db = TestDb::new().await;
+    let raw = big_table(&db).await;
+    raw.batch_execute("CREATE TABLE hold_backfill ()")
+        .await
+        .unwrap();
+    let m = Migrations::new(&[("0001_w.yaml", ADD_W)]);
+    let file = m.path().join("0001_w.yaml");
+    let args = vec![
+        "start",
+        file.to_str().unwrap(),
+        "--throttle-query",
+        "SELECT to_regclass('hold_backfill') IS NOT NULL",
+    ];
+    let runner = pgshift(&db.url, &m.path(), &args).spawn().unwrap();
+    wait_until("the throttle to show", Duration::from_secs(60), || async {
+        raw.query_one("SELECT count(*) FROM pgshift.backfills WHERE throttle_reason LIKE 'the throttle query says so%'", &[])
+            .await
+            .map(|r| r.get::<_, i64>(0) == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    assert_eq!(rows_done(&raw).await, 0);
+    let st = run_ok(&db, &m.path(), &["backfill", "status"]).await;
+    assert!(
+        st.stdout.contains("throttled: the throttle query says so"),
+        "{}",
+        st.all()
+    );
+    raw.batch_execute("DROP TABLE hold_backfill").await.unwrap();
+    let out = runner.wait_with_output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("throttled: the throttle query says so"));
+    assert_eq!(rows_done(&raw).await, ROWS);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_stops_the_run_and_resume_from_another_process_finishes_it() {
+    let db = TestDb::new().await;
+    let raw = big_table(&db).await;
+    let m = Migrations::new(&[("0001_w.yaml", ADD_W)]);
+    let file = m.path().join("0001_w.yaml");
+    let mut args = vec!["start", file.to_str().unwrap(), "--backfill-delay", "2ms"];
+    args.extend(SMALL_BATCHES);
+    let runner = pgshift(&db.url, &m.path(), &args).spawn().unwrap();
+    wait_until("the backfill to start", Duration::from_secs(60), || async {
+        rows_done(&raw).await > 0
+    })
+    .await;
+    run_ok(&db, &m.path(), &["backfill", "cancel"]).await;
+    let out = runner.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cancelled"), "{stderr}");
+    assert!(rows_done(&raw).await < ROWS);
+
+    let r = run_ok(&db, &m.path(), &["backfill", "resume"]).await;
+    assert!(
+        r.stdout
+            .contains("continued and finished the start of 0001_w"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(migration_status(&raw, "0001_w").await, "started");
+    assert_eq!(rows_done(&raw).await, ROWS);
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM big WHERE w IS DISTINCT FROM v + 1"
+        )
+        .await,
+        0
+    );
+}
