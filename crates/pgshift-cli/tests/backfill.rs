@@ -285,3 +285,40 @@ async fn cancel_stops_the_run_and_resume_from_another_process_finishes_it() {
         0
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_update_operation_changes_data_in_batches_beside_a_column_backfill() {
+    let db = TestDb::new().await;
+    let raw = big_table(&db).await;
+    let m = Migrations::new(&[(
+        "0001_data.yaml",
+        "operations:\n  - add_column:\n      table: big\n      up: v + 1\n      column:\n        name: w\n        type: int\n        nullable: true\n  - update:\n      table: big\n      set:\n        v: v + 1000\n      where: v < 500\n",
+    )]);
+    let file = m.path().join("0001_data.yaml");
+    let mut args = vec!["start", file.to_str().unwrap()];
+    args.extend(SMALL_BATCHES);
+    run_ok(&db, &m.path(), &args).await;
+    run_ok(&db, &m.path(), &["complete"]).await;
+    // The update touched exactly the rows its `where` selects: half of them.
+    assert_eq!(
+        scalar_i64(&raw, "SELECT count(*) FROM big WHERE v >= 1000").await,
+        ROWS / 2
+    );
+    assert_eq!(
+        scalar_i64(&raw, "SELECT count(*) FROM big WHERE v < 500").await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pgshift.backfills WHERE state = 'done'"
+        )
+        .await,
+        2,
+        "the column backfill and the update are two separate, resumable passes"
+    );
+    assert_eq!(
+        scalar_i64(&raw, "SELECT sum(rows_done)::bigint FROM pgshift.backfills").await,
+        ROWS + ROWS / 2
+    );
+}

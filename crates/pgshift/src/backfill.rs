@@ -68,6 +68,7 @@ struct Run<'a> {
 pub async fn run(
     exec: &Executor,
     migration: &str,
+    step: i32,
     spec: &BackfillSpec,
     on_event: &(dyn Fn(&RunEvent) + Sync),
 ) -> Result<i64> {
@@ -118,14 +119,14 @@ pub async fn run(
     let row = client
         .query_one(
             &format!(
-                "INSERT INTO {} AS b (migration, table_schema, table_name, spec, batch_size, state, total_estimate)
-                 VALUES ($1, $2, $3, $4, $5, 'running', $6)
-                 ON CONFLICT (migration, table_schema, table_name) DO UPDATE
+                "INSERT INTO {} AS b (migration, step, table_schema, table_name, spec, batch_size, state, total_estimate)
+                 VALUES ($1, $7, $2, $3, $4, $5, 'running', $6)
+                 ON CONFLICT (migration, step) DO UPDATE
                    SET state = CASE WHEN b.state = 'done' THEN 'done' ELSE 'running' END, updated_at = clock_timestamp()
                  RETURNING id, state, rows_done, batch_size",
                 state::table("backfills")
             ),
-            &[&migration, &spec.schema, &spec.table, &spec_json, &(first_size as i32), &total_estimate],
+            &[&migration, &spec.schema, &spec.table, &spec_json, &(first_size as i32), &total_estimate, &step],
         )
         .await?;
     let id: i64 = row.get(0);

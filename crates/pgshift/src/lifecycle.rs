@@ -489,7 +489,7 @@ async fn run_phase(
             }
             Action::Backfill(spec) => {
                 state::step_running(client, name, phase, number, &step.description).await?;
-                crate::backfill::run(exec, name, spec, on_event).await?;
+                crate::backfill::run(exec, name, number, spec, on_event).await?;
                 exec.run_transaction(&[], &finish).await?;
             }
             Action::VersionSchema => {

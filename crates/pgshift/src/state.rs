@@ -118,6 +118,7 @@ fn upgrade(version: i32) -> Vec<String> {
             "CREATE TABLE {s}.backfills (
                 id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                 migration text NOT NULL,
+                step int NOT NULL,
                 table_schema text NOT NULL,
                 table_name text NOT NULL,
                 spec jsonb NOT NULL,
@@ -131,7 +132,7 @@ fn upgrade(version: i32) -> Vec<String> {
                 started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
                 updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
                 finished_at timestamptz,
-                UNIQUE (migration, table_schema, table_name)
+                UNIQUE (migration, step)
             )"
         )],
         _ => Vec::new(),

@@ -182,4 +182,5 @@ snapshot!(drop_constraint, "operations:\n  - drop_constraint:\n      table: orde
 snapshot!(rename_constraint, "operations:\n  - rename_constraint:\n      table: orders\n      from: orders_price_check\n      to: price_not_negative\n");
 snapshot!(set_replica_identity, "operations:\n  - set_replica_identity:\n      table: orders\n      identity:\n        type: full\n");
 snapshot!(sql_with_inferred_down, "operations:\n  - sql:\n      up: CREATE TYPE mood AS ENUM ('ok', 'sad'); CREATE TABLE moods (m mood)\n");
+snapshot!(update_is_a_batched_data_change, "operations:\n  - update:\n      table: orders\n      set:\n        note: upper(note)\n      where: note <> upper(note)\n");
 snapshot!(unknown_table_and_column_are_reported_per_operation, "operations:\n  - add_column:\n      table: nope\n      column:\n        name: x\n        type: int\n        nullable: true\n  - drop_column:\n      table: orders\n      column: nope\n");

@@ -24,6 +24,7 @@ pub enum Operation {
     RenameConstraint(RenameConstraint),
     SetReplicaIdentity(SetReplicaIdentity),
     Sql(RawSql),
+    Update(Update),
 }
 
 /// The operation names, as written in files.
@@ -43,6 +44,7 @@ pub const OPERATION_NAMES: &[&str] = &[
     "rename_constraint",
     "set_replica_identity",
     "sql",
+    "update",
 ];
 
 impl<'de> Deserialize<'de> for Operation {
@@ -83,6 +85,7 @@ impl<'de> Deserialize<'de> for Operation {
                     "rename_constraint" => Operation::RenameConstraint(map.next_value()?),
                     "set_replica_identity" => Operation::SetReplicaIdentity(map.next_value()?),
                     "sql" => Operation::Sql(map.next_value()?),
+                    "update" => Operation::Update(map.next_value()?),
                     other => return Err(A::Error::unknown_variant(other, OPERATION_NAMES)),
                 };
                 if let Some(extra) = map.next_key::<String>()? {
@@ -117,6 +120,7 @@ impl Operation {
             Operation::RenameConstraint(_) => "rename_constraint",
             Operation::SetReplicaIdentity(_) => "set_replica_identity",
             Operation::Sql(_) => "sql",
+            Operation::Update(_) => "update",
         }
     }
 }
@@ -875,4 +879,17 @@ impl<'de> Deserialize<'de> for RawSql {
             on_complete: r.on_complete,
         })
     }
+}
+
+/// `update`: a data change in batches on the backfill engine (throttled, resumable).
+/// `where` should select the rows that still need the change, so that a rerun skips the
+/// rows already done.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Update {
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    pub set: BTreeMap<String, String>,
+    #[serde(default, rename = "where")]
+    pub condition: Option<String>,
 }

@@ -163,9 +163,11 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
         planner.apply(&mut vs);
         start.extend(steps.start);
         for b in steps.backfills {
+            // One pass per table for the operations that fill columns; an `update` with a
+            // condition keeps its own pass (its `where` must not limit the others).
             match backfills
                 .iter_mut()
-                .find(|x| x.table == b.table && x.schema == b.schema)
+                .find(|x| x.table == b.table && x.schema == b.schema && x.condition == b.condition)
             {
                 Some(existing) => existing.set.extend(b.set),
                 None => backfills.push(b),

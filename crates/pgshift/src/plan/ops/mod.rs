@@ -17,6 +17,7 @@ mod rename_constraint;
 mod rename_table;
 mod replica_identity;
 mod sql;
+mod update;
 
 use super::OperationPlan;
 use crate::model::{self, Operation, ReferentialAction};
@@ -39,6 +40,7 @@ pub(super) fn dispatch(op: &Operation) -> &dyn OperationPlan {
         Operation::RenameConstraint(o) => o,
         Operation::SetReplicaIdentity(o) => o,
         Operation::Sql(o) => o,
+        Operation::Update(o) => o,
     }
 }
 
