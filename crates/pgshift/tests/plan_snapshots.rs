@@ -99,9 +99,13 @@ fn render(plan: &Plan) -> String {
                 Action::Backfill(b) => {
                     for (col, expr) in &b.set {
                         out.push_str(&format!(
-                            "     backfill {}.{} SET {col} = {expr}\n",
+                            "     backfill {}.{} SET {col} = {expr}",
                             b.schema, b.table
                         ));
+                        if let Some(condition) = &b.condition {
+                            out.push_str(&format!(" WHERE {condition}"));
+                        }
+                        out.push('\n');
                     }
                 }
                 Action::VersionSchema => out.push_str("     views of the new version\n"),
