@@ -299,19 +299,27 @@ fn launch(
     let log_err = log.try_clone().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(bin_dir.join("postgres"));
     cmd.arg("-D").arg(data);
-    for setting in [
+    // Tests trade durability for speed; benchmarks (PGSHIFT_TESTKIT_DURABLE=1) must not.
+    let durable = std::env::var_os("PGSHIFT_TESTKIT_DURABLE").is_some_and(|v| v == "1");
+    let speed: &[&str] = if durable {
+        &[]
+    } else {
+        &[
+            "fsync=off",
+            "synchronous_commit=off",
+            "full_page_writes=off",
+        ]
+    };
+    for setting in speed.iter().map(|s| s.to_string()).chain([
         format!("port={port}"),
         "listen_addresses=127.0.0.1".to_owned(),
         format!("unix_socket_directories={}", root.display()),
-        "fsync=off".to_owned(),
-        "synchronous_commit=off".to_owned(),
-        "full_page_writes=off".to_owned(),
         "max_connections=300".to_owned(),
         "shared_buffers=128MB".to_owned(),
         "wal_level=replica".to_owned(),
         "max_wal_senders=10".to_owned(),
         "log_min_messages=warning".to_owned(),
-    ] {
+    ]) {
         cmd.arg("-c").arg(setting);
     }
     cmd.stdin(Stdio::null()).stdout(log).stderr(log_err);

@@ -371,7 +371,8 @@ impl Run<'_> {
                     )
                     .await?
                     .get(0);
-                let sql = keyset_sql(
+                // The batch's last key, by an index-only walk of `size` keys past the cursor...
+                let (upper_sql, update_sql) = keyset_sql(
                     &self.target,
                     key,
                     types,
@@ -379,7 +380,7 @@ impl Run<'_> {
                     &self.condition,
                     cursor.is_some(),
                 );
-                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&size];
+                let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
                 if let Some(values) = &cursor {
                     params.extend(
                         values
@@ -387,20 +388,39 @@ impl Run<'_> {
                             .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)),
                     );
                 }
-                let row = self.client.query_one(sql.as_str(), &params).await?;
-                let updated: i64 = row.get(0);
-                let visited: i64 = row.get(1);
-                let last: Option<Vec<String>> = row.get(2);
+                let offset = size - 1;
+                let mut upper_params = params.clone();
+                upper_params.push(&offset);
+                let upper: Option<Vec<String>> = self
+                    .client
+                    .query_opt(upper_sql.as_str(), &upper_params)
+                    .await?
+                    .map(|r| r.get(0));
+                // ...then one range update between the cursor and that key (to the end of
+                // the table when fewer than `size` keys are left).
+                let finished = upper.is_none();
+                let mut update_params = params;
+                if let Some(u) = &upper {
+                    update_params.extend(
+                        u.iter()
+                            .map(|v| v as &(dyn tokio_postgres::types::ToSql + Sync)),
+                    );
+                }
+                let update_sql = if finished { update_sql.0 } else { update_sql.1 };
+                let updated = self
+                    .client
+                    .execute(update_sql.as_str(), &update_params)
+                    .await? as i64;
                 self.client
                     .execute(
                         &format!(
                             "UPDATE {progress} SET cursor = coalesce($2, cursor), rows_done = rows_done + $3, batch_size = $4,
                                  throttle_reason = NULL, updated_at = clock_timestamp() WHERE id = $1"
                         ),
-                        &[&self.id, &last, &updated, &(size as i32)],
+                        &[&self.id, &upper, &updated, &(size as i32)],
                     )
                     .await?;
-                Ok((updated, visited < size))
+                Ok((updated, finished))
             }
             Walk::Blocks { pages, range_scan } => {
                 let from: i64 = self
@@ -491,6 +511,9 @@ fn next_batch_size(size: i64, took: Duration, s: &BackfillSettings, blocks: bool
     }
 }
 
+/// The statements of a keyset batch: the query for the batch's last key (`OFFSET size - 1`
+/// past the cursor), and the range UPDATE without an upper bound (last batch) and with one.
+/// Cursor values come first as text parameters, then the offset or the upper bound.
 fn keyset_sql(
     target: &str,
     key: &[String],
@@ -498,44 +521,34 @@ fn keyset_sql(
     assignments: &str,
     condition: &str,
     with_cursor: bool,
-) -> String {
+) -> (String, (String, String)) {
     let cols: Vec<String> = key.iter().map(|k| ident(k)).collect();
     let cols_list = cols.join(", ");
-    // The batch's columns get internal names: an `up` expression that mentions a key
-    // column must see the table's, not the batch's.
-    let aliases: Vec<String> = (0..cols.len()).map(|i| format!("_pgshift_k{i}")).collect();
-    let select_list: Vec<String> = cols
-        .iter()
-        .zip(&aliases)
-        .map(|(c, a)| format!("{c} AS {a}"))
-        .collect();
-    let join: Vec<String> = cols
-        .iter()
-        .zip(&aliases)
-        .map(|(c, a)| format!("{target}.{c} = batch.{a}"))
-        .collect();
-    let last_key: Vec<String> = aliases.iter().map(|a| format!("{a}::text")).collect();
-    let desc: Vec<String> = aliases.iter().map(|a| format!("{a} DESC")).collect();
-    let cursor = if with_cursor {
-        let params: Vec<String> = types
+    let n = cols.len();
+    let params = |from: usize| -> String {
+        types
             .iter()
             .enumerate()
-            .map(|(i, ty)| format!("${}::text::{ty}", i + 2))
-            .collect();
-        format!(" WHERE ({cols_list}) > ({})", params.join(", "))
-    } else {
-        String::new()
+            .map(|(i, ty)| format!("${}::text::{ty}", from + i))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    format!(
-        "WITH batch AS (SELECT {} FROM {target}{cursor} ORDER BY {cols_list} LIMIT $1),
-              upd AS (UPDATE {target} SET {assignments} FROM batch WHERE {}{condition} RETURNING 1)
-         SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM batch),
-                (SELECT ARRAY[{}] FROM batch ORDER BY {} LIMIT 1)",
-        select_list.join(", "),
-        join.join(" AND "),
-        last_key.join(", "),
-        desc.join(", ")
-    )
+    let (lower, next) = if with_cursor {
+        (format!("({cols_list}) > ({})", params(1)), n + 1)
+    } else {
+        ("true".to_owned(), 1)
+    };
+    let as_text: Vec<String> = cols.iter().map(|c| format!("{c}::text")).collect();
+    let upper = format!(
+        "SELECT ARRAY[{}] FROM {target} WHERE {lower} ORDER BY {cols_list} OFFSET ${next} LIMIT 1",
+        as_text.join(", ")
+    );
+    let update_to_end = format!("UPDATE {target} SET {assignments} WHERE {lower}{condition}");
+    let update_range = format!(
+        "UPDATE {target} SET {assignments} WHERE {lower} AND ({cols_list}) <= ({}){condition}",
+        params(next)
+    );
+    (upper, (update_to_end, update_range))
 }
 
 fn progress_row(r: &tokio_postgres::Row) -> Progress {
