@@ -48,7 +48,7 @@ async fn load_orders(c: &tokio_postgres::Client, table: &str, rows: i64) {
         c,
         &format!(
             "CREATE TABLE {table} (id bigint PRIMARY KEY, price int NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), note text);
-             INSERT INTO {table} (id, price, note) SELECT g, (g * 7919) % 100000, 'order ' || g FROM generate_series(1, {rows}) g;
+             INSERT INTO {table} (id, price, note) SELECT g, (g::bigint * 7919 % 100000)::int, 'order ' || g FROM generate_series(1, {rows}) g;
              CREATE INDEX {table}_created_at ON {table} (created_at);"
         ),
     )

@@ -237,7 +237,7 @@ impl Run<'_> {
             }
             if since_vacuum >= self.settings.vacuum_every_rows {
                 since_vacuum = 0;
-                self.vacuum().await;
+                self.vacuum().await?;
             }
             self.report(migration, table, started, &mut last_report, on_event, false)
                 .await?;
@@ -462,14 +462,29 @@ impl Run<'_> {
     }
 
     /// VACUUM (outside a transaction) so that later batches reuse the space of the row
-    /// versions this backfill left dead. Best effort: a vacuum that cannot get its lock in
-    /// time is skipped.
-    async fn vacuum(&self) {
-        let sql = format!(
-            "SET lock_timeout = '{}'; VACUUM {}",
-            self.lock_timeout, self.target
-        );
-        let _ = self.client.batch_execute(&sql).await;
+    /// versions this backfill left dead. A vacuum that cannot get its lock in time is
+    /// skipped, and says so in the progress record.
+    async fn vacuum(&self) -> Result<()> {
+        // Two round trips: a multi-statement string would run as one implicit transaction,
+        // and VACUUM refuses to run inside one.
+        self.client
+            .execute(
+                "SELECT set_config('lock_timeout', $1, false)",
+                &[&self.lock_timeout],
+            )
+            .await?;
+        if let Err(e) = self
+            .client
+            .batch_execute(&format!("VACUUM {}", self.target))
+            .await
+        {
+            self.note_throttle(&format!(
+                "vacuum skipped: {}",
+                crate::error::pg_error_text(&e)
+            ))
+            .await?;
+        }
+        Ok(())
     }
 
     async fn report(
