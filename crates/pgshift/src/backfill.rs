@@ -53,6 +53,14 @@ enum Walk {
     },
 }
 
+/// Where the walk stands: read once when a run begins or resumes, then kept here and saved
+/// with every batch.
+#[derive(Clone)]
+struct Position {
+    cursor: Option<Vec<String>>,
+    pages_done: i64,
+}
+
 struct Run<'a> {
     client: &'a Client,
     settings: &'a BackfillSettings,
@@ -123,7 +131,7 @@ pub async fn run(
                  VALUES ($1, $7, $2, $3, $4, $5, 'running', $6)
                  ON CONFLICT (migration, step) DO UPDATE
                    SET state = CASE WHEN b.state = 'done' THEN 'done' ELSE 'running' END, updated_at = clock_timestamp()
-                 RETURNING id, state, rows_done, batch_size",
+                 RETURNING id, state, rows_done, batch_size, cursor, pages_done",
                 state::table("backfills")
             ),
             &[&migration, &spec.schema, &spec.table, &spec_json, &(first_size as i32), &total_estimate, &step],
@@ -155,11 +163,16 @@ pub async fn run(
         condition,
         walk,
     };
+    let position = Position {
+        cursor: row.get(4),
+        pages_done: row.get(5),
+    };
     run.go(
         migration,
         &spec.table,
         on_event,
         row.get::<_, i32>(3) as i64,
+        position,
     )
     .await
 }
@@ -171,6 +184,7 @@ impl Run<'_> {
         table: &str,
         on_event: &(dyn Fn(&RunEvent) + Sync),
         mut batch_size: i64,
+        mut position: Position,
     ) -> Result<i64> {
         let started = Instant::now();
         let mut last_report = Instant::now() - Duration::from_secs(10);
@@ -210,7 +224,8 @@ impl Run<'_> {
                 continue;
             }
             let t0 = Instant::now();
-            let (rows, finished) = self.batch(batch_size).await?;
+            let (rows, finished, next) = self.batch(batch_size, &position).await?;
+            position = next;
             let took = t0.elapsed();
             since_vacuum += rows;
             batch_size = next_batch_size(
@@ -323,12 +338,12 @@ impl Run<'_> {
 
     /// One batch and its bookkeeping, in one transaction; retried when a row lock is not
     /// granted in time. Returns (rows updated, whether the walk is over).
-    async fn batch(&self, size: i64) -> Result<(i64, bool)> {
+    async fn batch(&self, size: i64, position: &Position) -> Result<(i64, bool, Position)> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             self.client.batch_execute("BEGIN").await?;
-            let outcome = self.batch_in_transaction(size).await;
+            let outcome = self.batch_in_transaction(size, position).await;
             match outcome {
                 Ok(v) => {
                     self.client.batch_execute("COMMIT").await?;
@@ -353,7 +368,8 @@ impl Run<'_> {
     async fn batch_in_transaction(
         &self,
         size: i64,
-    ) -> std::result::Result<(i64, bool), tokio_postgres::Error> {
+        position: &Position,
+    ) -> std::result::Result<(i64, bool, Position), tokio_postgres::Error> {
         self.client
             .execute(
                 "SELECT set_config('pgshift.backfill', 'on', true), set_config('lock_timeout', $1, true)",
@@ -363,14 +379,7 @@ impl Run<'_> {
         let progress = state::table("backfills");
         match &self.walk {
             Walk::Keyset { key, types } => {
-                let cursor: Option<Vec<String>> = self
-                    .client
-                    .query_one(
-                        &format!("SELECT cursor FROM {progress} WHERE id = $1"),
-                        &[&self.id],
-                    )
-                    .await?
-                    .get(0);
+                let cursor = &position.cursor;
                 // The batch's last key, by an index-only walk of `size` keys past the cursor...
                 let (upper_sql, update_sql) = keyset_sql(
                     &self.target,
@@ -420,17 +429,14 @@ impl Run<'_> {
                         &[&self.id, &upper, &updated, &(size as i32)],
                     )
                     .await?;
-                Ok((updated, finished))
+                let next = Position {
+                    cursor: upper.or_else(|| position.cursor.clone()),
+                    pages_done: position.pages_done,
+                };
+                Ok((updated, finished, next))
             }
             Walk::Blocks { pages, range_scan } => {
-                let from: i64 = self
-                    .client
-                    .query_one(
-                        &format!("SELECT pages_done FROM {progress} WHERE id = $1"),
-                        &[&self.id],
-                    )
-                    .await?
-                    .get(0);
+                let from = position.pages_done;
                 let to = from + size;
                 let sql = if *range_scan {
                     format!(
@@ -456,7 +462,11 @@ impl Run<'_> {
                         &[&self.id, &to, &updated, &(size as i32)],
                     )
                     .await?;
-                Ok((updated, to > *pages))
+                let next = Position {
+                    cursor: None,
+                    pages_done: to,
+                };
+                Ok((updated, to > *pages, next))
             }
         }
     }
