@@ -322,3 +322,69 @@ async fn the_update_operation_changes_data_in_batches_beside_a_column_backfill()
         ROWS + ROWS / 2
     );
 }
+
+/// Against a real streaming replica: while its replay is paused and it falls behind the
+/// limit, the backfill holds and says why; when the replica catches up, it goes on by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn replica_lag_over_the_limit_holds_the_backfill_until_the_replica_catches_up() {
+    let db = TestDb::new().await;
+    let raw = big_table(&db).await;
+    let replica = pgshift_testkit::start_replica().expect("start a replica");
+    let standby = pgshift_testkit::connect_url(&replica.url(&db.name)).await;
+    wait_until(
+        "the replica to have the table",
+        Duration::from_secs(60),
+        || async {
+            standby
+                .query_one("SELECT count(*) FROM big", &[])
+                .await
+                .map(|r| r.get::<_, i64>(0) == ROWS)
+                .unwrap_or(false)
+        },
+    )
+    .await;
+    standby
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap();
+    // Some WAL the paused replica will not replay: it is now behind by more than the limit.
+    raw.batch_execute(
+        "CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[("0001_w.yaml", ADD_W)]);
+    let file = m.path().join("0001_w.yaml");
+    let args = vec![
+        "start",
+        file.to_str().unwrap(),
+        "--max-replica-lag-bytes",
+        "1000000",
+    ];
+    let runner = pgshift(&db.url, &m.path(), &args).spawn().unwrap();
+    wait_until("the lag throttle to show", Duration::from_secs(60), || async {
+        raw.query_one("SELECT count(*) FROM pgshift.backfills WHERE throttle_reason LIKE 'a replica''s replay is % bytes behind (limit 1000000)'", &[])
+            .await
+            .map(|r| r.get::<_, i64>(0) == 1)
+            .unwrap_or(false)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        rows_done(&raw).await,
+        0,
+        "no batch may run while the replica is behind"
+    );
+    standby
+        .batch_execute("SELECT pg_wal_replay_resume()")
+        .await
+        .unwrap();
+    let out = runner.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("throttled: a replica's replay is"),
+        "{stderr}"
+    );
+    assert_eq!(rows_done(&raw).await, ROWS);
+}

@@ -29,7 +29,8 @@ pub struct Cluster {
 }
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
-static CLEANUP: Mutex<Option<(u32, PathBuf)>> = Mutex::new(None);
+/// Servers to stop and folders to remove at exit: the cluster and any replicas.
+static CLEANUP: Mutex<Vec<(u32, PathBuf)>> = Mutex::new(Vec::new());
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 
 /// The process's cluster, started on first call. Panics with instructions if PostgreSQL's
@@ -261,7 +262,10 @@ fn start_cluster() -> Result<Cluster, String> {
         match launch(&bin_dir, &root, &data, port, user) {
             Ok(pid) => {
                 let version_num = server_version_num(&data);
-                *CLEANUP.lock().unwrap_or_else(|e| e.into_inner()) = Some((pid, root.clone()));
+                CLEANUP
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((pid, root.clone()));
                 // SAFETY: registering a plain extern "C" function with atexit.
                 unsafe { libc::atexit(stop_at_exit) };
                 return Ok(Cluster {
@@ -353,7 +357,11 @@ fn launch(
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let status = std::fs::read_to_string(data.join("postmaster.pid")).unwrap_or_default();
-        if status.lines().nth(7).map(str::trim) == Some("ready") {
+        // A primary says "ready"; a hot standby that accepts connections says "standby".
+        if matches!(
+            status.lines().nth(7).map(str::trim),
+            Some("ready") | Some("standby")
+        ) {
             return Ok(pid);
         }
         // SAFETY: signal 0 only checks that the process exists.
@@ -366,17 +374,98 @@ fn launch(
 }
 
 extern "C" fn stop_at_exit() {
-    let Some((pid, root)) = CLEANUP.lock().ok().and_then(|mut g| g.take()) else {
-        return;
+    let servers: Vec<(u32, PathBuf)> = match CLEANUP.lock() {
+        Ok(mut g) => g.drain(..).collect(),
+        Err(_) => return,
     };
-    // SAFETY: sending SIGQUIT (immediate shutdown) to the server we started.
-    unsafe { libc::kill(pid as i32, libc::SIGQUIT) };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    // SAFETY: signal 0 only checks that the process exists.
-    while unsafe { libc::kill(pid as i32, 0) } == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+    for (pid, _) in &servers {
+        // SAFETY: sending SIGQUIT (immediate shutdown) to a server we started.
+        unsafe { libc::kill(*pid as i32, libc::SIGQUIT) };
     }
-    let _ = std::fs::remove_dir_all(root);
+    for (pid, root) in servers {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // SAFETY: signal 0 only checks that the process exists.
+        while unsafe { libc::kill(pid as i32, 0) } == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
+
+/// A streaming replica of the process's cluster.
+#[derive(Debug)]
+pub struct Replica {
+    pub port: u16,
+    pub root: PathBuf,
+}
+
+impl Replica {
+    /// A connection URL to `dbname` on the replica (read-only).
+    pub fn url(&self, dbname: &str) -> String {
+        format!(
+            "postgresql://postgres@127.0.0.1:{}/{dbname}?sslmode=disable",
+            self.port
+        )
+    }
+}
+
+/// Starts a streaming replica of the process's cluster (`pg_basebackup -R`, then a second
+/// server), for tests of replica lag. Stopped and removed at exit like the cluster.
+pub fn start_replica() -> Result<Replica, String> {
+    let primary = cluster();
+    let user = server_user()?;
+    let root = base_dir().join(format!(
+        "{}-replica-{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
+    chown_tree(&root, user)?;
+    let data = root.join("data");
+    let mut backup = Command::new(primary.bin("pg_basebackup"));
+    backup
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-p",
+        ])
+        .arg(primary.port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    as_server_user(&mut backup, user);
+    let out = backup
+        .output()
+        .map_err(|e| format!("run pg_basebackup: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        let port = free_port()?;
+        match launch(&primary.bin_dir, &root, &data, port, user) {
+            Ok(pid) => {
+                CLEANUP
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((pid, root.clone()));
+                return Ok(Replica { port, root });
+            }
+            Err(e) => last_error = e,
+        }
+    }
+    Err(last_error)
 }
 
 #[cfg(test)]
