@@ -342,7 +342,13 @@ impl Run<'_> {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            self.client.batch_execute("BEGIN").await?;
+            // One round trip: BEGIN and this transaction's settings.
+            self.client
+                .batch_execute(&format!(
+                    "BEGIN; SET LOCAL pgshift.backfill = 'on'; SET LOCAL lock_timeout = {}",
+                    crate::quote::literal(&self.lock_timeout)
+                ))
+                .await?;
             let outcome = self.batch_in_transaction(size, position).await;
             match outcome {
                 Ok(v) => {
@@ -370,12 +376,6 @@ impl Run<'_> {
         size: i64,
         position: &Position,
     ) -> std::result::Result<(i64, bool, Position), tokio_postgres::Error> {
-        self.client
-            .execute(
-                "SELECT set_config('pgshift.backfill', 'on', true), set_config('lock_timeout', $1, true)",
-                &[&self.lock_timeout],
-            )
-            .await?;
         let progress = state::table("backfills");
         match &self.walk {
             Walk::Keyset { key, types } => {

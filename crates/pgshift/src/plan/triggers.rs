@@ -90,6 +90,18 @@ impl DualWrite<'_> {
     }
 }
 
+impl DualWrite<'_> {
+    /// Created at start, dropped at rollback. At complete the caller drops it with
+    /// [`drop_sql`] in the same transaction as the step that makes it unnecessary, so that no
+    /// write slips between the two.
+    pub fn attach(&self, steps: &mut super::OpSteps) {
+        steps.start.extend(self.create());
+        steps
+            .rollback
+            .extend(drop(self.schema, self.table, &self.name));
+    }
+}
+
 /// DROP TRIGGER and DROP FUNCTION, both IF EXISTS (rollback may run after a partial start).
 pub fn drop(schema: &str, table: &str, name: &str) -> Vec<PlannedStep> {
     vec![
@@ -107,6 +119,21 @@ pub fn drop(schema: &str, table: &str, name: &str) -> Vec<PlannedStep> {
                 "DROP FUNCTION IF EXISTS {}()",
                 qualified(crate::state::SCHEMA, name)
             ),
+        ),
+    ]
+}
+
+/// DROP TRIGGER and DROP FUNCTION as statements to run inside another step's transaction.
+pub fn drop_sql(schema: &str, table: &str, name: &str) -> Vec<String> {
+    vec![
+        format!(
+            "DROP TRIGGER IF EXISTS {} ON {}",
+            ident(name),
+            qualified(schema, table)
+        ),
+        format!(
+            "DROP FUNCTION IF EXISTS {}()",
+            qualified(crate::state::SCHEMA, name)
         ),
     ]
 }

@@ -101,25 +101,17 @@ impl OperationPlan for AddColumn {
         if let Some(up) = &self.up {
             let mut new_version = t.clone();
             self.apply_to(&mut new_version);
-            steps.start.extend(
-                DualWrite {
-                    schema: ctx.schema,
-                    table: &t.physical,
-                    name: trigger.clone(),
-                    version_schema: &ctx.version_schema,
-                    old_version: t,
-                    new_version: &new_version,
-                    up: vec![(c.name.clone(), up.clone())],
-                    down: Vec::new(),
-                }
-                .create(),
-            );
-            steps
-                .complete
-                .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
-            steps
-                .rollback
-                .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
+            DualWrite {
+                schema: ctx.schema,
+                table: &t.physical,
+                name: trigger.clone(),
+                version_schema: &ctx.version_schema,
+                old_version: t,
+                new_version: &new_version,
+                up: vec![(c.name.clone(), up.clone())],
+                down: Vec::new(),
+            }
+            .attach(&mut steps);
         }
         if let Some(expr) = fill {
             steps.backfills.push(BackfillSpec {
@@ -148,6 +140,13 @@ impl OperationPlan for AddColumn {
         if c.unique {
             let constraint = crate::plan::naming::fit(&format!("{}_{}_key", t.physical, c.name));
             in_place.unique(&constraint, &mut steps);
+        }
+        if self.up.is_some() {
+            // Last at complete: old-version writes keep getting `up` while the constraints
+            // are validated.
+            steps
+                .complete
+                .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
         }
         steps.rollback.push(sql_step(
             format!("drop column {}.{}", self.table, c.name),

@@ -27,37 +27,33 @@ impl OperationPlan for DropColumn {
             .map(|c| c.physical.clone())
             .unwrap_or_default();
         let mut steps = OpSteps::default();
+        let trigger = internal_name("trg", &[&t.physical, &self.column]);
+        // The trigger (if any) goes in the same transaction as the column.
+        let mut drop = Vec::new();
         if let Some(down) = &self.down {
-            let trigger = internal_name("trg", &[&t.physical, &self.column]);
+            drop = triggers::drop_sql(ctx.schema, &t.physical, &trigger);
             let mut new_version = t.clone();
             new_version.columns.retain(|c| c.name != self.column);
-            steps.start.extend(
-                DualWrite {
-                    schema: ctx.schema,
-                    table: &t.physical,
-                    name: trigger.clone(),
-                    version_schema: &ctx.version_schema,
-                    old_version: t,
-                    new_version: &new_version,
-                    up: Vec::new(),
-                    down: vec![(physical.clone(), down.clone())],
-                }
-                .create(),
-            );
-            steps
-                .complete
-                .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
-            steps
-                .rollback
-                .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
+            DualWrite {
+                schema: ctx.schema,
+                table: &t.physical,
+                name: trigger.clone(),
+                version_schema: &ctx.version_schema,
+                old_version: t,
+                new_version: &new_version,
+                up: Vec::new(),
+                down: vec![(physical.clone(), down.clone())],
+            }
+            .attach(&mut steps);
         }
+        drop.push(format!(
+            "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+            qualified(ctx.schema, &t.physical),
+            ident(&physical)
+        ));
         steps.complete.push(sql_step(
             format!("drop column {}.{}", self.table, self.column),
-            format!(
-                "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
-                qualified(ctx.schema, &t.physical),
-                ident(&physical)
-            ),
+            drop.join(";\n"),
         ));
         steps
     }

@@ -128,27 +128,25 @@ impl Duplication<'_> {
             format!("ALTER TABLE {table} {}", adds.join(", ")),
         ));
         let trigger = internal_name("trg", &[&t.physical, &names(&self.columns)]);
-        steps.start.extend(
-            DualWrite {
-                schema: ctx.schema,
-                table: &t.physical,
-                name: trigger.clone(),
-                version_schema: &ctx.version_schema,
-                old_version: t,
-                new_version: new_table,
-                up: self
-                    .columns
-                    .iter()
-                    .map(|d| (new_name(&d.name), d.up.clone()))
-                    .collect(),
-                down: self
-                    .columns
-                    .iter()
-                    .map(|d| (old_physical(&d.name), d.down.clone()))
-                    .collect(),
-            }
-            .create(),
-        );
+        DualWrite {
+            schema: ctx.schema,
+            table: &t.physical,
+            name: trigger.clone(),
+            version_schema: &ctx.version_schema,
+            old_version: t,
+            new_version: new_table,
+            up: self
+                .columns
+                .iter()
+                .map(|d| (new_name(&d.name), d.up.clone()))
+                .collect(),
+            down: self
+                .columns
+                .iter()
+                .map(|d| (old_physical(&d.name), d.down.clone()))
+                .collect(),
+        }
+        .attach(&mut steps);
         steps.backfills.push(BackfillSpec {
             schema: ctx.schema.to_owned(),
             condition: None,
@@ -285,12 +283,8 @@ impl Duplication<'_> {
         }
 
         self.carry_over(ctx, &t.physical, &old_physical, &mut steps, &mut renames);
-
-        steps
-            .complete
-            .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
         // The swap: one transaction, so no client ever sees the column missing.
-        let mut swap = Vec::new();
+        let mut swap = triggers::drop_sql(ctx.schema, &t.physical, &trigger);
         for d in &self.columns {
             swap.push(format!(
                 "ALTER TABLE {table} DROP COLUMN {}",
@@ -318,10 +312,6 @@ impl Duplication<'_> {
             ),
             swap.join(";\n"),
         ));
-
-        steps
-            .rollback
-            .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
         let drops: Vec<String> = self
             .columns
             .iter()
