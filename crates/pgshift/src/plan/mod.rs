@@ -280,6 +280,21 @@ pub fn concurrent_step(
     }
 }
 
+/// DROP INDEX CONCURRENTLY IF EXISTS, as a step that survives being resumed.
+pub fn drop_index_step(description: impl Into<String>, schema: &str, index: &str) -> PlannedStep {
+    concurrent_step(
+        description,
+        format!(
+            "DROP INDEX CONCURRENTLY IF EXISTS {}",
+            crate::quote::qualified(schema, index)
+        ),
+        Some(ConcurrentIndex::Drop {
+            schema: Some(schema.to_owned()),
+            name: index.to_owned(),
+        }),
+    )
+}
+
 /// An `up`/`down` expression as SQL, in parentheses: pgroll lets it be a whole
 /// `SELECT ...`, which the parentheses turn into a scalar subquery, and any other
 /// expression is unchanged by them.

@@ -10,7 +10,8 @@ use super::duplicate::{
 use super::{action_sql, not_internal, Invalid};
 use crate::model::{ConstraintType, CreateConstraint, MatchType};
 use crate::plan::{
-    concurrent_step, internal_name, sql_step, OpSteps, OperationPlan, PlanContext, VirtualSchema,
+    concurrent_step, drop_index_step, internal_name, sql_step, OpSteps, OperationPlan, PlanContext,
+    VirtualSchema,
 };
 use crate::quote::{ident, qualified};
 use crate::sql::ConcurrentIndex;
@@ -185,16 +186,10 @@ impl CreateConstraint {
                         ident(&index)
                     ),
                 ));
-                steps.rollback.push(concurrent_step(
+                steps.rollback.push(drop_index_step(
                     format!("drop the index for {}", k.name),
-                    format!(
-                        "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                        qualified(ctx.schema, &index)
-                    ),
-                    Some(ConcurrentIndex::Drop {
-                        schema: Some(ctx.schema.to_owned()),
-                        name: index,
-                    }),
+                    ctx.schema,
+                    &index,
                 ));
             }
             ConstraintType::Exclude => {}

@@ -2,7 +2,9 @@
 
 use super::{not_internal, Invalid};
 use crate::model::{CreateIndex, IndexMethod, NullsOrder, SortOrder};
-use crate::plan::{concurrent_step, OpSteps, OperationPlan, PlanContext, VirtualSchema};
+use crate::plan::{
+    concurrent_step, drop_index_step, OpSteps, OperationPlan, PlanContext, VirtualSchema,
+};
 use crate::quote::{ident, qualified};
 use crate::sql::ConcurrentIndex;
 
@@ -83,16 +85,10 @@ impl OperationPlan for CreateIndex {
                     name: Some(self.name.clone()),
                 }),
             )],
-            rollback: vec![concurrent_step(
+            rollback: vec![drop_index_step(
                 format!("drop index {}", self.name),
-                format!(
-                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                    qualified(ctx.schema, &self.name)
-                ),
-                Some(ConcurrentIndex::Drop {
-                    schema: Some(ctx.schema.to_owned()),
-                    name: self.name.clone(),
-                }),
+                ctx.schema,
+                &self.name,
             )],
             ..OpSteps::default()
         }

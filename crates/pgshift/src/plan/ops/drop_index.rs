@@ -2,9 +2,7 @@
 
 use super::Invalid;
 use crate::model::DropIndex;
-use crate::plan::{concurrent_step, OpSteps, OperationPlan, PlanContext, VirtualSchema};
-use crate::quote::qualified;
-use crate::sql::ConcurrentIndex;
+use crate::plan::{drop_index_step, OpSteps, OperationPlan, PlanContext, VirtualSchema};
 
 impl OperationPlan for DropIndex {
     fn validate(&self, _vs: &VirtualSchema) -> Result<(), Invalid> {
@@ -15,16 +13,10 @@ impl OperationPlan for DropIndex {
 
     fn plan(&self, ctx: &PlanContext, _vs: &VirtualSchema) -> OpSteps {
         OpSteps {
-            complete: vec![concurrent_step(
+            complete: vec![drop_index_step(
                 format!("drop index {}", self.name),
-                format!(
-                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                    qualified(ctx.schema, &self.name)
-                ),
-                Some(ConcurrentIndex::Drop {
-                    schema: Some(ctx.schema.to_owned()),
-                    name: self.name.clone(),
-                }),
+                ctx.schema,
+                &self.name,
             )],
             ..OpSteps::default()
         }

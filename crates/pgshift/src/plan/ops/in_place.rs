@@ -6,7 +6,9 @@
 
 use super::references_sql;
 use crate::model::{CheckConstraint, ForeignKeyReference};
-use crate::plan::{concurrent_step, internal_name, sql_step, OpSteps, PlanContext, VirtualSchema};
+use crate::plan::{
+    concurrent_step, drop_index_step, internal_name, sql_step, OpSteps, PlanContext, VirtualSchema,
+};
 use crate::quote::{ident, qualified};
 use crate::sql::ConcurrentIndex;
 
@@ -133,16 +135,10 @@ impl InPlace<'_> {
                 ident(&index)
             ),
         ));
-        steps.rollback.push(concurrent_step(
+        steps.rollback.push(drop_index_step(
             format!("drop the unique index for {constraint}"),
-            format!(
-                "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                qualified(self.ctx.schema, &index)
-            ),
-            Some(ConcurrentIndex::Drop {
-                schema: Some(self.ctx.schema.to_owned()),
-                name: index,
-            }),
+            self.ctx.schema,
+            &index,
         ));
     }
 }
