@@ -31,16 +31,28 @@ async fn exec(c: &tokio_postgres::Client, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
 }
 
-async fn size_mb(c: &tokio_postgres::Client, table: &str) -> f64 {
-    let bytes: i64 = c
+/// (whole table with its indexes, heap alone) in MB.
+async fn size_mb(c: &tokio_postgres::Client, table: &str) -> (f64, f64) {
+    let row = c
         .query_one(
-            "SELECT pg_total_relation_size($1::text::regclass)",
+            "SELECT pg_total_relation_size($1::text::regclass), pg_relation_size($1::text::regclass)",
             &[&table],
         )
         .await
-        .unwrap()
-        .get(0);
-    bytes as f64 / 1_048_576.0
+        .unwrap();
+    let mb = |b: i64| b as f64 / 1_048_576.0;
+    (mb(row.get(0)), mb(row.get(1)))
+}
+
+fn growth(before: (f64, f64), after: (f64, f64)) -> String {
+    format!(
+        "table {:.0} MB -> {:.0} MB ({:.2}x; heap {:.2}x, indexes {:.2}x)",
+        before.0,
+        after.0,
+        after.0 / before.0,
+        after.1 / before.1,
+        (after.0 - after.1) / (before.0 - before.1)
+    )
 }
 
 async fn load_orders(c: &tokio_postgres::Client, table: &str, rows: i64) {
@@ -62,6 +74,12 @@ fn pgshift_start(db: &TestDb, dir: &Path, file: &str) -> (f64, u64) {
     let out = std::process::Command::new("/usr/bin/time")
         .args(["-f", "%M"])
         .arg(pgshift_bin())
+        // Extra flags to try a setting, e.g. PGSHIFT_BENCH_ARGS="--vacuum-every-rows 50000".
+        .args(
+            std::env::var("PGSHIFT_BENCH_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .args(["--dir"])
         .arg(dir)
         .args(["start", file])
@@ -187,18 +205,49 @@ async fn main() {
         "ALTER TABLE orders_update ADD COLUMN price_cents bigint",
     )
     .await;
+    exec(&c, "CHECKPOINT").await;
     let t0 = Instant::now();
     exec(&c, "UPDATE orders_update SET price_cents = price * 100").await;
     let update_s = t0.elapsed().as_secs_f64();
     let after_update = size_mb(&c, "orders_update").await;
+    // The same UPDATE with a dual-write trigger present, as any online change must have one
+    // while old clients write: a BEFORE UPDATE row trigger makes PostgreSQL lock each row
+    // before updating it, whether or not the trigger's WHEN lets it fire.
+    load_orders(&c, "orders_trigger", rows).await;
+    exec(
+        &c,
+        "ALTER TABLE orders_trigger ADD COLUMN price_cents bigint;
+         CREATE FUNCTION bench_dual_write() RETURNS trigger LANGUAGE plpgsql AS
+           $$BEGIN NEW.price_cents := NEW.price * 100; RETURN NEW; END$$;
+         CREATE TRIGGER dual_write BEFORE INSERT OR UPDATE ON orders_trigger FOR EACH ROW
+           WHEN (current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on')
+           EXECUTE FUNCTION bench_dual_write();
+         CHECKPOINT",
+    )
+    .await;
+    let t0 = Instant::now();
+    exec(
+        &c,
+        "BEGIN; SET LOCAL pgshift.backfill = on; UPDATE orders_trigger SET price_cents = price * 100; COMMIT",
+    )
+    .await;
+    let trigger_s = t0.elapsed().as_secs_f64();
+    // The size the table has when written compactly with its new column (the floor for any
+    // method: every row is 8 bytes wider).
+    exec(
+        &c,
+        "CREATE TABLE orders_compact AS SELECT * FROM orders_update;
+         ALTER TABLE orders_compact ADD PRIMARY KEY (id);
+         CREATE INDEX ON orders_compact (created_at);",
+    )
+    .await;
+    let compact = size_mb(&c, "orders_compact").await;
+    exec(&c, "DROP TABLE orders_compact; DROP TABLE orders_trigger").await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("0001_cents.yaml");
     std::fs::write(&file, "operations:\n  - add_column:\n      table: orders\n      up: price * 100\n      column:\n        name: price_cents\n        type: bigint\n        nullable: true\n").unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let load = traffic(&db, "orders", rows, 200, stop.clone());
+    exec(&c, "CHECKPOINT").await;
     let (start_s, rss_full) = pgshift_start(&db, dir.path(), file.to_str().unwrap());
-    stop.store(true, Ordering::Relaxed);
-    let during = percentiles(load.await.unwrap());
     let backfill_s = backfill_seconds(&c).await;
     let after = size_mb(&c, "orders").await;
     let wrong: i64 = c
@@ -210,20 +259,47 @@ async fn main() {
         .unwrap()
         .get(0);
     println!("\n1. add_column backfill, {rows} rows (same run, identical tables)");
-    println!("   one UPDATE:        {update_s:>7.1} s   table {before_update:.0} MB -> {after_update:.0} MB ({:.2}x)", after_update / before_update);
-    println!("   pgshift backfill:  {backfill_s:>7.1} s   table {before:.0} MB -> {after:.0} MB ({:.2}x)   (pgshift start in all: {start_s:.1} s, under client load)", after / before);
     println!(
-        "   pgshift / UPDATE:  {:.2}   rows left wrong: {wrong}",
-        backfill_s / update_s
+        "   one UPDATE:        {update_s:>7.1} s   {}",
+        growth(before_update, after_update)
+    );
+    println!(
+        "   pgshift backfill:  {backfill_s:>7.1} s   {}   (pgshift start in all: {start_s:.1} s)",
+        growth(before, after)
+    );
+    println!("   one UPDATE, dual-write trigger present: {trigger_s:.1} s");
+    println!(
+        "   the table rewritten compactly with its new column: {:.0} MB ({:.2}x; heap {:.2}x, indexes {:.2}x)",
+        compact.0,
+        compact.0 / before.0,
+        compact.1 / before.1,
+        (compact.0 - compact.1) / (before.0 - before.1)
+    );
+    println!(
+        "   pgshift / UPDATE:  {:.2}   pgshift / (UPDATE with the trigger): {:.2}   rows left wrong: {wrong}",
+        backfill_s / update_s,
+        backfill_s / trigger_s
     );
 
-    // 3. Client latency without a backfill, same load, same table.
+    // 3. Client latency during the same backfill on a third identical table, then without
+    // a backfill for as long, same load, same table. (Section 1 runs without clients so that
+    // both sides of its ratio see the same machine.)
+    let loaded = TestDb::new().await;
+    let cl = loaded.client().await;
+    load_orders(&cl, "orders", rows).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let load = traffic(&db, "orders", rows, 200, stop.clone());
-    tokio::time::sleep(Duration::from_secs_f64(backfill_s.clamp(5.0, 30.0))).await;
+    let load = traffic(&loaded, "orders", rows, 200, stop.clone());
+    let (loaded_s, _) = pgshift_start(&loaded, dir.path(), file.to_str().unwrap());
+    stop.store(true, Ordering::Relaxed);
+    let during = percentiles(load.await.unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = traffic(&loaded, "orders", rows, 200, stop.clone());
+    tokio::time::sleep(Duration::from_secs_f64(loaded_s.clamp(5.0, 30.0))).await;
     stop.store(true, Ordering::Relaxed);
     let quiet = percentiles(load.await.unwrap());
-    println!("\n3. clients: random-key reads and writes at 200 ops/s (4 connections)");
+    drop(cl);
+    drop(loaded);
+    println!("\n3. clients: random-key reads and writes at 200 ops/s (4 connections); pgshift start took {loaded_s:.1} s under this load");
     println!(
         "   without backfill: {:>6} ops  p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms",
         quiet.0, quiet.1, quiet.2, quiet.3

@@ -81,6 +81,16 @@ struct Cli {
     #[arg(long, default_value_t = 100_000, global = true)]
     vacuum_every_rows: i64,
 
+    /// Run each backfill with this many workers over disjoint key ranges, each on its own
+    /// connection (fixed when a backfill first starts; a resumed one keeps its number).
+    #[arg(
+        long,
+        default_value_t = 1,
+        global = true,
+        env = "PGSHIFT_BACKFILL_WORKERS"
+    )]
+    backfill_workers: u32,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -192,6 +202,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             max_replica_lag_bytes: cli.max_replica_lag_bytes,
             throttle_query: cli.throttle_query.clone(),
             vacuum_every_rows: cli.vacuum_every_rows,
+            workers: cli.backfill_workers,
             ..pgshift::exec::BackfillSettings::default()
         },
         ..ExecSettings::default()

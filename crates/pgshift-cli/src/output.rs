@@ -1,11 +1,15 @@
 //! Printing: human text on a terminal, or JSON. In JSON mode the result is one object on
 //! stdout and progress events are JSON lines on stderr.
 
+use indicatif::{ProgressBar, ProgressStyle};
 use pgshift::conn::ConnectionSpec;
 use pgshift::exec::{ExecEvent, Observer};
 use pgshift::runner::{MigrateReport, MigrationStatus, RunEvent, StatusReport};
 use pgshift::state::StateUpgrade;
 use serde::Serialize;
+use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
@@ -16,11 +20,70 @@ pub enum Output {
 #[derive(Debug, Clone)]
 pub struct Printer {
     output: Output,
+    /// Human output on a terminal: backfill progress as a bar on stderr.
+    bar: Option<Arc<Mutex<Bar>>>,
+}
+
+/// The progress bar of the backfill being run, if one is.
+#[derive(Debug, Default)]
+struct Bar {
+    current: Option<(String, ProgressBar)>,
 }
 
 impl Printer {
     pub fn new(output: Output) -> Printer {
-        Printer { output }
+        let bar = (output == Output::Human && std::io::stderr().is_terminal())
+            .then(|| Arc::new(Mutex::new(Bar::default())));
+        Printer { output, bar }
+    }
+
+    /// Shows `p` on the progress bar; false when there is no bar (not a terminal, or JSON).
+    fn show_on_bar(&self, p: &pgshift::backfill::Progress) -> bool {
+        let Some(bar) = &self.bar else {
+            return false;
+        };
+        let mut bar = bar.lock().unwrap_or_else(|e| e.into_inner());
+        let key = format!("{}/{}", p.migration, p.table);
+        if bar.current.as_ref().map(|(k, _)| k != &key).unwrap_or(true) {
+            if let Some((_, old)) = bar.current.take() {
+                old.abandon();
+            }
+            let pb = ProgressBar::new(p.total_estimate.max(p.rows_done).max(1) as u64);
+            pb.set_style(
+                ProgressStyle::with_template(
+                    "  backfill {prefix} [{bar:28}] {human_pos}/~{human_len} rows {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            pb.set_prefix(p.table.clone());
+            pb.enable_steady_tick(Duration::from_millis(200));
+            bar.current = Some((key, pb));
+        }
+        if let Some((_, pb)) = &bar.current {
+            pb.set_length(p.total_estimate.max(p.rows_done).max(1) as u64);
+            pb.set_position(p.rows_done.max(0) as u64);
+            pb.set_message(bar_message(p));
+            if p.state == "done" {
+                pb.finish();
+                bar.current = None;
+            }
+        }
+        true
+    }
+
+    /// Runs `print` with the bar out of the way, so lines never interleave with it.
+    fn above_bar(&self, print: impl FnOnce()) {
+        match &self.bar {
+            Some(bar) => {
+                let bar = bar.lock().unwrap_or_else(|e| e.into_inner());
+                match &bar.current {
+                    Some((_, pb)) => pb.suspend(print),
+                    None => print(),
+                }
+            }
+            None => print(),
+        }
     }
 
     fn json_line<T: Serialize>(value: &T) -> String {
@@ -29,12 +92,22 @@ impl Printer {
 
     fn progress(&self, human: impl FnOnce() -> String, json: &impl Serialize) {
         match self.output {
-            Output::Human => eprintln!("{}", human()),
+            Output::Human => {
+                let line = human();
+                self.above_bar(|| eprintln!("{line}"));
+            }
             Output::Json => eprintln!("{}", Self::json_line(json)),
         }
     }
 
     pub fn error(&self, error: &anyhow::Error, exit_code: i32) {
+        // A bar left on screen stays where it stopped, and the error goes below it.
+        if let Some(bar) = &self.bar {
+            let mut bar = bar.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, pb)) = bar.current.take() {
+                pb.abandon();
+            }
+        }
         let text = match error.downcast_ref::<pgshift::Error>() {
             Some(pe) => pe.to_string(),
             None => format!("{error:#}"),
@@ -55,6 +128,11 @@ impl Printer {
     }
 
     pub fn run_event(&self, event: &RunEvent) {
+        if let RunEvent::Backfill(p) = event {
+            if self.show_on_bar(p) {
+                return;
+            }
+        }
         self.progress(
             || match event {
                 RunEvent::StateSchema { from: None, to } => {
@@ -310,7 +388,30 @@ fn progress_line(p: &pgshift::backfill::Progress) -> String {
     if let Some(eta) = p.eta_seconds {
         s.push_str(&format!(", ETA {eta:.0}s"));
     }
-    s.push_str(&format!(", batch {}, {}", p.batch_size, p.state));
+    s.push_str(&format!(", batch {}", p.batch_size));
+    if p.workers > 1 {
+        s.push_str(&format!(" over {} workers", p.workers));
+    }
+    s.push_str(&format!(", {}", p.state));
+    if let Some(reason) = &p.throttle_reason {
+        s.push_str(&format!("; throttled: {reason}"));
+    }
+    s
+}
+
+/// `12,345 rows/s, ETA 3s, 4.1s elapsed` and the throttle reason, if any.
+fn bar_message(p: &pgshift::backfill::Progress) -> String {
+    let mut s = format!("{:.0} rows/s", p.rows_per_second);
+    if p.workers > 1 {
+        s.push_str(&format!(" over {} workers", p.workers));
+    }
+    if let Some(eta) = p.eta_seconds {
+        s.push_str(&format!(", ETA {eta:.0}s"));
+    }
+    s.push_str(&format!(", {:.1}s elapsed", p.elapsed_seconds));
+    if p.state == "paused" {
+        s.push_str(", paused");
+    }
     if let Some(reason) = &p.throttle_reason {
         s.push_str(&format!("; throttled: {reason}"));
     }

@@ -37,12 +37,21 @@ const SMALL_BATCHES: &[&str] = &["--backfill-batch-time", "5ms"];
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_random_points_then_rerun_neither_redoes_nor_skips() {
+    kill_9_at_random_points_then_rerun("1").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_parallel_workers_kill_9_then_rerun_neither_redoes_nor_skips() {
+    kill_9_at_random_points_then_rerun("3").await;
+}
+
+async fn kill_9_at_random_points_then_rerun(workers: &str) {
     let db = TestDb::new().await;
     let raw = big_table(&db).await;
     let m = Migrations::new(&[("0001_w.yaml", ADD_W)]);
     let file = m.path().join("0001_w.yaml");
     let file = file.to_str().unwrap();
-    let mut args = vec!["start", file];
+    let mut args = vec!["start", file, "--backfill-workers", workers];
     args.extend(SMALL_BATCHES);
     // Kill points spread over the run, from a seed that changes with the clock.
     let seed = std::time::SystemTime::now()
@@ -80,14 +89,73 @@ async fn kill_9_at_random_points_then_rerun_neither_redoes_nor_skips() {
     );
     // Each row counted once over four runs: no batch was applied twice or skipped.
     assert_eq!(rows_done(&raw).await, ROWS);
+    // Every part finished, and the parts were decided once (the reruns kept them).
     assert_eq!(
         scalar_i64(
             &raw,
             "SELECT count(*) FROM pgshift.backfills WHERE state = 'done'"
         )
         .await,
-        1
+        workers.parse::<i64>().unwrap()
     );
+    assert_eq!(
+        scalar_i64(&raw, "SELECT count(*) FROM pgshift.backfills").await,
+        workers.parse::<i64>().unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_workers_split_composite_keys_and_keyless_tables_into_disjoint_ranges() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE pairs (a int NOT NULL, b text NOT NULL, v int NOT NULL, PRIMARY KEY (a, b));
+         INSERT INTO pairs SELECT g % 997, g::text, g FROM generate_series(1, 180000) g;
+         CREATE TABLE heap (v int NOT NULL);
+         INSERT INTO heap SELECT g FROM generate_series(1, 180000) g;
+         ANALYZE pairs; ANALYZE heap;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_both.yaml",
+        "operations:\n  - add_column:\n      table: pairs\n      up: v * 2\n      column:\n        name: w\n        type: int\n        nullable: true\n  - add_column:\n      table: heap\n      up: v * 3\n      column:\n        name: w\n        type: int\n        nullable: true\n",
+    )]);
+    let file = m.path().join("0001_both.yaml");
+    let mut args = vec!["start", file.to_str().unwrap(), "--backfill-workers", "3"];
+    args.extend(SMALL_BATCHES);
+    let r = run_ok(&db, &m.path(), &args).await;
+    assert!(r.stderr.contains("over 3 workers"), "{}", r.all());
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pairs WHERE w IS DISTINCT FROM v * 2"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM heap WHERE w IS DISTINCT FROM v * 3"
+        )
+        .await,
+        0
+    );
+    // Three parts per table, each row counted by exactly one of them.
+    for table in ["pairs", "heap"] {
+        let (parts, rows): (i64, i64) = {
+            let r = raw
+                .query_one(
+                    "SELECT count(*), sum(rows_done)::bigint FROM pgshift.backfills WHERE table_name = $1 AND state = 'done'",
+                    &[&table],
+                )
+                .await
+                .unwrap();
+            (r.get(0), r.get(1))
+        };
+        assert_eq!((table, parts, rows), (table, 3, 180_000));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -387,4 +455,46 @@ async fn replica_lag_over_the_limit_holds_the_backfill_until_the_replica_catches
         "{stderr}"
     );
     assert_eq!(rows_done(&raw).await, ROWS);
+}
+
+/// On a terminal the progress is a bar that redraws in place (rows, rate, ETA); piped, it is
+/// lines. `script` (util-linux, in every Debian) gives pgshift a pseudo-terminal.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_a_terminal_progress_is_a_bar_with_rows_rate_and_eta() {
+    let db = TestDb::new().await;
+    big_table(&db).await;
+    let m = Migrations::new(&[("0001_w.yaml", ADD_W)]);
+    let file = m.path().join("0001_w.yaml");
+    let command = format!(
+        "{} --dir {} start {} --backfill-delay 20ms",
+        env!("CARGO_BIN_EXE_pgshift"),
+        m.path().display(),
+        file.display()
+    );
+    let out = tokio::process::Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env("DATABASE_URL", &db.url)
+        .env("COLUMNS", "160")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run script (util-linux)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    // Redrawn in place: carriage returns or cursor moves, a bar, the counts and the rate.
+    assert!(text.contains("backfill big ["), "{text}");
+    assert!(text.contains("/~200,000 rows"), "{text}");
+    assert!(text.contains("rows/s"), "{text}");
+    assert!(text.contains("ETA"), "{text}");
+    assert!(
+        text.contains("\u{1b}["),
+        "no terminal control sequences: {text}"
+    );
+    // Not the line format of a pipe.
+    assert!(!text.contains(" of ~200000 rows"), "{text}");
+    // And piped, the same run prints lines.
+    run_ok(&db, &m.path(), &["rollback"]).await;
+    let piped = run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
+    assert!(piped.stderr.contains(" of ~200000 rows"), "{}", piped.all());
+    assert!(!piped.stderr.contains('\u{1b}'), "{}", piped.all());
 }

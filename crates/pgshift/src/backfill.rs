@@ -39,9 +39,12 @@ pub struct Progress {
     pub elapsed_seconds: f64,
     pub batch_size: i64,
     pub throttle_reason: Option<String>,
+    /// Parts run by parallel workers (1 without).
+    pub workers: i64,
 }
 
 /// How the table is walked.
+#[derive(Clone)]
 enum Walk {
     Keyset {
         key: Vec<String>,
@@ -65,11 +68,28 @@ struct Run<'a> {
     client: &'a Client,
     settings: &'a BackfillSettings,
     lock_timeout: String,
+    /// This part's row in `pgshift.backfills`.
     id: i64,
+    /// Where this part ends: its last key (inclusive), or the page after its last (one
+    /// element); `None`: the end of the table.
+    upper: Option<Vec<String>>,
+    /// The first transaction id after the backfill was registered (block walks skip row
+    /// versions written since).
+    start_xid: i64,
     target: String,
     assignments: String,
     condition: String,
     walk: Walk,
+}
+
+/// One part's row as registered: (id, state, rows_done, batch_size, position, upper bound).
+struct Part {
+    id: i64,
+    state: String,
+    batch_size: i64,
+    position: Position,
+    upper: Option<Vec<String>>,
+    start_xid: i64,
 }
 
 /// Runs (or resumes) a backfill to the end; returns the rows updated over all runs.
@@ -123,25 +143,19 @@ pub async fn run(
     };
     let spec_json = serde_json::to_value(spec).map_err(|e| Error::CannotResume(e.to_string()))?;
     let total_estimate = table.estimated_rows;
-    // Register the run, or pick up the one an earlier, interrupted run left.
-    let row = client
-        .query_one(
-            &format!(
-                "INSERT INTO {} AS b (migration, step, table_schema, table_name, spec, batch_size, state, total_estimate)
-                 VALUES ($1, $7, $2, $3, $4, $5, 'running', $6)
-                 ON CONFLICT (migration, step) DO UPDATE
-                   SET state = CASE WHEN b.state = 'done' THEN 'done' ELSE 'running' END, updated_at = clock_timestamp()
-                 RETURNING id, state, rows_done, batch_size, cursor, pages_done",
-                state::table("backfills")
-            ),
-            &[&migration, &spec.schema, &spec.table, &spec_json, &(first_size as i32), &total_estimate, &step],
-        )
-        .await?;
-    let id: i64 = row.get(0);
-    let run_state: String = row.get(1);
-    if run_state == "done" {
-        return Ok(row.get(2));
-    }
+    let parts = register(
+        client,
+        migration,
+        step,
+        spec,
+        &spec_json,
+        &target,
+        &walk,
+        first_size,
+        total_estimate,
+        settings.workers,
+    )
+    .await?;
     let assignments = spec
         .set
         .iter()
@@ -153,29 +167,199 @@ pub async fn run(
         .as_deref()
         .map(|c| format!(" AND ({c})"))
         .unwrap_or_default();
-    let run = Run {
-        client,
-        settings,
-        lock_timeout: format!("{}ms", exec.settings().lock_timeout.as_millis().max(1)),
-        id,
-        target,
-        assignments,
-        condition,
-        walk,
-    };
-    let position = Position {
-        cursor: row.get(4),
-        pages_done: row.get(5),
-    };
-    run.go(
-        migration,
-        &spec.table,
-        on_event,
-        row.get::<_, i32>(3) as i64,
-        position,
-    )
-    .await
+    let lock_timeout = format!("{}ms", exec.settings().lock_timeout.as_millis().max(1));
+    let pending: Vec<Part> = parts.into_iter().filter(|p| p.state != "done").collect();
+    // One connection per pending part; the first uses the executor's own.
+    let mut others = Vec::new();
+    for _ in 1..pending.len() {
+        others.push(exec.connect_another().await?);
+    }
+    let runs: Vec<(Run, Part)> = pending
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let run = Run {
+                client: if i == 0 { client } else { &others[i - 1] },
+                settings,
+                lock_timeout: lock_timeout.clone(),
+                id: part.id,
+                upper: part.upper.clone(),
+                start_xid: part.start_xid,
+                target: target.clone(),
+                assignments: assignments.clone(),
+                condition: condition.clone(),
+                walk: walk.clone(),
+            };
+            (run, part)
+        })
+        .collect();
+    // All parts run at once; the first error stops the others (their open batches roll
+    // back with their connections, and each part's saved cursor stays exact).
+    futures_util::future::try_join_all(runs.iter().map(|(run, part)| {
+        run.go(
+            migration,
+            &spec.table,
+            on_event,
+            part.batch_size,
+            part.position.clone(),
+        )
+    }))
+    .await?;
+    let done: i64 = client
+        .query_one(
+            &format!(
+                "SELECT coalesce(sum(rows_done), 0)::bigint FROM {} WHERE migration = $1 AND step = $2",
+                state::table("backfills")
+            ),
+            &[&migration, &step],
+        )
+        .await?
+        .get(0);
+    Ok(done)
 }
+
+/// Registers the parts of a backfill the first time it runs (one, or `workers` over
+/// disjoint ranges of the key or of the pages), or picks up the parts an earlier,
+/// interrupted run left, whatever their number. Returns them in order.
+#[allow(clippy::too_many_arguments)]
+async fn register(
+    client: &Client,
+    migration: &str,
+    step: i32,
+    spec: &BackfillSpec,
+    spec_json: &serde_json::Value,
+    target: &str,
+    walk: &Walk,
+    first_size: i64,
+    total_estimate: i64,
+    workers: u32,
+) -> Result<Vec<Part>> {
+    let table = state::table("backfills");
+    let existing: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM {table} WHERE migration = $1 AND step = $2"),
+            &[&migration, &step],
+        )
+        .await?
+        .get(0);
+    if existing == 0 {
+        // (start cursor, start page, upper bound) per part.
+        let bounds = split(client, target, walk, total_estimate, workers).await?;
+        client.batch_execute("BEGIN").await?;
+        for (part, (cursor, pages_done, upper)) in bounds.iter().enumerate() {
+            let inserted = client
+                .execute(
+                    &format!(
+                        "INSERT INTO {table} (migration, step, part, table_schema, table_name, spec, batch_size, state, total_estimate, cursor, pages_done, upper_bound, start_xid)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $9, $10, $11, pg_snapshot_xmax(pg_current_snapshot())::text::bigint)
+                         ON CONFLICT (migration, step, part) DO NOTHING"
+                    ),
+                    &[&migration, &step, &(part as i32), &spec.schema, &spec.table, spec_json, &(first_size as i32), &total_estimate, cursor, pages_done, upper],
+                )
+                .await;
+            if let Err(e) = inserted {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(e.into());
+            }
+        }
+        client.batch_execute("COMMIT").await?;
+    }
+    let rows = client
+        .query(
+            &format!(
+                "UPDATE {table} AS b
+                   SET state = CASE WHEN b.state = 'done' THEN 'done' ELSE 'running' END, updated_at = clock_timestamp()
+                 WHERE migration = $1 AND step = $2
+                 RETURNING part, id, state, batch_size, cursor, pages_done, upper_bound, start_xid"
+            ),
+            &[&migration, &step],
+        )
+        .await?;
+    let mut parts: Vec<(i32, Part)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                Part {
+                    id: r.get(1),
+                    state: r.get(2),
+                    batch_size: r.get::<_, i32>(3) as i64,
+                    position: Position {
+                        cursor: r.get(4),
+                        pages_done: r.get(5),
+                    },
+                    upper: r.get(6),
+                    start_xid: r.get(7),
+                },
+            )
+        })
+        .collect();
+    parts.sort_by_key(|(n, _)| *n);
+    Ok(parts.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Part bounds: (start cursor, start page, upper bound). One part when `workers` is 1 or
+/// the table is too small to be worth splitting. Key splits are found by index-only walks
+/// to evenly spaced offsets (statistics would do for one key column, not for composite
+/// keys); page splits are even.
+async fn split(
+    client: &Client,
+    target: &str,
+    walk: &Walk,
+    total_estimate: i64,
+    workers: u32,
+) -> Result<Vec<(Option<Vec<String>>, i64, Option<Vec<String>>)>> {
+    let n = workers.max(1) as i64;
+    if n == 1 {
+        return Ok(vec![(None, 0, None)]);
+    }
+    match walk {
+        Walk::Keyset { key, .. } => {
+            if total_estimate < n * MIN_ROWS_PER_WORKER {
+                return Ok(vec![(None, 0, None)]);
+            }
+            let cols: Vec<String> = key.iter().map(|k| ident(k)).collect();
+            let as_text: Vec<String> = cols.iter().map(|c| format!("{c}::text")).collect();
+            let sql = format!(
+                "SELECT ARRAY[{}] FROM {target} ORDER BY {} OFFSET $1 LIMIT 1",
+                as_text.join(", "),
+                cols.join(", ")
+            );
+            let mut splits: Vec<Vec<String>> = Vec::new();
+            for i in 1..n {
+                let offset = total_estimate * i / n;
+                match client.query_opt(sql.as_str(), &[&offset]).await? {
+                    Some(r) => splits.push(r.get(0)),
+                    None => break,
+                }
+            }
+            let mut bounds = Vec::new();
+            let mut lower: Option<Vec<String>> = None;
+            for s in splits {
+                bounds.push((lower.clone(), 0, Some(s.clone())));
+                lower = Some(s);
+            }
+            bounds.push((lower, 0, None));
+            Ok(bounds)
+        }
+        Walk::Blocks { pages, .. } => {
+            if *pages < n * MIN_PAGES_PER_WORKER {
+                return Ok(vec![(None, 0, None)]);
+            }
+            Ok((0..n)
+                .map(|i| {
+                    let from = pages * i / n;
+                    let to = (i + 1 < n).then(|| vec![(pages * (i + 1) / n).to_string()]);
+                    (None, from, to)
+                })
+                .collect())
+        }
+    }
+}
+
+/// Below these, one worker does the whole table.
+const MIN_ROWS_PER_WORKER: i64 = 50_000;
+const MIN_PAGES_PER_WORKER: i64 = 100;
 
 impl Run<'_> {
     async fn go(
@@ -388,9 +572,10 @@ impl Run<'_> {
                     &self.assignments,
                     &self.condition,
                     cursor.is_some(),
+                    self.upper.is_some(),
                 );
                 let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
-                if let Some(values) = &cursor {
+                for values in [cursor, &self.upper].into_iter().flatten() {
                     params.extend(
                         values
                             .iter()
@@ -436,11 +621,33 @@ impl Run<'_> {
                 Ok((updated, finished, next))
             }
             Walk::Blocks { pages, range_scan } => {
+                // Only row versions written before the backfill began: a later version was
+                // written through the triggers or by this backfill (possibly by another
+                // worker, into pages not walked yet), and is right already. `age` counts
+                // back from this transaction; frozen versions count as oldest.
+                // (0: registered before pgshift recorded it; no filter.)
+                const OLDER: &str =
+                    "($3::bigint = 0 OR age(xmin)::bigint > pg_current_xact_id()::text::bigint - $3::bigint)";
                 let from = position.pages_done;
-                let to = from + size;
+                // A part with an end stops there; the last part runs past the pages the
+                // table had when this run began (later rows got their values from the
+                // triggers) until a batch starts beyond them.
+                let end = self
+                    .upper
+                    .as_ref()
+                    .and_then(|u| u.first())
+                    .and_then(|p| p.parse::<i64>().ok());
+                let to = match end {
+                    Some(end) => (from + size).min(end),
+                    None => from + size,
+                };
+                let finished = match end {
+                    Some(end) => to >= end,
+                    None => to > *pages,
+                };
                 let sql = if *range_scan {
                     format!(
-                        "UPDATE {} SET {} WHERE ctid >= format('(%s,0)', $1::bigint)::tid AND ctid < format('(%s,0)', $2::bigint)::tid{}",
+                        "UPDATE {} SET {} WHERE ctid >= format('(%s,0)', $1::bigint)::tid AND ctid < format('(%s,0)', $2::bigint)::tid AND {OLDER}{}",
                         self.target, self.assignments, self.condition
                     )
                 } else {
@@ -448,11 +655,14 @@ impl Run<'_> {
                     format!(
                         "UPDATE {} SET {} WHERE ctid = ANY (ARRAY(SELECT format('(%s,%s)', p, o)::tid
                              FROM generate_series($1::bigint, $2::bigint - 1) p,
-                                  generate_series(1, (current_setting('block_size')::int / 28)) o)){}",
+                                  generate_series(1, (current_setting('block_size')::int / 28)) o)) AND {OLDER}{}",
                         self.target, self.assignments, self.condition
                     )
                 };
-                let updated = self.client.execute(sql.as_str(), &[&from, &to]).await? as i64;
+                let updated = self
+                    .client
+                    .execute(sql.as_str(), &[&from, &to, &self.start_xid])
+                    .await? as i64;
                 self.client
                     .execute(
                         &format!(
@@ -466,7 +676,7 @@ impl Run<'_> {
                     cursor: None,
                     pages_done: to,
                 };
-                Ok((updated, to > *pages, next))
+                Ok((updated, finished, next))
             }
         }
     }
@@ -537,8 +747,9 @@ fn next_batch_size(size: i64, took: Duration, s: &BackfillSettings, blocks: bool
 }
 
 /// The statements of a keyset batch: the query for the batch's last key (`OFFSET size - 1`
-/// past the cursor), and the range UPDATE without an upper bound (last batch) and with one.
-/// Cursor values come first as text parameters, then the offset or the upper bound.
+/// past the cursor), and the range UPDATE to the part's end (last batch) and to that key.
+/// Parameters, as text: the cursor's values (if any), the part's upper bound's (if any),
+/// then the offset or the batch's last key.
 fn keyset_sql(
     target: &str,
     key: &[String],
@@ -546,6 +757,7 @@ fn keyset_sql(
     assignments: &str,
     condition: &str,
     with_cursor: bool,
+    bounded: bool,
 ) -> (String, (String, String)) {
     let cols: Vec<String> = key.iter().map(|k| ident(k)).collect();
     let cols_list = cols.join(", ");
@@ -558,19 +770,29 @@ fn keyset_sql(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let (lower, next) = if with_cursor {
-        (format!("({cols_list}) > ({})", params(1)), n + 1)
+    let mut next = 1;
+    let mut filters = Vec::new();
+    if with_cursor {
+        filters.push(format!("({cols_list}) > ({})", params(next)));
+        next += n;
+    }
+    if bounded {
+        filters.push(format!("({cols_list}) <= ({})", params(next)));
+        next += n;
+    }
+    let within = if filters.is_empty() {
+        "true".to_owned()
     } else {
-        ("true".to_owned(), 1)
+        filters.join(" AND ")
     };
     let as_text: Vec<String> = cols.iter().map(|c| format!("{c}::text")).collect();
     let upper = format!(
-        "SELECT ARRAY[{}] FROM {target} WHERE {lower} ORDER BY {cols_list} OFFSET ${next} LIMIT 1",
+        "SELECT ARRAY[{}] FROM {target} WHERE {within} ORDER BY {cols_list} OFFSET ${next} LIMIT 1",
         as_text.join(", ")
     );
-    let update_to_end = format!("UPDATE {target} SET {assignments} WHERE {lower}{condition}");
+    let update_to_end = format!("UPDATE {target} SET {assignments} WHERE {within}{condition}");
     let update_range = format!(
-        "UPDATE {target} SET {assignments} WHERE {lower} AND ({cols_list}) <= ({}){condition}",
+        "UPDATE {target} SET {assignments} WHERE {within} AND ({cols_list}) <= ({}){condition}",
         params(next)
     );
     (upper, (update_to_end, update_range))
@@ -598,19 +820,37 @@ fn progress_row(r: &tokio_postgres::Row) -> Progress {
         elapsed_seconds: (elapsed * 10.0).round() / 10.0,
         batch_size: r.get::<_, i32>(6) as i64,
         throttle_reason: r.get(7),
+        workers: r.get::<_, i32>(8) as i64,
     }
 }
 
-const PROGRESS_COLUMNS: &str = "migration, table_schema || '.' || table_name, state, rows_done, total_estimate,
-    extract(epoch FROM coalesce(finished_at, clock_timestamp()) - started_at)::float8, batch_size, throttle_reason";
+/// Progress of whole backfills, their parts summed, from `pgshift.backfills` rows that
+/// match `filter`.
+fn progress_sql(filter: &str) -> String {
+    format!(
+        "SELECT migration, table_schema || '.' || table_name,
+                CASE WHEN bool_and(state = 'done') THEN 'done'
+                     WHEN bool_or(state = 'cancelled') THEN 'cancelled'
+                     WHEN bool_or(state = 'paused') THEN 'paused'
+                     ELSE 'running' END,
+                sum(rows_done)::bigint, max(total_estimate),
+                extract(epoch FROM CASE WHEN bool_and(finished_at IS NOT NULL) THEN max(finished_at) ELSE clock_timestamp() END
+                                   - min(started_at))::float8,
+                sum(batch_size)::int, min(throttle_reason), count(*)::int
+         FROM {} WHERE {filter}
+         GROUP BY migration, step, table_schema, table_name
+         ORDER BY min(id)",
+        state::table("backfills")
+    )
+}
 
 async fn status_of(client: &Client, id: i64) -> Result<Option<Progress>> {
     let row = client
         .query_opt(
-            &format!(
-                "SELECT {PROGRESS_COLUMNS} FROM {} WHERE id = $1",
+            &progress_sql(&format!(
+                "(migration, step) = (SELECT migration, step FROM {} WHERE id = $1)",
                 state::table("backfills")
-            ),
+            )),
             &[&id],
         )
         .await?;
@@ -619,17 +859,15 @@ async fn status_of(client: &Client, id: i64) -> Result<Option<Progress>> {
 
 /// `pgshift backfill status`: the backfills of the open (or most recent) migration.
 pub async fn status(client: &Client) -> Result<Vec<Progress>> {
-    if state::installed_version(client).await?.unwrap_or(0) < 3 {
+    if state::installed_version(client).await?.unwrap_or(0) < 4 {
         return Ok(Vec::new());
     }
     let rows = client
         .query(
-            &format!(
-                "SELECT {PROGRESS_COLUMNS} FROM {t}
-                 WHERE migration = (SELECT migration FROM {t} ORDER BY updated_at DESC LIMIT 1)
-                 ORDER BY id",
-                t = state::table("backfills")
-            ),
+            &progress_sql(&format!(
+                "migration = (SELECT migration FROM {} ORDER BY updated_at DESC LIMIT 1)",
+                state::table("backfills")
+            )),
             &[],
         )
         .await?;

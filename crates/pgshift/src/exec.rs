@@ -68,6 +68,9 @@ pub struct BackfillSettings {
     /// VACUUM the table after this many updated rows, so dead rows are reused instead of
     /// the table doubling in size.
     pub vacuum_every_rows: i64,
+    /// Parallel workers, each over its own key (or block) range, each on its own connection.
+    /// Decided when a backfill first starts; a resumed backfill keeps its number.
+    pub workers: u32,
 }
 
 impl Default for BackfillSettings {
@@ -81,6 +84,7 @@ impl Default for BackfillSettings {
             max_replica_lag_bytes: None,
             throttle_query: None,
             vacuum_every_rows: 100_000,
+            workers: 1,
         }
     }
 }
@@ -119,6 +123,12 @@ impl ExecSettings {
             return Err(Error::usage(
                 "a lock timeout of zero would let a statement queue every client behind it without limit",
                 Some("give --lock-timeout and --concurrent-lock-timeout a positive duration such as 200ms"),
+            ));
+        }
+        if !(1..=64).contains(&self.backfill.workers) {
+            return Err(Error::usage(
+                format!("{} backfill workers: there must be between 1 and 64", self.backfill.workers),
+                Some("give --backfill-workers a number such as 2 (one per spare CPU core of the server)"),
             ));
         }
         Ok(())
@@ -218,6 +228,7 @@ impl Observer for Silent {
 
 /// Runs statements on one connection, lock-safely, watching for blockers from a second.
 pub struct Executor {
+    spec: ConnectionSpec,
     client: Client,
     monitor: Client,
     backend_pid: i32,
@@ -251,12 +262,33 @@ impl Executor {
                 .await?;
         }
         Ok(Executor {
+            spec: spec.clone(),
             client,
             monitor,
             backend_pid,
             settings,
             observer,
         })
+    }
+
+    /// One more connection to the same database (a parallel backfill worker's), with the same
+    /// dead-client check as the main one.
+    pub async fn connect_another(&self) -> Result<Client> {
+        let client = self.spec.connect().await?;
+        if self
+            .client
+            .query_one(
+                "SELECT current_setting('server_version_num')::int >= 140000",
+                &[],
+            )
+            .await?
+            .get::<_, bool>(0)
+        {
+            client
+                .batch_execute("SET client_connection_check_interval = '1s'")
+                .await?;
+        }
+        Ok(client)
     }
 
     /// The main connection, for reads and for writes to pgshift's own state tables.

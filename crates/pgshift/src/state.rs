@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 pub const SCHEMA: &str = "pgshift";
 
 /// The newest state schema version this build knows.
-pub const VERSION: i32 = 3;
+pub const VERSION: i32 = 4;
 
 /// Table `name` of the state schema, quoted.
 pub fn table(name: &str) -> String {
@@ -135,6 +135,19 @@ fn upgrade(version: i32) -> Vec<String> {
                 UNIQUE (migration, step)
             )"
         )],
+        // Parallel backfill workers: one row per worker (part), each over its own key or
+        // block range: it starts after `cursor` (or at `pages_done`) and ends at
+        // `upper_bound` (inclusive key, or exclusive page; NULL: the end of the table).
+        // `start_xid`: the next transaction id when the backfill was registered.
+        4 => vec![
+            format!("ALTER TABLE {s}.backfills ADD COLUMN part int NOT NULL DEFAULT 0"),
+            format!("ALTER TABLE {s}.backfills ADD COLUMN upper_bound text[]"),
+            format!("ALTER TABLE {s}.backfills ADD COLUMN start_xid bigint NOT NULL DEFAULT 0"),
+            format!("ALTER TABLE {s}.backfills DROP CONSTRAINT backfills_migration_step_key"),
+            format!(
+                "ALTER TABLE {s}.backfills ADD CONSTRAINT backfills_migration_step_part_key UNIQUE (migration, step, part)"
+            ),
+        ],
         _ => Vec::new(),
     }
 }
