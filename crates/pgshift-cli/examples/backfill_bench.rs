@@ -210,6 +210,15 @@ async fn main() {
     exec(&c, "UPDATE orders_update SET price_cents = price * 100").await;
     let update_s = t0.elapsed().as_secs_f64();
     let after_update = size_mb(&c, "orders_update").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("0001_cents.yaml");
+    std::fs::write(&file, "operations:\n  - add_column:\n      table: orders\n      up: price * 100\n      column:\n        name: price_cents\n        type: bigint\n        nullable: true\n").unwrap();
+    exec(&c, "CHECKPOINT").await;
+    let (start_s, rss_full) = pgshift_start(&db, dir.path(), file.to_str().unwrap());
+    let backfill_s = backfill_seconds(&c).await;
+    let after = size_mb(&c, "orders").await;
+    // (After pgshift, so that its WAL does not fall into pgshift's or the UPDATE's run.)
     // The same UPDATE with a dual-write trigger present, as any online change must have one
     // while old clients write: a BEFORE UPDATE row trigger makes PostgreSQL lock each row
     // before updating it, whether or not the trigger's WHEN lets it fire.
@@ -243,13 +252,6 @@ async fn main() {
     .await;
     let compact = size_mb(&c, "orders_compact").await;
     exec(&c, "DROP TABLE orders_compact; DROP TABLE orders_trigger").await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("0001_cents.yaml");
-    std::fs::write(&file, "operations:\n  - add_column:\n      table: orders\n      up: price * 100\n      column:\n        name: price_cents\n        type: bigint\n        nullable: true\n").unwrap();
-    exec(&c, "CHECKPOINT").await;
-    let (start_s, rss_full) = pgshift_start(&db, dir.path(), file.to_str().unwrap());
-    let backfill_s = backfill_seconds(&c).await;
-    let after = size_mb(&c, "orders").await;
     let wrong: i64 = c
         .query_one(
             "SELECT count(*) FROM orders WHERE price_cents IS DISTINCT FROM price::bigint * 100",

@@ -76,6 +76,8 @@ struct Run<'a> {
     /// The first transaction id after the backfill was registered (block walks skip row
     /// versions written since).
     start_xid: i64,
+    /// Vacuums in the background on a connection of its own, while batches go on.
+    vacuum: Vacuum,
     target: String,
     assignments: String,
     condition: String,
@@ -174,6 +176,13 @@ pub async fn run(
     for _ in 1..pending.len() {
         others.push(exec.connect_another().await?);
     }
+    // And one per part for its vacuums, unless vacuuming is off.
+    let mut vacuum_clients = Vec::new();
+    if settings.vacuum_every_rows > 0 {
+        for _ in 0..pending.len() {
+            vacuum_clients.push(exec.connect_another().await?);
+        }
+    }
     let runs: Vec<(Run, Part)> = pending
         .into_iter()
         .enumerate()
@@ -185,6 +194,7 @@ pub async fn run(
                 id: part.id,
                 upper: part.upper.clone(),
                 start_xid: part.start_xid,
+                vacuum: Vacuum::new(vacuum_clients.pop()),
                 target: target.clone(),
                 assignments: assignments.clone(),
                 condition: condition.clone(),
@@ -361,6 +371,72 @@ async fn split(
 const MIN_ROWS_PER_WORKER: i64 = 50_000;
 const MIN_PAGES_PER_WORKER: i64 = 100;
 
+/// A part's vacuums: `VACUUM (INDEX_CLEANUP OFF, SKIP_LOCKED)` (outside a transaction) so that
+/// later batches reuse the space of the row versions this backfill left dead, run on a
+/// connection of its own so that batches do not wait for it. INDEX_CLEANUP OFF: the heap pages
+/// are pruned without scanning every index each time (autovacuum cleans the indexes later);
+/// SKIP_LOCKED: never wait behind another vacuum. A vacuum that fails (its lock not granted in
+/// time) is skipped, and says so in the progress record.
+struct Vacuum {
+    client: Option<std::sync::Arc<Client>>,
+    running: std::sync::Mutex<Option<tokio::task::JoinHandle<Option<String>>>>,
+}
+
+impl Vacuum {
+    fn new(client: Option<Client>) -> Vacuum {
+        Vacuum {
+            client: client.map(std::sync::Arc::new),
+            running: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Starts a vacuum unless one still runs: (started, why the previous one failed).
+    fn start(&self, target: &str, lock_timeout: &str) -> (bool, Option<String>) {
+        let Some(client) = &self.client else {
+            return (false, None);
+        };
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        if running.as_ref().is_some_and(|h| !h.is_finished()) {
+            return (false, None);
+        }
+        // Finished: its outcome is ready without waiting.
+        let previous = running.take().and_then(|h| {
+            use futures_util::FutureExt;
+            match h.now_or_never() {
+                Some(Ok(outcome)) => outcome,
+                Some(Err(e)) => Some(e.to_string()),
+                None => None,
+            }
+        });
+        let client = client.clone();
+        let set = format!("SET lock_timeout = {}", crate::quote::literal(lock_timeout));
+        let sql = format!("VACUUM (INDEX_CLEANUP OFF, SKIP_LOCKED) {target}");
+        *running = Some(tokio::spawn(async move {
+            // Two round trips: a multi-statement string would run as one implicit
+            // transaction, and VACUUM refuses to run inside one.
+            let result = match client.batch_execute(&set).await {
+                Ok(()) => client.batch_execute(&sql).await,
+                Err(e) => Err(e),
+            };
+            result.err().map(|e| crate::error::pg_error_text(&e))
+        }));
+        (true, previous)
+    }
+
+    /// Waits for the running vacuum, if any: why it failed, if it did.
+    async fn wait(&self) -> Option<String> {
+        let handle = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match handle {
+            Some(h) => h.await.unwrap_or_else(|e| Some(e.to_string())),
+            None => None,
+        }
+    }
+}
+
 impl Run<'_> {
     async fn go(
         &self,
@@ -419,6 +495,10 @@ impl Run<'_> {
                 matches!(self.walk, Walk::Blocks { .. }),
             );
             if finished {
+                if let Some(why) = self.vacuum.wait().await {
+                    self.note_throttle(&format!("vacuum skipped: {why}"))
+                        .await?;
+                }
                 let done: i64 = self
                     .client
                     .query_one(
@@ -434,9 +514,19 @@ impl Run<'_> {
                     .await?;
                 return Ok(done);
             }
-            if since_vacuum >= self.settings.vacuum_every_rows {
-                since_vacuum = 0;
-                self.vacuum().await?;
+            if self.settings.vacuum_every_rows > 0
+                && since_vacuum >= self.settings.vacuum_every_rows
+            {
+                // Started in the background; while the last one still runs, this waits for
+                // a later batch.
+                let (started, skipped) = self.vacuum.start(&self.target, &self.lock_timeout);
+                if started {
+                    since_vacuum = 0;
+                }
+                if let Some(why) = skipped {
+                    self.note_throttle(&format!("vacuum skipped: {why}"))
+                        .await?;
+                }
             }
             self.report(migration, table, started, &mut last_report, on_event, false)
                 .await?;
@@ -679,32 +769,6 @@ impl Run<'_> {
                 Ok((updated, finished, next))
             }
         }
-    }
-
-    /// VACUUM (outside a transaction) so that later batches reuse the space of the row
-    /// versions this backfill left dead. A vacuum that cannot get its lock in time is
-    /// skipped, and says so in the progress record.
-    async fn vacuum(&self) -> Result<()> {
-        // Two round trips: a multi-statement string would run as one implicit transaction,
-        // and VACUUM refuses to run inside one.
-        self.client
-            .execute(
-                "SELECT set_config('lock_timeout', $1, false)",
-                &[&self.lock_timeout],
-            )
-            .await?;
-        // INDEX_CLEANUP OFF: the heap pages are pruned (the space of the dead row versions is
-        // reused by later batches) without scanning every index each time; SKIP_LOCKED: never
-        // wait behind another vacuum. Autovacuum cleans the indexes later.
-        let sql = format!("VACUUM (INDEX_CLEANUP OFF, SKIP_LOCKED) {}", self.target);
-        if let Err(e) = self.client.batch_execute(&sql).await {
-            self.note_throttle(&format!(
-                "vacuum skipped: {}",
-                crate::error::pg_error_text(&e)
-            ))
-            .await?;
-        }
-        Ok(())
     }
 
     async fn report(

@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod lock;
 pub mod model;
 pub mod plan;
+pub mod precheck;
 pub mod quote;
 pub mod runner;
 pub mod source;

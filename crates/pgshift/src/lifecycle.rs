@@ -137,6 +137,36 @@ async fn check_on_server(
                 problems.push(format!("`up` {up:?}: {}", crate::error::pg_error_text(&e)));
             }
         }
+        // Every row must convert before a type change starts (issue 5, S1).
+        if let (true, Operation::AlterColumn(a)) = (problems.is_empty(), op) {
+            if let (Some(new_type), Some(up), Some(table)) =
+                (&a.data_type, &a.up, catalog.table(&a.table))
+            {
+                if let Some(bad) =
+                    crate::precheck::conversion(client, schema, table, &a.column, new_type, up)
+                        .await?
+                {
+                    let (line, col) = operation_location(&file.source, i);
+                    diagnostics.push(
+                        Diagnostic::at_line_col(
+                            &file.path,
+                            &file.source,
+                            line,
+                            col,
+                            format!(
+                                "operation {} (alter_column): {} of {} rows of {} do not convert to {new_type} with `up` {up:?} (an error, NULL, or a different value); sample keys: {}",
+                                i + 1,
+                                bad.rows,
+                                bad.of,
+                                qualified(schema, &a.table),
+                                bad.samples.join(", ")
+                            ),
+                        )
+                        .with_hint("fix these rows, or write an `up` that converts them, then run again"),
+                    );
+                }
+            }
+        }
         for problem in problems {
             let (line, col) = operation_location(&file.source, i);
             diagnostics.push(

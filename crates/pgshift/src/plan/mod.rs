@@ -9,7 +9,7 @@
 
 mod naming;
 mod ops;
-mod triggers;
+pub(crate) mod triggers;
 mod virtual_schema;
 
 pub use naming::internal_name;

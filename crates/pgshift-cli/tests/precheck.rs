@@ -1,0 +1,129 @@
+//! Before a type change starts, every row must convert (SCENARIOS.md S1): otherwise exit 2
+//! with the number of rows that do not and up to ten sample keys, and nothing changed.
+
+mod common;
+
+use common::*;
+
+const TO_UUID: &str = "operations:\n  - alter_column:\n      table: incoming_faxes\n      column: box_file_id\n      type: uuid\n      up: box_file_id::uuid\n      down: box_file_id::text\n";
+
+async fn faxes(db: &TestDb, extra: &str) -> tokio_postgres::Client {
+    let raw = db.client().await;
+    raw.batch_execute(&format!(
+        "CREATE TABLE incoming_faxes (id bigserial PRIMARY KEY, box_file_id varchar, location_id int);
+         INSERT INTO incoming_faxes (box_file_id, location_id)
+           SELECT md5(g::text)::uuid::text, g % 50 FROM generate_series(1, 5000) g;
+         INSERT INTO incoming_faxes (box_file_id, location_id) VALUES (NULL, 1);
+         {extra}"
+    ))
+    .await
+    .unwrap();
+    raw
+}
+
+/// The refusal left no trace: no migration recorded, no trigger, no new column.
+async fn unchanged(raw: &tokio_postgres::Client, before: &str, db: &TestDb) {
+    assert_eq!(schema_dump(db).await, before);
+    // pgshift's own state schema may exist by now; no migration is recorded in it.
+    if table_exists(raw, "pgshift.migrations").await {
+        assert_eq!(
+            scalar_i64(raw, "SELECT count(*) FROM pgshift.migrations").await,
+            0
+        );
+    }
+    assert_eq!(
+        scalar_i64(
+            raw,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'incoming_faxes'::regclass"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_that_raise_or_change_their_text_are_counted_with_sample_keys_and_nothing_changes() {
+    let db = TestDb::new().await;
+    // Three that fail: not a uuid (a cast error), an empty string (a cast error), and an
+    // upper-case uuid (converts, but its text would change).
+    let raw = faxes(
+        &db,
+        "INSERT INTO incoming_faxes (id, box_file_id, location_id) VALUES
+           (90001, 'not-a-uuid', 1), (90002, '', 1), (90003, upper(md5('x')::uuid::text), 1);",
+    )
+    .await;
+    let before = schema_dump(&db).await;
+    let m = Migrations::new(&[("0001_uuid.yaml", TO_UUID)]);
+    for command in [vec!["start", "0001_uuid.yaml"], vec!["migrate"]] {
+        let file = m.path().join("0001_uuid.yaml");
+        let args: Vec<&str> = command
+            .iter()
+            .map(|a| {
+                if *a == "0001_uuid.yaml" {
+                    file.to_str().unwrap()
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let r = run(&db, &m.path(), &args).await;
+        assert_eq!(r.code, 2, "{}", r.all());
+        assert!(
+            r.stderr
+                .contains("3 of 5004 rows of \"public\".\"incoming_faxes\" do not convert to uuid"),
+            "{}",
+            r.all()
+        );
+        assert!(
+            r.stderr.contains("sample keys: 90001, 90002, 90003"),
+            "{}",
+            r.all()
+        );
+        assert!(
+            r.stderr
+                .contains("0001_uuid.yaml:2:3: error: operation 1 (alter_column)"),
+            "{}",
+            r.all()
+        );
+        assert!(r.stderr.contains("\nnothing was changed"), "{}", r.all());
+        unchanged(&raw, &before, &db).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_errors_rows_whose_text_would_change_are_counted_too() {
+    let db = TestDb::new().await;
+    let raw = faxes(
+        &db,
+        "UPDATE incoming_faxes SET box_file_id = upper(box_file_id) WHERE id IN (7, 11);",
+    )
+    .await;
+    let before = schema_dump(&db).await;
+    let m = Migrations::new(&[("0001_uuid.yaml", TO_UUID)]);
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("2 of 5001 rows"), "{}", r.all());
+    assert!(r.stderr.contains("sample keys: 11, 7"), "{}", r.all());
+    unchanged(&raw, &before, &db).await;
+    // Fixed, the same migration runs.
+    raw.batch_execute("UPDATE incoming_faxes SET box_file_id = lower(box_file_id)")
+        .await
+        .unwrap();
+    run_ok(&db, &m.path(), &["migrate", "--complete"]).await;
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM incoming_faxes WHERE box_file_id IS NOT NULL"
+        )
+        .await,
+        5000
+    );
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'incoming_faxes' AND column_name = 'box_file_id' AND data_type = 'uuid'"
+        )
+        .await,
+        1
+    );
+}

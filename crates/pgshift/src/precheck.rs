@@ -1,0 +1,190 @@
+//! Checks of the data that run before a migration changes anything.
+//!
+//! A type change with `up` (varchar to uuid, text to int, ...) must convert every row: one
+//! row that does not would fail the backfill halfway through, with triggers and a half-filled
+//! column in place. So before start, every row's `up` is evaluated. A row does not convert
+//! when `up` raises a data error for it, gives NULL for a value that is not NULL, or, from a
+//! string type to another type, gives a value whose text differs from the original (an
+//! upper-case uuid, `007` as an int): the value would change, not just its type.
+//!
+//! One scan evaluates every row; only when that scan hits an error does a second one count
+//! the failing rows one by one (each in its own subtransaction, in a function that lives in
+//! the session's temporary schema and is dropped at once).
+
+use crate::catalog::Table;
+use crate::error::Result;
+use crate::plan::expression;
+use crate::plan::triggers::dollar_quote;
+use crate::quote::{ident, qualified};
+use tokio_postgres::Client;
+
+/// Rows that do not convert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotConverting {
+    pub rows: i64,
+    pub of: i64,
+    /// Up to ten keys of such rows, as text (the primary key, or ctid without one).
+    pub samples: Vec<String>,
+}
+
+/// Up to this many sample keys.
+const SAMPLES: i64 = 10;
+
+fn string_type(data_type: &str) -> bool {
+    let t = data_type.trim().to_ascii_lowercase();
+    t == "text"
+        || t.starts_with("character")
+        || t.starts_with("varchar")
+        || t.starts_with("char")
+        || t == "name"
+        || t == "citext"
+}
+
+/// The rows of `table` whose `column`, through `up`, does not become a `new_type` value;
+/// `None` when every row converts.
+pub async fn conversion(
+    client: &Client,
+    schema: &str,
+    table: &Table,
+    column: &str,
+    new_type: &str,
+    up: &str,
+) -> Result<Option<NotConverting>> {
+    let Some(old) = table.column(column) else {
+        return Ok(None);
+    };
+    let target = qualified(schema, &table.name);
+    let col = ident(column);
+    let converted = format!("({})::{new_type}", expression(up));
+    let mut bad = format!("({col} IS NOT NULL AND {converted} IS NULL)");
+    if string_type(&old.data_type) && !string_type(new_type) {
+        bad.push_str(&format!(
+            " OR ({col} IS NOT NULL AND ({converted})::text IS DISTINCT FROM {col}::text)"
+        ));
+    }
+    let key = match table.backfill_key() {
+        Some(k) if k.len() == 1 => format!("{}::text", ident(&k[0])),
+        Some(k) => format!(
+            "ROW({})::text",
+            k.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ")
+        ),
+        None => "ctid::text".to_owned(),
+    };
+    let fast = client
+        .query_one(
+            &format!("SELECT count(*) FILTER (WHERE bad), count(*) FROM (SELECT {bad} AS bad FROM {target}) s"),
+            &[],
+        )
+        .await;
+    let (rows, of, samples) = match fast {
+        Ok(r) => {
+            let rows: i64 = r.get(0);
+            let of: i64 = r.get(1);
+            if rows == 0 {
+                return Ok(None);
+            }
+            let samples = client
+                .query(
+                    &format!("SELECT {key} FROM {target} WHERE {bad} ORDER BY 1 LIMIT {SAMPLES}"),
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            (rows, of, samples)
+        }
+        Err(e) if is_data_error(&e) => one_by_one(client, &target, table, &bad, &key).await?,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Some(NotConverting { rows, of, samples }))
+}
+
+fn is_data_error(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .map(|c| c.code().starts_with("22"))
+        .unwrap_or(false)
+}
+
+/// Counts the failing rows one by one: each row's columns become variables named as the
+/// columns, and `bad` is evaluated in a block that catches data errors.
+async fn one_by_one(
+    client: &Client,
+    target: &str,
+    table: &Table,
+    bad: &str,
+    key: &str,
+) -> Result<(i64, i64, Vec<String>)> {
+    let mut declare = String::new();
+    for c in &table.columns {
+        declare.push_str(&format!(
+            "      {} {target}.{}%TYPE := _pgshift_r.{};\n",
+            ident(&c.name),
+            ident(&c.name),
+            ident(&c.name)
+        ));
+    }
+    let body = format!(
+        "#variable_conflict use_variable
+DECLARE
+  _pgshift_r record;
+  _pgshift_bad bigint := 0;
+  _pgshift_all bigint := 0;
+  _pgshift_samples text[] := '{{}}';
+  _pgshift_is_bad boolean;
+BEGIN
+  FOR _pgshift_r IN SELECT *, {key} AS _pgshift_key FROM {target} LOOP
+    _pgshift_all := _pgshift_all + 1;
+    DECLARE
+{declare}    BEGIN
+      _pgshift_is_bad := coalesce({bad}, false);
+    EXCEPTION WHEN data_exception THEN
+      _pgshift_is_bad := true;
+    END;
+    IF _pgshift_is_bad THEN
+      _pgshift_bad := _pgshift_bad + 1;
+      IF cardinality(_pgshift_samples) < {SAMPLES} THEN
+        _pgshift_samples := _pgshift_samples || _pgshift_r._pgshift_key;
+      END IF;
+    END IF;
+  END LOOP;
+  RETURN QUERY SELECT _pgshift_bad, _pgshift_all, _pgshift_samples;
+END
+"
+    );
+    client
+        .batch_execute(&format!(
+            "CREATE FUNCTION pg_temp.pgshift_conversion_check() RETURNS TABLE (bad bigint, total bigint, samples text[]) LANGUAGE plpgsql AS {}",
+            dollar_quote(&body)
+        ))
+        .await?;
+    let result = client
+        .query_one("SELECT * FROM pg_temp.pgshift_conversion_check()", &[])
+        .await;
+    client
+        .batch_execute("DROP FUNCTION IF EXISTS pg_temp.pgshift_conversion_check()")
+        .await?;
+    let r = result?;
+    Ok((r.get(0), r.get(1), r.get(2)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::string_type;
+
+    #[test]
+    fn string_types_are_recognised() {
+        for t in [
+            "text",
+            "character varying(255)",
+            "varchar",
+            "character(3)",
+            "citext",
+        ] {
+            assert!(string_type(t), "{t}");
+        }
+        for t in ["uuid", "integer", "bigint", "jsonb", "timestamptz"] {
+            assert!(!string_type(t), "{t}");
+        }
+    }
+}
