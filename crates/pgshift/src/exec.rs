@@ -232,6 +232,7 @@ pub struct Executor {
     client: Client,
     monitor: Client,
     backend_pid: i32,
+    server_version: i32,
     settings: ExecSettings,
     observer: Arc<dyn Observer>,
 }
@@ -266,6 +267,7 @@ impl Executor {
             client,
             monitor,
             backend_pid,
+            server_version,
             settings,
             observer,
         })
@@ -275,15 +277,7 @@ impl Executor {
     /// dead-client check as the main one.
     pub async fn connect_another(&self) -> Result<Client> {
         let client = self.spec.connect().await?;
-        if self
-            .client
-            .query_one(
-                "SELECT current_setting('server_version_num')::int >= 140000",
-                &[],
-            )
-            .await?
-            .get::<_, bool>(0)
-        {
+        if self.server_version >= 140000 {
             client
                 .batch_execute("SET client_connection_check_interval = '1s'")
                 .await?;

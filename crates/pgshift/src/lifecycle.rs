@@ -54,14 +54,7 @@ pub async fn plan_for(
             errors
                 .into_iter()
                 .map(|e| {
-                    let (line, col) = operation_location(&file.source, e.operation);
-                    let mut d = Diagnostic::at_line_col(
-                        &file.path,
-                        &file.source,
-                        line,
-                        col,
-                        format!("operation {} ({}): {}", e.operation + 1, e.kind, e.message),
-                    );
+                    let mut d = operation_diagnostic(file, e.operation, e.kind, &e.message);
                     d.hint = e.hint;
                     d
                 })
@@ -146,16 +139,13 @@ async fn check_on_server(
                     crate::precheck::conversion(client, schema, table, &a.column, new_type, up)
                         .await?
                 {
-                    let (line, col) = operation_location(&file.source, i);
                     diagnostics.push(
-                        Diagnostic::at_line_col(
-                            &file.path,
-                            &file.source,
-                            line,
-                            col,
-                            format!(
-                                "operation {} (alter_column): {} of {} rows of {} do not convert to {new_type} with `up` {up:?} (an error, NULL, or a different value); sample keys: {}",
-                                i + 1,
+                        operation_diagnostic(
+                            file,
+                            i,
+                            op.kind(),
+                            &format!(
+                                "{} of {} rows of {} do not convert to {new_type} with `up` {up:?} (an error, NULL, or a different value); sample keys: {}",
                                 bad.rows,
                                 bad.of,
                                 qualified(schema, &a.table),
@@ -168,15 +158,8 @@ async fn check_on_server(
             }
         }
         for problem in problems {
-            let (line, col) = operation_location(&file.source, i);
             diagnostics.push(
-                Diagnostic::at_line_col(
-                    &file.path,
-                    &file.source,
-                    line,
-                    col,
-                    format!("operation {} ({}): {problem}", i + 1, op.kind()),
-                )
+                operation_diagnostic(file, i, op.kind(), &problem)
                 .with_hint("the server refused it as written; `up` is an expression over the table's columns as the old version names them"),
             );
         }
@@ -190,6 +173,23 @@ async fn check_on_server(
 
 /// Where the n-th operation starts in the file (best effort: the n-th line that opens an
 /// operation), for pointing a diagnostic at it.
+/// `path:line:col: error: operation N (kind): message`, at the operation's place in the file.
+fn operation_diagnostic(
+    file: &MigrationFile,
+    index: usize,
+    kind: impl std::fmt::Display,
+    message: &str,
+) -> Diagnostic {
+    let (line, col) = operation_location(&file.source, index);
+    Diagnostic::at_line_col(
+        &file.path,
+        &file.source,
+        line,
+        col,
+        format!("operation {} ({kind}): {message}", index + 1),
+    )
+}
+
 fn operation_location(source: &str, index: usize) -> (usize, usize) {
     source
         .lines()

@@ -14,7 +14,7 @@
 use crate::catalog::Table;
 use crate::error::Result;
 use crate::plan::expression;
-use crate::plan::triggers::dollar_quote;
+use crate::plan::triggers::{dollar_quote, row_variables};
 use crate::quote::{ident, qualified};
 use tokio_postgres::Client;
 
@@ -115,15 +115,14 @@ async fn one_by_one(
     bad: &str,
     key: &str,
 ) -> Result<(i64, i64, Vec<String>)> {
-    let mut declare = String::new();
-    for c in &table.columns {
-        declare.push_str(&format!(
-            "      {} {target}.{}%TYPE := _pgshift_r.{};\n",
-            ident(&c.name),
-            ident(&c.name),
-            ident(&c.name)
-        ));
-    }
+    let declare = row_variables(
+        target,
+        table
+            .columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.name.as_str())),
+        "_pgshift_r",
+    );
     let body = format!(
         "#variable_conflict use_variable
 DECLARE
