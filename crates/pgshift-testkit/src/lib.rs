@@ -11,6 +11,9 @@
 //!   the process dies some other way, the server gets SIGQUIT from the kernel (parent-death
 //!   signal) and the next test run removes the directory.
 
+pub mod scenario;
+pub mod traffic;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

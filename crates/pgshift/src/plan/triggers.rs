@@ -147,6 +147,24 @@ pub fn drop(schema: &str, table: &str, name: &str) -> Vec<PlannedStep> {
     ]
 }
 
+/// One rollback step: the trigger goes in the same transaction as `undo` (the drop of the
+/// columns it fills). Apart, a write between the two would find the new columns' NOT NULL
+/// or CHECK constraints without the trigger that satisfies them, or the trigger without its
+/// columns.
+pub fn drop_with(
+    schema: &str,
+    table: &str,
+    name: &str,
+    description: String,
+    undo: Vec<String>,
+) -> PlannedStep {
+    let mut sql = drop_sql(schema, table, name);
+    let function = sql.pop();
+    sql.extend(undo);
+    sql.extend(function);
+    sql_step(description, sql.join(";\n"))
+}
+
 /// DROP TRIGGER and DROP FUNCTION as statements to run inside another step's transaction.
 pub fn drop_sql(schema: &str, table: &str, name: &str) -> Vec<String> {
     vec![

@@ -25,6 +25,9 @@ pub struct VTable {
 pub struct VColumn {
     pub name: String,
     pub physical: String,
+    /// The physical column's name once the earlier operations' complete steps have run
+    /// (a duplicated column's copy takes the column's name in the swap).
+    pub complete_name: String,
     pub data_type: String,
     pub not_null: bool,
 }
@@ -58,6 +61,7 @@ impl VirtualSchema {
                             .map(|c| VColumn {
                                 name: c.name.clone(),
                                 physical: c.name.clone(),
+                                complete_name: c.name.clone(),
                                 data_type: c.data_type.clone(),
                                 not_null: c.not_null,
                             })

@@ -101,7 +101,7 @@ impl OperationPlan for AddColumn {
         if let Some(up) = &self.up {
             let mut new_version = t.clone();
             self.apply_to(&mut new_version);
-            DualWrite {
+            let dual = DualWrite {
                 schema: ctx.schema,
                 table: &t.physical,
                 name: trigger.clone(),
@@ -111,7 +111,8 @@ impl OperationPlan for AddColumn {
                 up: vec![(c.name.clone(), up.clone())],
                 down: Vec::new(),
             }
-            .attach(&mut steps);
+            .create();
+            steps.start.extend(dual);
         }
         if let Some(expr) = fill {
             steps.backfills.push(BackfillSpec {
@@ -148,10 +149,24 @@ impl OperationPlan for AddColumn {
                 .complete
                 .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
         }
-        steps.rollback.push(sql_step(
-            format!("drop column {}.{}", self.table, c.name),
-            format!("ALTER TABLE {table} DROP COLUMN IF EXISTS {col}"),
-        ));
+        let drop_column = format!("ALTER TABLE {table} DROP COLUMN IF EXISTS {col}");
+        steps.rollback.push(if self.up.is_some() {
+            triggers::drop_with(
+                ctx.schema,
+                &t.physical,
+                &trigger,
+                format!(
+                    "drop column {}.{} and its dual-write trigger",
+                    self.table, c.name
+                ),
+                vec![drop_column],
+            )
+        } else {
+            sql_step(
+                format!("drop column {}.{}", self.table, c.name),
+                drop_column,
+            )
+        });
         steps
     }
 }
@@ -163,6 +178,7 @@ impl AddColumn {
         t.columns.push(VColumn {
             name: self.column.name.clone(),
             physical: self.column.name.clone(),
+            complete_name: self.column.name.clone(),
             data_type: self.column.data_type.clone(),
             not_null: !self.column.nullable,
         });

@@ -237,6 +237,7 @@ impl OperationPlan for AlterColumn {
                         .and_then(|t| t.column_mut(&self.column)),
                 ) {
                     c.name = to.clone();
+                    c.complete_name = to.clone();
                 }
             }
             Strategy::InPlace => {

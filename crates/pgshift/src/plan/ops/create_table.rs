@@ -236,6 +236,7 @@ impl OperationPlan for CreateTable {
                     .map(|c| VColumn {
                         name: c.name.clone(),
                         physical: c.name.clone(),
+                        complete_name: c.name.clone(),
                         data_type: c.data_type.clone(),
                         not_null: !c.nullable || c.pk,
                     })

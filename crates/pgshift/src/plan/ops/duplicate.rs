@@ -85,6 +85,7 @@ impl Duplication<'_> {
             for d in &self.columns {
                 if let Some(c) = t.column_mut(&d.name) {
                     c.physical = new_name(&d.name);
+                    c.complete_name = d.name.clone();
                     c.data_type = d.new_type.clone();
                     c.not_null = d.not_null;
                 }
@@ -128,7 +129,7 @@ impl Duplication<'_> {
             format!("ALTER TABLE {table} {}", adds.join(", ")),
         ));
         let trigger = internal_name("trg", &[&t.physical, &names(&self.columns)]);
-        DualWrite {
+        let dual = DualWrite {
             schema: ctx.schema,
             table: &t.physical,
             name: trigger.clone(),
@@ -146,7 +147,8 @@ impl Duplication<'_> {
                 .map(|d| (old_physical(&d.name), d.down.clone()))
                 .collect(),
         }
-        .attach(&mut steps);
+        .create();
+        steps.start.extend(dual);
         steps.backfills.push(BackfillSpec {
             schema: ctx.schema.to_owned(),
             condition: None,
@@ -317,13 +319,16 @@ impl Duplication<'_> {
             .iter()
             .map(|d| format!("DROP COLUMN IF EXISTS {}", ident(&new_name(&d.name))))
             .collect();
-        steps.rollback.push(sql_step(
+        steps.rollback.push(triggers::drop_with(
+            ctx.schema,
+            &t.physical,
+            &trigger,
             format!(
-                "drop the copies of {} on {}",
+                "drop the copies of {} on {} and their dual-write trigger",
                 names(&self.columns),
                 self.table
             ),
-            format!("ALTER TABLE {table} {}", drops.join(", ")),
+            vec![format!("ALTER TABLE {table} {}", drops.join(", "))],
         ));
         steps
     }

@@ -25,6 +25,7 @@ impl OperationPlan for RenameColumn {
             .and_then(|t| t.column_mut(&self.from))
         {
             c.name = self.to.clone();
+            c.complete_name = self.to.clone();
         }
     }
 
@@ -44,9 +45,11 @@ pub(super) fn rename_column_steps(
     let Some(t) = vs.table(table) else {
         return OpSteps::default();
     };
+    // At complete: the name the column has by then (a duplicated column's copy has taken
+    // the column's name in the swap before this step).
     let physical = t
         .column(from)
-        .map(|c| c.physical.clone())
+        .map(|c| c.complete_name.clone())
         .unwrap_or_default();
     OpSteps {
         complete: vec![sql_step(

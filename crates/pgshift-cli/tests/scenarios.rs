@@ -1,0 +1,114 @@
+//! The seed scenarios (SCENARIOS.md) end to end under client traffic, at a small scale:
+//! no client error, no client statement waiting 250 ms or more behind a pgshift lock, every
+//! migrated row equal to the reference computed from the final old data, and a rollback
+//! before complete that leaves the schema as it was.
+
+use pgshift_testkit::scenario::{self, RunOptions, Scenario, ScenarioRun};
+use pgshift_testkit::TestDb;
+use std::time::Duration;
+
+const ROWS: i64 = 20_000;
+
+fn options(rollback: bool) -> RunOptions {
+    RunOptions {
+        pgshift: env!("CARGO_BIN_EXE_pgshift").into(),
+        pgshift_args: Vec::new(),
+        clients_per_version: 2,
+        rate: 100,
+        quiet: Duration::from_millis(700),
+        rollback,
+    }
+}
+
+async fn run(s: Scenario, rollback: bool) -> ScenarioRun {
+    let db = TestDb::new().await;
+    let run = scenario::run(&db.url, &s, &options(rollback))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = &run.traffic;
+    for p in &t.phases {
+        eprintln!(
+            "{} {:>9}: {:>5} ops, {} errors, p99 {:.1} ms, max {:.1} ms, behind pgshift {} (max {:.1} ms)",
+            run.name, p.name, p.ops, p.errors, p.p99_ms, p.max_ms, p.behind_pgshift, p.max_behind_pgshift_ms
+        );
+    }
+    assert!(
+        t.errors.is_empty(),
+        "{}: client errors: {:#?}",
+        run.name,
+        &t.errors[..t.errors.len().min(10)]
+    );
+    assert!(
+        t.max_behind_pgshift_ms() < 250.0,
+        "{}: a client waited {:.1} ms behind a pgshift lock",
+        run.name,
+        t.max_behind_pgshift_ms()
+    );
+    // The clients really ran in both versions while the migration was open.
+    let open = t.phase("open").expect("an open phase");
+    assert!(
+        open.ops > 20,
+        "{}: only {} statements while open",
+        run.name,
+        open.ops
+    );
+    assert!(
+        t.samples
+            .iter()
+            .any(|s| s.version == pgshift_testkit::traffic::Version::New),
+        "{}: no new-version client ran",
+        run.name
+    );
+    run
+}
+
+async fn completes(s: Scenario) {
+    let run = run(s, false).await;
+    assert_eq!(
+        run.mismatches, 0,
+        "{}: rows differ from the reference",
+        run.name
+    );
+    assert!(
+        run.traffic.phase("complete").is_some_and(|p| p.ops > 0),
+        "{}: no traffic during complete",
+        run.name
+    );
+    assert_ne!(
+        run.schema_before, run.schema_after,
+        "{}: complete changed nothing",
+        run.name
+    );
+}
+
+async fn rolls_back(s: Scenario) {
+    let run = run(s, true).await;
+    assert_eq!(
+        run.schema_restored,
+        Some(true),
+        "{}: the schema after rollback differs:\nbefore:\n{}\nafter:\n{}",
+        run.name,
+        run.schema_before,
+        run.schema_after
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s1_uuid_completes_under_traffic() {
+    completes(scenario::s1(ROWS)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s1_uuid_rolls_back_under_traffic() {
+    rolls_back(scenario::s1(ROWS)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_price_bigint_completes_under_traffic() {
+    completes(scenario::s2(ROWS)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_price_bigint_rolls_back_under_traffic() {
+    rolls_back(scenario::s2(ROWS)).await;
+}
