@@ -112,3 +112,13 @@ async fn s2_price_bigint_completes_under_traffic() {
 async fn s2_price_bigint_rolls_back_under_traffic() {
     rolls_back(scenario::s2(ROWS)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_primary_key_bigint_completes_under_traffic() {
+    completes(scenario::s3(ROWS)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_primary_key_bigint_rolls_back_under_traffic() {
+    rolls_back(scenario::s3(ROWS)).await;
+}

@@ -43,7 +43,7 @@ pub struct Scenario {
 
 /// The four scenarios at `rows` rows of their main table (S1's 222,000 at seed scale).
 pub fn all(rows: i64) -> Vec<Scenario> {
-    vec![s1(rows), s2(rows)]
+    vec![s1(rows), s2(rows), s3(rows)]
 }
 
 /// S1: a varchar id to uuid, unique, with a foreign key; the old column gone at complete.
@@ -163,6 +163,79 @@ pub fn s2(rows: i64) -> Scenario {
         check: format!(
             "SELECT count(*) FROM public.orders o FULL JOIN {REFERENCE_SCHEMA}.orders r USING (id)
              WHERE o.price IS DISTINCT FROM r.price OR pg_typeof(o.price) <> 'bigint'::regtype"
+        ),
+    }
+}
+
+/// S3: an int primary key to bigint together with the foreign keys that reference it.
+pub fn s3(rows: i64) -> Scenario {
+    let r = pgshift::quote::ident(REFERENCE_SCHEMA);
+    Scenario {
+        name: "S3",
+        title: "orders.id serial -> bigint with order_items.order_id referencing it".into(),
+        rows,
+        setup: vec![
+            format!(
+                "CREATE TABLE orders (id serial PRIMARY KEY, price int NOT NULL,
+                     created_at timestamptz NOT NULL DEFAULT now());
+                 CREATE TABLE order_items (id bigserial PRIMARY KEY,
+                     order_id int NOT NULL REFERENCES orders (id) ON DELETE CASCADE, qty int NOT NULL);
+                 INSERT INTO orders (price) SELECT (g::bigint * 7919 % 100000)::int FROM generate_series(1, {rows}) g;
+                 INSERT INTO order_items (order_id, qty) SELECT (g % {rows}) + 1, g % 7 + 1 FROM generate_series(1, {rows}) g;
+                 CREATE INDEX order_items_order_id ON order_items (order_id);"
+            ),
+            "VACUUM ANALYZE orders".into(),
+            "VACUUM ANALYZE order_items".into(),
+        ],
+        file_name: "0001_orders_id_bigint.yaml",
+        migration: "operations:
+  - alter_primary_key:
+      table: orders
+      type: bigint
+"
+        .into(),
+        workload: Workload {
+            old: vec![
+                "SELECT o.price, i.qty FROM orders o JOIN order_items i ON i.order_id = o.id WHERE o.id = $1::bigint".into(),
+                "UPDATE orders SET price = price + 1 WHERE id = $1::bigint".into(),
+                "WITH o AS (INSERT INTO orders (price) VALUES (($1::bigint % 1000)::int) RETURNING id)
+                 INSERT INTO order_items (order_id, qty) SELECT id, 1 FROM o".into(),
+                "UPDATE order_items SET qty = qty + 1 WHERE id = $1::bigint".into(),
+            ],
+            new: vec![
+                "SELECT o.price, i.qty FROM orders o JOIN order_items i ON i.order_id = o.id WHERE o.id = $1::bigint".into(),
+                "UPDATE orders SET price = price + 2 WHERE id = $1::bigint".into(),
+                "WITH o AS (INSERT INTO orders (price) VALUES (($1::bigint % 1000)::int) RETURNING id)
+                 INSERT INTO order_items (order_id, qty) SELECT id, 2 FROM o".into(),
+                "UPDATE order_items SET qty = qty + 2 WHERE id = $1::bigint".into(),
+            ],
+            keys: rows,
+        },
+        complete_statements: vec![
+            "SELECT o.price, i.qty FROM orders o JOIN order_items i ON i.order_id = o.id WHERE o.id = $1::bigint".into(),
+            "UPDATE orders SET price = price + 3 WHERE id = $1::bigint".into(),
+            "UPDATE order_items SET qty = qty + 3 WHERE id = $1::bigint".into(),
+        ],
+        reference: format!(
+            "CREATE TABLE {r}.orders AS SELECT id::bigint AS id FROM public.orders;
+             CREATE TABLE {r}.items AS SELECT id, order_id::bigint AS order_id FROM public.order_items"
+        ),
+        // Rows whose key or reference differs, plus any column, sequence or foreign key not
+        // in its final state.
+        check: format!(
+            "SELECT (SELECT count(*) FROM public.order_items i FULL JOIN {r}.items x USING (id)
+                     WHERE i.order_id IS DISTINCT FROM x.order_id)
+                  + (SELECT count(*) FROM public.orders o FULL JOIN {r}.orders x USING (id)
+                     WHERE o.id IS NULL OR x.id IS NULL)
+                  + (SELECT count(*) FROM pg_attribute
+                     WHERE attrelid IN ('public.orders'::regclass, 'public.order_items'::regclass)
+                       AND attname IN ('id', 'order_id') AND atttypid <> 'bigint'::regtype)
+                  + (SELECT count(*) FROM pg_constraint WHERE conrelid = 'public.order_items'::regclass
+                       AND contype = 'f' AND NOT convalidated)
+                  + (SELECT 1 - count(*) FROM pg_constraint WHERE conrelid = 'public.orders'::regclass
+                       AND contype = 'p')
+                  + (SELECT count(*) FROM pg_sequence WHERE seqrelid = 'public.orders_id_seq'::regclass
+                       AND seqtypid <> 'bigint'::regtype)"
         ),
     }
 }

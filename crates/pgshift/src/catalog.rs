@@ -45,6 +45,12 @@ pub struct Constraint {
     pub columns: Vec<String>,
     /// `pg_get_constraintdef`: `CHECK (...)`, `FOREIGN KEY (...) REFERENCES ...`, ...
     pub definition: String,
+    /// A foreign key's referenced table (in the same schema; None for another schema's)
+    /// and columns.
+    #[serde(default)]
+    pub foreign_table: Option<String>,
+    #[serde(default)]
+    pub foreign_columns: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -68,6 +74,9 @@ pub struct Column {
     /// 's' for stored generated columns, empty otherwise.
     pub generated: String,
     pub comment: Option<String>,
+    /// The sequence the column owns (serial, or OWNED BY): schema and name.
+    #[serde(default)]
+    pub owned_sequence: Option<(String, String)>,
 }
 
 impl Table {
@@ -144,7 +153,31 @@ impl Catalog {
                     identity: r.get(5),
                     generated: r.get(6),
                     comment: r.get(7),
+                    owned_sequence: None,
                 });
+            }
+        }
+        let rows = client
+            .query(
+                "SELECT c.relname::text, a.attname::text, sn.nspname::text, s.relname::text
+                 FROM pg_depend d
+                 JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+                 JOIN pg_namespace sn ON sn.oid = s.relnamespace
+                 JOIN pg_class c ON c.oid = d.refobjid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.refobjsubid
+                 WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+                   AND d.deptype IN ('a', 'i') AND n.nspname = $1",
+                &[&schema],
+            )
+            .await?;
+        for r in &rows {
+            let (table, column): (String, String) = (r.get(0), r.get(1));
+            if let Some(c) = tables
+                .get_mut(&table)
+                .and_then(|t| t.columns.iter_mut().find(|c| c.name == column))
+            {
+                c.owned_sequence = Some((r.get(2), r.get(3)));
             }
         }
         let rows = client
@@ -152,7 +185,10 @@ impl Catalog {
                 "SELECT c.relname::text, k.conname::text, k.contype::text,
                         ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
                               JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
-                        pg_get_constraintdef(k.oid)
+                        pg_get_constraintdef(k.oid),
+                        (SELECT f.relname::text FROM pg_class f WHERE f.oid = k.confrelid AND f.relnamespace = c.relnamespace),
+                        ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
+                              JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i)
                  FROM pg_constraint k
                  JOIN pg_class c ON c.oid = k.conrelid
                  JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -168,6 +204,8 @@ impl Catalog {
                     kind: r.get(2),
                     columns: r.get(3),
                     definition: r.get(4),
+                    foreign_table: r.get(5),
+                    foreign_columns: r.get(6),
                 };
                 if constraint.kind == "p" {
                     t.primary_key = constraint.columns.clone();

@@ -42,6 +42,7 @@ fn catalog() -> Catalog {
             kind: "p".into(),
             columns: vec!["id".into()],
             definition: "PRIMARY KEY (id)".into(),
+            ..Constraint::default()
         },
     );
     orders.constraints.insert(
@@ -51,6 +52,7 @@ fn catalog() -> Catalog {
             kind: "c".into(),
             columns: vec!["price".into()],
             definition: "CHECK ((price >= 0))".into(),
+            ..Constraint::default()
         },
     );
     orders.indexes.push(Index {
@@ -58,17 +60,45 @@ fn catalog() -> Catalog {
         definition: "CREATE INDEX orders_price_idx ON public.orders USING btree (price)".into(),
         constraint: None,
     });
-    c.tables.insert("orders".into(), orders);
-    c.tables.insert(
-        "customers".into(),
-        Table {
-            name: "customers".into(),
-            columns: vec![column("id", "integer", true), column("name", "text", true)],
-            primary_key: vec!["id".into()],
-            referenced_columns: vec!["id".into()],
-            ..Table::default()
+    orders.constraints.insert(
+        "orders_customer_id_fkey".into(),
+        Constraint {
+            name: "orders_customer_id_fkey".into(),
+            kind: "f".into(),
+            columns: vec!["customer_id".into()],
+            definition: "FOREIGN KEY (customer_id) REFERENCES customers(id) ON DELETE CASCADE"
+                .into(),
+            foreign_table: Some("customers".into()),
+            foreign_columns: vec!["id".into()],
         },
     );
+    c.tables.insert("orders".into(), orders);
+    let mut customers = Table {
+        name: "customers".into(),
+        columns: vec![column("id", "integer", true), column("name", "text", true)],
+        primary_key: vec!["id".into()],
+        referenced_columns: vec!["id".into()],
+        ..Table::default()
+    };
+    customers.columns[0].default = Some("nextval('customers_id_seq'::regclass)".into());
+    customers.columns[0].owned_sequence = Some(("public".into(), "customers_id_seq".into()));
+    customers.constraints.insert(
+        "customers_pkey".into(),
+        Constraint {
+            name: "customers_pkey".into(),
+            kind: "p".into(),
+            columns: vec!["id".into()],
+            definition: "PRIMARY KEY (id)".into(),
+            ..Constraint::default()
+        },
+    );
+    customers.indexes.push(Index {
+        name: "customers_pkey".into(),
+        definition: "CREATE UNIQUE INDEX customers_pkey ON public.customers USING btree (id)"
+            .into(),
+        constraint: Some("customers_pkey".into()),
+    });
+    c.tables.insert("customers".into(), customers);
     c.indexes.insert("orders_price_idx".into(), "orders".into());
     c
 }
@@ -188,3 +218,8 @@ snapshot!(set_replica_identity, "operations:\n  - set_replica_identity:\n      t
 snapshot!(sql_with_inferred_down, "operations:\n  - sql:\n      up: CREATE TYPE mood AS ENUM ('ok', 'sad'); CREATE TABLE moods (m mood)\n");
 snapshot!(update_is_a_batched_data_change, "operations:\n  - update:\n      table: orders\n      set:\n        note: upper(note)\n      where: note <> upper(note)\n");
 snapshot!(unknown_table_and_column_are_reported_per_operation, "operations:\n  - add_column:\n      table: nope\n      column:\n        name: x\n        type: int\n        nullable: true\n  - drop_column:\n      table: orders\n      column: nope\n");
+snapshot!(
+    alter_primary_key_with_the_foreign_keys_that_reference_it,
+    "operations:\n  - alter_primary_key:\n      table: customers\n      type: bigint\n"
+);
+snapshot!(alter_primary_key_of_a_table_without_one_is_refused, "operations:\n  - create_table:\n      name: logs\n      columns:\n        - name: line\n          type: text\n  - alter_primary_key:\n      table: logs\n      type: bigint\n");

@@ -25,6 +25,7 @@ pub enum Operation {
     SetReplicaIdentity(SetReplicaIdentity),
     Sql(RawSql),
     Update(Update),
+    AlterPrimaryKey(AlterPrimaryKey),
 }
 
 /// The operation names, as written in files.
@@ -45,6 +46,7 @@ pub const OPERATION_NAMES: &[&str] = &[
     "set_replica_identity",
     "sql",
     "update",
+    "alter_primary_key",
 ];
 
 impl<'de> Deserialize<'de> for Operation {
@@ -86,6 +88,7 @@ impl<'de> Deserialize<'de> for Operation {
                     "set_replica_identity" => Operation::SetReplicaIdentity(map.next_value()?),
                     "sql" => Operation::Sql(map.next_value()?),
                     "update" => Operation::Update(map.next_value()?),
+                    "alter_primary_key" => Operation::AlterPrimaryKey(map.next_value()?),
                     other => return Err(A::Error::unknown_variant(other, OPERATION_NAMES)),
                 };
                 if let Some(extra) = map.next_key::<String>()? {
@@ -121,6 +124,7 @@ impl Operation {
             Operation::SetReplicaIdentity(_) => "set_replica_identity",
             Operation::Sql(_) => "sql",
             Operation::Update(_) => "update",
+            Operation::AlterPrimaryKey(_) => "alter_primary_key",
         }
     }
 }
@@ -892,4 +896,16 @@ pub struct Update {
     pub set: BTreeMap<String, String>,
     #[serde(default, rename = "where")]
     pub condition: Option<String>,
+}
+
+/// `alter_primary_key`: a new type for a table's one-column primary key and, with it, for
+/// every foreign-key column of the schema that references it (an int key running out of
+/// values becomes bigint without downtime).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlterPrimaryKey {
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
 }

@@ -13,7 +13,7 @@ pub(crate) mod triggers;
 mod virtual_schema;
 
 pub use naming::internal_name;
-pub use virtual_schema::{VColumn, VTable, VirtualSchema};
+pub use virtual_schema::{VColumn, VReference, VTable, VirtualSchema};
 
 use crate::catalog::Catalog;
 use crate::model::{Migration, Operation};

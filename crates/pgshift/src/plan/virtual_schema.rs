@@ -19,6 +19,23 @@ pub struct VTable {
     /// Physical columns that cannot be swapped for a copy by a duplication: the primary
     /// key's, and those other tables' foreign keys reference.
     pub pinned: Vec<String>,
+    /// The physical primary key columns.
+    pub primary_key: Vec<String>,
+    /// Physical identity columns (GENERATED ... AS IDENTITY).
+    pub identity: Vec<String>,
+    /// Foreign keys of this schema's tables that reference this table.
+    pub referenced_by: Vec<VReference>,
+}
+
+/// A foreign key that references a table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VReference {
+    pub constraint: String,
+    /// The referencing table and its columns (physical).
+    pub table: String,
+    pub columns: Vec<String>,
+    /// The referenced columns (physical), in the same order.
+    pub referenced: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +90,27 @@ impl VirtualSchema {
                             .iter()
                             .chain(&t.referenced_columns)
                             .cloned()
+                            .collect(),
+                        primary_key: t.primary_key.clone(),
+                        identity: t
+                            .columns
+                            .iter()
+                            .filter(|c| !c.identity.is_empty())
+                            .map(|c| c.name.clone())
+                            .collect(),
+                        referenced_by: catalog
+                            .tables
+                            .values()
+                            .flat_map(|r| r.constraints.values().map(move |k| (r, k)))
+                            .filter(|(_, k)| {
+                                k.kind == "f" && k.foreign_table.as_deref() == Some(&t.name)
+                            })
+                            .map(|(r, k)| VReference {
+                                constraint: k.name.clone(),
+                                table: r.name.clone(),
+                                columns: k.columns.clone(),
+                                referenced: k.foreign_columns.clone(),
+                            })
                             .collect(),
                     },
                 )

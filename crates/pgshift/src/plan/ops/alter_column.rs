@@ -112,6 +112,8 @@ impl AlterColumn {
                 },
             }],
             constraints,
+            swap_primary_key: false,
+            referenced: Vec::new(),
         }
     }
 

@@ -89,6 +89,8 @@ impl CreateConstraint {
                 })
                 .collect(),
             constraints: vec![constraint],
+            swap_primary_key: false,
+            referenced: Vec::new(),
         }
     }
 

@@ -248,10 +248,16 @@ impl OperationPlan for CreateTable {
                 },
                 constraints: self.constraints.iter().map(|c| c.name.clone()).collect(),
                 pinned: if pk.is_empty() {
+                    table_pk.clone().unwrap_or_default()
+                } else {
+                    pk.clone()
+                },
+                primary_key: if pk.is_empty() {
                     table_pk.unwrap_or_default()
                 } else {
                     pk
                 },
+                ..VTable::default()
             },
         );
     }

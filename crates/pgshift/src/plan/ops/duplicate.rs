@@ -72,6 +72,12 @@ pub(super) struct Duplication<'a> {
     pub table: &'a str,
     pub columns: Vec<DupColumn>,
     pub constraints: Vec<NewConstraint>,
+    /// The table's primary key involves a duplicated column: rebuild its index on the
+    /// copies and swap it in as the primary key (`alter_primary_key`).
+    pub swap_primary_key: bool,
+    /// Columns of other tables duplicated by the same operation, as (physical table, old
+    /// column, copy): foreign keys that reference them are recreated against the copies.
+    pub referenced: Vec<(String, String, String)>,
 }
 
 pub(super) fn new_name(column: &str) -> String {
@@ -94,8 +100,25 @@ impl Duplication<'_> {
     }
 
     pub fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
+        let (mut steps, swap) = self.plan_parts(ctx, vs);
+        if !swap.is_empty() {
+            steps.complete.push(sql_step(
+                format!(
+                    "swap {} on {} for their new copies",
+                    names(&self.columns),
+                    self.table
+                ),
+                swap.join(";\n"),
+            ));
+        }
+        steps
+    }
+
+    /// The steps, without the swap at complete, and the swap's statements (for an
+    /// operation that swaps several tables in one transaction).
+    pub fn plan_parts(&self, ctx: &PlanContext, vs: &VirtualSchema) -> (OpSteps, Vec<String>) {
         let Some(t) = vs.table(self.table) else {
-            return OpSteps::default();
+            return (OpSteps::default(), Vec::new());
         };
         let table = qualified(ctx.schema, &t.physical);
         let mut new_version = VirtualSchema::default();
@@ -112,21 +135,27 @@ impl Duplication<'_> {
         let adds: Vec<String> = self
             .columns
             .iter()
-            .map(|d| {
-                let mut s = format!("ADD COLUMN {} {}", ident(&new_name(&d.name)), d.new_type);
-                if let Some(default) = &d.default {
-                    s.push_str(&format!(" DEFAULT {default}"));
-                }
-                s
-            })
+            .map(|d| format!("ADD COLUMN {} {}", ident(&new_name(&d.name)), d.new_type))
             .collect();
+        // Defaults apply to new rows only, set after the column exists: a volatile default
+        // (nextval of a serial) in ADD COLUMN would rewrite the table under its lock, and
+        // the backfill fills existing rows anyway.
+        let mut add = vec![format!("ALTER TABLE {table} {}", adds.join(", "))];
+        for d in &self.columns {
+            if let Some(default) = &d.default {
+                add.push(format!(
+                    "ALTER TABLE {table} ALTER COLUMN {} SET DEFAULT {default}",
+                    ident(&new_name(&d.name))
+                ));
+            }
+        }
         steps.start.push(sql_step(
             format!(
                 "add the new copies of {} on {}",
                 names(&self.columns),
                 self.table
             ),
-            format!("ALTER TABLE {table} {}", adds.join(", ")),
+            add.join(";\n"),
         ));
         let trigger = internal_name("trg", &[&t.physical, &names(&self.columns)]);
         let dual = DualWrite {
@@ -287,6 +316,23 @@ impl Duplication<'_> {
         self.carry_over(ctx, &t.physical, &old_physical, &mut steps, &mut renames);
         // The swap: one transaction, so no client ever sees the column missing.
         let mut swap = triggers::drop_sql(ctx.schema, &t.physical, &trigger);
+        // A sequence the old column owns would go with it: it passes to the copy.
+        let catalog_table = ctx.catalog.table(&t.physical);
+        let sequences: Vec<(String, &DupColumn)> = self
+            .columns
+            .iter()
+            .filter_map(|d| {
+                let c = catalog_table?.column(&old_physical(&d.name))?;
+                if !c.identity.is_empty() {
+                    return None;
+                }
+                let (schema, name) = c.owned_sequence.as_ref()?;
+                Some((qualified(schema, name), d))
+            })
+            .collect();
+        for (sequence, _) in &sequences {
+            swap.push(format!("ALTER SEQUENCE {sequence} OWNED BY NONE"));
+        }
         for d in &self.columns {
             swap.push(format!(
                 "ALTER TABLE {table} DROP COLUMN {}",
@@ -306,14 +352,18 @@ impl Duplication<'_> {
             }
         }
         swap.extend(renames);
-        steps.complete.push(sql_step(
-            format!(
-                "swap {} on {} for their new copies",
-                names(&self.columns),
-                self.table
-            ),
-            swap.join(";\n"),
-        ));
+        for (sequence, d) in &sequences {
+            if matches!(
+                d.new_type.as_str(),
+                "smallint" | "integer" | "bigint" | "int2" | "int4" | "int8" | "int"
+            ) {
+                swap.push(format!("ALTER SEQUENCE {sequence} AS {}", d.new_type));
+            }
+            swap.push(format!(
+                "ALTER SEQUENCE {sequence} OWNED BY {table}.{}",
+                ident(&d.name)
+            ));
+        }
         let drops: Vec<String> = self
             .columns
             .iter()
@@ -330,7 +380,7 @@ impl Duplication<'_> {
             ),
             vec![format!("ALTER TABLE {table} {}", drops.join(", "))],
         ));
-        steps
+        (steps, swap)
     }
 }
 
@@ -357,6 +407,9 @@ impl Duplication<'_> {
             .collect();
         let involved =
             |cols: &[String]| cols.iter().any(|c| columns.iter().any(|(old, _)| old == c));
+        // Foreign keys to columns this operation also duplicates need the copies' unique
+        // index, built after the backfill: they are added after it.
+        let mut late = Vec::new();
         for k in catalog_table.constraints.values() {
             if !involved(&k.columns) {
                 continue;
@@ -364,16 +417,31 @@ impl Duplication<'_> {
             match k.kind.as_str() {
                 "c" | "f" => {
                     let tmp = internal_name("cc", &[&k.name]);
-                    if let Ok(sql) =
-                        rewrite_constraint_definition(&table, &tmp, &k.definition, &columns)
-                    {
-                        steps.start.push(sql_step(
+                    let referenced: Vec<(String, String)> = self
+                        .referenced
+                        .iter()
+                        .filter(|(t, ..)| k.foreign_table.as_deref() == Some(t.as_str()))
+                        .map(|(_, old, new)| (old.clone(), new.clone()))
+                        .collect();
+                    if let Ok(sql) = rewrite_constraint_definition(
+                        &table,
+                        &tmp,
+                        &k.definition,
+                        &columns,
+                        &referenced,
+                    ) {
+                        let add = sql_step(
                             format!(
                                 "constraint {} recreated on the copies, not validated yet",
                                 k.name
                             ),
                             sql,
-                        ));
+                        );
+                        if referenced.is_empty() {
+                            steps.start.push(add);
+                        } else {
+                            late.push(add);
+                        }
                         steps.complete.push(sql_step(
                             format!("validate the copy of constraint {}", k.name),
                             format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&tmp)),
@@ -403,7 +471,11 @@ impl Duplication<'_> {
                 .as_ref()
                 .and_then(|c| catalog_table.constraints.get(c))
                 .map(|c| c.kind.as_str());
-            if matches!(kind, Some("p") | Some("x")) || !involved(&columns_named(&ix.definition)) {
+            let primary = kind == Some("p");
+            if (primary && !self.swap_primary_key)
+                || kind == Some("x")
+                || !involved(&columns_named(&ix.definition))
+            {
                 continue;
             }
             let tmp = internal_name("ix", &[&ix.name]);
@@ -420,6 +492,11 @@ impl Duplication<'_> {
                 }),
             ));
             renames.push(match (&ix.constraint, kind) {
+                (Some(constraint), Some("p")) => format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}",
+                    ident(constraint),
+                    ident(&tmp)
+                ),
                 (Some(constraint), Some("u")) => format!(
                     "ALTER TABLE {table} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
                     ident(constraint),
@@ -432,6 +509,7 @@ impl Duplication<'_> {
                 ),
             });
         }
+        steps.after_backfill.extend(late);
     }
 }
 

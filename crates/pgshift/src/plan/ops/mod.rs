@@ -2,6 +2,7 @@
 
 mod add_column;
 mod alter_column;
+mod alter_primary_key;
 mod create_constraint;
 mod create_index;
 mod create_table;
@@ -41,6 +42,7 @@ pub(super) fn dispatch(op: &Operation) -> &dyn OperationPlan {
         Operation::SetReplicaIdentity(o) => o,
         Operation::Sql(o) => o,
         Operation::Update(o) => o,
+        Operation::AlterPrimaryKey(o) => o,
     }
 }
 
@@ -245,6 +247,7 @@ fn rewrite_constraint_definition(
     new_name: &str,
     definition: &str,
     renames: &[(String, String)],
+    referenced_renames: &[(String, String)],
 ) -> Result<String, Invalid> {
     use pg_query::protobuf::node::Node;
     let sql = format!(
@@ -270,6 +273,11 @@ fn rewrite_constraint_definition(
             for attr in k.fk_attrs.iter_mut().chain(k.keys.iter_mut()) {
                 if let Some(Node::String(s)) = attr.node.as_mut() {
                     rename_string(&mut s.sval, renames);
+                }
+            }
+            for attr in &mut k.pk_attrs {
+                if let Some(Node::String(s)) = attr.node.as_mut() {
+                    rename_string(&mut s.sval, referenced_renames);
                 }
             }
             rename_in_expression(&mut k.raw_expr, renames);
@@ -337,6 +345,7 @@ mod tests {
             "tmp",
             "FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE",
             &renames,
+            &[],
         )
         .unwrap();
         assert!(
@@ -349,6 +358,7 @@ mod tests {
             "tmp",
             "CHECK ((length(user_id::text) > 3))",
             &renames,
+            &[],
         )
         .unwrap();
         assert!(

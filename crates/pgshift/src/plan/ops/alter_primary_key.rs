@@ -1,0 +1,235 @@
+//! `alter_primary_key`: a table's primary key column and every foreign-key column that
+//! references it get a new type (int to bigint), with no lock held for longer than a swap.
+//!
+//! Each column is duplicated (see `duplicate.rs`): a copy of the new type, filled by a
+//! trigger and a backfill. After the backfill the primary key's unique index is built
+//! CONCURRENTLY on the copy, the referencing tables' foreign keys are added on their copies
+//! against it, NOT VALID, and NOT NULL goes on as a CHECK, NOT VALID. Complete validates
+//! them (reads and writes go on), then swaps every table in one short transaction: the old
+//! columns go (and the old foreign keys with them), the copies take their names, the new
+//! index becomes the primary key (`USING INDEX`), the owned sequence moves to the new
+//! column as `AS <type>`.
+
+use super::duplicate::{new_name, DupColumn, Duplication};
+use super::Invalid;
+use crate::model::AlterPrimaryKey;
+use crate::plan::{sql_step, OpSteps, OperationPlan, PlanContext, VirtualSchema};
+use crate::quote::{ident, qualified};
+
+impl AlterPrimaryKey {
+    /// (virtual table name, columns to change) for the key's table and each referencing
+    /// table, the key's table first.
+    fn tables(&self, vs: &VirtualSchema) -> Vec<(String, Vec<String>)> {
+        let Some(t) = vs.table(&self.table) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, Vec<String>)> = vec![(self.table.clone(), t.primary_key.clone())];
+        for r in &t.referenced_by {
+            let Some(name) = vs
+                .tables
+                .iter()
+                .find(|(_, v)| v.physical == r.table)
+                .map(|(n, _)| n.clone())
+            else {
+                continue;
+            };
+            let physical_names: Vec<String> = r.columns.clone();
+            match out.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, cols)) => {
+                    for c in physical_names {
+                        if !cols.contains(&c) {
+                            cols.push(c);
+                        }
+                    }
+                }
+                None => out.push((name, physical_names)),
+            }
+        }
+        out
+    }
+
+    fn duplications<'a>(
+        &self,
+        tables: &'a [(String, Vec<String>)],
+        vs: &VirtualSchema,
+        ctx: Option<&PlanContext>,
+    ) -> Vec<Duplication<'a>> {
+        let referenced: Vec<(String, String, String)> = tables
+            .iter()
+            .filter_map(|(name, cols)| Some((vs.table(name)?.physical.clone(), cols)))
+            .flat_map(|(physical, cols)| {
+                cols.iter()
+                    .map(move |c| (physical.clone(), c.clone(), new_name(c)))
+            })
+            .collect();
+        tables
+            .iter()
+            .filter_map(|(name, physical_columns)| {
+                let t = vs.table(name)?;
+                let catalog_table = ctx.and_then(|ctx| ctx.catalog.table(&t.physical));
+                let columns = physical_columns
+                    .iter()
+                    .filter_map(|p| {
+                        let c = t.columns.iter().find(|c| &c.physical == p)?;
+                        let catalog_column = catalog_table.and_then(|ct| ct.column(p));
+                        Some(DupColumn {
+                            name: c.name.clone(),
+                            new_type: self.data_type.clone(),
+                            up: format!("{}::{}", ident(&c.name), self.data_type),
+                            down: format!("{}::{}", ident(&c.name), c.data_type),
+                            not_null: c.not_null,
+                            default: catalog_column.and_then(|c| c.default.clone()),
+                            comment: catalog_column.and_then(|c| c.comment.clone()),
+                        })
+                    })
+                    .collect();
+                Some(Duplication {
+                    table: name,
+                    columns,
+                    constraints: Vec::new(),
+                    swap_primary_key: true,
+                    referenced: referenced.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+impl OperationPlan for AlterPrimaryKey {
+    fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        let t = vs.require_table(&self.table)?;
+        if self.data_type.trim().is_empty() {
+            return Err((
+                "`type` is empty".to_owned(),
+                Some("type: bigint".to_owned()),
+            ));
+        }
+        match t.primary_key.as_slice() {
+            [] => {
+                return Err((
+                    format!("table {:?} has no primary key", self.table),
+                    Some("change the column with alter_column instead".to_owned()),
+                ))
+            }
+            [_] => {}
+            more => {
+                return Err((
+                    format!(
+                        "the primary key of {:?} has {} columns ({}); alter_primary_key changes a one-column key",
+                        self.table,
+                        more.len(),
+                        more.join(", ")
+                    ),
+                    None,
+                ))
+            }
+        }
+        for (name, columns) in self.tables(vs) {
+            let Some(table) = vs.table(&name) else {
+                continue;
+            };
+            for c in &columns {
+                if table.identity.contains(c) {
+                    return Err((
+                        format!("{name}.{c} is an identity column; alter_primary_key does not move identity sequences yet"),
+                        Some("convert it to a serial-style default first (ALTER COLUMN ... DROP IDENTITY, then a sequence default), or change it with one ALTER TABLE in a maintenance window".to_owned()),
+                    ));
+                }
+                if table.column(c).is_none() && !table.columns.iter().any(|v| &v.physical == c) {
+                    return Err((
+                        format!("column {name}.{c} is not visible in this version"),
+                        None,
+                    ));
+                }
+                // A referencing column that other tables reference in turn would need their
+                // keys changed as well.
+                if name != self.table
+                    && table.referenced_by.iter().any(|r| r.referenced.contains(c))
+                {
+                    return Err((
+                        format!("{name}.{c} references {} and is itself referenced by another table's foreign key", self.table),
+                        Some(format!("change {name}'s key first with its own alter_primary_key")),
+                    ));
+                }
+            }
+        }
+        let referencing: Vec<&str> = t.referenced_by.iter().map(|r| r.table.as_str()).collect();
+        if referencing
+            .iter()
+            .any(|r| !vs.tables.values().any(|v| v.physical == *r))
+        {
+            return Err((
+                format!(
+                    "a foreign key from a table this version does not show references {:?}",
+                    self.table
+                ),
+                None,
+            ));
+        }
+        Ok(())
+    }
+
+    fn apply(&self, vs: &mut VirtualSchema) {
+        let tables = self.tables(vs);
+        let before = vs.clone();
+        for d in self.duplications(&tables, &before, None) {
+            d.apply(vs);
+        }
+    }
+
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
+        let tables = self.tables(vs);
+        let mut steps = OpSteps::default();
+        let mut swap = Vec::new();
+        let mut what = Vec::new();
+        let mut rollbacks = Vec::new();
+        // The key's table first at start: its unique index is built before the other
+        // tables' foreign keys to it (each table adds those after its own indexes).
+        for d in self.duplications(&tables, vs, Some(ctx)) {
+            let (s, table_swap) = d.plan_parts(ctx, vs);
+            what.push(format!(
+                "{}.{}",
+                d.table,
+                d.columns
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+            steps.start.extend(s.start);
+            steps.backfills.extend(s.backfills);
+            steps.after_backfill.extend(s.after_backfill);
+            steps.complete.extend(s.complete);
+            // Rollback and swap go the other way: the referencing tables' copies (and
+            // their foreign keys to the key's copy) go before the key's copy.
+            rollbacks.insert(0, s.rollback);
+            swap.insert(0, table_swap);
+        }
+        steps.rollback = rollbacks.concat();
+        // The old foreign keys go first, by name: dropping the old key column would refuse
+        // while one (a table's reference to itself, say) still depends on it.
+        if let Some(t) = vs.table(&self.table) {
+            let drops: Vec<String> = t
+                .referenced_by
+                .iter()
+                .map(|r| {
+                    format!(
+                        "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                        qualified(ctx.schema, &r.table),
+                        ident(&r.constraint)
+                    )
+                })
+                .collect();
+            swap.insert(0, drops);
+        }
+        steps.complete.push(sql_step(
+            format!(
+                "swap {} for their {} copies, in one transaction",
+                what.join(", "),
+                self.data_type
+            ),
+            swap.concat().join(";\n"),
+        ));
+        steps
+    }
+}
