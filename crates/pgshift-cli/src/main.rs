@@ -1,5 +1,6 @@
 //! The `pgshift` command: parses flags, calls the library, prints. Nothing else lives here.
 
+mod demo;
 mod output;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -135,6 +136,28 @@ enum Command {
         #[arg(long)]
         allow_out_of_order: bool,
     },
+    /// Start a throwaway PostgreSQL (no database URL needed), run the seed scenarios under
+    /// client traffic, print figures per scenario and write an HTML report.
+    Demo {
+        /// Rows of S2's and S3's tables.
+        #[arg(long, default_value_t = 2_000_000)]
+        rows: i64,
+        /// Rows of S1's table.
+        #[arg(long, default_value_t = 222_000)]
+        s1_rows: i64,
+        /// Run only these scenarios (S1, S2, S3).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Where to write the HTML report.
+        #[arg(long, default_value = "pgshift-demo-report.html")]
+        report: PathBuf,
+        /// Client connections per schema version.
+        #[arg(long, default_value_t = 2)]
+        clients: usize,
+        /// Client statements per second per schema version.
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +211,30 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
+    if let Command::Demo {
+        rows,
+        s1_rows,
+        only,
+        report,
+        clients,
+        rate,
+    } = &cli.command
+    {
+        return demo::run(demo::DemoOptions {
+            rows: *rows,
+            s1_rows: *s1_rows,
+            only: only.clone(),
+            report: report.clone(),
+            json: matches!(cli.output, OutputArg::Json),
+            clients_per_version: (*clients).max(1),
+            rate: *rate,
+            pgshift_args: vec![
+                "--backfill-workers".to_owned(),
+                cli.backfill_workers.to_string(),
+            ],
+        })
+        .await;
+    }
     let spec = ConnectionSpec::resolve(cli.database_url.as_deref())?;
     let settings = ExecSettings {
         lock_timeout: cli.lock_timeout,
@@ -288,6 +335,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             .await?;
             printer.migrate(&report);
         }
+        Command::Demo { .. } => unreachable!("handled before connecting"),
     }
     Ok(())
 }

@@ -39,10 +39,18 @@ static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 /// The process's cluster, started on first call. Panics with instructions if PostgreSQL's
 /// server binaries cannot be found or started.
 pub fn cluster() -> &'static Cluster {
-    match CLUSTER.get_or_init(start_cluster) {
+    match try_cluster() {
         Ok(c) => c,
         Err(e) => panic!("pgshift-testkit could not start PostgreSQL: {e}"),
     }
+}
+
+/// The process's cluster, started on first call, or why it could not start.
+pub fn try_cluster() -> Result<&'static Cluster, String> {
+    CLUSTER
+        .get_or_init(start_cluster)
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 impl Cluster {
@@ -75,18 +83,41 @@ pub struct TestDb {
 impl TestDb {
     /// Creates a new database on the process's cluster.
     pub async fn new() -> TestDb {
-        let cluster = cluster();
+        match TestDb::try_new().await {
+            Ok(db) => db,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Creates a new database on the process's cluster, or says why it cannot.
+    pub async fn try_new() -> Result<TestDb, String> {
+        let cluster = try_cluster()?;
         let n = NEXT_DB.fetch_add(1, Ordering::SeqCst);
         let name = format!("t{}_{n}", std::process::id());
         let admin = connect_url(&cluster.url("postgres")).await;
         admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE template0"))
+            .batch_execute(&format!(
+                "CREATE DATABASE {} TEMPLATE template0",
+                pgshift::quote::ident(&name)
+            ))
             .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-        TestDb {
+            .map_err(|e| format!("CREATE DATABASE {name}: {e}"))?;
+        Ok(TestDb {
             url: cluster.url(&name),
             name,
-        }
+        })
+    }
+
+    /// Drops this database (its sessions are ended first).
+    pub async fn drop_database(&self) -> Result<(), String> {
+        let admin = connect_url(&try_cluster()?.url("postgres")).await;
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                pgshift::quote::ident(&self.name)
+            ))
+            .await
+            .map_err(|e| format!("DROP DATABASE {}: {e}", self.name))
     }
 
     /// A new connection to this database.

@@ -222,7 +222,10 @@ impl Traffic {
                 Arc::new(workload.new.clone()),
             ]),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
-            locks: Mutex::new(LockTracker::default()),
+            locks: Mutex::new(LockTracker {
+                sample_ms: config.sample_every.as_secs_f64() * 1000.0,
+                ..LockTracker::default()
+            }),
         });
         let mut tasks = Vec::new();
         let watcher = connect(&config.url).await?;
@@ -382,9 +385,14 @@ async fn watch(client: tokio_postgres::Client, shared: Arc<Shared>, every: Durat
                                  AND b.application_name LIKE 'pgshift%')";
     // Locks held by pgshift sessions on the database's own tables, in the modes that stop
     // client writes (every mode from SHARE up conflicts with ROW EXCLUSIVE).
-    let locks = "SELECT l.pid, l.relation::regclass::text, l.mode
+    // Tables only, and only those other sessions can see (a relation created by pgshift's
+    // open transaction, a view of the new version say, blocks nobody).
+    let locks = "SELECT l.pid, c.relname::text, l.mode
                  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 JOIN pg_class c ON c.oid = l.relation AND c.relkind IN ('r', 'p')
+                 JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname <> 'pgshift'
                  WHERE l.granted AND l.locktype = 'relation' AND l.relation >= 16384
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                    AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
                    AND a.application_name <> $1 AND a.application_name LIKE 'pgshift%'";
     let (Ok(statement), Ok(locks)) = (client.prepare(query).await, client.prepare(locks).await)
@@ -429,10 +437,26 @@ pub struct HeldLock {
     /// From the first sample that saw it to the last (a lower bound: the lock may have been
     /// taken up to one sampling interval earlier and released up to one later).
     pub ms: f64,
+    /// The sampling interval: the lock was held for less than `ms + 2 * sample_ms`.
+    pub sample_ms: f64,
+}
+
+impl HeldLock {
+    /// `12-32 ms, AccessExclusiveLock on orders`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{:.0}-{:.0} ms, {} on {}",
+            self.ms,
+            self.ms + 2.0 * self.sample_ms,
+            self.mode,
+            self.relation
+        )
+    }
 }
 
 #[derive(Default)]
 struct LockTracker {
+    sample_ms: f64,
     open: HashMap<(i32, String, String), (Instant, Instant)>,
     longest: Option<HeldLock>,
     seen: usize,
@@ -461,7 +485,12 @@ impl LockTracker {
         self.seen += 1;
         let ms = (last - first).as_secs_f64() * 1000.0;
         if self.longest.as_ref().is_none_or(|l| ms > l.ms) {
-            self.longest = Some(HeldLock { relation, mode, ms });
+            self.longest = Some(HeldLock {
+                relation,
+                mode,
+                ms,
+                sample_ms: self.sample_ms,
+            });
         }
     }
 }
