@@ -195,20 +195,8 @@ pub fn s3(rows: i64) -> Scenario {
 "
         .into(),
         workload: Workload {
-            old: vec![
-                "SELECT o.price, i.qty FROM orders o JOIN order_items i ON i.order_id = o.id WHERE o.id = $1::bigint".into(),
-                "UPDATE orders SET price = price + 1 WHERE id = $1::bigint".into(),
-                "WITH o AS (INSERT INTO orders (price) VALUES (($1::bigint % 1000)::int) RETURNING id)
-                 INSERT INTO order_items (order_id, qty) SELECT id, 1 FROM o".into(),
-                "UPDATE order_items SET qty = qty + 1 WHERE id = $1::bigint".into(),
-            ],
-            new: vec![
-                "SELECT o.price, i.qty FROM orders o JOIN order_items i ON i.order_id = o.id WHERE o.id = $1::bigint".into(),
-                "UPDATE orders SET price = price + 2 WHERE id = $1::bigint".into(),
-                "WITH o AS (INSERT INTO orders (price) VALUES (($1::bigint % 1000)::int) RETURNING id)
-                 INSERT INTO order_items (order_id, qty) SELECT id, 2 FROM o".into(),
-                "UPDATE order_items SET qty = qty + 2 WHERE id = $1::bigint".into(),
-            ],
+            old: order_statements(1),
+            new: order_statements(2),
             keys: rows,
         },
         complete_statements: vec![
@@ -238,6 +226,19 @@ pub fn s3(rows: i64) -> Scenario {
                        AND seqtypid <> 'bigint'::regtype)"
         ),
     }
+}
+
+/// S3's client statements; `n` tells the versions' writes apart.
+fn order_statements(n: i32) -> Vec<String> {
+    vec![
+        "SELECT o.price, i.qty FROM orders o JOIN order_items i ON i.order_id = o.id WHERE o.id = $1::bigint".into(),
+        format!("UPDATE orders SET price = price + {n} WHERE id = $1::bigint"),
+        format!(
+            "WITH o AS (INSERT INTO orders (price) VALUES (($1::bigint % 1000)::int) RETURNING id)
+             INSERT INTO order_items (order_id, qty) SELECT id, {n} FROM o"
+        ),
+        format!("UPDATE order_items SET qty = qty + {n} WHERE id = $1::bigint"),
+    ]
 }
 
 /// How a run is driven.
@@ -309,25 +310,29 @@ pub async fn run(
     scenario: &Scenario,
     options: &RunOptions,
 ) -> Result<ScenarioRun, String> {
-    let admin = connect(url).await?;
+    let admin = crate::traffic::connect(url, "pgshift-scenario").await?;
     let t0 = Instant::now();
     for sql in &scenario.setup {
-        admin
-            .batch_execute(sql)
-            .await
-            .map_err(|e| format!("{}: loading the data: {}", scenario.name, db_error(&e)))?;
+        admin.batch_execute(sql).await.map_err(|e| {
+            format!(
+                "{}: loading the data: {}",
+                scenario.name,
+                pgshift::error::pg_error_text(&e)
+            )
+        })?;
     }
     let load_s = t0.elapsed().as_secs_f64();
     let schema_before = fingerprint(&admin).await?;
 
-    let dir = tempdir(scenario.name)?;
+    let dir = tempfile::tempdir().map_err(|e| format!("a folder for the migration file: {e}"))?;
+    let dir = dir.path();
     let file = dir.join(scenario.file_name);
     std::fs::write(&file, &scenario.migration).map_err(|e| format!("{}: {e}", file.display()))?;
     let pgshift = |args: &[&str]| {
         let mut cmd = tokio::process::Command::new(&options.pgshift);
         cmd.args(&options.pgshift_args)
             .arg("--dir")
-            .arg(&dir)
+            .arg(dir)
             .args(args)
             .env("DATABASE_URL", url)
             .stdin(std::process::Stdio::null())
@@ -348,7 +353,6 @@ pub async fn run(
     .await?;
     let outcome = drive(scenario, options, &admin, &traffic, &file, &pgshift).await;
     let report = traffic.finish().await;
-    let _ = std::fs::remove_dir_all(&dir);
     let (start_s, backfill_s, finish_s) = outcome?;
 
     let (mismatches, schema_restored, schema_after) = if options.rollback {
@@ -358,7 +362,13 @@ pub async fn run(
         let n: i64 = admin
             .query_one(scenario.check.as_str(), &[])
             .await
-            .map_err(|e| format!("{}: the check failed: {}", scenario.name, db_error(&e)))?
+            .map_err(|e| {
+                format!(
+                    "{}: the check failed: {}",
+                    scenario.name,
+                    pgshift::error::pg_error_text(&e)
+                )
+            })?
             .get(0);
         (n, None, fingerprint(&admin).await?)
     };
@@ -466,7 +476,7 @@ async fn drive(
                 format!(
                     "{}: computing the reference: {}",
                     scenario.name,
-                    db_error(&e)
+                    pgshift::error::pg_error_text(&e)
                 )
             })?;
         traffic.set_statements(Version::New, scenario.complete_statements.clone());
@@ -510,36 +520,5 @@ async fn fingerprint(c: &tokio_postgres::Client) -> Result<String, String> {
     c.query_one(SCHEMA_FINGERPRINT, &[])
         .await
         .map(|r| r.get(0))
-        .map_err(|e| format!("reading the schema: {}", db_error(&e)))
-}
-
-async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
-
-fn tempdir(name: &str) -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!(
-        "pgshift-scenario-{}-{name}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    Ok(dir)
-}
-
-/// An error's text with the server's message, if it has one.
-pub fn db_error(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
-    }
+        .map_err(|e| format!("reading the schema: {}", pgshift::error::pg_error_text(&e)))
 }

@@ -228,7 +228,7 @@ impl Traffic {
             }),
         });
         let mut tasks = Vec::new();
-        let watcher = connect(&config.url).await?;
+        let watcher = connect(&config.url, APPLICATION_NAME).await?;
         tasks.push(tokio::spawn(watch(
             watcher,
             shared.clone(),
@@ -239,7 +239,7 @@ impl Traffic {
         );
         for version in [Version::Old, Version::New] {
             for n in 0..config.clients_per_version {
-                let client = connect(&config.url).await?;
+                let client = connect(&config.url, APPLICATION_NAME).await?;
                 let pid: i32 = client
                     .query_one("SELECT pg_backend_pid()", &[])
                     .await
@@ -266,12 +266,6 @@ impl Traffic {
         self.shared.lock().phases.push(PhaseState::new(name, now));
     }
 
-    /// The name of the current phase.
-    pub fn current_phase(&self) -> String {
-        let r = self.shared.lock();
-        r.phases.last().map(|p| p.name.clone()).unwrap_or_default()
-    }
-
     /// New-version clients start, with `schema` first on their search_path.
     pub fn set_new_version(&self, schema: &str) {
         *self
@@ -295,11 +289,6 @@ impl Traffic {
         self.shared.old_on.store(false, Ordering::SeqCst);
     }
 
-    /// Old-version clients run again.
-    pub fn restore_old(&self) {
-        self.shared.old_on.store(true, Ordering::SeqCst);
-    }
-
     /// Replaces the statements of one version's clients (from their next statement on).
     pub fn set_statements(&self, version: Version, statements: Vec<String>) {
         self.shared
@@ -314,16 +303,6 @@ impl Traffic {
         while self.shared.in_flight.load(Ordering::SeqCst) > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-    }
-
-    /// Errors so far.
-    pub fn error_count(&self) -> usize {
-        self.shared.lock().errors.len()
-    }
-
-    /// Statements run so far.
-    pub fn ops(&self) -> u64 {
-        self.shared.lock().total.histogram.len()
     }
 
     /// Stops every client (each finishes its statement) and reports.
@@ -362,13 +341,17 @@ impl TrafficReport {
     }
 }
 
-async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
+/// Connects to `url` as `application_name` (no TLS).
+pub(crate) async fn connect(
+    url: &str,
+    application_name: &str,
+) -> Result<tokio_postgres::Client, String> {
     let mut config: tokio_postgres::Config = url.parse().map_err(|e| format!("{url}: {e}"))?;
-    config.application_name(APPLICATION_NAME);
+    config.application_name(application_name);
     let (client, conn) = config
         .connect(tokio_postgres::NoTls)
         .await
-        .map_err(|e| format!("traffic cannot connect: {e}"))?;
+        .map_err(|e| format!("cannot connect: {e}"))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -602,7 +585,7 @@ async fn run_client(c: Client) {
                 phase,
                 version: c.version,
                 statement: sql.clone(),
-                message: crate::scenario::db_error(e),
+                message: pgshift::error::pg_error_text(e),
             });
         }
     }
@@ -617,6 +600,6 @@ fn record_error(c: &Client, at: Instant, sql: &str, e: &tokio_postgres::Error) {
         phase,
         version: c.version,
         statement: sql.to_owned(),
-        message: crate::scenario::db_error(e),
+        message: pgshift::error::pg_error_text(e),
     });
 }

@@ -135,7 +135,7 @@ impl OperationPlan for AlterPrimaryKey {
                         Some("convert it to a serial-style default first (ALTER COLUMN ... DROP IDENTITY, then a sequence default), or change it with one ALTER TABLE in a maintenance window".to_owned()),
                     ));
                 }
-                if table.column(c).is_none() && !table.columns.iter().any(|v| &v.physical == c) {
+                if !table.columns.iter().any(|v| &v.physical == c) {
                     return Err((
                         format!("column {name}.{c} is not visible in this version"),
                         None,
