@@ -13,6 +13,7 @@ pub struct DemoOptions {
     pub rows: i64,
     /// Rows of S1's table.
     pub s1_rows: i64,
+    pub s4_rows: i64,
     /// Only these scenarios (S1, S2, ...); all when empty.
     pub only: Vec<String>,
     pub report: PathBuf,
@@ -44,12 +45,12 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         );
     }
     let pgshift = std::env::current_exe()?;
-    let mut scenarios = vec![scenario::s1(options.s1_rows)];
-    scenarios.extend(
-        scenario::all(options.rows)
-            .into_iter()
-            .filter(|s| s.name != "S1"),
-    );
+    let mut scenarios = vec![
+        scenario::s1(options.s1_rows),
+        scenario::s2(options.rows),
+        scenario::s3(options.rows),
+        scenario::s4(options.s4_rows),
+    ];
     scenarios.retain(|s| {
         options.only.is_empty() || options.only.iter().any(|o| o.eq_ignore_ascii_case(s.name))
     });

@@ -145,7 +145,10 @@ enum Command {
         /// Rows of S1's table.
         #[arg(long, default_value_t = 222_000)]
         s1_rows: i64,
-        /// Run only these scenarios (S1, S2, S3).
+        /// Rows of S4's table (the seed's "over 50,000 caterers").
+        #[arg(long, default_value_t = 50_000)]
+        s4_rows: i64,
+        /// Run only these scenarios (S1, S2, S3, S4).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Where to write the HTML report.
@@ -214,6 +217,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
     if let Command::Demo {
         rows,
         s1_rows,
+        s4_rows,
         only,
         report,
         clients,
@@ -223,6 +227,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         return demo::run(demo::DemoOptions {
             rows: *rows,
             s1_rows: *s1_rows,
+            s4_rows: *s4_rows,
             only: only.clone(),
             report: report.clone(),
             json: matches!(cli.output, OutputArg::Json),

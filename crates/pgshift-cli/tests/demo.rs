@@ -14,6 +14,8 @@ fn demo_runs_every_scenario_and_writes_the_report() {
             "4000",
             "--s1-rows",
             "3000",
+            "--s4-rows",
+            "3000",
             "--output",
             "json",
         ])
@@ -37,7 +39,7 @@ fn demo_runs_every_scenario_and_writes_the_report() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["S1", "S2", "S3"]);
+    assert_eq!(names, ["S1", "S2", "S3", "S4"]);
     for s in &scenarios {
         assert_eq!(s["client_errors"], 0, "{s}");
         assert_eq!(s["mismatches"], 0, "{s}");
@@ -62,6 +64,6 @@ fn demo_runs_every_scenario_and_writes_the_report() {
         Some(std::fs::canonicalize(&report).unwrap().as_path())
     );
     let html = std::fs::read_to_string(&report).unwrap();
-    assert_eq!(html.matches("<svg").count(), 3, "one chart per scenario");
+    assert_eq!(html.matches("<svg").count(), 4, "one chart per scenario");
     assert!(html.contains("complete"), "phases are marked");
 }

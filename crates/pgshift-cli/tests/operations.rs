@@ -123,6 +123,32 @@ async fn run_case(case: &Case) {
 
 const CASES: &[Case] = &[
     Case {
+        name: "extract",
+        setup: "CREATE TABLE caterers (id serial PRIMARY KEY, name text NOT NULL, street text, zip text CHECK (length(zip) >= 5));
+                CREATE INDEX caterers_zip ON caterers (zip);
+                INSERT INTO caterers (name, street, zip) VALUES ('a', '1 Main', '02139'), ('b', NULL, NULL);",
+        migration: "operations:\n  - extract:\n      table: caterers\n      columns: [street, zip]\n      into: addresses\n      reference_column: caterer_id\n",
+        old_writes: &[
+            "INSERT INTO caterers (name, street, zip) VALUES ('c', '3 Old', '10001')",
+            "UPDATE caterers SET street = '1 Changed' WHERE id = 1",
+        ],
+        new_writes: &[
+            "WITH c AS (INSERT INTO caterers (name) VALUES ('d') RETURNING id) INSERT INTO addresses (caterer_id, street, zip) SELECT id, '4 New', '94105' FROM c",
+            "UPDATE addresses SET zip = '99999' WHERE caterer_id = 2",
+            "DELETE FROM caterers WHERE id = 3",
+        ],
+        // The column is gone from the new version's caterers; the CHECK went with it.
+        new_refused: &["SELECT street FROM caterers", "UPDATE addresses SET zip = '1' WHERE caterer_id = 1"],
+        open: &[("SELECT string_agg(id || ':' || coalesce(street, '-') || ':' || coalesce(zip, '-'), ',' ORDER BY id) FROM caterers", "1:1 Changed:02139,2:-:99999,4:4 New:94105")],
+        open_new: &[("SELECT string_agg(caterer_id || ':' || coalesce(street, '-') || ':' || coalesce(zip, '-'), ',' ORDER BY caterer_id) FROM addresses", "1:1 Changed:02139,2:-:99999,4:4 New:94105")],
+        done: &[
+            ("SELECT string_agg(caterer_id || ':' || coalesce(street, '-') || ':' || coalesce(zip, '-'), ',' ORDER BY caterer_id) FROM addresses", "1:1 Changed:02139,2:-:99999,4:4 New:94105"),
+            ("SELECT count(*)::text FROM pg_attribute WHERE attrelid = 'caterers'::regclass AND attname IN ('street', 'zip') AND NOT attisdropped", "0"),
+            ("SELECT tablename::text FROM pg_indexes WHERE indexname = 'caterers_zip'", "addresses"),
+            ("SELECT string_agg(conname || ':' || convalidated, ',' ORDER BY conname) FROM pg_constraint WHERE conrelid = 'addresses'::regclass", "addresses_caterer_id_fkey:true,addresses_pkey:true,caterers_zip_check:true"),
+        ],
+    },
+    Case {
         name: "create_table",
         setup: "SELECT 1",
         migration: "operations:\n  - create_table:\n      name: notes\n      columns:\n        - name: id\n          type: serial\n          pk: true\n        - name: body\n          type: text\n          default: \"'empty'\"\n",
@@ -353,4 +379,70 @@ async fn every_operation_through_start_writes_rollback_start_complete() {
     for case in CASES {
         run_case(case).await;
     }
+}
+
+/// A row changed around pgshift's triggers (here with them switched off) is found by the
+/// check before complete: complete stops with a report naming the key, changes nothing, and
+/// the migration stays open; once the row is fixed, complete goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn extract_verification_stops_complete_on_a_mismatch() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE caterers (id serial PRIMARY KEY, name text NOT NULL, city text, zip text);
+         INSERT INTO caterers (name, city, zip) SELECT 'c' || g, 'City ' || g, lpad(g::text, 5, '0') FROM generate_series(1, 500) g;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_addresses.yaml",
+        "operations:\n  - extract:\n      table: caterers\n      columns: [city, zip]\n      into: addresses\n      reference_column: caterer_id\n      id_column: id\n",
+    )]);
+    let file = m.path().join("0001_addresses.yaml");
+    run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
+    let before = schema_dump(&db).await;
+    raw.batch_execute(
+        "SET session_replication_role = replica;
+         UPDATE caterers SET zip = '77777' WHERE id = 42;
+         DELETE FROM addresses WHERE caterer_id = 7;
+         SET session_replication_role = origin;",
+    )
+    .await
+    .unwrap();
+    let r = run(&db, &m.path(), &["complete"]).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    for expected in [
+        "1 without a row in addresses, 1 with different values",
+        "caterers.id = 7: no row in addresses",
+        "caterers.id = 42: differs in zip",
+    ] {
+        assert!(
+            r.stderr.contains(expected),
+            "missing {expected:?} in:\n{}",
+            r.all()
+        );
+    }
+    assert_eq!(
+        schema_dump(&db).await,
+        before,
+        "a failed verification changed the schema"
+    );
+    assert_eq!(migration_status(&raw, "0001_addresses").await, "started");
+
+    raw.batch_execute(
+        "INSERT INTO addresses (caterer_id, city, zip) SELECT id, city, zip FROM caterers WHERE id = 7;
+         UPDATE addresses SET zip = '77777' WHERE caterer_id = 42;",
+    )
+    .await
+    .unwrap();
+    let r = run_ok(&db, &m.path(), &["complete"]).await;
+    assert!(
+        r.all().contains("verified: every row of caterers"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        scalar_i64(&raw, "SELECT count(*) FROM addresses a JOIN generate_series(1, 500) g ON a.caterer_id = g AND a.zip = CASE WHEN g = 42 THEN '77777' ELSE lpad(g::text, 5, '0') END").await,
+        500
+    );
 }

@@ -122,3 +122,13 @@ async fn s3_primary_key_bigint_completes_under_traffic() {
 async fn s3_primary_key_bigint_rolls_back_under_traffic() {
     rolls_back(scenario::s3(ROWS)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s4_extract_completes_under_traffic() {
+    completes(scenario::s4(ROWS)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s4_extract_rolls_back_under_traffic() {
+    rolls_back(scenario::s4(ROWS)).await;
+}

@@ -79,7 +79,7 @@ struct Run<'a> {
     /// Vacuums in the background on a connection of its own, while batches go on.
     vacuum: Vacuum,
     target: String,
-    assignments: String,
+    write: Write,
     condition: String,
     walk: Walk,
 }
@@ -158,12 +158,7 @@ pub async fn run(
         settings.workers,
     )
     .await?;
-    let assignments = spec
-        .set
-        .iter()
-        .map(|(col, expr)| format!("{} = {}", ident(col), expression(expr)))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let write = Write::of(spec, &target);
     let condition = spec
         .condition
         .as_deref()
@@ -178,7 +173,7 @@ pub async fn run(
     }
     // And one per part for its vacuums, unless vacuuming is off.
     let mut vacuum_clients = Vec::new();
-    if settings.vacuum_every_rows > 0 {
+    if settings.vacuum_every_rows > 0 && write.leaves_dead_rows() {
         for _ in 0..pending.len() {
             vacuum_clients.push(exec.connect_another().await?);
         }
@@ -196,7 +191,7 @@ pub async fn run(
                 start_xid: part.start_xid,
                 vacuum: Vacuum::new(vacuum_clients.pop()),
                 target: target.clone(),
-                assignments: assignments.clone(),
+                write: write.clone(),
                 condition: condition.clone(),
                 walk: walk.clone(),
             };
@@ -515,6 +510,7 @@ impl Run<'_> {
                 return Ok(done);
             }
             if self.settings.vacuum_every_rows > 0
+                && self.write.leaves_dead_rows()
                 && since_vacuum >= self.settings.vacuum_every_rows
             {
                 // Started in the background; while the last one still runs, this waits for
@@ -659,7 +655,7 @@ impl Run<'_> {
                     &self.target,
                     key,
                     types,
-                    &self.assignments,
+                    &self.write,
                     &self.condition,
                     cursor.is_some(),
                     self.upper.is_some(),
@@ -736,18 +732,18 @@ impl Run<'_> {
                     None => to > *pages,
                 };
                 let sql = if *range_scan {
-                    format!(
-                        "UPDATE {} SET {} WHERE ctid >= format('(%s,0)', $1::bigint)::tid AND ctid < format('(%s,0)', $2::bigint)::tid AND {OLDER}{}",
-                        self.target, self.assignments, self.condition
-                    )
+                    self.write.sql(&format!(
+                        "ctid >= format('(%s,0)', $1::bigint)::tid AND ctid < format('(%s,0)', $2::bigint)::tid AND {OLDER}{}",
+                        self.condition
+                    ))
                 } else {
                     // PostgreSQL 13 has no TID range scan: name the TIDs of the pages.
-                    format!(
-                        "UPDATE {} SET {} WHERE ctid = ANY (ARRAY(SELECT format('(%s,%s)', p, o)::tid
+                    self.write.sql(&format!(
+                        "ctid = ANY (ARRAY(SELECT format('(%s,%s)', p, o)::tid
                              FROM generate_series($1::bigint, $2::bigint - 1) p,
                                   generate_series(1, (current_setting('block_size')::int / 28)) o)) AND {OLDER}{}",
-                        self.target, self.assignments, self.condition
-                    )
+                        self.condition
+                    ))
                 };
                 let updated = self
                     .client
@@ -797,6 +793,77 @@ impl Run<'_> {
     }
 }
 
+/// What a batch does to the rows it selects.
+#[derive(Clone)]
+enum Write {
+    /// `UPDATE target SET assignments`.
+    Update { target: String, assignments: String },
+    /// `INSERT INTO into (columns) SELECT select FROM target ... FOR SHARE ON CONFLICT
+    /// (conflict) DO NOTHING`: the source rows are locked against deletes and updates until
+    /// the batch commits, so that a row the triggers write meanwhile is not overwritten by
+    /// an older copy, and no copy is made of a row deleted meanwhile.
+    Insert {
+        target: String,
+        into: String,
+        columns: String,
+        select: String,
+        conflict: String,
+    },
+}
+
+impl Write {
+    fn of(spec: &BackfillSpec, target: &str) -> Write {
+        match &spec.insert {
+            None => Write::Update {
+                target: target.to_owned(),
+                assignments: spec
+                    .set
+                    .iter()
+                    .map(|(col, expr)| format!("{} = {}", ident(col), expression(expr)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+            Some(insert) => Write::Insert {
+                target: target.to_owned(),
+                into: qualified(&spec.schema, &insert.table),
+                columns: crate::quote::ident_list(insert.columns.iter().map(|(c, _)| c.as_str())),
+                select: insert
+                    .columns
+                    .iter()
+                    .map(|(_, expr)| expression(expr))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                conflict: crate::quote::ident_list(insert.conflict.iter().map(String::as_str)),
+            },
+        }
+    }
+
+    /// The statement over the rows that match `filter`.
+    fn sql(&self, filter: &str) -> String {
+        match self {
+            Write::Update {
+                target,
+                assignments,
+            } => format!("UPDATE {target} SET {assignments} WHERE {filter}"),
+            Write::Insert {
+                target,
+                into,
+                columns,
+                select,
+                conflict,
+            } => format!(
+                "INSERT INTO {into} ({columns}) SELECT {select} FROM {target} WHERE {filter} FOR SHARE ON CONFLICT ({conflict}) DO NOTHING"
+            ),
+        }
+    }
+
+    /// Whether the batches leave dead row versions in the table they walk (then it is
+    /// vacuumed as they go).
+    fn leaves_dead_rows(&self) -> bool {
+        matches!(self, Write::Update { .. })
+    }
+}
+
 /// Batch size for the next batch: scaled towards the time target, at most doubling or
 /// halving at a time, within the configured bounds.
 fn next_batch_size(size: i64, took: Duration, s: &BackfillSettings, blocks: bool) -> i64 {
@@ -818,7 +885,7 @@ fn keyset_sql(
     target: &str,
     key: &[String],
     types: &[String],
-    assignments: &str,
+    write: &Write,
     condition: &str,
     with_cursor: bool,
     bounded: bool,
@@ -854,11 +921,11 @@ fn keyset_sql(
         "SELECT ARRAY[{}] FROM {target} WHERE {within} ORDER BY {cols_list} OFFSET ${next} LIMIT 1",
         as_text.join(", ")
     );
-    let update_to_end = format!("UPDATE {target} SET {assignments} WHERE {within}{condition}");
-    let update_range = format!(
-        "UPDATE {target} SET {assignments} WHERE {within} AND ({cols_list}) <= ({}){condition}",
+    let update_to_end = write.sql(&format!("{within}{condition}"));
+    let update_range = write.sql(&format!(
+        "{within} AND ({cols_list}) <= ({}){condition}",
         params(next)
-    );
+    ));
     (upper, (update_to_end, update_range))
 }
 

@@ -57,6 +57,11 @@ pub enum Error {
         supported: i32,
     },
 
+    /// A check before complete found the data of the two versions apart; complete changed
+    /// nothing and the migration stays open.
+    #[error("{0}\nhint: the migration is still open. Find what wrote around pgshift's triggers, fix those rows, and run pgshift complete again; or pgshift rollback")]
+    VerificationFailed(String),
+
     /// A migration was left unfinished in a way pgshift cannot resume by itself.
     #[error("{0}")]
     CannotResume(String),

@@ -22,5 +22,6 @@ pub mod runner;
 pub mod source;
 pub mod sql;
 pub mod state;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -302,7 +302,38 @@ pub async fn complete(
             Some("run pgshift start on it again to finish it, or pgshift rollback"),
         ));
     }
+    if status == "started" {
+        verify(exec, who, on_event, &name).await?;
+    }
     run_stored_phase(exec, schema, who, on_event, &name, Phase::Complete).await
+}
+
+/// The plan's checks, before complete changes anything (once complete has begun, they
+/// passed). A failure is recorded like a failed phase; the migration stays open.
+async fn verify(
+    exec: &Executor,
+    who: &Who,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+    name: &str,
+) -> Result<()> {
+    let (plan, _) = load(exec.client(), name).await?;
+    for spec in &plan.verify {
+        let t0 = Instant::now();
+        match crate::verify::run(exec.client(), spec).await {
+            Ok(v) => on_event(&RunEvent::Verified {
+                migration: name.to_owned(),
+                what: v.description,
+                rows: v.rows,
+                ms: t0.elapsed().as_millis() as u64,
+            }),
+            Err(e) => {
+                let failed = Err(e);
+                finish(exec, who, "complete", name, t0, &failed).await?;
+                return failed;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `pgshift rollback`: undoes what start did to the open migration.

@@ -25,6 +25,11 @@ pub fn ident(name: &str) -> String {
     out
 }
 
+/// Quotes each name of a list and joins them with commas: `"a", "b"`.
+pub fn ident_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    names.into_iter().map(ident).collect::<Vec<_>>().join(", ")
+}
+
 /// Quotes a schema-qualified name: `"schema"."name"`.
 pub fn qualified(schema: &str, name: &str) -> String {
     format!("{}.{}", ident(schema), ident(name))

@@ -48,6 +48,13 @@ pub enum RunEvent {
         what: String,
         ms: u64,
     },
+    /// A check before complete passed.
+    Verified {
+        migration: String,
+        what: String,
+        rows: i64,
+        ms: u64,
+    },
     MigrationApplied {
         name: String,
         ms: u64,

@@ -105,6 +105,12 @@ fn catalog() -> Catalog {
 
 fn render(plan: &Plan) -> String {
     let mut out = format!("version schema: {}\n", plan.version_schema);
+    for v in &plan.verify {
+        out.push_str(&format!(
+            "verify before complete: {} ({}.{} = {}.{}; {:?})\n",
+            v.description, v.table, v.key, v.other, v.other_key, v.columns
+        ));
+    }
     for (phase, steps) in [
         ("start", &plan.start),
         ("complete", &plan.complete),
@@ -127,6 +133,17 @@ fn render(plan: &Plan) -> String {
                     }
                 }
                 Action::Backfill(b) => {
+                    if let Some(insert) = &b.insert {
+                        out.push_str(&format!(
+                            "     backfill {}.{} INSERT INTO {} ({}) SELECT {} ON CONFLICT ({}) DO NOTHING\n",
+                            b.schema,
+                            b.table,
+                            insert.table,
+                            insert.columns.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", "),
+                            insert.columns.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>().join(", "),
+                            insert.conflict.join(", ")
+                        ));
+                    }
                     for (col, expr) in &b.set {
                         out.push_str(&format!(
                             "     backfill {}.{} SET {col} = {expr}",
@@ -223,3 +240,5 @@ snapshot!(
     "operations:\n  - alter_primary_key:\n      table: customers\n      type: bigint\n"
 );
 snapshot!(alter_primary_key_of_a_table_without_one_is_refused, "operations:\n  - create_table:\n      name: logs\n      columns:\n        - name: line\n          type: text\n  - alter_primary_key:\n      table: logs\n      type: bigint\n");
+snapshot!(extract_columns_into_a_new_table, "operations:\n  - extract:\n      table: orders\n      columns: [note, customer_id]\n      into: order_details\n      reference_column: order_id\n      id_column: id\n");
+snapshot!(extract_of_a_not_null_column_is_refused, "operations:\n  - extract:\n      table: orders\n      columns: [price]\n      into: order_prices\n      reference_column: order_id\n");

@@ -26,6 +26,7 @@ pub enum Operation {
     Sql(RawSql),
     Update(Update),
     AlterPrimaryKey(AlterPrimaryKey),
+    Extract(Extract),
 }
 
 /// The operation names, as written in files.
@@ -47,6 +48,7 @@ pub const OPERATION_NAMES: &[&str] = &[
     "sql",
     "update",
     "alter_primary_key",
+    "extract",
 ];
 
 impl<'de> Deserialize<'de> for Operation {
@@ -89,6 +91,7 @@ impl<'de> Deserialize<'de> for Operation {
                     "sql" => Operation::Sql(map.next_value()?),
                     "update" => Operation::Update(map.next_value()?),
                     "alter_primary_key" => Operation::AlterPrimaryKey(map.next_value()?),
+                    "extract" => Operation::Extract(map.next_value()?),
                     other => return Err(A::Error::unknown_variant(other, OPERATION_NAMES)),
                 };
                 if let Some(extra) = map.next_key::<String>()? {
@@ -125,6 +128,7 @@ impl Operation {
             Operation::Sql(_) => "sql",
             Operation::Update(_) => "update",
             Operation::AlterPrimaryKey(_) => "alter_primary_key",
+            Operation::Extract(_) => "extract",
         }
     }
 }
@@ -908,4 +912,33 @@ pub struct AlterPrimaryKey {
     pub table: String,
     #[serde(rename = "type")]
     pub data_type: String,
+}
+
+/// `extract`: columns of a table move into a new table, one row per row of the source
+/// (a 1:1 split), which references the source's primary key. The new version sees the new
+/// table and no longer sees the columns in the source; complete verifies that both hold
+/// the same values, then drops the columns from the source.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Extract {
+    /// The source table.
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    /// The columns that move.
+    #[serde(deserialize_with = "identifiers")]
+    pub columns: Vec<String>,
+    /// The new table.
+    #[serde(deserialize_with = "identifier")]
+    pub into: String,
+    /// The new table's column that references the source's primary key (NOT NULL, UNIQUE).
+    #[serde(deserialize_with = "identifier")]
+    pub reference_column: String,
+    /// A bigint identity primary key for the new table; without it the reference column
+    /// is the primary key.
+    #[serde(default, deserialize_with = "identifier_opt")]
+    pub id_column: Option<String>,
+    /// What deleting a source row does to its row in the new table (default CASCADE: the
+    /// moved columns were part of it).
+    #[serde(default)]
+    pub on_delete: Option<ReferentialAction>,
 }

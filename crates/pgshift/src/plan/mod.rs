@@ -58,6 +58,37 @@ pub struct BackfillSpec {
     /// Only rows matching this condition (the `update` operation's `where`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub condition: Option<String>,
+    /// Instead of updating the rows, insert one row per row into another table
+    /// (`extract`); `set` is empty then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<InsertSpec>,
+}
+
+/// A backfill that copies rows into another table of the same schema:
+/// `INSERT INTO table (columns) SELECT expressions FROM source ... FOR SHARE ON CONFLICT
+/// (conflict) DO NOTHING`. A row the triggers already wrote is newer, and is kept.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InsertSpec {
+    pub table: String,
+    /// (column of `table`, SQL expression over the source row's physical columns).
+    pub columns: Vec<(String, String)>,
+    /// The unique columns that identify a source row's row in `table`.
+    pub conflict: Vec<String>,
+}
+
+/// A check that must hold before complete changes anything: every row of `table` has its
+/// row in `other` (joined on `key` = `other_key`), with equal values in each pair of
+/// `columns`. A failure stops complete with a report; the migration stays open.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VerifySpec {
+    pub description: String,
+    pub schema: String,
+    pub table: String,
+    pub key: String,
+    pub other: String,
+    pub other_key: String,
+    /// (column of `table`, column of `other`), physical names.
+    pub columns: Vec<(String, String)>,
 }
 
 /// The three phases of a migration.
@@ -65,6 +96,9 @@ pub struct BackfillSpec {
 pub struct Plan {
     pub version_schema: String,
     pub start: Vec<PlannedStep>,
+    /// Checks run by complete before any of its steps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verify: Vec<VerifySpec>,
     pub complete: Vec<PlannedStep>,
     pub rollback: Vec<PlannedStep>,
 }
@@ -97,6 +131,7 @@ pub struct OpSteps {
     /// Start steps that go after the backfills: indexes on new columns are built once,
     /// from the filled table, instead of being maintained row by row during the backfill.
     pub after_backfill: Vec<PlannedStep>,
+    pub verify: Vec<VerifySpec>,
     pub complete: Vec<PlannedStep>,
     pub rollback: Vec<PlannedStep>,
 }
@@ -147,6 +182,7 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
     let mut backfills: Vec<BackfillSpec> = Vec::new();
     let mut after_backfill = Vec::new();
     let mut complete = Vec::new();
+    let mut verify = Vec::new();
     let mut rollbacks = Vec::new();
     for (i, op) in migration.operations.iter().enumerate() {
         let planner = operation_plan(op);
@@ -164,16 +200,21 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
         start.extend(steps.start);
         for b in steps.backfills {
             // One pass per table for the operations that fill columns; an `update` with a
-            // condition keeps its own pass (its `where` must not limit the others).
-            match backfills
-                .iter_mut()
-                .find(|x| x.table == b.table && x.schema == b.schema && x.condition == b.condition)
-            {
+            // condition keeps its own pass (its `where` must not limit the others), and so
+            // does a copy into another table.
+            match backfills.iter_mut().find(|x| {
+                x.table == b.table
+                    && x.schema == b.schema
+                    && x.condition == b.condition
+                    && x.insert.is_none()
+                    && b.insert.is_none()
+            }) {
                 Some(existing) => existing.set.extend(b.set),
                 None => backfills.push(b),
             }
         }
         after_backfill.extend(steps.after_backfill);
+        verify.extend(steps.verify);
         complete.extend(steps.complete);
         rollbacks.push(steps.rollback);
     }
@@ -216,6 +257,7 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
     Ok(Plan {
         version_schema: ctx.version_schema.clone(),
         start,
+        verify,
         complete: complete_all,
         rollback,
     })

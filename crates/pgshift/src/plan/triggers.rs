@@ -37,7 +37,8 @@ pub struct DualWrite<'a> {
 const ROW: &str = "_pgshift_row";
 
 /// The trigger fires for every session but a backfill's.
-const BACKFILL_OFF: &str = "current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on'";
+pub(crate) const BACKFILL_OFF: &str =
+    "current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on'";
 
 impl DualWrite<'_> {
     fn branch(&self, version: &VTable, assignments: &[(String, String)]) -> String {

@@ -118,6 +118,7 @@ impl OperationPlan for AddColumn {
             steps.backfills.push(BackfillSpec {
                 schema: ctx.schema.to_owned(),
                 condition: None,
+                insert: None,
                 table: t.physical.clone(),
                 set: vec![(c.name.clone(), expr)],
             });

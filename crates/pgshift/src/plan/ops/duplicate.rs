@@ -5,8 +5,7 @@
 //! copy its name, in one short transaction.
 
 use super::{
-    columns_named, references_sql, rename_column_refs, rewrite_constraint_definition,
-    rewrite_index_definition,
+    columns_named, index_copy, references_sql, rename_column_refs, rewrite_constraint_definition,
 };
 use crate::model::ForeignKeyReference;
 use crate::plan::triggers::{self, DualWrite};
@@ -181,6 +180,7 @@ impl Duplication<'_> {
         steps.backfills.push(BackfillSpec {
             schema: ctx.schema.to_owned(),
             condition: None,
+            insert: None,
             table: t.physical.clone(),
             set: self
                 .columns
@@ -478,36 +478,19 @@ impl Duplication<'_> {
             {
                 continue;
             }
-            let tmp = internal_name("ix", &[&ix.name]);
-            let Ok(sql) = rewrite_index_definition(&ix.definition, &tmp, &columns) else {
+            let Some((build, name_back)) = index_copy(
+                ctx,
+                ix,
+                kind,
+                physical_table,
+                false,
+                &columns,
+                format!("index {} recreated on the copies, concurrently", ix.name),
+            ) else {
                 continue;
             };
-            steps.after_backfill.push(concurrent_step(
-                format!("index {} recreated on the copies, concurrently", ix.name),
-                sql,
-                Some(ConcurrentIndex::Create {
-                    schema: Some(ctx.schema.to_owned()),
-                    table: physical_table.to_owned(),
-                    name: Some(tmp.clone()),
-                }),
-            ));
-            renames.push(match (&ix.constraint, kind) {
-                (Some(constraint), Some("p")) => format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}",
-                    ident(constraint),
-                    ident(&tmp)
-                ),
-                (Some(constraint), Some("u")) => format!(
-                    "ALTER TABLE {table} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
-                    ident(constraint),
-                    ident(&tmp)
-                ),
-                _ => format!(
-                    "ALTER INDEX {} RENAME TO {}",
-                    qualified(ctx.schema, &tmp),
-                    ident(&ix.name)
-                ),
-            });
+            steps.after_backfill.push(build);
+            renames.push(name_back);
         }
         steps.after_backfill.extend(late);
     }

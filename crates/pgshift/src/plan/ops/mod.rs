@@ -12,6 +12,7 @@ mod drop_index;
 mod drop_multicolumn_constraint;
 mod drop_table;
 mod duplicate;
+mod extract;
 mod in_place;
 mod rename_column;
 mod rename_constraint;
@@ -43,6 +44,7 @@ pub(super) fn dispatch(op: &Operation) -> &dyn OperationPlan {
         Operation::Sql(o) => o,
         Operation::Update(o) => o,
         Operation::AlterPrimaryKey(o) => o,
+        Operation::Extract(o) => o,
     }
 }
 
@@ -208,10 +210,11 @@ fn rename_string(name: &mut String, renames: &[(String, String)]) {
 }
 
 /// A `pg_get_indexdef` statement made into a concurrent build of `new_name` over the
-/// renamed columns.
+/// renamed columns (and on another table of the same schema, given `table`).
 fn rewrite_index_definition(
     definition: &str,
     new_name: &str,
+    table: Option<&str>,
     renames: &[(String, String)],
 ) -> Result<String, Invalid> {
     use pg_query::protobuf::node::Node;
@@ -221,6 +224,9 @@ fn rewrite_index_definition(
         if let Some(Node::IndexStmt(ix)) = stmt.stmt.as_mut().and_then(|n| n.node.as_mut()) {
             ix.idxname = new_name.to_owned();
             ix.concurrent = true;
+            if let (Some(table), Some(relation)) = (table, ix.relation.as_mut()) {
+                relation.relname = table.to_owned();
+            }
             for param in ix
                 .index_params
                 .iter_mut()
@@ -238,6 +244,51 @@ fn rewrite_index_definition(
         .protobuf
         .deparse()
         .map_err(|e| (format!("cannot rewrite {definition:?}: {e}"), None))
+}
+
+/// An index rebuilt concurrently under a temporary name over renamed columns, on `table`
+/// (its own table, or another of the schema): the build step, and the statement that gives
+/// it back its name (or its constraint) once the original is gone.
+fn index_copy(
+    ctx: &super::PlanContext,
+    ix: &crate::catalog::Index,
+    kind: Option<&str>,
+    table: &str,
+    other_table: bool,
+    renames: &[(String, String)],
+    description: String,
+) -> Option<(super::PlannedStep, String)> {
+    let tmp = super::internal_name("ix", &[&ix.name]);
+    let sql = rewrite_index_definition(&ix.definition, &tmp, other_table.then_some(table), renames)
+        .ok()?;
+    let build = super::concurrent_step(
+        description,
+        sql,
+        Some(crate::sql::ConcurrentIndex::Create {
+            schema: Some(ctx.schema.to_owned()),
+            table: table.to_owned(),
+            name: Some(tmp.clone()),
+        }),
+    );
+    let target = qualified(ctx.schema, table);
+    let name_back = match (&ix.constraint, kind) {
+        (Some(constraint), Some("p")) => format!(
+            "ALTER TABLE {target} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}",
+            ident(constraint),
+            ident(&tmp)
+        ),
+        (Some(constraint), Some("u")) => format!(
+            "ALTER TABLE {target} ADD CONSTRAINT {} UNIQUE USING INDEX {}",
+            ident(constraint),
+            ident(&tmp)
+        ),
+        _ => format!(
+            "ALTER INDEX {} RENAME TO {}",
+            qualified(ctx.schema, &tmp),
+            ident(&ix.name)
+        ),
+    };
+    Some((build, name_back))
 }
 
 /// `ALTER TABLE <table> ADD CONSTRAINT <new_name> <definition> NOT VALID` over the renamed
@@ -328,6 +379,7 @@ mod tests {
         let out = rewrite_index_definition(
             "CREATE UNIQUE INDEX reviews_review_key ON public.reviews USING btree (review) WHERE (review <> ''::text)",
             "_pgshift_ix_reviews_review_key",
+            None,
             &[("review".to_owned(), "_pgshift_new_review".to_owned())],
         )
         .unwrap();

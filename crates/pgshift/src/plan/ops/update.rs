@@ -31,6 +31,7 @@ impl OperationPlan for Update {
                 schema: ctx.schema.to_owned(),
                 table: t.physical.clone(),
                 condition: self.condition.clone(),
+                insert: None,
                 set: self
                     .set
                     .iter()

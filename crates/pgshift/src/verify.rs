@@ -1,0 +1,119 @@
+//! Checks that must hold before complete changes anything (`extract`: the new table holds
+//! exactly what the source's columns hold). Each runs in one REPEATABLE READ, read-only
+//! snapshot: the triggers write both tables in the client's own transaction, so any
+//! committed state is consistent and a difference is real.
+
+use crate::error::{Error, Result};
+use crate::plan::VerifySpec;
+use crate::quote::{ident, qualified};
+use tokio_postgres::Client;
+
+/// What a check found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Verification {
+    pub description: String,
+    pub rows: i64,
+    pub other_rows: i64,
+    /// Rows of the table without a row in the other table.
+    pub missing: i64,
+    /// Rows whose values differ.
+    pub different: i64,
+    /// Up to ten problem rows: (key, what is wrong).
+    pub samples: Vec<(String, String)>,
+}
+
+impl Verification {
+    pub fn passed(&self) -> bool {
+        self.missing == 0 && self.different == 0
+    }
+}
+
+/// Runs one check; `Err(Error::VerificationFailed)` with the report when it fails.
+pub async fn run(client: &Client, spec: &VerifySpec) -> Result<Verification> {
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await?;
+    let outcome = check(client, spec).await;
+    let _ = client.batch_execute("COMMIT").await;
+    let v = outcome?;
+    if v.passed() {
+        Ok(v)
+    } else {
+        Err(Error::VerificationFailed(report(spec, &v)))
+    }
+}
+
+async fn check(client: &Client, spec: &VerifySpec) -> Result<Verification> {
+    let table = qualified(&spec.schema, &spec.table);
+    let other = qualified(&spec.schema, &spec.other);
+    let join = format!(
+        "FROM {table} AS t LEFT JOIN {other} AS o ON o.{} = t.{}",
+        ident(&spec.other_key),
+        ident(&spec.key)
+    );
+    // As text: every type has a text form, not every type has equality (json).
+    let differs = |(a, b): &(String, String)| {
+        format!("t.{}::text IS DISTINCT FROM o.{}::text", ident(a), ident(b))
+    };
+    let any_differs = spec
+        .columns
+        .iter()
+        .map(differs)
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let missing = format!("o.{} IS NULL", ident(&spec.other_key));
+    let counts = client
+        .query_one(
+            &format!(
+                "SELECT count(*), count(*) FILTER (WHERE {missing}), count(*) FILTER (WHERE NOT {missing} AND ({any_differs})), (SELECT count(*) FROM {other}) {join}"
+            ),
+            &[],
+        )
+        .await?;
+    let mut v = Verification {
+        description: spec.description.clone(),
+        rows: counts.get(0),
+        missing: counts.get(1),
+        different: counts.get(2),
+        other_rows: counts.get(3),
+        samples: Vec::new(),
+    };
+    if !v.passed() {
+        let which = spec
+            .columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "CASE WHEN {} THEN {} END",
+                    differs(c),
+                    crate::quote::literal(&c.1)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT t.{key}::text, CASE WHEN {missing} THEN 'no row in ' || {name} ELSE 'differs in ' || concat_ws(', ', {which}) END
+                     {join} WHERE {missing} OR ({any_differs}) ORDER BY t.{key} LIMIT 10",
+                    key = ident(&spec.key),
+                    name = crate::quote::literal(&spec.other),
+                ),
+                &[],
+            )
+            .await?;
+        v.samples = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    }
+    Ok(v)
+}
+
+fn report(spec: &VerifySpec, v: &Verification) -> String {
+    let mut s = format!(
+        "complete stopped before changing anything: not every row of {} has its row in {} with equal values\n  {} rows in {}, {} in {}; {} without a row in {}, {} with different values",
+        spec.table, spec.other, v.rows, spec.table, v.other_rows, spec.other, v.missing, spec.other, v.different
+    );
+    for (key, what) in &v.samples {
+        s.push_str(&format!("\n  {}.{} = {key}: {what}", spec.table, spec.key));
+    }
+    s
+}
