@@ -123,6 +123,33 @@ async fn run_case(case: &Case) {
 
 const CASES: &[Case] = &[
     Case {
+        name: "alter_column_method_copy",
+        setup: "CREATE TABLE orders (id serial PRIMARY KEY, price int NOT NULL CHECK (price >= 0), note text UNIQUE);
+                CREATE INDEX orders_price ON orders (price);
+                INSERT INTO orders (price, note) SELECT g, 'n' || g FROM generate_series(1, 3) g;",
+        migration: "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n      up: price::bigint * 10\n      down: (price / 10)::int\n      method: copy\n",
+        old_writes: &[
+            "INSERT INTO orders (price, note) VALUES (4, 'n4')",
+            "UPDATE orders SET price = 20 WHERE id = 2",
+        ],
+        new_writes: &[
+            "INSERT INTO orders (price, note) VALUES (50, 'n5')",
+            "UPDATE orders SET price = 30 WHERE id = 3",
+            "DELETE FROM orders WHERE id = 1",
+        ],
+        // The copy's unique index and CHECK hold for the new version.
+        new_refused: &["INSERT INTO orders (price, note) VALUES (60, 'n4')", "UPDATE orders SET price = -10 WHERE id = 2"],
+        open: &[("SELECT string_agg(id || ':' || price, ',' ORDER BY id) FROM orders", "2:20,3:3,4:4,5:5")],
+        open_new: &[("SELECT string_agg(id || ':' || price || ':' || pg_typeof(price), ',' ORDER BY id) FROM orders", "2:200:bigint,3:30:bigint,4:40:bigint,5:50:bigint")],
+        done: &[
+            ("SELECT string_agg(id || ':' || price || ':' || pg_typeof(price), ',' ORDER BY id) FROM orders", "2:200:bigint,3:30:bigint,4:40:bigint,5:50:bigint"),
+            ("SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'orders'", "orders_note_key,orders_pkey,orders_price"),
+            ("SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint WHERE conrelid = 'orders'::regclass", "orders_note_key,orders_pkey,orders_price_check"),
+            ("SELECT (pg_get_serial_sequence('orders', 'id') = 'public.orders_id_seq')::text", "true"),
+            ("SELECT coalesce(string_agg(relname, ','), 'none') FROM pg_class WHERE relname LIKE '\\_pgshift\\_%'", "none"),
+        ],
+    },
+    Case {
         name: "extract",
         setup: "CREATE TABLE caterers (id serial PRIMARY KEY, name text NOT NULL, street text, zip text CHECK (length(zip) >= 5));
                 CREATE INDEX caterers_zip ON caterers (zip);

@@ -138,6 +138,7 @@ pub fn s2(rows: i64) -> Scenario {
       type: bigint
       up: price::bigint
       down: price::int
+      method: copy
 "
         .into(),
         workload: Workload {

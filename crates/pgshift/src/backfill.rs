@@ -801,7 +801,8 @@ enum Write {
     /// `INSERT INTO into (columns) SELECT select FROM target ... FOR SHARE ON CONFLICT
     /// (conflict) DO NOTHING`: the source rows are locked against deletes and updates until
     /// the batch commits, so that a row the triggers write meanwhile is not overwritten by
-    /// an older copy, and no copy is made of a row deleted meanwhile.
+    /// an older copy, and no copy is made of a row deleted meanwhile. Without `conflict`, a
+    /// plain INSERT ... SELECT (a table copy, whose later changes a log replays).
     Insert {
         target: String,
         into: String,
@@ -845,6 +846,15 @@ impl Write {
                 target,
                 assignments,
             } => format!("UPDATE {target} SET {assignments} WHERE {filter}"),
+            Write::Insert {
+                target,
+                into,
+                columns,
+                select,
+                conflict,
+            } if conflict.is_empty() => format!(
+                "INSERT INTO {into} ({columns}) SELECT {select} FROM {target} WHERE {filter}"
+            ),
             Write::Insert {
                 target,
                 into,

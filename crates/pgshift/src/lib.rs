@@ -9,6 +9,7 @@
 pub mod backfill;
 pub mod catalog;
 pub mod conn;
+pub mod copy;
 pub mod diag;
 pub mod error;
 pub mod exec;

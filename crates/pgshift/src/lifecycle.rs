@@ -553,6 +553,11 @@ async fn run_phase(
                 crate::backfill::run(exec, name, number, spec, on_event).await?;
                 exec.run_transaction(&[], &finish).await?;
             }
+            Action::CatchUp(spec) => {
+                state::step_running(client, name, phase, number, &step.description).await?;
+                crate::copy::catch_up(exec, spec).await?;
+                exec.run_transaction(&[], &finish).await?;
+            }
             Action::VersionSchema => {
                 let catalog = Catalog::load(client, schema).await?;
                 let mut vs = VirtualSchema::from_catalog(&catalog);

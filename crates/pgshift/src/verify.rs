@@ -18,13 +18,15 @@ pub struct Verification {
     pub missing: i64,
     /// Rows whose values differ.
     pub different: i64,
+    /// Rows of the other table without a row in the table.
+    pub extra: i64,
     /// Up to ten problem rows: (key, what is wrong).
     pub samples: Vec<(String, String)>,
 }
 
 impl Verification {
     pub fn passed(&self) -> bool {
-        self.missing == 0 && self.different == 0
+        self.missing == 0 && self.different == 0 && self.extra == 0
     }
 }
 
@@ -76,8 +78,12 @@ async fn check(client: &Client, spec: &VerifySpec) -> Result<Verification> {
         missing: counts.get(1),
         different: counts.get(2),
         other_rows: counts.get(3),
+        extra: 0,
         samples: Vec::new(),
     };
+    // `other_key` is unique in the other table: every matched row accounts for one of its
+    // rows, and the rest have no row in the table.
+    v.extra = v.other_rows - (v.rows - v.missing);
     if !v.passed() {
         let which = spec
             .columns
@@ -109,8 +115,8 @@ async fn check(client: &Client, spec: &VerifySpec) -> Result<Verification> {
 
 fn report(spec: &VerifySpec, v: &Verification) -> String {
     let mut s = format!(
-        "complete stopped before changing anything: not every row of {} has its row in {} with equal values\n  {} rows in {}, {} in {}; {} without a row in {}, {} with different values",
-        spec.table, spec.other, v.rows, spec.table, v.other_rows, spec.other, v.missing, spec.other, v.different
+        "complete stopped before changing anything: not every row of {} has its row in {} with equal values\n  {} rows in {}, {} in {}; {} without a row in {}, {} with different values, {} in {} without a row in {}",
+        spec.table, spec.other, v.rows, spec.table, v.other_rows, spec.other, v.missing, spec.other, v.different, v.extra, spec.other, spec.table
     );
     for (key, what) in &v.samples {
         s.push_str(&format!("\n  {}.{} = {key}: {what}", spec.table, spec.key));

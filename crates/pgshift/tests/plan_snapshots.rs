@@ -134,14 +134,28 @@ fn render(plan: &Plan) -> String {
                 }
                 Action::Backfill(b) => {
                     if let Some(insert) = &b.insert {
+                        let conflict = if insert.conflict.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ON CONFLICT ({}) DO NOTHING", insert.conflict.join(", "))
+                        };
                         out.push_str(&format!(
-                            "     backfill {}.{} INSERT INTO {} ({}) SELECT {} ON CONFLICT ({}) DO NOTHING\n",
+                            "     backfill {}.{} INSERT INTO {} ({}) SELECT {}{conflict}\n",
                             b.schema,
                             b.table,
                             insert.table,
-                            insert.columns.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>().join(", "),
-                            insert.columns.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>().join(", "),
-                            insert.conflict.join(", ")
+                            insert
+                                .columns
+                                .iter()
+                                .map(|(c, _)| c.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            insert
+                                .columns
+                                .iter()
+                                .map(|(_, e)| e.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
                         ));
                     }
                     for (col, expr) in &b.set {
@@ -156,6 +170,10 @@ fn render(plan: &Plan) -> String {
                     }
                 }
                 Action::VersionSchema => out.push_str("     views of the new version\n"),
+                Action::CatchUp(c) => out.push_str(&format!(
+                    "     replay the keys logged in {} from {} into {}\n",
+                    c.log, c.source, c.shadow
+                )),
             }
         }
     }
@@ -242,3 +260,5 @@ snapshot!(
 snapshot!(alter_primary_key_of_a_table_without_one_is_refused, "operations:\n  - create_table:\n      name: logs\n      columns:\n        - name: line\n          type: text\n  - alter_primary_key:\n      table: logs\n      type: bigint\n");
 snapshot!(extract_columns_into_a_new_table, "operations:\n  - extract:\n      table: orders\n      columns: [note, customer_id]\n      into: order_details\n      reference_column: order_id\n      id_column: id\n");
 snapshot!(extract_of_a_not_null_column_is_refused, "operations:\n  - extract:\n      table: orders\n      columns: [price]\n      into: order_prices\n      reference_column: order_id\n");
+snapshot!(alter_column_method_copy_copies_the_table, "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n      up: price::bigint\n      down: price::int\n      method: copy\n");
+snapshot!(alter_column_method_copy_of_a_referenced_table_is_refused, "operations:\n  - alter_column:\n      table: customers\n      column: name\n      type: varchar(100)\n      up: name\n      down: name\n      method: copy\n");

@@ -503,6 +503,19 @@ struct RawAlterColumn {
     up: Option<String>,
     #[serde(default)]
     down: Option<String>,
+    #[serde(default)]
+    method: Option<AlterMethod>,
+}
+
+/// How a column's type change is carried out (pgshift's own field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlterMethod {
+    /// A copy of the column in the same table, filled by a backfill (the default).
+    Column,
+    /// A copy of the whole table with the new type, filled in bulk, its indexes built
+    /// after the copy, swapped in at complete: as fast as the blocking ALTER's rewrite.
+    Copy,
 }
 
 /// Changes to one column, in any combination.
@@ -522,6 +535,7 @@ pub struct AlterColumn {
     pub comment: Option<Option<String>>,
     pub up: Option<String>,
     pub down: Option<String>,
+    pub method: Option<AlterMethod>,
 }
 
 impl<'de> Deserialize<'de> for AlterColumn {
@@ -553,6 +567,7 @@ impl<'de> Deserialize<'de> for AlterColumn {
             comment: r.comment,
             up: r.up,
             down: r.down,
+            method: r.method,
         })
     }
 }

@@ -43,6 +43,8 @@ pub enum Action {
     },
     /// Fill new columns of existing rows, batch by batch.
     Backfill(BackfillSpec),
+    /// Replay the rows written to a table since its copy began, until few are left.
+    CatchUp(CatchUpSpec),
     /// Create the new version's schema of views (computed when it runs, from the live
     /// catalog, so that tables made by `sql` operations are included).
     VersionSchema,
@@ -74,6 +76,22 @@ pub struct InsertSpec {
     pub columns: Vec<(String, String)>,
     /// The unique columns that identify a source row's row in `table`.
     pub conflict: Vec<String>,
+}
+
+/// The catch-up of a table's copy (`alter_column` with `method: copy`): the keys logged by a
+/// trigger since the copy began are taken from `log` in batches, and each row is copied again
+/// from its current state in `source` (or stays deleted). Names are quoted and qualified.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CatchUpSpec {
+    pub source: String,
+    pub shadow: String,
+    pub log: String,
+    /// The primary key column (unquoted) and its type.
+    pub key: String,
+    pub key_type: String,
+    /// The copy's column list, and the matching expressions over a source row.
+    pub columns: String,
+    pub from_source: String,
 }
 
 /// A check that must hold before complete changes anything: every row of `table` has its

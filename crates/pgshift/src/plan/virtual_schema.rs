@@ -61,11 +61,12 @@ impl VTable {
 
 impl VirtualSchema {
     /// Every table and column of the catalog under its own name. pgshift's internal
-    /// columns (of an open migration) are not part of any version.
+    /// tables and columns (of an open migration) are not part of any version.
     pub fn from_catalog(catalog: &Catalog) -> VirtualSchema {
         let tables = catalog
             .tables
             .values()
+            .filter(|t| !t.name.starts_with(super::INTERNAL_PREFIX))
             .map(|t| {
                 (
                     t.name.clone(),

@@ -23,6 +23,8 @@ enum Strategy {
     Rename,
     InPlace,
     Duplicate,
+    /// `method: copy`: the whole table is copied (see `copy_table.rs`).
+    Copy,
 }
 
 impl AlterColumn {
@@ -37,6 +39,9 @@ impl AlterColumn {
     }
 
     fn strategy(&self, vs: &VirtualSchema) -> Strategy {
+        if self.method == Some(crate::model::AlterMethod::Copy) {
+            return Strategy::Copy;
+        }
         if self.rename_to.is_some() {
             return Strategy::Rename;
         }
@@ -204,6 +209,9 @@ impl AlterColumn {
 impl OperationPlan for AlterColumn {
     fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
         vs.require_column(&self.table, &self.column)?;
+        if matches!(self.strategy(vs), Strategy::Copy) {
+            return super::copy_table::CopyTable { op: self }.validate(vs);
+        }
         if let Some(to) = &self.rename_to {
             if self.changes_shape() {
                 return Err((
@@ -259,6 +267,7 @@ impl OperationPlan for AlterColumn {
                 let snapshot = vs.clone();
                 self.duplication(&snapshot, None).apply(vs)
             }
+            Strategy::Copy => super::copy_table::CopyTable { op: self }.apply(vs),
         }
     }
 
@@ -273,6 +282,7 @@ impl OperationPlan for AlterColumn {
             ),
             Strategy::InPlace => self.plan_in_place(ctx, vs),
             Strategy::Duplicate => self.duplication(vs, Some(ctx)).plan(ctx, vs),
+            Strategy::Copy => super::copy_table::CopyTable { op: self }.plan(ctx, vs),
         }
     }
 }

@@ -3,6 +3,7 @@
 mod add_column;
 mod alter_column;
 mod alter_primary_key;
+mod copy_table;
 mod create_constraint;
 mod create_index;
 mod create_table;
@@ -216,6 +217,7 @@ fn rewrite_index_definition(
     new_name: &str,
     table: Option<&str>,
     renames: &[(String, String)],
+    concurrent: bool,
 ) -> Result<String, Invalid> {
     use pg_query::protobuf::node::Node;
     let mut parsed = pg_query::parse(definition)
@@ -223,7 +225,7 @@ fn rewrite_index_definition(
     for stmt in &mut parsed.protobuf.stmts {
         if let Some(Node::IndexStmt(ix)) = stmt.stmt.as_mut().and_then(|n| n.node.as_mut()) {
             ix.idxname = new_name.to_owned();
-            ix.concurrent = true;
+            ix.concurrent = concurrent;
             if let (Some(table), Some(relation)) = (table, ix.relation.as_mut()) {
                 relation.relname = table.to_owned();
             }
@@ -259,8 +261,14 @@ fn index_copy(
     description: String,
 ) -> Option<(super::PlannedStep, String)> {
     let tmp = super::internal_name("ix", &[&ix.name]);
-    let sql = rewrite_index_definition(&ix.definition, &tmp, other_table.then_some(table), renames)
-        .ok()?;
+    let sql = rewrite_index_definition(
+        &ix.definition,
+        &tmp,
+        other_table.then_some(table),
+        renames,
+        true,
+    )
+    .ok()?;
     let build = super::concurrent_step(
         description,
         sql,
@@ -289,6 +297,18 @@ fn index_copy(
         ),
     };
     Some((build, name_back))
+}
+
+/// An index's definition moved to another table of the schema under a temporary name:
+/// (that name, the CREATE INDEX statement).
+fn index_copy_sql(
+    ix: &crate::catalog::Index,
+    table: &str,
+    concurrent: bool,
+) -> Option<(String, String)> {
+    let tmp = super::internal_name("ix", &[&ix.name]);
+    let sql = rewrite_index_definition(&ix.definition, &tmp, Some(table), &[], concurrent).ok()?;
+    Some((tmp, sql))
 }
 
 /// `ALTER TABLE <table> ADD CONSTRAINT <new_name> <definition> NOT VALID` over the renamed
@@ -381,6 +401,7 @@ mod tests {
             "_pgshift_ix_reviews_review_key",
             None,
             &[("review".to_owned(), "_pgshift_new_review".to_owned())],
+            true,
         )
         .unwrap();
         assert_eq!(

@@ -1,0 +1,506 @@
+//! `alter_column` with `method: copy`: a column's type changes by copying the whole table,
+//! the way the blocking ALTER rewrites it, but with clients reading and writing all along.
+//!
+//! Start creates an empty copy of the table (`LIKE`, the column of its new type), and a
+//! trigger that logs the key of every row written from then on. The backfill copies the
+//! rows in key batches (`INSERT ... SELECT`, no index to maintain yet, no row locks); then
+//! the copy's indexes are built in bulk and its constraints added. A catch-up replays the
+//! logged keys (each row copied again from its current state) until few are left; one short
+//! transaction then blocks writes to the table, replays the rest, and swaps the log trigger
+//! for two triggers that keep the tables in step both ways while the migration is open. The
+//! new version reads and writes the copy.
+//!
+//! Complete verifies that both tables hold the same rows, validates the copy's foreign keys,
+//! then in one transaction drops the old table and gives the copy its name, its indexes'
+//! and constraints' names, and the old table's sequences. Rollback drops the copy, the log
+//! and the triggers.
+
+use super::{index_copy_sql, rewrite_constraint_definition, Invalid};
+use crate::model::AlterColumn;
+use crate::plan::triggers::{dollar_quote, row_variables};
+use crate::plan::{
+    internal_name, sql_step, BackfillSpec, CatchUpSpec, InsertSpec, OpSteps, PlanContext,
+    PlannedStep, VerifySpec, VirtualSchema,
+};
+use crate::quote::{ident, literal, qualified};
+
+pub(super) struct CopyTable<'a> {
+    pub op: &'a AlterColumn,
+}
+
+impl CopyTable<'_> {
+    fn shadow(physical: &str) -> String {
+        internal_name("copy", &[physical])
+    }
+
+    pub fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        let op = self.op;
+        let t = vs.require_table(&op.table)?;
+        let c = vs.require_column(&op.table, &op.column)?;
+        if op.data_type.is_none()
+            || op.rename_to.is_some()
+            || op.nullable.is_some()
+            || op.unique.is_some()
+            || op.check.is_some()
+            || op.references.is_some()
+            || op.default.is_some()
+            || op.comment.is_some()
+        {
+            return Err((
+                "`method: copy` changes a column's type (with `up` and `down`) and nothing else"
+                    .to_owned(),
+                Some(
+                    "put the other changes in their own alter_column, without `method`".to_owned(),
+                ),
+            ));
+        }
+        if t.primary_key.len() != 1 {
+            return Err((
+                format!(
+                    "`method: copy` needs a one-column primary key on {:?}",
+                    op.table
+                ),
+                Some("leave out `method` to change the column in place".to_owned()),
+            ));
+        }
+        if t.primary_key.contains(&c.physical) {
+            return Err((
+                format!(
+                    "`method: copy` cannot change the primary key column {}.{}",
+                    op.table, op.column
+                ),
+                Some("use alter_primary_key".to_owned()),
+            ));
+        }
+        if !t.identity.is_empty() {
+            return Err((
+                format!("{:?} has an identity column; `method: copy` does not move identity sequences yet", op.table),
+                Some("leave out `method` to change the column in place".to_owned()),
+            ));
+        }
+        if !t.referenced_by.is_empty()
+            || t.physical != op.table
+            || t.columns.iter().any(|c| c.name != c.physical)
+        {
+            return Err((
+                format!("`method: copy` needs {:?} unreferenced by foreign keys and untouched by the migration's other operations", op.table),
+                Some("leave out `method` to change the column in place".to_owned()),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn apply(&self, vs: &mut VirtualSchema) {
+        if let Some(t) = vs.table_mut(&self.op.table) {
+            t.physical = Self::shadow(&self.op.table);
+            if let (Some(c), Some(ty)) = (t.column_mut(&self.op.column), &self.op.data_type) {
+                c.data_type = ty.clone();
+            }
+        }
+    }
+
+    pub fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
+        let op = self.op;
+        let (Some(t), Some(ty)) = (vs.table(&op.table), op.data_type.as_deref()) else {
+            return OpSteps::default();
+        };
+        let Some(ct) = ctx.catalog.table(&t.physical) else {
+            return OpSteps::default();
+        };
+        let [key] = t.primary_key.as_slice() else {
+            return OpSteps::default();
+        };
+        let key_type = ct
+            .column(key)
+            .map(|c| c.data_type.clone())
+            .unwrap_or_else(|| "bigint".to_owned());
+        let shadow_name = Self::shadow(&t.physical);
+        let log_name = internal_name("log", &[&t.physical]);
+        let source = qualified(ctx.schema, &t.physical);
+        let shadow = qualified(ctx.schema, &shadow_name);
+        let log = qualified(crate::state::SCHEMA, &log_name);
+        let k = ident(key);
+        // Every stored column: (name, value from a source row, value back from a copy row).
+        let up = op
+            .up
+            .clone()
+            .unwrap_or_else(|| format!("{}::{ty}", ident(&op.column)));
+        let old_type = t
+            .column(&op.column)
+            .map(|c| c.data_type.clone())
+            .unwrap_or_default();
+        let down = op
+            .down
+            .clone()
+            .unwrap_or_else(|| format!("{}::{old_type}", ident(&op.column)));
+        let columns: Vec<(String, String, String)> = ct
+            .columns
+            .iter()
+            .filter(|c| c.generated.is_empty())
+            .map(|c| {
+                if c.name == op.column {
+                    (c.name.clone(), up.clone(), down.clone())
+                } else {
+                    (c.name.clone(), ident(&c.name), ident(&c.name))
+                }
+            })
+            .collect();
+        let names = columns
+            .iter()
+            .map(|(n, ..)| ident(n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let from_source = columns
+            .iter()
+            .map(|(_, up, _)| crate::plan::expression(up))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut steps = OpSteps::default();
+
+        steps.start.push(sql_step(
+            format!("create {shadow_name}, an empty copy of {} with {} as {ty}", op.table, op.column),
+            format!(
+                "CREATE TABLE {shadow} (LIKE {source} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS);\nALTER TABLE {shadow} ALTER COLUMN {} TYPE {ty} USING NULL",
+                ident(&op.column)
+            ),
+        ));
+        let log_trigger = internal_name("log", &[&t.physical]);
+        let log_body = format!(
+            "BEGIN\n  IF TG_OP <> 'INSERT' THEN\n    INSERT INTO {log} (k) VALUES (OLD.{k});\n  END IF;\n  IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.{k} IS DISTINCT FROM OLD.{k}) THEN\n    INSERT INTO {log} (k) VALUES (NEW.{k});\n  END IF;\n  RETURN NULL;\nEND\n"
+        );
+        steps.start.push(sql_step(
+            format!(
+                "create the log of rows written to {} during the copy",
+                op.table
+            ),
+            format!(
+                "CREATE TABLE {log} (seq bigserial PRIMARY KEY, k {key_type} NOT NULL);\n{}",
+                function_sql(&log_trigger, &log_body)
+            ),
+        ));
+        steps.start.push(sql_step(
+            format!("create the logging trigger on {}", op.table),
+            trigger_sql(&log_trigger, &source, "INSERT OR UPDATE OR DELETE"),
+        ));
+        steps.backfills.push(BackfillSpec {
+            schema: ctx.schema.to_owned(),
+            table: t.physical.clone(),
+            set: Vec::new(),
+            condition: None,
+            insert: Some(InsertSpec {
+                table: shadow_name.clone(),
+                columns: columns
+                    .iter()
+                    .map(|(n, up, _)| (n.clone(), up.clone()))
+                    .collect(),
+                conflict: Vec::new(),
+            }),
+        });
+
+        // Indexes in bulk on the filled copy (nobody else uses it yet), then constraints.
+        let mut names_back = Vec::new();
+        let mut validations = Vec::new();
+        for ix in &ct.indexes {
+            let kind = ix
+                .constraint
+                .as_ref()
+                .and_then(|c| ct.constraints.get(c))
+                .map(|c| c.kind.as_str());
+            if kind == Some("x") {
+                continue;
+            }
+            let Some((tmp, sql)) = index_copy_sql(ix, &shadow_name, false) else {
+                continue;
+            };
+            let mut build = vec![sql];
+            match (&ix.constraint, kind) {
+                (Some(constraint), Some(k @ ("p" | "u"))) => {
+                    build.push(format!(
+                        "ALTER TABLE {shadow} ADD CONSTRAINT {} {} USING INDEX {}",
+                        ident(&tmp),
+                        if k == "p" { "PRIMARY KEY" } else { "UNIQUE" },
+                        ident(&tmp)
+                    ));
+                    names_back.push(format!(
+                        "ALTER TABLE {source} RENAME CONSTRAINT {} TO {}",
+                        ident(&tmp),
+                        ident(constraint)
+                    ));
+                }
+                _ => names_back.push(format!(
+                    "ALTER INDEX {} RENAME TO {}",
+                    qualified(ctx.schema, &tmp),
+                    ident(&ix.name)
+                )),
+            }
+            steps.after_backfill.push(sql_step(
+                format!("index {} built on {shadow_name}", ix.name),
+                build.join(";\n"),
+            ));
+        }
+        for k in ct.constraints.values() {
+            match k.kind.as_str() {
+                "c" => steps.after_backfill.push(sql_step(
+                    format!("constraint {} on {shadow_name}", k.name),
+                    format!(
+                        "ALTER TABLE {shadow} ADD CONSTRAINT {} {}",
+                        ident(&k.name),
+                        k.definition
+                    ),
+                )),
+                "x" => {
+                    let tmp = internal_name("x", &[&k.name]);
+                    steps.after_backfill.push(sql_step(
+                        format!("constraint {} on {shadow_name}", k.name),
+                        format!(
+                            "ALTER TABLE {shadow} ADD CONSTRAINT {} {}",
+                            ident(&tmp),
+                            k.definition
+                        ),
+                    ));
+                    names_back.push(format!(
+                        "ALTER TABLE {source} RENAME CONSTRAINT {} TO {}",
+                        ident(&tmp),
+                        ident(&k.name)
+                    ));
+                }
+                "f" => {
+                    if let Ok(sql) =
+                        rewrite_constraint_definition(&shadow, &k.name, &k.definition, &[], &[])
+                    {
+                        steps.after_backfill.push(sql_step(
+                            format!("foreign key {} on {shadow_name}, not validated yet", k.name),
+                            sql,
+                        ));
+                        validations.push(sql_step(
+                            format!("validate foreign key {} on {shadow_name}", k.name),
+                            format!(
+                                "ALTER TABLE {shadow} VALIDATE CONSTRAINT {}",
+                                ident(&k.name)
+                            ),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        // Catch up with the log, then switch to the triggers that keep both tables in step.
+        let replay_all = format!(
+            "DELETE FROM {shadow} AS s USING (SELECT DISTINCT k FROM {log}) AS l WHERE s.{k} = l.k;\nINSERT INTO {shadow} ({names}) SELECT {from_source} FROM {source} WHERE {k} IN (SELECT k FROM {log});\nDELETE FROM {log}"
+        );
+        steps.after_backfill.push(PlannedStep {
+            description: format!(
+                "catch up {shadow_name} with the rows written to {} since the copy began",
+                op.table
+            ),
+            action: crate::plan::Action::CatchUp(CatchUpSpec {
+                source: source.clone(),
+                shadow: shadow.clone(),
+                log: log.clone(),
+                key: key.clone(),
+                key_type: key_type.clone(),
+                columns: names.clone(),
+                from_source: from_source.clone(),
+            }),
+        });
+        let old_view = vs.table(&op.table).cloned().unwrap_or_default();
+        let mut new_view = old_view.clone();
+        self.apply_to_table(&mut new_view);
+        let to_copy = sync_body(
+            &ctx.version_schema,
+            false,
+            &source,
+            &old_view,
+            &shadow,
+            &columns
+                .iter()
+                .map(|(n, up, _)| (n.clone(), up.clone()))
+                .collect::<Vec<_>>(),
+            key,
+        );
+        let to_source = sync_body(
+            &ctx.version_schema,
+            true,
+            &shadow,
+            &new_view,
+            &source,
+            &columns
+                .iter()
+                .map(|(n, _, down)| (n.clone(), down.clone()))
+                .collect::<Vec<_>>(),
+            key,
+        );
+        let sync_old = internal_name("sync", &[&t.physical]);
+        let sync_new = internal_name("sync", &[&shadow_name]);
+        steps.after_backfill.push(sql_step(
+            format!(
+                "block writes to {} for the last rows of the log, then keep {shadow_name} in step by triggers",
+                op.table
+            ),
+            [
+                format!("LOCK TABLE {source} IN SHARE ROW EXCLUSIVE MODE"),
+                replay_all,
+                format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&log_trigger)),
+                function_sql(&sync_old, &to_copy),
+                trigger_sql(&sync_old, &source, "INSERT OR UPDATE OR DELETE"),
+                function_sql(&sync_new, &to_source),
+                trigger_sql(&sync_new, &shadow, "INSERT OR UPDATE OR DELETE"),
+            ]
+            .join(";\n"),
+        ));
+
+        steps.verify.push(VerifySpec {
+            description: format!(
+                "{shadow_name} holds every row of {} with equal values",
+                op.table
+            ),
+            schema: ctx.schema.to_owned(),
+            table: t.physical.clone(),
+            key: key.clone(),
+            other: shadow_name.clone(),
+            other_key: key.clone(),
+            columns: columns
+                .iter()
+                .filter(|(n, ..)| *n != op.column)
+                .map(|(n, ..)| (n.clone(), n.clone()))
+                .collect(),
+        });
+        steps.complete.extend(validations);
+        let mut swap = vec![
+            format!("LOCK TABLE {source}, {shadow} IN ACCESS EXCLUSIVE MODE"),
+            format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&sync_old)),
+            format!("DROP TRIGGER IF EXISTS {} ON {shadow}", ident(&sync_new)),
+        ];
+        let sequences: Vec<(String, &str)> = ct
+            .columns
+            .iter()
+            .filter_map(|c| {
+                Some((
+                    qualified(&c.owned_sequence.as_ref()?.0, &c.owned_sequence.as_ref()?.1),
+                    c.name.as_str(),
+                ))
+            })
+            .collect();
+        for (seq, _) in &sequences {
+            swap.push(format!("ALTER SEQUENCE {seq} OWNED BY NONE"));
+        }
+        swap.push(format!("DROP TABLE {source}"));
+        swap.push(format!(
+            "ALTER TABLE {shadow} RENAME TO {}",
+            ident(&t.physical)
+        ));
+        swap.extend(names_back);
+        for (seq, column) in &sequences {
+            swap.push(format!(
+                "ALTER SEQUENCE {seq} OWNED BY {source}.{}",
+                ident(column)
+            ));
+        }
+        if ct.replica_identity == "f" {
+            swap.push(format!("ALTER TABLE {source} REPLICA IDENTITY FULL"));
+        }
+        for f in [&sync_old, &sync_new, &log_trigger] {
+            swap.push(format!(
+                "DROP FUNCTION IF EXISTS {}()",
+                qualified(crate::state::SCHEMA, f)
+            ));
+        }
+        swap.push(format!("DROP TABLE IF EXISTS {log}"));
+        steps.complete.push(sql_step(
+            format!(
+                "swap {shadow_name} in for {} (drop the old table, give the copy its names and sequences)",
+                op.table
+            ),
+            swap.join(";\n"),
+        ));
+
+        let mut undo = vec![
+            format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&log_trigger)),
+            format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&sync_old)),
+            format!("DROP TABLE IF EXISTS {shadow}"),
+            format!("DROP TABLE IF EXISTS {log}"),
+        ];
+        for f in [&sync_old, &sync_new, &log_trigger] {
+            undo.push(format!(
+                "DROP FUNCTION IF EXISTS {}()",
+                qualified(crate::state::SCHEMA, f)
+            ));
+        }
+        steps.rollback.push(sql_step(
+            format!("drop {shadow_name}, the log and the triggers"),
+            undo.join(";\n"),
+        ));
+        steps
+    }
+
+    fn apply_to_table(&self, t: &mut crate::plan::VTable) {
+        if let (Some(c), Some(ty)) = (t.column_mut(&self.op.column), &self.op.data_type) {
+            c.data_type = ty.clone();
+        }
+    }
+}
+
+fn function_sql(name: &str, body: &str) -> String {
+    format!(
+        "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS {}",
+        qualified(crate::state::SCHEMA, name),
+        dollar_quote(body)
+    )
+}
+
+fn trigger_sql(name: &str, table: &str, events: &str) -> String {
+    format!(
+        "CREATE TRIGGER {} AFTER {events} ON {table} FOR EACH ROW EXECUTE FUNCTION {}()",
+        ident(name),
+        qualified(crate::state::SCHEMA, name)
+    )
+}
+
+/// The body of a trigger on `from` that mirrors each row written by one version's clients
+/// (the new version's when `new_version`, else the others') into `to`: deleted there when
+/// deleted here, upserted otherwise, each column from its expression over the row's columns
+/// as that version names them.
+fn sync_body(
+    version_schema: &str,
+    new_version: bool,
+    from: &str,
+    view: &crate::plan::VTable,
+    to: &str,
+    columns: &[(String, String)],
+    key: &str,
+) -> String {
+    let k = ident(key);
+    let test = if new_version {
+        "IS NOT DISTINCT FROM"
+    } else {
+        "IS DISTINCT FROM"
+    };
+    let names = columns
+        .iter()
+        .map(|(n, _)| ident(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values = columns
+        .iter()
+        .map(|(_, e)| crate::plan::expression(e))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sets = columns
+        .iter()
+        .filter(|(n, _)| n != key)
+        .map(|(n, _)| format!("{} = EXCLUDED.{}", ident(n), ident(n)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let variables = row_variables(
+        from,
+        view.columns
+            .iter()
+            .map(|c| (c.name.as_str(), c.physical.as_str())),
+        "NEW",
+    );
+    format!(
+        "#variable_conflict use_column\nBEGIN\n  IF (current_schemas(false))[1] {test} {} THEN\n    IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.{k} IS DISTINCT FROM NEW.{k}) THEN\n      DELETE FROM {to} WHERE {k} = OLD.{k};\n    END IF;\n    IF TG_OP <> 'DELETE' THEN\n      DECLARE\n{variables}      BEGIN\n        INSERT INTO {to} ({names}) VALUES ({values})\n          ON CONFLICT ({k}) DO UPDATE SET {sets};\n      END;\n    END IF;\n  END IF;\n  RETURN NULL;\nEND\n",
+        literal(version_schema)
+    )
+}
