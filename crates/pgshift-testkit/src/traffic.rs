@@ -369,10 +369,13 @@ async fn watch(client: tokio_postgres::Client, shared: Arc<Shared>, every: Durat
     // Locks held by pgshift sessions on the database's own tables, in the modes that stop
     // client writes (every mode from SHARE up conflicts with ROW EXCLUSIVE).
     // Tables only, and only those other sessions can see (a relation created by pgshift's
-    // open transaction, a view of the new version say, blocks nobody).
+    // open transaction, a view of the new version say, blocks nobody), and not pgshift's own
+    // (`_pgshift_` tables: a table's copy while its indexes are built, which no client
+    // reads or writes yet; its swap at complete also locks the table itself, which counts).
     let locks = "SELECT l.pid, c.relname::text, l.mode
                  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                  JOIN pg_class c ON c.oid = l.relation AND c.relkind IN ('r', 'p')
+                      AND c.relname NOT LIKE '\\_pgshift\\_%'
                  JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname <> 'pgshift'
                  WHERE l.granted AND l.locktype = 'relation' AND l.relation >= 16384
                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
