@@ -4,7 +4,8 @@
 //!
 //! On a durable throwaway cluster (fsync on), in one run:
 //! 1. an add_column backfill through `pgshift start` against one plain `UPDATE ... SET new =
-//!    expr` on an identical table: time, ratio, and table size after;
+//!    expr` on an identical table: time, ratio, and table size after; and the same add_column
+//!    with `method: copy` (the table copied with its new column, swapped in at complete);
 //! 2. S1: varchar to uuid on 222,000 rows, pgshift against one UPDATE;
 //! 3. client reads and writes of random keys at a fixed rate, p99 and max latency, during the
 //!    backfill and without one;
@@ -66,6 +67,17 @@ async fn load_orders(c: &tokio_postgres::Client, table: &str, rows: i64) {
     )
     .await;
     exec(c, &format!("VACUUM ANALYZE {table}")).await;
+}
+
+/// Rows of `orders` whose `price_cents` is not `price * 100`.
+async fn rows_left_wrong(c: &tokio_postgres::Client) -> i64 {
+    c.query_one(
+        "SELECT count(*) FROM orders WHERE price_cents IS DISTINCT FROM price::bigint * 100",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
 }
 
 /// Runs `pgshift start <migration>`; returns (seconds, peak RSS in kB).
@@ -252,14 +264,7 @@ async fn main() {
     .await;
     let compact = size_mb(&c, "orders_compact").await;
     exec(&c, "DROP TABLE orders_compact; DROP TABLE orders_trigger").await;
-    let wrong: i64 = c
-        .query_one(
-            "SELECT count(*) FROM orders WHERE price_cents IS DISTINCT FROM price::bigint * 100",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let wrong = rows_left_wrong(&c).await;
     println!("\n1. add_column backfill, {rows} rows (same run, identical tables)");
     println!(
         "   one UPDATE:        {update_s:>7.1} s   {}",
@@ -270,6 +275,45 @@ async fn main() {
         growth(before, after)
     );
     println!("   one UPDATE, dual-write trigger present: {trigger_s:.1} s");
+    // The same add_column by copying the table, on a fourth identical table: start, then
+    // complete (which swaps the copy in); size of the table that results.
+    let copied = TestDb::new().await;
+    let cc = copied.client().await;
+    load_orders(&cc, "orders", rows).await;
+    let before_copy = size_mb(&cc, "orders").await;
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy_file = copy_dir.path().join("0001_cents.yaml");
+    std::fs::write(&copy_file, "operations:\n  - add_column:\n      table: orders\n      up: price * 100\n      method: copy\n      column:\n        name: price_cents\n        type: bigint\n        nullable: true\n").unwrap();
+    exec(&cc, "CHECKPOINT").await;
+    let (copy_start_s, _) = pgshift_start(&copied, copy_dir.path(), copy_file.to_str().unwrap());
+    let copy_backfill_s = backfill_seconds(&cc).await;
+    let t0 = Instant::now();
+    let out = std::process::Command::new(pgshift_bin())
+        .args(["--dir"])
+        .arg(copy_dir.path())
+        .arg("complete")
+        .env("DATABASE_URL", &copied.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copy_complete_s = t0.elapsed().as_secs_f64();
+    let after_copy = size_mb(&cc, "orders").await;
+    let copy_wrong = rows_left_wrong(&cc).await;
+    drop(cc);
+    drop(copied);
+    println!(
+        "   pgshift, method: copy: start {copy_start_s:.1} s (copy {copy_backfill_s:.1} s) + complete {copy_complete_s:.1} s = {:.1} s   {}   rows left wrong: {copy_wrong}",
+        copy_start_s + copy_complete_s,
+        growth(before_copy, after_copy)
+    );
+    println!(
+        "   pgshift (method: copy, start + complete) / UPDATE: {:.2}",
+        (copy_start_s + copy_complete_s) / update_s
+    );
     println!(
         "   the table rewritten compactly with its new column: {:.0} MB ({:.2}x; heap {:.2}x, indexes {:.2}x)",
         compact.0,

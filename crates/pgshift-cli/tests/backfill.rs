@@ -32,6 +32,39 @@ async fn rows_done(c: &tokio_postgres::Client) -> i64 {
     .unwrap_or(0)
 }
 
+/// `n` clients updating, deleting and inserting rows of `big` until `stop`, each pausing
+/// `pause` between statements; each returns how many statements it ran.
+fn random_writers(
+    db: &TestDb,
+    n: i64,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pause: Option<Duration>,
+) -> Vec<tokio::task::JoinHandle<i64>> {
+    (0..n)
+        .map(|w| {
+            let (db, stop) = (db.clone(), stop.clone());
+            tokio::spawn(async move {
+                let c = db.client().await;
+                let mut n = 0i64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let id = (n * 7919 + w * 104_729) % ROWS + 1;
+                    match n % 3 {
+                        0 => c.execute("UPDATE big SET v = v + 7 WHERE id = $1", &[&id]).await,
+                        1 => c.execute("DELETE FROM big WHERE id = $1", &[&id]).await,
+                        _ => c.execute("INSERT INTO big (id, v) VALUES ($1, 5) ON CONFLICT (id) DO UPDATE SET v = excluded.v", &[&(id + ROWS * (w + 1))]).await,
+                    }
+                    .expect("writer");
+                    n += 1;
+                    if let Some(p) = pause {
+                        tokio::time::sleep(p).await;
+                    }
+                }
+                n
+            })
+        })
+        .collect()
+}
+
 /// Small, fast batches so that a test sees many of them.
 const SMALL_BATCHES: &[&str] = &["--backfill-batch-time", "5ms"];
 
@@ -166,25 +199,7 @@ async fn random_inserts_updates_and_deletes_during_the_backfill_end_equal_to_the
     let raw = big_table(&db).await;
     let m = Migrations::new(&[("0001_w.yaml", ADD_W)]);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..3i64 {
-        let (db, stop) = (db.clone(), stop.clone());
-        writers.push(tokio::spawn(async move {
-            let c = db.client().await;
-            let mut n = 0i64;
-            while !stop.load(Ordering::Relaxed) {
-                let id = (n * 7919 + w * 104_729) % ROWS + 1;
-                match n % 3 {
-                    0 => c.execute("UPDATE big SET v = v + 7 WHERE id = $1", &[&id]).await,
-                    1 => c.execute("DELETE FROM big WHERE id = $1", &[&id]).await,
-                    _ => c.execute("INSERT INTO big (id, v) VALUES ($1, 5) ON CONFLICT (id) DO UPDATE SET v = excluded.v", &[&(id + ROWS * (w + 1))]).await,
-                }
-                .expect("writer");
-                n += 1;
-            }
-            n
-        }));
-    }
+    let writers = random_writers(&db, 3, &stop, None);
     let file = m.path().join("0001_w.yaml");
     let mut args = vec!["start", file.to_str().unwrap()];
     args.extend(SMALL_BATCHES);
@@ -205,6 +220,63 @@ async fn random_inserts_updates_and_deletes_during_the_backfill_end_equal_to_the
         .await,
         0
     );
+}
+
+/// `method: copy` killed at random points of its start (copy, index builds, catch-up) while
+/// writers insert, update and delete; the same start again, then complete: the table that
+/// replaced the old one holds exactly the old table's final rows, each with its new column.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_a_table_copy_under_writes_then_rerun_and_complete_equal_the_table() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let db = TestDb::new().await;
+    let raw = big_table(&db).await;
+    let m = Migrations::new(&[(
+        "0001_w.yaml",
+        &ADD_W.replace("      up: v + 1\n", "      up: v + 1\n      method: copy\n"),
+    )]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers = random_writers(&db, 2, &stop, Some(Duration::from_millis(1)));
+    let file = m.path().join("0001_w.yaml");
+    let file = file.to_str().unwrap();
+    let mut args = vec!["start", file];
+    args.extend(SMALL_BATCHES);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    for trial in 0..3u64 {
+        let mut child = pgshift(&db.url, &m.path(), &args).spawn().unwrap();
+        // 50 to 650 ms into each run: the copy, and in later runs what follows it.
+        let after = 50 + (seed / (trial + 1)) % 600;
+        tokio::time::sleep(Duration::from_millis(after)).await;
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        wait_for_pgshift_sessions_to_end(&raw).await;
+    }
+    run_ok(&db, &m.path(), &args).await;
+    // Writes through the triggers while the migration is open, too.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut writes = 0;
+    for w in writers {
+        writes += w.await.unwrap();
+    }
+    assert!(writes > 100, "the writers barely ran: {writes}");
+    raw.batch_execute("CREATE TABLE reference AS SELECT id, v FROM big")
+        .await
+        .unwrap();
+    run_ok(&db, &m.path(), &["complete"]).await;
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM big b FULL JOIN reference r USING (id)
+             WHERE b.id IS NULL OR r.id IS NULL OR b.v IS DISTINCT FROM r.v OR b.w IS DISTINCT FROM r.v + 1"
+        )
+        .await,
+        0
+    );
+    assert!(scalar_i64(&raw, "SELECT count(*) FROM big").await > ROWS / 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -123,6 +123,30 @@ async fn run_case(case: &Case) {
 
 const CASES: &[Case] = &[
     Case {
+        name: "add_column_method_copy",
+        setup: "CREATE TABLE orders (id serial PRIMARY KEY, price int NOT NULL);
+                CREATE INDEX orders_price ON orders (price);
+                INSERT INTO orders (price) SELECT g FROM generate_series(1, 3) g;",
+        migration: "operations:\n  - add_column:\n      table: orders\n      up: price * 100\n      method: copy\n      column:\n        name: price_cents\n        type: bigint\n        comment: in cents\n",
+        old_writes: &["INSERT INTO orders (price) VALUES (4)", "UPDATE orders SET price = 20 WHERE id = 2"],
+        new_writes: &[
+            "INSERT INTO orders (price, price_cents) VALUES (5, 555)",
+            "UPDATE orders SET price = 30 WHERE id = 3",
+            "DELETE FROM orders WHERE id = 1",
+        ],
+        // NOT NULL (pgroll's default) holds on the copy for the new version.
+        new_refused: &["INSERT INTO orders (price, price_cents) VALUES (6, NULL)"],
+        open: &[("SELECT string_agg(id || ':' || price, ',' ORDER BY id) FROM orders", "2:20,3:30,4:4,5:5")],
+        open_new: &[("SELECT string_agg(id || ':' || price || ':' || price_cents, ',' ORDER BY id) FROM orders", "2:20:2000,3:30:300,4:4:400,5:5:555")],
+        done: &[
+            // Rolled back and started again: the copy is made afresh from the table, whose
+            // rows get `up` (the new version's own price_cents went with the rollback).
+            ("SELECT string_agg(id || ':' || price || ':' || price_cents, ',' ORDER BY id) FROM orders", "2:20:2000,3:30:3000,4:4:400,5:5:500"),
+            ("SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'orders'", "orders_pkey,orders_price"),
+            ("SELECT col_description('orders'::regclass, 3) || ':' || attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'price_cents'", "in cents:true"),
+        ],
+    },
+    Case {
         name: "alter_column_method_copy",
         setup: "CREATE TABLE orders (id serial PRIMARY KEY, price int NOT NULL CHECK (price >= 0), note text UNIQUE);
                 CREATE INDEX orders_price ON orders (price);

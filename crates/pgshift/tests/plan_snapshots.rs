@@ -262,3 +262,4 @@ snapshot!(extract_columns_into_a_new_table, "operations:\n  - extract:\n      ta
 snapshot!(extract_of_a_not_null_column_is_refused, "operations:\n  - extract:\n      table: orders\n      columns: [price]\n      into: order_prices\n      reference_column: order_id\n");
 snapshot!(alter_column_method_copy_copies_the_table, "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n      up: price::bigint\n      down: price::int\n      method: copy\n");
 snapshot!(alter_column_method_copy_of_a_referenced_table_is_refused, "operations:\n  - alter_column:\n      table: customers\n      column: name\n      type: varchar(100)\n      up: name\n      down: name\n      method: copy\n");
+snapshot!(add_column_method_copy_copies_the_table, "operations:\n  - add_column:\n      table: orders\n      up: price * 100\n      method: copy\n      column:\n        name: price_cents\n        type: bigint\n        nullable: true\n");

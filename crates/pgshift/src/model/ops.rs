@@ -443,6 +443,9 @@ pub struct AddColumn {
     /// SQL expression that fills the new column from the old columns of each row.
     #[serde(default)]
     pub up: Option<String>,
+    /// `copy`: the table is copied with the new column (pgshift's own field).
+    #[serde(default)]
+    pub method: Option<AlterMethod>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -43,16 +43,25 @@ impl OperationPlan for AddColumn {
         if let Some(r) = &self.column.references {
             vs.require_column(&r.table, &r.column)?;
         }
+        if let Some(copy) = self.copy() {
+            copy.validate(vs)?;
+        }
         Ok(())
     }
 
     fn apply(&self, vs: &mut VirtualSchema) {
+        if let Some(copy) = self.copy() {
+            return copy.apply(vs);
+        }
         if let Some(t) = vs.table_mut(&self.table) {
             self.apply_to(t);
         }
     }
 
     fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
+        if let Some(copy) = self.copy() {
+            return copy.plan(ctx, vs);
+        }
         let Some(t) = vs.table(&self.table) else {
             return OpSteps::default();
         };
@@ -173,6 +182,19 @@ impl OperationPlan for AddColumn {
 }
 
 impl AddColumn {
+    /// `method: copy`: the table is copied with the new column.
+    fn copy(&self) -> Option<super::copy_table::CopyTable<'_>> {
+        (self.method == Some(crate::model::AlterMethod::Copy)).then_some(
+            super::copy_table::CopyTable {
+                table: &self.table,
+                change: super::copy_table::Change::Add {
+                    column: &self.column,
+                    up: self.up.as_deref(),
+                },
+            },
+        )
+    }
+
     /// Idempotent: once start has added the column, the live catalog already has it.
     fn apply_to(&self, t: &mut crate::plan::VTable) {
         t.columns.retain(|c| c.name != self.column.name);

@@ -38,6 +38,13 @@ impl AlterColumn {
             || self.comment.is_some()
     }
 
+    fn copy(&self) -> super::copy_table::CopyTable<'_> {
+        super::copy_table::CopyTable {
+            table: &self.table,
+            change: super::copy_table::Change::Alter(self),
+        }
+    }
+
     fn strategy(&self, vs: &VirtualSchema) -> Strategy {
         if self.method == Some(crate::model::AlterMethod::Copy) {
             return Strategy::Copy;
@@ -210,7 +217,7 @@ impl OperationPlan for AlterColumn {
     fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
         vs.require_column(&self.table, &self.column)?;
         if matches!(self.strategy(vs), Strategy::Copy) {
-            return super::copy_table::CopyTable { op: self }.validate(vs);
+            return self.copy().validate(vs);
         }
         if let Some(to) = &self.rename_to {
             if self.changes_shape() {
@@ -267,7 +274,7 @@ impl OperationPlan for AlterColumn {
                 let snapshot = vs.clone();
                 self.duplication(&snapshot, None).apply(vs)
             }
-            Strategy::Copy => super::copy_table::CopyTable { op: self }.apply(vs),
+            Strategy::Copy => self.copy().apply(vs),
         }
     }
 
@@ -282,7 +289,7 @@ impl OperationPlan for AlterColumn {
             ),
             Strategy::InPlace => self.plan_in_place(ctx, vs),
             Strategy::Duplicate => self.duplication(vs, Some(ctx)).plan(ctx, vs),
-            Strategy::Copy => super::copy_table::CopyTable { op: self }.plan(ctx, vs),
+            Strategy::Copy => self.copy().plan(ctx, vs),
         }
     }
 }

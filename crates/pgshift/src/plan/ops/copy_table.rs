@@ -1,7 +1,10 @@
-//! `alter_column` with `method: copy`: a column's type changes by copying the whole table,
-//! the way the blocking ALTER rewrites it, but with clients reading and writing all along.
+//! `method: copy` (of `alter_column` and `add_column`): a column's type changes, or a column
+//! is added and filled, by copying the whole table, the way the blocking ALTER rewrites it,
+//! but with clients reading and writing all along. No row is updated in place, so the table
+//! does not bloat, and no index is maintained row by row during the copy.
 //!
-//! Start creates an empty copy of the table (`LIKE`, the column of its new type), and a
+//! Start creates an empty copy of the table (`LIKE`, the column of its new type or the new
+//! column), and a
 //! trigger that logs the key of every row written from then on. The backfill copies the
 //! rows in key batches (`INSERT ... SELECT`, no index to maintain yet, no row locks); then
 //! the copy's indexes are built in bulk and its constraints added. A catch-up replays the
@@ -16,7 +19,7 @@
 //! and the triggers.
 
 use super::{index_copy_sql, rewrite_constraint_definition, Invalid};
-use crate::model::AlterColumn;
+use crate::model::{AlterColumn, Column};
 use crate::plan::triggers::{dollar_quote, row_variables};
 use crate::plan::{
     internal_name, sql_step, BackfillSpec, CatchUpSpec, InsertSpec, OpSteps, PlanContext,
@@ -25,7 +28,35 @@ use crate::plan::{
 use crate::quote::{ident, literal, qualified};
 
 pub(super) struct CopyTable<'a> {
-    pub op: &'a AlterColumn,
+    pub table: &'a str,
+    pub change: Change<'a>,
+}
+
+/// What the copy changes.
+pub(super) enum Change<'a> {
+    /// A column's type (`alter_column`).
+    Alter(&'a AlterColumn),
+    /// A new column, filled from `up` or else from its default (`add_column`).
+    Add {
+        column: &'a Column,
+        up: Option<&'a str>,
+    },
+}
+
+impl Change<'_> {
+    fn column(&self) -> &str {
+        match self {
+            Change::Alter(op) => &op.column,
+            Change::Add { column, .. } => &column.name,
+        }
+    }
+
+    fn new_type(&self) -> &str {
+        match self {
+            Change::Alter(op) => op.data_type.as_deref().unwrap_or_default(),
+            Change::Add { column, .. } => &column.data_type,
+        }
+    }
 }
 
 impl CopyTable<'_> {
@@ -34,74 +65,84 @@ impl CopyTable<'_> {
     }
 
     pub fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
-        let op = self.op;
-        let t = vs.require_table(&op.table)?;
-        let c = vs.require_column(&op.table, &op.column)?;
-        if op.data_type.is_none()
-            || op.rename_to.is_some()
-            || op.nullable.is_some()
-            || op.unique.is_some()
-            || op.check.is_some()
-            || op.references.is_some()
-            || op.default.is_some()
-            || op.comment.is_some()
-        {
-            return Err((
-                "`method: copy` changes a column's type (with `up` and `down`) and nothing else"
-                    .to_owned(),
-                Some(
-                    "put the other changes in their own alter_column, without `method`".to_owned(),
-                ),
-            ));
+        let table = self.table;
+        let t = vs.require_table(table)?;
+        match &self.change {
+            Change::Alter(op) => {
+                let c = vs.require_column(table, &op.column)?;
+                if op.data_type.is_none()
+                    || op.rename_to.is_some()
+                    || op.nullable.is_some()
+                    || op.unique.is_some()
+                    || op.check.is_some()
+                    || op.references.is_some()
+                    || op.default.is_some()
+                    || op.comment.is_some()
+                {
+                    return Err((
+                        "`method: copy` changes a column's type (with `up` and `down`) and nothing else".to_owned(),
+                        Some("put the other changes in their own alter_column, without `method`".to_owned()),
+                    ));
+                }
+                if t.primary_key.contains(&c.physical) {
+                    return Err((
+                        format!(
+                            "`method: copy` cannot change the primary key column {table}.{}",
+                            op.column
+                        ),
+                        Some("use alter_primary_key".to_owned()),
+                    ));
+                }
+            }
+            Change::Add { column, .. } => {
+                if column.unique
+                    || column.check.is_some()
+                    || column.references.is_some()
+                    || column.pk
+                {
+                    return Err((
+                        "`method: copy` adds a column with a type, a default, NOT NULL and a comment; not with unique, check, references or pk".to_owned(),
+                        Some("add those with create_constraint in a later migration, or leave out `method`".to_owned()),
+                    ));
+                }
+            }
         }
         if t.primary_key.len() != 1 {
             return Err((
-                format!(
-                    "`method: copy` needs a one-column primary key on {:?}",
-                    op.table
-                ),
-                Some("leave out `method` to change the column in place".to_owned()),
-            ));
-        }
-        if t.primary_key.contains(&c.physical) {
-            return Err((
-                format!(
-                    "`method: copy` cannot change the primary key column {}.{}",
-                    op.table, op.column
-                ),
-                Some("use alter_primary_key".to_owned()),
+                format!("`method: copy` needs a one-column primary key on {table:?}"),
+                Some("leave out `method` to change the table in place".to_owned()),
             ));
         }
         if !t.identity.is_empty() {
             return Err((
-                format!("{:?} has an identity column; `method: copy` does not move identity sequences yet", op.table),
-                Some("leave out `method` to change the column in place".to_owned()),
+                format!("{table:?} has an identity column; `method: copy` does not move identity sequences yet"),
+                Some("leave out `method` to change the table in place".to_owned()),
             ));
         }
         if !t.referenced_by.is_empty()
-            || t.physical != op.table
+            || t.physical != table
             || t.columns.iter().any(|c| c.name != c.physical)
         {
             return Err((
-                format!("`method: copy` needs {:?} unreferenced by foreign keys and untouched by the migration's other operations", op.table),
-                Some("leave out `method` to change the column in place".to_owned()),
+                format!("`method: copy` needs {table:?} unreferenced by foreign keys and untouched by the migration's other operations"),
+                Some("leave out `method` to change the table in place".to_owned()),
             ));
         }
         Ok(())
     }
 
     pub fn apply(&self, vs: &mut VirtualSchema) {
-        if let Some(t) = vs.table_mut(&self.op.table) {
-            t.physical = Self::shadow(&self.op.table);
-            if let (Some(c), Some(ty)) = (t.column_mut(&self.op.column), &self.op.data_type) {
-                c.data_type = ty.clone();
-            }
+        if let Some(t) = vs.table_mut(self.table) {
+            t.physical = Self::shadow(self.table);
+            self.apply_to_table(t);
         }
     }
 
     pub fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
-        let op = self.op;
-        let (Some(t), Some(ty)) = (vs.table(&op.table), op.data_type.as_deref()) else {
+        let table = self.table;
+        let column = self.change.column();
+        let ty = self.change.new_type();
+        let Some(t) = vs.table(table) else {
             return OpSteps::default();
         };
         let Some(ct) = ctx.catalog.table(&t.physical) else {
@@ -120,31 +161,54 @@ impl CopyTable<'_> {
         let shadow = qualified(ctx.schema, &shadow_name);
         let log = qualified(crate::state::SCHEMA, &log_name);
         let k = ident(key);
-        // Every stored column: (name, value from a source row, value back from a copy row).
-        let up = op
-            .up
-            .clone()
-            .unwrap_or_else(|| format!("{}::{ty}", ident(&op.column)));
-        let old_type = t
-            .column(&op.column)
-            .map(|c| c.data_type.clone())
-            .unwrap_or_default();
-        let down = op
-            .down
-            .clone()
-            .unwrap_or_else(|| format!("{}::{old_type}", ident(&op.column)));
-        let columns: Vec<(String, String, String)> = ct
-            .columns
-            .iter()
-            .filter(|c| c.generated.is_empty())
-            .map(|c| {
-                if c.name == op.column {
-                    (c.name.clone(), up.clone(), down.clone())
-                } else {
-                    (c.name.clone(), ident(&c.name), ident(&c.name))
+        // Every stored column written by the copy: (name, value from a source row, value
+        // back from a copy row; None for a column the table does not have).
+        let mut columns: Vec<(String, String, Option<String>)> = Vec::new();
+        for c in ct.columns.iter().filter(|c| c.generated.is_empty()) {
+            match &self.change {
+                Change::Alter(op) if c.name == op.column => {
+                    let up = op
+                        .up
+                        .clone()
+                        .unwrap_or_else(|| format!("{}::{ty}", ident(&op.column)));
+                    let down = op
+                        .down
+                        .clone()
+                        .unwrap_or_else(|| format!("{}::{}", ident(&op.column), c.data_type));
+                    columns.push((c.name.clone(), up, Some(down)));
                 }
-            })
-            .collect();
+                _ => columns.push((c.name.clone(), ident(&c.name), Some(ident(&c.name)))),
+            }
+        }
+        // A new column without `up` is left out: the copy's default fills it, row by row.
+        let mut shadow_change = match &self.change {
+            Change::Alter(op) => format!(
+                "ALTER TABLE {shadow} ALTER COLUMN {} TYPE {ty} USING NULL",
+                ident(&op.column)
+            ),
+            Change::Add { column: c, up } => {
+                if let Some(up) = up {
+                    columns.push((c.name.clone(), (*up).to_owned(), None));
+                }
+                let mut d = format!("ALTER TABLE {shadow} ADD COLUMN {} {ty}", ident(&c.name));
+                if let Some(default) = &c.default {
+                    d.push_str(&format!(" DEFAULT {default}"));
+                }
+                if !c.nullable {
+                    d.push_str(" NOT NULL");
+                }
+                d
+            }
+        };
+        if let Change::Add { column: c, .. } = &self.change {
+            if let Some(comment) = &c.comment {
+                shadow_change.push_str(&format!(
+                    ";\nCOMMENT ON COLUMN {shadow}.{} IS {}",
+                    ident(&c.name),
+                    literal(comment)
+                ));
+            }
+        }
         let names = columns
             .iter()
             .map(|(n, ..)| ident(n))
@@ -158,10 +222,9 @@ impl CopyTable<'_> {
         let mut steps = OpSteps::default();
 
         steps.start.push(sql_step(
-            format!("create {shadow_name}, an empty copy of {} with {} as {ty}", op.table, op.column),
+            format!("create {shadow_name}, an empty copy of {table} with {column} as {ty}"),
             format!(
-                "CREATE TABLE {shadow} (LIKE {source} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS);\nALTER TABLE {shadow} ALTER COLUMN {} TYPE {ty} USING NULL",
-                ident(&op.column)
+                "CREATE TABLE {shadow} (LIKE {source} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS);\n{shadow_change}"
             ),
         ));
         let log_trigger = internal_name("log", &[&t.physical]);
@@ -171,7 +234,7 @@ impl CopyTable<'_> {
         steps.start.push(sql_step(
             format!(
                 "create the log of rows written to {} during the copy",
-                op.table
+                table
             ),
             format!(
                 "CREATE TABLE {log} (seq bigserial PRIMARY KEY, k {key_type} NOT NULL);\n{}",
@@ -179,7 +242,7 @@ impl CopyTable<'_> {
             ),
         ));
         steps.start.push(sql_step(
-            format!("create the logging trigger on {}", op.table),
+            format!("create the logging trigger on {}", table),
             trigger_sql(&log_trigger, &source, "INSERT OR UPDATE OR DELETE"),
         ));
         steps.backfills.push(BackfillSpec {
@@ -292,7 +355,7 @@ impl CopyTable<'_> {
         steps.after_backfill.push(PlannedStep {
             description: format!(
                 "catch up {shadow_name} with the rows written to {} since the copy began",
-                op.table
+                table
             ),
             action: crate::plan::Action::CatchUp(CatchUpSpec {
                 source: source.clone(),
@@ -304,7 +367,7 @@ impl CopyTable<'_> {
                 from_source: from_source.clone(),
             }),
         });
-        let old_view = vs.table(&op.table).cloned().unwrap_or_default();
+        let old_view = vs.table(table).cloned().unwrap_or_default();
         let mut new_view = old_view.clone();
         self.apply_to_table(&mut new_view);
         let to_copy = sync_body(
@@ -327,7 +390,7 @@ impl CopyTable<'_> {
             &source,
             &columns
                 .iter()
-                .map(|(n, _, down)| (n.clone(), down.clone()))
+                .filter_map(|(n, _, down)| Some((n.clone(), down.clone()?)))
                 .collect::<Vec<_>>(),
             key,
         );
@@ -336,7 +399,7 @@ impl CopyTable<'_> {
         steps.after_backfill.push(sql_step(
             format!(
                 "block writes to {} for the last rows of the log, then keep {shadow_name} in step by triggers",
-                op.table
+                table
             ),
             [
                 format!("LOCK TABLE {source} IN SHARE ROW EXCLUSIVE MODE"),
@@ -353,7 +416,7 @@ impl CopyTable<'_> {
         steps.verify.push(VerifySpec {
             description: format!(
                 "{shadow_name} holds every row of {} with equal values",
-                op.table
+                table
             ),
             schema: ctx.schema.to_owned(),
             table: t.physical.clone(),
@@ -362,7 +425,7 @@ impl CopyTable<'_> {
             other_key: key.clone(),
             columns: columns
                 .iter()
-                .filter(|(n, ..)| *n != op.column)
+                .filter(|(n, ..)| n != column)
                 .map(|(n, ..)| (n.clone(), n.clone()))
                 .collect(),
         });
@@ -410,7 +473,7 @@ impl CopyTable<'_> {
         steps.complete.push(sql_step(
             format!(
                 "swap {shadow_name} in for {} (drop the old table, give the copy its names and sequences)",
-                op.table
+                table
             ),
             swap.join(";\n"),
         ));
@@ -435,8 +498,23 @@ impl CopyTable<'_> {
     }
 
     fn apply_to_table(&self, t: &mut crate::plan::VTable) {
-        if let (Some(c), Some(ty)) = (t.column_mut(&self.op.column), &self.op.data_type) {
-            c.data_type = ty.clone();
+        match &self.change {
+            Change::Alter(op) => {
+                if let (Some(c), Some(ty)) = (t.column_mut(&op.column), &op.data_type) {
+                    c.data_type = ty.clone();
+                }
+            }
+            Change::Add { column, .. } => {
+                if t.column(&column.name).is_none() {
+                    t.columns.push(crate::plan::VColumn {
+                        name: column.name.clone(),
+                        physical: column.name.clone(),
+                        complete_name: column.name.clone(),
+                        data_type: column.data_type.clone(),
+                        not_null: !column.nullable,
+                    });
+                }
+            }
         }
     }
 }
