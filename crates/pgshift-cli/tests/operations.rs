@@ -123,6 +123,32 @@ async fn run_case(case: &Case) {
 
 const CASES: &[Case] = &[
     Case {
+        name: "alter_primary_key_identity",
+        setup: "CREATE TABLE accounts (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL);
+                CREATE TABLE logins (id bigserial PRIMARY KEY, account_id int NOT NULL REFERENCES accounts (id));
+                INSERT INTO accounts (name) VALUES ('a'), ('b');
+                INSERT INTO logins (account_id) VALUES (1), (2);",
+        migration: "operations:\n  - alter_primary_key:\n      table: accounts\n      type: bigint\n",
+        old_writes: &[
+            "INSERT INTO accounts (name) VALUES ('old')",
+            "INSERT INTO logins (account_id) SELECT id FROM accounts WHERE name = 'old'",
+        ],
+        new_writes: &[
+            "INSERT INTO accounts (name) VALUES ('new')",
+            "INSERT INTO logins (account_id) SELECT id FROM accounts WHERE name = 'new'",
+        ],
+        new_refused: &["INSERT INTO logins (account_id) VALUES (999999)"],
+        open: &[("SELECT string_agg(a.name, ',' ORDER BY a.id) FROM accounts a JOIN logins l ON l.account_id = a.id", "a,b,old,new")],
+        open_new: &[("SELECT string_agg(a.name || ':' || pg_typeof(a.id), ',' ORDER BY a.id) FROM accounts a JOIN logins l ON l.account_id = a.id", "a:bigint,b:bigint,old:bigint,new:bigint")],
+        done: &[
+            ("SELECT string_agg(a.name, ',' ORDER BY a.id) FROM accounts a JOIN logins l ON l.account_id = a.id", "a,b,old,new"),
+            ("SELECT attidentity::text || ':' || format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'accounts'::regclass AND attname = 'id'", "a:bigint"),
+            ("SELECT pg_get_serial_sequence('accounts', 'id')", "public.accounts_id_seq"),
+            ("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'logins'::regclass AND attname = 'account_id'", "bigint"),
+            ("WITH i AS (INSERT INTO accounts (name) VALUES ('after') RETURNING id) SELECT (i.id > (SELECT max(id) FROM accounts))::text FROM i", "true"),
+        ],
+    },
+    Case {
         name: "add_column_method_copy",
         setup: "CREATE TABLE orders (id serial PRIMARY KEY, price int NOT NULL);
                 CREATE INDEX orders_price ON orders (price);

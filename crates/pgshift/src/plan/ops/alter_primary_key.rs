@@ -78,7 +78,19 @@ impl AlterPrimaryKey {
                             up: format!("{}::{}", ident(&c.name), self.data_type),
                             down: format!("{}::{}", ident(&c.name), c.data_type),
                             not_null: c.not_null,
-                            default: catalog_column.and_then(|c| c.default.clone()),
+                            // An identity column has no default: its copy draws from the
+                            // identity's sequence (it becomes the copy's identity at the swap).
+                            default: catalog_column.and_then(|c| {
+                                c.default.clone().or_else(|| {
+                                    let (schema, name) = c.owned_sequence.as_ref()?;
+                                    (!c.identity.is_empty()).then(|| {
+                                        format!(
+                                            "nextval({}::regclass)",
+                                            crate::quote::literal(&qualified(schema, name))
+                                        )
+                                    })
+                                })
+                            }),
                             comment: catalog_column.and_then(|c| c.comment.clone()),
                         })
                     })
@@ -129,10 +141,10 @@ impl OperationPlan for AlterPrimaryKey {
                 continue;
             };
             for c in &columns {
-                if table.identity.contains(c) {
+                if table.identity.contains(c) && name != self.table {
                     return Err((
-                        format!("{name}.{c} is an identity column; alter_primary_key does not move identity sequences yet"),
-                        Some("convert it to a serial-style default first (ALTER COLUMN ... DROP IDENTITY, then a sequence default), or change it with one ALTER TABLE in a maintenance window".to_owned()),
+                        format!("{name}.{c} references {} and is an identity column itself; alter_primary_key moves the identity of the key only", self.table),
+                        Some(format!("drop the identity of {name}.{c} first (ALTER COLUMN ... DROP IDENTITY)")),
                     ));
                 }
                 if !table.columns.iter().any(|v| &v.physical == c) {

@@ -333,6 +333,35 @@ impl Duplication<'_> {
         for (sequence, _) in &sequences {
             swap.push(format!("ALTER SEQUENCE {sequence} OWNED BY NONE"));
         }
+        // An identity column's sequence is part of it and goes with it: the copy (whose
+        // default drew from that sequence while the migration was open) becomes an identity
+        // column with a sequence of the same name that starts where the old one stood. The
+        // next value and the increment are read first, into settings of this transaction.
+        let identities: Vec<(String, String, &DupColumn)> = self
+            .columns
+            .iter()
+            .filter_map(|d| {
+                let c = catalog_table?.column(&old_physical(&d.name))?;
+                let (schema, name) = c.owned_sequence.as_ref()?;
+                let kind = match c.identity.as_str() {
+                    "a" => "ALWAYS",
+                    "d" => "BY DEFAULT",
+                    _ => return None,
+                };
+                Some((qualified(schema, name), kind.to_owned(), d))
+            })
+            .collect();
+        for (i, (sequence, _, d)) in identities.iter().enumerate() {
+            swap.push(format!(
+                "SELECT set_config('pgshift.identity_start_{i}', (SELECT CASE WHEN s.is_called THEN s.last_value + p.seqincrement ELSE s.last_value END FROM {sequence} s, pg_catalog.pg_sequence p WHERE p.seqrelid = {}::regclass)::text, true), set_config('pgshift.identity_increment_{i}', (SELECT seqincrement FROM pg_catalog.pg_sequence WHERE seqrelid = {}::regclass)::text, true)",
+                literal(sequence),
+                literal(sequence)
+            ));
+            swap.push(format!(
+                "ALTER TABLE {table} ALTER COLUMN {} DROP DEFAULT",
+                ident(&new_name(&d.name))
+            ));
+        }
         for d in &self.columns {
             swap.push(format!(
                 "ALTER TABLE {table} DROP COLUMN {}",
@@ -352,6 +381,19 @@ impl Duplication<'_> {
             }
         }
         swap.extend(renames);
+        for (i, (sequence, kind, d)) in identities.iter().enumerate() {
+            let add = format!(
+                "ALTER TABLE {table} ALTER COLUMN {} ADD GENERATED {kind} AS IDENTITY (SEQUENCE NAME {sequence} START WITH %s INCREMENT BY %s)",
+                ident(&d.name)
+            );
+            swap.push(format!(
+                "DO {}",
+                triggers::dollar_quote(&format!(
+                    "BEGIN EXECUTE format({}, current_setting('pgshift.identity_start_{i}'), current_setting('pgshift.identity_increment_{i}')); END",
+                    literal(&add)
+                ))
+            ));
+        }
         for (sequence, d) in &sequences {
             if matches!(
                 d.new_type.as_str(),
