@@ -466,14 +466,14 @@ async fn extract_verification_stops_complete_on_a_mismatch() {
     let db = TestDb::new().await;
     let raw = db.client().await;
     raw.batch_execute(
-        "CREATE TABLE caterers (id serial PRIMARY KEY, name text NOT NULL, city text, zip text);
-         INSERT INTO caterers (name, city, zip) SELECT 'c' || g, 'City ' || g, lpad(g::text, 5, '0') FROM generate_series(1, 500) g;",
+        "CREATE TABLE caterers (id serial PRIMARY KEY, name text NOT NULL, city text, zip text, hours json);
+         INSERT INTO caterers (name, city, zip, hours) SELECT 'c' || g, 'City ' || g, lpad(g::text, 5, '0'), json_build_object('open', g % 12) FROM generate_series(1, 500) g;",
     )
     .await
     .unwrap();
     let m = Migrations::new(&[(
         "0001_addresses.yaml",
-        "operations:\n  - extract:\n      table: caterers\n      columns: [city, zip]\n      into: addresses\n      reference_column: caterer_id\n      id_column: id\n",
+        "operations:\n  - extract:\n      table: caterers\n      columns: [city, zip, hours]\n      into: addresses\n      reference_column: caterer_id\n      id_column: id\n",
     )]);
     let file = m.path().join("0001_addresses.yaml");
     run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
@@ -481,6 +481,7 @@ async fn extract_verification_stops_complete_on_a_mismatch() {
     raw.batch_execute(
         "SET session_replication_role = replica;
          UPDATE caterers SET zip = '77777' WHERE id = 42;
+         UPDATE caterers SET hours = '{\"open\": 99}' WHERE id = 43;
          DELETE FROM addresses WHERE caterer_id = 7;
          SET session_replication_role = origin;",
     )
@@ -489,9 +490,10 @@ async fn extract_verification_stops_complete_on_a_mismatch() {
     let r = run(&db, &m.path(), &["complete"]).await;
     assert_eq!(r.code, 1, "{}", r.all());
     for expected in [
-        "1 without a row in addresses, 1 with different values",
+        "1 without a row in addresses, 2 with different values",
         "caterers.id = 7: no row in addresses",
         "caterers.id = 42: differs in zip",
+        "caterers.id = 43: differs in hours",
     ] {
         assert!(
             r.stderr.contains(expected),
@@ -507,8 +509,9 @@ async fn extract_verification_stops_complete_on_a_mismatch() {
     assert_eq!(migration_status(&raw, "0001_addresses").await, "started");
 
     raw.batch_execute(
-        "INSERT INTO addresses (caterer_id, city, zip) SELECT id, city, zip FROM caterers WHERE id = 7;
-         UPDATE addresses SET zip = '77777' WHERE caterer_id = 42;",
+        "INSERT INTO addresses (caterer_id, city, zip, hours) SELECT id, city, zip, hours FROM caterers WHERE id = 7;
+         UPDATE addresses SET zip = '77777' WHERE caterer_id = 42;
+         UPDATE addresses SET hours = '{\"open\": 99}' WHERE caterer_id = 43;",
     )
     .await
     .unwrap();

@@ -54,8 +54,34 @@ async fn check(client: &Client, spec: &VerifySpec) -> Result<Verification> {
         ident(&spec.key)
     );
     // As text: every type has a text form, not every type has equality (json).
+    // Pairs of columns of one type that has an equality operator compare as they are;
+    // the others (json, arrays, two different types) by their text forms, which every type
+    // has.
+    let native: Vec<String> = client
+        .query_one(
+            "SELECT coalesce(array_agg(a.attname::text), '{}')
+               FROM pg_catalog.pg_attribute a
+               JOIN pg_catalog.pg_attribute b ON b.attrelid = $2::text::regclass
+                    AND b.attname = ($4::text[])[array_position($3::text[], a.attname::text)]
+                    AND b.atttypid = a.atttypid
+              WHERE a.attrelid = $1::text::regclass AND a.attname = ANY ($3::text[])
+                AND EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
+                             WHERE o.oprname = '=' AND o.oprleft = a.atttypid AND o.oprright = a.atttypid)",
+            &[
+                &table,
+                &other,
+                &spec.columns.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+                &spec.columns.iter().map(|(_, b)| b.as_str()).collect::<Vec<_>>(),
+            ],
+        )
+        .await?
+        .get(0);
     let differs = |(a, b): &(String, String)| {
-        format!("t.{}::text IS DISTINCT FROM o.{}::text", ident(a), ident(b))
+        if native.contains(a) {
+            format!("t.{} IS DISTINCT FROM o.{}", ident(a), ident(b))
+        } else {
+            format!("t.{}::text IS DISTINCT FROM o.{}::text", ident(a), ident(b))
+        }
     };
     let any_differs = spec
         .columns
