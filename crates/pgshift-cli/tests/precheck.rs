@@ -24,13 +24,15 @@ async fn faxes(db: &TestDb, extra: &str) -> tokio_postgres::Client {
 /// The refusal left no trace: no migration recorded, no trigger, no new column.
 async fn unchanged(raw: &tokio_postgres::Client, before: &str, db: &TestDb) {
     assert_eq!(schema_dump(db).await, before);
-    // pgshift's own state schema may exist by now; no migration is recorded in it.
-    if table_exists(raw, "pgshift.migrations").await {
-        assert_eq!(
-            scalar_i64(raw, "SELECT count(*) FROM pgshift.migrations").await,
-            0
-        );
-    }
+    // Not even pgshift's own state schema was created.
+    assert_eq!(
+        scalar_i64(
+            raw,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgshift'"
+        )
+        .await,
+        0
+    );
     assert_eq!(
         scalar_i64(
             raw,

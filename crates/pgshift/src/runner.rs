@@ -105,7 +105,13 @@ pub async fn migrate(
         Some(v) if v >= 1 => state::migrations(client).await?,
         _ => Vec::new(),
     };
-    plan_run(&files, &records, options)?;
+    let first = plan_run(&files, &records, options)?;
+    // On a database pgshift has not touched yet, the first pending migration is planned and
+    // pre-checked against the live schema before the state schema is created (later ones
+    // depend on it and are checked when their turn comes).
+    if let (None, Some((file, Body::Operations(migration)))) = (version, first.pending.first()) {
+        lifecycle::plan_for(client, file, migration, schema).await?;
+    }
 
     lock::acquire(client).await?;
     let result = async {
@@ -257,6 +263,12 @@ pub async fn start(
     if version.is_some_and(|v| v >= 1) {
         let records = state::migrations(client).await?;
         check_not_edited(&file, &records)?;
+    }
+    // On a database pgshift has not touched yet, the plan and its pre-checks (every row
+    // converts, every expression type-checks) run before the state schema is created: a
+    // refusal then leaves the database exactly as it was.
+    if let (None, Body::Operations(migration)) = (version, &body) {
+        lifecycle::plan_for(client, &file, migration, schema).await?;
     }
     locked(exec, schema, || async {
         let records = state::migrations(client).await?;

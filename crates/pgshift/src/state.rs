@@ -382,6 +382,17 @@ pub async fn stored_plan(
 
 /// The newest version schema that exists: what a client of the latest version should use.
 pub async fn latest_version_schema(client: &Client) -> Result<Option<String>> {
+    // Before the state schema exists (a plan checked before anything is created).
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass($1::text) IS NOT NULL",
+            &[&table("migrations")],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
     let row = client
         .query_opt(
             &format!(
