@@ -113,6 +113,13 @@ enum Command {
         /// The migration file.
         file: PathBuf,
     },
+    /// Show every step of a migration with its SQL, the locks it takes, what it rewrites or
+    /// scans, which client statements it makes wait and for how long, and a time estimate
+    /// from the tables' current size. Changes nothing.
+    Plan {
+        /// The migration file.
+        file: PathBuf,
+    },
     /// Complete (contract) the open migration: validate, swap, drop.
     Complete,
     /// Undo the open migration's start.
@@ -277,6 +284,11 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             })
             .await?;
             printer.started(&version_schema);
+        }
+        Command::Plan { file } => {
+            let client = spec.connect().await?;
+            let report = runner::plan(&client, &file, &cli.schema, settings.lock_timeout).await?;
+            printer.plan(&report);
         }
         Command::Complete => {
             let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;

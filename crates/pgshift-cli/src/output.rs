@@ -226,6 +226,13 @@ impl Printer {
         }
     }
 
+    pub fn plan(&self, report: &pgshift::explain::PlanReport) {
+        match self.output {
+            Output::Human => print!("{}", pgshift::explain::render(report)),
+            Output::Json => println!("{}", Self::json_line(report)),
+        }
+    }
+
     pub fn done(&self, what: &str, name: &str) {
         match self.output {
             Output::Human => println!("{what} {name}"),

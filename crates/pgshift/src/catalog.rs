@@ -31,6 +31,9 @@ pub struct Table {
     /// Columns of a UNIQUE index whose columns are all NOT NULL: usable as a backfill key.
     pub unique_not_null_keys: Vec<Vec<String>>,
     pub estimated_rows: i64,
+    /// The heap's size in bytes (`pg_relation_size`).
+    #[serde(default)]
+    pub heap_bytes: i64,
     /// `relreplident`: d (default), n (nothing), f (full) or i (index).
     pub replica_identity: String,
     /// The index used as replica identity, when `replica_identity` is i.
@@ -109,7 +112,8 @@ impl Catalog {
             .query(
                 "SELECT c.relname::text, greatest(c.reltuples, 0)::bigint, c.relreplident::text,
                         (SELECT ic.relname::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-                         WHERE i.indrelid = c.oid AND i.indisreplident)
+                         WHERE i.indrelid = c.oid AND i.indisreplident),
+                        pg_relation_size(c.oid)
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
                 &[&schema],
@@ -124,6 +128,7 @@ impl Catalog {
                     estimated_rows: r.get(1),
                     replica_identity: r.get(2),
                     replica_index: r.get(3),
+                    heap_bytes: r.get(4),
                     ..Table::default()
                 },
             );

@@ -742,6 +742,75 @@ fn summary(r: &MigrationRecord) -> RecordSummary {
     }
 }
 
+/// `pgshift plan <file>`: the file's steps with their locks, their work and estimates, from
+/// the live catalog, changing nothing (the state schema is only read, if it exists).
+pub async fn plan(
+    client: &tokio_postgres::Client,
+    path: &Path,
+    schema: &str,
+    lock_timeout: std::time::Duration,
+) -> Result<crate::explain::PlanReport> {
+    let file = MigrationFile::read(path)?;
+    let body = file.parse().map_err(|d| Error::Input(vec![d]))?;
+    set_search_path(client, schema).await?;
+    let plan = match &body {
+        Body::Operations(migration) => {
+            lifecycle::plan_for(client, &file, migration, schema).await?
+        }
+        // A raw SQL migration runs its statements in one transaction, which holds every
+        // lock until it commits; those that cannot run in one run alone.
+        Body::Sql(statements) => {
+            let mut start: Vec<crate::plan::PlannedStep> = Vec::new();
+            let mut group: Vec<&SqlStatement> = Vec::new();
+            let flush = |group: &mut Vec<&SqlStatement>,
+                         start: &mut Vec<crate::plan::PlannedStep>| {
+                if let (Some(first), Some(last)) = (group.first(), group.last()) {
+                    start.push(crate::plan::sql_step(
+                        if group.len() == 1 {
+                            format!("the statement at line {} (a transaction)", first.line)
+                        } else {
+                            format!(
+                                "the statements at lines {} to {} (one transaction)",
+                                first.line, last.line
+                            )
+                        },
+                        group
+                            .iter()
+                            .map(|s| s.sql.trim().trim_end_matches(';'))
+                            .collect::<Vec<_>>()
+                            .join(";\n"),
+                    ));
+                }
+                group.clear();
+            };
+            for s in statements {
+                if s.transactional {
+                    group.push(s);
+                } else {
+                    flush(&mut group, &mut start);
+                    start.push(crate::plan::concurrent_step(
+                        format!("the statement at line {} (outside a transaction)", s.line),
+                        s.sql.clone(),
+                        s.concurrent_index.clone(),
+                    ));
+                }
+            }
+            flush(&mut group, &mut start);
+            crate::plan::Plan {
+                start,
+                ..crate::plan::Plan::default()
+            }
+        }
+    };
+    let catalog = crate::catalog::Catalog::load(client, schema).await?;
+    Ok(crate::explain::report(
+        &file.name,
+        &plan,
+        &catalog,
+        lock_timeout,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
