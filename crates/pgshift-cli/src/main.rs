@@ -107,7 +107,23 @@ enum Command {
     /// Create the state schema `pgshift`, or upgrade it to this version of pgshift.
     Init,
     /// List applied, pending, edited and unfinished migrations.
-    Status,
+    Status {
+        /// Show the audit log instead: who ran what, from where, when, for how long, with
+        /// what result.
+        #[arg(long)]
+        history: bool,
+        /// How many events `--history` shows (newest first).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Record a migration as applied without running it (a change made by hand), with why.
+    MarkApplied {
+        /// The migration's name (its file name, with or without the extension).
+        name: String,
+        /// Why it is recorded without running (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
     /// Start (expand) a migration: new columns, triggers, indexes, and a version schema.
     Start {
         /// The migration file.
@@ -272,10 +288,22 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             let upgrade = runner::init(&spec, &exec).await?;
             printer.init(&spec, &upgrade);
         }
-        Command::Status => {
+        Command::Status { history: false, .. } => {
             let client = spec.connect().await?;
             let report = runner::status(&spec, &client, &cli.dir).await?;
             printer.status(&report);
+        }
+        Command::Status {
+            history: true,
+            limit,
+        } => {
+            let client = spec.connect().await?;
+            printer.history(&runner::history(&client, limit).await?);
+        }
+        Command::MarkApplied { name, reason } => {
+            let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
+            runner::mark_applied(&spec, &exec, &cli.dir, &cli.schema, &name, &reason).await?;
+            printer.done("marked applied (not run)", &name);
         }
         Command::Start { file } => {
             let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
@@ -317,6 +345,27 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
                     "cancelled"
                 };
                 let n = pgshift::backfill::control(&client, to).await?;
+                pgshift::state::record_event(
+                    &client,
+                    &pgshift::conn::Who::current(&spec),
+                    &pgshift::state::Event {
+                        command: if to == "paused" {
+                            "backfill pause"
+                        } else {
+                            "backfill cancel"
+                        },
+                        event: if to == "paused" {
+                            "backfills_paused"
+                        } else {
+                            "backfills_cancelled"
+                        },
+                        migration: None,
+                        ok: true,
+                        duration_ms: Some(0),
+                        detail: serde_json::json!({ "backfills": n }),
+                    },
+                )
+                .await?;
                 printer.backfill_control(to, n, None);
             }
             BackfillAction::Resume => {

@@ -233,6 +233,38 @@ impl Printer {
         }
     }
 
+    pub fn history(&self, events: &[pgshift::runner::HistoryEvent]) {
+        match self.output {
+            Output::Json => println!(
+                "{}",
+                Self::json_line(&serde_json::json!({ "events": events }))
+            ),
+            Output::Human => {
+                if events.is_empty() {
+                    println!("no events recorded");
+                }
+                for e in events {
+                    println!(
+                        "{}  {:<14} {:<28} {:<24} {:<5} {:>8}  {}@{} (db user {}){}",
+                        e.at,
+                        e.command,
+                        e.event,
+                        e.migration.as_deref().unwrap_or("-"),
+                        e.result,
+                        e.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
+                        e.os_user,
+                        e.host,
+                        e.db_user,
+                        match &e.detail {
+                            serde_json::Value::Object(m) if m.is_empty() => String::new(),
+                            d => format!("  {d}"),
+                        }
+                    );
+                }
+            }
+        }
+    }
+
     pub fn done(&self, what: &str, name: &str) {
         match self.output {
             Output::Human => println!("{what} {name}"),

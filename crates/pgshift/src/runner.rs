@@ -811,6 +811,123 @@ pub async fn plan(
     ))
 }
 
+/// `pgshift mark-applied <name> --reason`: records a migration as applied without running it
+/// (a change a DBA made by hand), with who and why in the audit log.
+pub async fn mark_applied(
+    spec: &ConnectionSpec,
+    exec: &Executor,
+    dir: &Path,
+    schema: &str,
+    name: &str,
+    reason: &str,
+) -> Result<()> {
+    if reason.trim().is_empty() {
+        return Err(Error::usage(
+            "mark-applied needs --reason",
+            Some("say why it is recorded without running, e.g. --reason \"index built by hand during incident 123\""),
+        ));
+    }
+    let files = source::discover(dir)?;
+    let Some(file) = files
+        .iter()
+        .find(|f| f.name == name || f.path.file_name().and_then(|n| n.to_str()) == Some(name))
+    else {
+        return Err(Error::usage(
+            format!("no migration named {name} in {}", dir.display()),
+            Some("pgshift status lists the migrations and their names"),
+        ));
+    };
+    let who = Who::current(spec);
+    let client = exec.client();
+    locked(exec, schema, || async {
+        let records = state::migrations(client).await?;
+        if let Some(r) = records.iter().find(|r| r.name == file.name) {
+            if r.status == "applied" {
+                return Err(Error::usage(
+                    format!("migration {} is already applied", file.name),
+                    None,
+                ));
+            }
+            if lifecycle::OPEN.contains(&r.status.as_str()) {
+                return Err(Error::usage(
+                    format!("migration {} is open ({})", file.name, r.status),
+                    Some(
+                        "complete it (pgshift complete) or roll it back (pgshift rollback) instead",
+                    ),
+                ));
+            }
+        }
+        state::begin_migration(client, &file.name, &file.checksum, file.kind.as_str(), &who)
+            .await?;
+        client
+            .batch_execute(&state::mark_applied_sql(&file.name))
+            .await?;
+        state::record_event(
+            client,
+            &who,
+            &Event {
+                command: "mark-applied",
+                event: "migration_marked_applied",
+                migration: Some(&file.name),
+                ok: true,
+                duration_ms: Some(0),
+                detail: serde_json::json!({ "reason": reason, "checksum": file.checksum }),
+            },
+        )
+        .await
+    })
+    .await
+}
+
+/// One event of the audit log.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HistoryEvent {
+    pub at: String,
+    pub command: String,
+    pub event: String,
+    pub migration: Option<String>,
+    pub result: String,
+    pub duration_ms: Option<i64>,
+    pub os_user: String,
+    pub host: String,
+    pub db_user: String,
+    pub detail: serde_json::Value,
+}
+
+/// `pgshift status --history`: the newest `limit` events of the audit log, newest first
+/// (none before the state schema exists).
+pub async fn history(client: &tokio_postgres::Client, limit: i64) -> Result<Vec<HistoryEvent>> {
+    if state::installed_version(client).await?.is_none() {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            &format!(
+                "SELECT to_char(at, 'YYYY-MM-DD HH24:MI:SS.MS TZ'), command, event, migration, result, duration_ms,
+                        os_user, host, db_user, detail
+                 FROM {} ORDER BY id DESC LIMIT $1",
+                state::table("events")
+            ),
+            &[&limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| HistoryEvent {
+            at: r.get(0),
+            command: r.get(1),
+            event: r.get(2),
+            migration: r.get(3),
+            result: r.get(4),
+            duration_ms: r.get(5),
+            os_user: r.get(6),
+            host: r.get(7),
+            db_user: r.get(8),
+            detail: r.get(9),
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
