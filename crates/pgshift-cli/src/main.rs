@@ -158,6 +158,18 @@ enum Command {
         /// Apply pending migrations that sort before an already applied one.
         #[arg(long)]
         allow_out_of_order: bool,
+        /// Run `mode: manual` migrations too (otherwise migrate stops before the first one,
+        /// says that it waits for a person, and exits 0).
+        #[arg(long)]
+        include_manual: bool,
+        /// This database's environment: migrations whose `skip_environments` name it are
+        /// recorded as skipped.
+        #[arg(long, env = "PGSHIFT_ENV")]
+        environment: Option<String>,
+        /// Refuse, before changing anything, a migration whose plan is estimated to take
+        /// longer than this (e.g. 10m).
+        #[arg(long, value_parser = parse_duration)]
+        deploy_budget: Option<Duration>,
     },
     /// Start a throwaway PostgreSQL (no database URL needed), run the seed scenarios under
     /// client traffic, print figures per scenario and write an HTML report.
@@ -389,11 +401,17 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         Command::Migrate {
             complete,
             allow_out_of_order,
+            include_manual,
+            environment,
+            deploy_budget,
         } => {
             let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
             let options = runner::MigrateOptions {
                 allow_out_of_order,
                 complete,
+                include_manual,
+                environment,
+                deploy_budget,
             };
             let report = runner::migrate(&spec, &exec, &cli.dir, &cli.schema, &options, &|event| {
                 printer.run_event(event)

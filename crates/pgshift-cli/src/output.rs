@@ -209,6 +209,17 @@ impl Printer {
                         report.already_applied
                     );
                 }
+                for name in &report.skipped {
+                    println!(
+                        "skipped {name} in environment {} (skip_environments)",
+                        report.environment.as_deref().unwrap_or("-")
+                    );
+                }
+                if let Some(name) = &report.waiting_for_person {
+                    println!(
+                        "{name} is a manual migration: it waits for a person (pgshift start <its file>, or pgshift migrate --include-manual); nothing after it was applied"
+                    );
+                }
             }
             Output::Json => println!("{}", Self::json_line(report)),
         }
@@ -351,10 +362,17 @@ impl Printer {
                 MigrationStatus::Open => "OPEN",
                 MigrationStatus::Failed => "FAILED",
                 MigrationStatus::Missing => "MISSING",
+                MigrationStatus::Skipped => "skipped",
             };
             let mut line = format!("  {label:<10} {:<width$}", m.name);
             if let Some(r) = &m.record {
                 match m.status {
+                    MigrationStatus::Skipped => line.push_str(&format!(
+                        "  {}  by {}@{}  (skip_environments)",
+                        r.completed_at.as_deref().unwrap_or(&r.started_at),
+                        r.applied_by,
+                        r.applied_from_host
+                    )),
                     MigrationStatus::Applied => line.push_str(&format!(
                         "  {}  {} ms  by {}@{}",
                         r.completed_at.as_deref().unwrap_or(&r.started_at),

@@ -570,3 +570,53 @@ async fn on_a_terminal_progress_is_a_bar_with_rows_rate_and_eta() {
     assert!(piped.stderr.contains(" of ~200000 rows"), "{}", piped.all());
     assert!(!piped.stderr.contains('\u{1b}'), "{}", piped.all());
 }
+
+/// A batch slower than its time target allows (a loaded server, an expensive `up`) is cut
+/// short by its statement time cap and runs again smaller, so no batch holds its row locks
+/// for long; the data ends right.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_over_its_time_cap_runs_again_smaller() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE slow (id bigint PRIMARY KEY, v int NOT NULL);
+         INSERT INTO slow SELECT g, g FROM generate_series(1, 300) g;
+         ANALYZE slow;",
+    )
+    .await
+    .unwrap();
+    // A millisecond or more a row: the first batch (all 300 rows) would take a second.
+    let m = Migrations::new(&[(
+        "0001_w.yaml",
+        "operations:\n  - add_column:\n      table: slow\n      up: (SELECT v + 1 FROM pg_sleep(0.001 + v * 0))\n      column:\n        name: w\n        type: int\n        nullable: true\n",
+    )]);
+    let file = m.path().join("0001_w.yaml");
+    let t0 = std::time::Instant::now();
+    run_ok(
+        &db,
+        &m.path(),
+        &[
+            "start",
+            file.to_str().unwrap(),
+            "--backfill-batch-time",
+            "100ms",
+        ],
+    )
+    .await;
+    eprintln!("start took {:?}", t0.elapsed());
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM slow WHERE w IS DISTINCT FROM v + 1"
+        )
+        .await,
+        0
+    );
+    // It settled on batches that fit the cap, well under the first one.
+    let size = scalar_i64(
+        &raw,
+        "SELECT max(batch_size)::bigint FROM pgshift.backfills",
+    )
+    .await;
+    assert!(size < 300, "batch size {size}");
+}

@@ -118,3 +118,191 @@ async fn mark_applied_records_without_running_and_the_history_says_who_and_why()
         human.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_stops_before_a_manual_migration_and_a_person_runs_it() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute("CREATE TABLE orders (id bigint PRIMARY KEY, price int)")
+        .await
+        .unwrap();
+    let m = Migrations::new(&[
+        (
+            "0001_note.yaml",
+            "operations:\n  - add_column:\n      table: orders\n      column:\n        name: note\n        type: text\n        nullable: true\n",
+        ),
+        (
+            "0002_price_index.sql",
+            "-- Long on production: run by hand at night.\n-- pgshift: mode = manual\nCREATE INDEX CONCURRENTLY orders_price ON orders (price);\n",
+        ),
+        (
+            "0003_tag.yaml",
+            "mode: manual\noperations:\n  - add_column:\n      table: orders\n      column:\n        name: tag\n        type: text\n        nullable: true\n",
+        ),
+    ]);
+    let r = run_ok(&db, &m.path(), &["migrate", "--complete"]).await;
+    assert!(
+        r.stdout
+            .contains("0002_price_index is a manual migration: it waits for a person"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(migration_status(&raw, "0001_note").await, "applied");
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pgshift.migrations WHERE name <> '0001_note'"
+        )
+        .await,
+        0,
+        "nothing after the manual migration ran"
+    );
+    // Again: the same stop, exit 0.
+    let r = run_ok(
+        &db,
+        &m.path(),
+        &["migrate", "--complete", "--output", "json"],
+    )
+    .await;
+    let v: serde_json::Value = serde_json::from_str(r.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["waiting_for_person"], "0002_price_index", "{}", r.stdout);
+    // A person runs it.
+    let file = m.path().join("0002_price_index.sql");
+    run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_price'"
+        )
+        .await,
+        1
+    );
+    // The next one is manual too: migrate stops before it; --include-manual runs it.
+    let r = run_ok(&db, &m.path(), &["migrate", "--complete"]).await;
+    assert!(
+        r.stdout.contains("0003_tag is a manual migration"),
+        "{}",
+        r.all()
+    );
+    run_ok(
+        &db,
+        &m.path(),
+        &["migrate", "--complete", "--include-manual"],
+    )
+    .await;
+    assert_eq!(migration_status(&raw, "0003_tag").await, "applied");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_migration_is_skipped_in_the_environments_it_names() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute("CREATE TABLE orders (id bigint PRIMARY KEY, price int)")
+        .await
+        .unwrap();
+    let m = Migrations::new(&[
+        (
+            "0001_seed.sql",
+            "-- pgshift: skip_environments = production\nINSERT INTO orders VALUES (1, 100);\n",
+        ),
+        (
+            "0002_fixture.yaml",
+            "skip_environments: [production, staging]\noperations:\n  - sql:\n      up: INSERT INTO orders VALUES (2, 200)\n",
+        ),
+        (
+            "0003_note.yaml",
+            "operations:\n  - add_column:\n      table: orders\n      column:\n        name: note\n        type: text\n        nullable: true\n",
+        ),
+    ]);
+    let r = run_ok(
+        &db,
+        &m.path(),
+        &["migrate", "--complete", "--environment", "production"],
+    )
+    .await;
+    assert!(
+        r.stdout
+            .contains("skipped 0001_seed in environment production"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stdout
+            .contains("skipped 0002_fixture in environment production"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(scalar_i64(&raw, "SELECT count(*) FROM orders").await, 0);
+    assert_eq!(migration_status(&raw, "0001_seed").await, "skipped");
+    assert_eq!(migration_status(&raw, "0003_note").await, "applied");
+    let s = run_ok(&db, &m.path(), &["status"]).await;
+    assert!(s.stdout.contains("skipped"), "{}", s.stdout);
+    let h = run_ok(&db, &m.path(), &["status", "--history", "--output", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(h.stdout.trim()).unwrap();
+    assert!(
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "migration_skipped"
+                && e["migration"] == "0002_fixture"
+                && e["detail"]["environment"] == "production"),
+        "{}",
+        h.stdout
+    );
+    // Another database in staging, through PGSHIFT_ENV: only 0002 is skipped there.
+    let staging = TestDb::new().await;
+    let sraw = staging.client().await;
+    sraw.batch_execute("CREATE TABLE orders (id bigint PRIMARY KEY, price int)")
+        .await
+        .unwrap();
+    let out = pgshift(&staging.url, &m.path(), &["migrate", "--complete"])
+        .env("PGSHIFT_ENV", "staging")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(scalar_i64(&sraw, "SELECT count(*) FROM orders").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_refuses_a_migration_over_the_deploy_budget_before_changing_anything() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, price int NOT NULL);
+         INSERT INTO orders SELECT g, g FROM generate_series(1, 300000) g;
+         ANALYZE orders;",
+    )
+    .await
+    .unwrap();
+    let before = schema_dump(&db).await;
+    let m = Migrations::new(&[(
+        "0001_price.yaml",
+        "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n      up: price::bigint\n      down: price::int\n",
+    )]);
+    let r = run(&db, &m.path(), &["migrate", "--deploy-budget", "1s"]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("over the deploy budget of 1 s"),
+        "{}",
+        r.all()
+    );
+    assert!(r.stderr.contains("its longest step: start"), "{}", r.all());
+    assert!(r.stderr.contains("backfill"), "{}", r.all());
+    assert_eq!(schema_dump(&db).await, before);
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'pgshift'"
+        )
+        .await,
+        0
+    );
+    run_ok(&db, &m.path(), &["migrate", "--deploy-budget", "10m"]).await;
+    assert_eq!(migration_status(&raw, "0001_price").await, "started");
+}

@@ -479,9 +479,13 @@ impl Run<'_> {
                 continue;
             }
             let t0 = Instant::now();
-            let (rows, finished, next) = self.batch(batch_size, &position).await?;
+            let (rows, finished, next, used) = self.batch(batch_size, &position).await?;
             position = next;
             let took = t0.elapsed();
+            // A batch cut short by its time cap ran again smaller: go on from that size.
+            if used < batch_size {
+                batch_size = used;
+            }
             since_vacuum += rows;
             batch_size = next_batch_size(
                 batch_size,
@@ -607,26 +611,39 @@ impl Run<'_> {
     }
 
     /// One batch and its bookkeeping, in one transaction; retried when a row lock is not
-    /// granted in time. Returns (rows updated, whether the walk is over).
-    async fn batch(&self, size: i64, position: &Position) -> Result<(i64, bool, Position)> {
+    /// granted in time. Returns (rows updated, whether the walk is over, the next position,
+    /// the batch size used).
+    ///
+    /// A batch's rows stay locked until it commits, so a client writing one of them waits
+    /// for the rest of the batch. Batches are sized to the time target from the last ones'
+    /// speed, but a loaded server can make one much slower: each statement is capped at
+    /// 1.5 times the target (`statement_timeout`), and a batch cut short runs again with a
+    /// quarter of its rows.
+    async fn batch(&self, size: i64, position: &Position) -> Result<(i64, bool, Position, i64)> {
         let mut attempt = 0u32;
+        let mut size = size;
+        let cap = (self.settings.batch_time.as_millis() * 3 / 2).max(100);
         loop {
             attempt += 1;
             // One round trip: BEGIN and this transaction's settings.
             self.client
                 .batch_execute(&format!(
-                    "BEGIN; SET LOCAL pgshift.backfill = 'on'; SET LOCAL lock_timeout = {}",
+                    "BEGIN; SET LOCAL pgshift.backfill = 'on'; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = '{cap}ms'",
                     crate::quote::literal(&self.lock_timeout)
                 ))
                 .await?;
             let outcome = self.batch_in_transaction(size, position).await;
             match outcome {
-                Ok(v) => {
+                Ok((rows, finished, next)) => {
                     self.client.batch_execute("COMMIT").await?;
-                    return Ok(v);
+                    return Ok((rows, finished, next, size));
                 }
                 Err(e) => {
                     let _ = self.client.batch_execute("ROLLBACK").await;
+                    if e.code() == Some(&SqlState::QUERY_CANCELED) && size > 1 && attempt < 50 {
+                        size = (size / 4).max(1);
+                        continue;
+                    }
                     let retryable = matches!(e.code(), Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::T_R_DEADLOCK_DETECTED);
                     if !retryable || attempt >= 50 {
                         return Err(Error::Statement {

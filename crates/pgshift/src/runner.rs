@@ -70,6 +70,12 @@ pub struct MigrateOptions {
     pub allow_out_of_order: bool,
     /// Complete the last structured migration too (otherwise it stays open).
     pub complete: bool,
+    /// Run `mode: manual` migrations too (otherwise migrate stops before the first).
+    pub include_manual: bool,
+    /// The environment this database belongs to (`skip_environments`).
+    pub environment: Option<String>,
+    /// Refuse a migration whose plan is estimated to take longer than this.
+    pub deploy_budget: Option<std::time::Duration>,
 }
 
 /// What `migrate` did.
@@ -79,6 +85,11 @@ pub struct MigrateReport {
     pub applied: Vec<String>,
     /// The last migration, started and left open for `pgshift complete`.
     pub left_open: Option<String>,
+    /// Migrations recorded as skipped in this environment.
+    pub skipped: Vec<String>,
+    /// A `mode: manual` migration migrate stopped before (nothing after it ran).
+    pub waiting_for_person: Option<String>,
+    pub environment: Option<String>,
     pub already_applied: usize,
     pub duration_ms: u64,
 }
@@ -112,6 +123,25 @@ pub async fn migrate(
     if let (None, Some((file, Body::Operations(migration)))) = (version, first.pending.first()) {
         lifecycle::plan_for(client, file, migration, schema).await?;
     }
+    // The deploy budget, before anything changes, for every pending migration that can be
+    // planned against the schema as it is now (one that builds on an earlier pending one is
+    // checked at its turn, before it runs).
+    let mut budget_checked = Vec::new();
+    if let Some(budget) = options.deploy_budget {
+        for (file, body) in &first.pending {
+            let d = directives(file, body);
+            if d.skipped_in(options.environment.as_deref()) {
+                continue;
+            }
+            if d.manual && !options.include_manual {
+                break;
+            }
+            if let Some(estimate) = estimate(client, file, body, schema).await {
+                check_budget(file, &estimate, budget)?;
+                budget_checked.push(file.name.clone());
+            }
+        }
+    }
 
     lock::acquire(client).await?;
     let result = async {
@@ -128,11 +158,46 @@ pub async fn migrate(
         let mut report = MigrateReport {
             database: spec.describe(),
             already_applied: plan.already_applied,
+            environment: options.environment.clone(),
             ..MigrateReport::default()
         };
         let last = plan.pending.len().saturating_sub(1);
         for (i, (file, body)) in plan.pending.iter().enumerate() {
             let resumed = records.iter().any(|r| r.name == file.name);
+            let d = directives(file, body);
+            if let (true, Some(env)) = (
+                d.skipped_in(options.environment.as_deref()),
+                options.environment.as_deref(),
+            ) {
+                state::mark_skipped(client, &file.name, &file.checksum, file.kind.as_str(), &who, env)
+                    .await?;
+                state::record_event(
+                    client,
+                    &who,
+                    &Event {
+                        command: "migrate",
+                        event: "migration_skipped",
+                        migration: Some(&file.name),
+                        ok: true,
+                        duration_ms: Some(0),
+                        detail: serde_json::json!({ "environment": env }),
+                    },
+                )
+                .await?;
+                report.skipped.push(file.name.clone());
+                continue;
+            }
+            if d.manual && !options.include_manual && !resumed {
+                report.waiting_for_person = Some(file.name.clone());
+                break;
+            }
+            if let Some(budget) = options.deploy_budget {
+                if !budget_checked.contains(&file.name) {
+                    if let Some(estimate) = estimate(client, file, body, schema).await {
+                        check_budget(file, &estimate, budget)?;
+                    }
+                }
+            }
             let t0 = Instant::now();
             let outcome = match body {
                 Body::Sql(statements) => {
@@ -435,7 +500,7 @@ fn plan_run<'a>(
     let is_applied = |f: &MigrationFile| {
         records
             .iter()
-            .any(|r| r.name == f.name && r.status == "applied")
+            .any(|r| r.name == f.name && (r.status == "applied" || r.status == "skipped"))
     };
     let pending: Vec<&MigrationFile> = files.iter().filter(|f| !is_applied(f)).collect();
     let mut diagnostics = Vec::new();
@@ -614,6 +679,8 @@ pub enum MigrationStatus {
     Failed,
     /// Recorded in the database, but no file has its name.
     Missing,
+    /// Recorded as skipped in this database's environment (`skip_environments`).
+    Skipped,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -721,6 +788,7 @@ pub async fn status(
 fn record_status(r: &MigrationRecord) -> MigrationStatus {
     match r.status.as_str() {
         "applied" => MigrationStatus::Applied,
+        "skipped" => MigrationStatus::Skipped,
         "failed" => MigrationStatus::Failed,
         "started" => MigrationStatus::Open,
         _ => MigrationStatus::Running,
@@ -757,50 +825,7 @@ pub async fn plan(
         Body::Operations(migration) => {
             lifecycle::plan_for(client, &file, migration, schema).await?
         }
-        // A raw SQL migration runs its statements in one transaction, which holds every
-        // lock until it commits; those that cannot run in one run alone.
-        Body::Sql(statements) => {
-            let mut start: Vec<crate::plan::PlannedStep> = Vec::new();
-            let mut group: Vec<&SqlStatement> = Vec::new();
-            let flush = |group: &mut Vec<&SqlStatement>,
-                         start: &mut Vec<crate::plan::PlannedStep>| {
-                if let (Some(first), Some(last)) = (group.first(), group.last()) {
-                    start.push(crate::plan::sql_step(
-                        if group.len() == 1 {
-                            format!("the statement at line {} (a transaction)", first.line)
-                        } else {
-                            format!(
-                                "the statements at lines {} to {} (one transaction)",
-                                first.line, last.line
-                            )
-                        },
-                        group
-                            .iter()
-                            .map(|s| s.sql.trim().trim_end_matches(';'))
-                            .collect::<Vec<_>>()
-                            .join(";\n"),
-                    ));
-                }
-                group.clear();
-            };
-            for s in statements {
-                if s.transactional {
-                    group.push(s);
-                } else {
-                    flush(&mut group, &mut start);
-                    start.push(crate::plan::concurrent_step(
-                        format!("the statement at line {} (outside a transaction)", s.line),
-                        s.sql.clone(),
-                        s.concurrent_index.clone(),
-                    ));
-                }
-            }
-            flush(&mut group, &mut start);
-            crate::plan::Plan {
-                start,
-                ..crate::plan::Plan::default()
-            }
-        }
+        Body::Sql(statements) => sql_plan(statements),
     };
     let catalog = crate::catalog::Catalog::load(client, schema).await?;
     Ok(crate::explain::report(
@@ -926,6 +951,161 @@ pub async fn history(client: &tokio_postgres::Client, limit: i64) -> Result<Vec<
             detail: r.get(9),
         })
         .collect())
+}
+
+/// A raw SQL migration as steps: its statements in one transaction, which holds every lock
+/// until it commits; those that cannot run in one run alone.
+fn sql_plan(statements: &[SqlStatement]) -> crate::plan::Plan {
+    let mut start: Vec<crate::plan::PlannedStep> = Vec::new();
+    let mut group: Vec<&SqlStatement> = Vec::new();
+    let flush = |group: &mut Vec<&SqlStatement>, start: &mut Vec<crate::plan::PlannedStep>| {
+        if let (Some(first), Some(last)) = (group.first(), group.last()) {
+            start.push(crate::plan::sql_step(
+                if group.len() == 1 {
+                    format!("the statement at line {} (a transaction)", first.line)
+                } else {
+                    format!(
+                        "the statements at lines {} to {} (one transaction)",
+                        first.line, last.line
+                    )
+                },
+                group
+                    .iter()
+                    .map(|s| s.sql.trim().trim_end_matches(';'))
+                    .collect::<Vec<_>>()
+                    .join(";\n"),
+            ));
+        }
+        group.clear();
+    };
+    for s in statements {
+        if s.transactional {
+            group.push(s);
+        } else {
+            flush(&mut group, &mut start);
+            start.push(crate::plan::concurrent_step(
+                format!("the statement at line {} (outside a transaction)", s.line),
+                s.sql.clone(),
+                s.concurrent_index.clone(),
+            ));
+        }
+    }
+    flush(&mut group, &mut start);
+    crate::plan::Plan {
+        start,
+        ..crate::plan::Plan::default()
+    }
+}
+
+/// A migration's instructions to `migrate`: `mode` and `skip_environments` at the top level
+/// of a structured file; in a `.sql` file, comment lines before its first statement:
+/// `-- pgshift: mode = manual` and `-- pgshift: skip_environments = production, staging`.
+struct Directives {
+    manual: bool,
+    skip_environments: Vec<String>,
+}
+
+impl Directives {
+    fn skipped_in(&self, environment: Option<&str>) -> bool {
+        environment.is_some_and(|e| self.skip_environments.iter().any(|s| s == e))
+    }
+}
+
+fn directives(file: &MigrationFile, body: &Body) -> Directives {
+    match body {
+        Body::Operations(m) => Directives {
+            manual: m.mode == Some(crate::model::RunMode::Manual),
+            skip_environments: m.skip_environments.clone(),
+        },
+        Body::Sql(_) => {
+            let mut d = Directives {
+                manual: false,
+                skip_environments: Vec::new(),
+            };
+            for line in file.source.lines().map(str::trim) {
+                if line.is_empty() {
+                    continue;
+                }
+                let Some(comment) = line.strip_prefix("--") else {
+                    break;
+                };
+                let Some((key, value)) = comment
+                    .trim()
+                    .strip_prefix("pgshift:")
+                    .and_then(|rest| rest.split_once('='))
+                else {
+                    continue;
+                };
+                let value = value.trim().trim_matches(|c| c == '[' || c == ']');
+                match key.trim() {
+                    "mode" => d.manual = value.trim_matches(|c| c == '"' || c == '\'') == "manual",
+                    "skip_environments" => {
+                        d.skip_environments = value
+                            .split(',')
+                            .map(|e| e.trim().trim_matches(|c| c == '"' || c == '\'').to_owned())
+                            .filter(|e| !e.is_empty())
+                            .collect()
+                    }
+                    _ => {}
+                }
+            }
+            d
+        }
+    }
+}
+
+/// The plan report of a pending migration against the schema as it is now, or `None` when
+/// it cannot be planned yet (it builds on an earlier pending migration).
+async fn estimate(
+    client: &tokio_postgres::Client,
+    file: &MigrationFile,
+    body: &Body,
+    schema: &str,
+) -> Option<crate::explain::PlanReport> {
+    let plan = match body {
+        Body::Operations(m) => lifecycle::plan_for(client, file, m, schema).await.ok()?,
+        Body::Sql(statements) => sql_plan(statements),
+    };
+    let catalog = crate::catalog::Catalog::load(client, schema).await.ok()?;
+    Some(crate::explain::report(
+        &file.name,
+        &plan,
+        &catalog,
+        std::time::Duration::ZERO,
+    ))
+}
+
+/// Refuses a migration whose start and complete are estimated longer than `budget`, naming
+/// its longest step.
+fn check_budget(
+    file: &MigrationFile,
+    report: &crate::explain::PlanReport,
+    budget: std::time::Duration,
+) -> Result<()> {
+    let total = report.start_s + report.complete_s;
+    if total <= budget.as_secs_f64() {
+        return Ok(());
+    }
+    let longest = report
+        .steps
+        .iter()
+        .filter(|s| s.phase != "rollback")
+        .max_by(|a, b| a.estimate_s.total_cmp(&b.estimate_s));
+    Err(Error::usage(
+        format!(
+            "migration {} is estimated at {:.0} s, over the deploy budget of {:.0} s; nothing was changed{}",
+            file.name,
+            total,
+            budget.as_secs_f64(),
+            longest
+                .map(|s| format!(
+                    "\n  its longest step: {} {}. {} (about {:.0} s)",
+                    s.phase, s.number, s.description, s.estimate_s
+                ))
+                .unwrap_or_default()
+        ),
+        Some("mark it `mode: manual` (in a .sql file: -- pgshift: mode = manual) and run it at a chosen time with pgshift start, or raise --deploy-budget; pgshift plan shows every step's estimate"),
+    ))
 }
 
 #[cfg(test)]

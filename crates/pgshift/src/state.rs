@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 pub const SCHEMA: &str = "pgshift";
 
 /// The newest state schema version this build knows.
-pub const VERSION: i32 = 4;
+pub const VERSION: i32 = 5;
 
 /// Table `name` of the state schema, quoted.
 pub fn table(name: &str) -> String {
@@ -148,8 +148,42 @@ fn upgrade(version: i32) -> Vec<String> {
                 "ALTER TABLE {s}.backfills ADD CONSTRAINT backfills_migration_step_part_key UNIQUE (migration, step, part)"
             ),
         ],
+        // Migrations skipped in an environment (`skip_environments`).
+        5 => vec![
+            format!("ALTER TABLE {s}.migrations ADD COLUMN environment text"),
+            format!("ALTER TABLE {s}.migrations DROP CONSTRAINT migrations_status_check"),
+            format!(
+                "ALTER TABLE {s}.migrations ADD CONSTRAINT migrations_status_check
+                    CHECK (status IN ('running', 'failed', 'started', 'completing', 'rolling_back', 'applied', 'skipped'))"
+            ),
+        ],
         _ => Vec::new(),
     }
+}
+
+/// Records a migration as skipped in `environment` (not run).
+pub async fn mark_skipped(
+    client: &Client,
+    name: &str,
+    checksum: &str,
+    kind: &str,
+    who: &Who,
+    environment: &str,
+) -> Result<()> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {} AS m (name, checksum, kind, status, applied_by, applied_from_host, application_name, pgshift_version, environment, completed_at, duration_ms)
+                 VALUES ($1, $2, $3, 'skipped', $4, $5, $6, $7, $8, clock_timestamp(), 0)
+                 ON CONFLICT (name) DO UPDATE SET status = 'skipped', environment = excluded.environment,
+                     completed_at = excluded.completed_at, duration_ms = 0
+                 WHERE m.status NOT IN ('applied', 'skipped')",
+                table("migrations")
+            ),
+            &[&name, &checksum, &kind, &who.os_user, &who.host, &who.application_name, &env!("CARGO_PKG_VERSION"), &environment],
+        )
+        .await?;
+    Ok(())
 }
 
 /// The state schema's recorded version, or `None` if it was never created.

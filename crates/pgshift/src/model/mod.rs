@@ -27,6 +27,24 @@ pub struct Migration {
     pub version_schema: Option<String>,
     #[serde(deserialize_with = "non_empty_operations")]
     pub operations: Vec<Operation>,
+    /// `manual`: `pgshift migrate` stops before this migration (it waits for a person, who
+    /// runs it with `pgshift start` or `migrate --include-manual`).
+    #[serde(default)]
+    pub mode: Option<RunMode>,
+    /// Environments (`--environment`, `PGSHIFT_ENV`) in which `migrate` records this
+    /// migration as skipped instead of running it.
+    #[serde(default)]
+    pub skip_environments: Vec<String>,
+}
+
+/// How `migrate` treats a migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// Run by `migrate` (the default).
+    Auto,
+    /// Waits for a person.
+    Manual,
 }
 
 fn non_empty_operations<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Operation>, D::Error> {
