@@ -150,6 +150,14 @@ enum Command {
         #[command(subcommand)]
         action: BackfillAction,
     },
+    /// Data migrations (files in <dir>/data): run apart from schema migrations, once each.
+    Data {
+        #[command(subcommand)]
+        action: DataAction,
+        /// Folder of data migrations (default: `data` inside --dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Apply every pending migration in file-name order.
     Migrate {
         /// Complete the last migration too (raw SQL migrations always complete).
@@ -196,6 +204,14 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         rate: u32,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum DataAction {
+    /// Run every pending data migration, once, with the backfill engine.
+    Run,
+    /// List data migrations: who ran them, when, for how long, rows changed.
+    Status,
 }
 
 #[derive(Debug, Subcommand)]
@@ -329,6 +345,25 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             let client = spec.connect().await?;
             let report = runner::plan(&client, &file, &cli.schema, settings.lock_timeout).await?;
             printer.plan(&report);
+        }
+        Command::Data { action, data_dir } => {
+            let data_dir = data_dir.unwrap_or_else(|| cli.dir.join("data"));
+            match action {
+                DataAction::Status => {
+                    let client = spec.connect().await?;
+                    printer.data_status(&runner::data_status(&client, &data_dir).await?);
+                }
+                DataAction::Run => {
+                    let exec =
+                        Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
+                    let applied =
+                        runner::data_run(&spec, &exec, &data_dir, &cli.schema, &|event| {
+                            printer.run_event(event)
+                        })
+                        .await?;
+                    printer.data_run(&applied);
+                }
+            }
         }
         Command::Complete => {
             let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;

@@ -276,6 +276,57 @@ impl Printer {
         }
     }
 
+    pub fn data_status(&self, list: &[pgshift::runner::DataMigration]) {
+        match self.output {
+            Output::Json => println!(
+                "{}",
+                Self::json_line(&serde_json::json!({ "data_migrations": list }))
+            ),
+            Output::Human => {
+                if list.is_empty() {
+                    println!("no data migrations");
+                }
+                for d in list {
+                    let mut line = format!("  {:<8} {}", d.status, d.name);
+                    if let (Some(by), Some(host), Some(at)) =
+                        (&d.run_by, &d.run_from_host, &d.started_at)
+                    {
+                        line.push_str(&format!("  by {by}@{host}, started {at}"));
+                    }
+                    if let Some(ms) = d.duration_ms {
+                        line.push_str(&format!(", {ms} ms"));
+                    }
+                    if let (Some(rows), "applied") = (d.rows, d.status.as_str()) {
+                        line.push_str(&format!(", {rows} rows"));
+                    }
+                    if let Some(e) = &d.last_error {
+                        line.push_str(&format!("  {}", e.lines().next().unwrap_or("")));
+                    }
+                    println!("{line}");
+                }
+            }
+        }
+    }
+
+    pub fn data_run(&self, applied: &[(String, i64)]) {
+        match self.output {
+            Output::Json => println!(
+                "{}",
+                Self::json_line(&serde_json::json!({
+                    "applied": applied.iter().map(|(n, r)| serde_json::json!({ "name": n, "rows": r })).collect::<Vec<_>>()
+                }))
+            ),
+            Output::Human => {
+                if applied.is_empty() {
+                    println!("no pending data migrations");
+                }
+                for (name, rows) in applied {
+                    println!("ran data migration {name}: {rows} rows");
+                }
+            }
+        }
+    }
+
     pub fn done(&self, what: &str, name: &str) {
         match self.output {
             Output::Human => println!("{what} {name}"),

@@ -306,3 +306,98 @@ async fn migrate_refuses_a_migration_over_the_deploy_budget_before_changing_anyt
     run_ok(&db, &m.path(), &["migrate", "--deploy-budget", "10m"]).await;
     assert_eq!(migration_status(&raw, "0001_price").await, "started");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_migrations_run_apart_once_each_and_say_who_ran_them() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, price int NOT NULL, status text);
+         INSERT INTO orders SELECT g, g, NULL FROM generate_series(1, 20000) g;
+         ANALYZE orders;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_note.yaml",
+        "operations:\n  - add_column:\n      table: orders\n      column:\n        name: note\n        type: text\n        nullable: true\n",
+    )]);
+    std::fs::create_dir(m.path().join("data")).unwrap();
+    m.write(
+        "data/0001_status.yaml",
+        "operations:\n  - update:\n      table: orders\n      set:\n        status: \"CASE WHEN price % 2 = 0 THEN 'even' ELSE 'odd' END\"\n      where: status IS NULL\n",
+    );
+    m.write(
+        "data/0002_fix.sql",
+        "UPDATE orders SET price = 0 WHERE id = 1;\n",
+    );
+
+    // migrate applies the schema migration and never the data ones.
+    run_ok(&db, &m.path(), &["migrate", "--complete"]).await;
+    assert_eq!(
+        scalar_i64(&raw, "SELECT count(*) FROM orders WHERE status IS NOT NULL").await,
+        0
+    );
+    let s = run_ok(&db, &m.path(), &["data", "status", "--output", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(s.stdout.trim()).unwrap();
+    assert_eq!(v["data_migrations"][0]["status"], "pending", "{}", s.stdout);
+
+    let r = run_ok(&db, &m.path(), &["data", "run"]).await;
+    assert!(
+        r.stdout
+            .contains("ran data migration 0001_status: 20000 rows"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        r.stdout.contains("ran data migration 0002_fix"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        scalar_i64(&raw, "SELECT count(*) FROM orders WHERE status IS NULL").await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(&raw, "SELECT price::bigint FROM orders WHERE id = 1").await,
+        0
+    );
+
+    // Once: a second run finds nothing, even after the data changed again.
+    raw.batch_execute("UPDATE orders SET price = 5 WHERE id = 1")
+        .await
+        .unwrap();
+    let r = run_ok(&db, &m.path(), &["data", "run"]).await;
+    assert!(
+        r.stdout.contains("no pending data migrations"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        scalar_i64(&raw, "SELECT price::bigint FROM orders WHERE id = 1").await,
+        5
+    );
+
+    let s = run_ok(&db, &m.path(), &["data", "status", "--output", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(s.stdout.trim()).unwrap();
+    let first = &v["data_migrations"][0];
+    assert_eq!(first["status"], "applied", "{}", s.stdout);
+    assert_eq!(first["rows"], 20000, "{}", s.stdout);
+    assert!(!first["run_by"].as_str().unwrap().is_empty());
+    assert!(first["duration_ms"].as_i64().is_some());
+    // They are not schema migrations.
+    assert_eq!(
+        scalar_i64(&raw, "SELECT count(*) FROM pgshift.migrations WHERE name LIKE '%status%' OR name LIKE '%fix%'").await,
+        0
+    );
+
+    // A data migration that changes the schema is refused before anything runs.
+    m.write(
+        "data/0003_bad.yaml",
+        "operations:\n  - drop_column:\n      table: orders\n      column: note\n",
+    );
+    let r = run(&db, &m.path(), &["data", "run"]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("0003_bad.yaml"), "{}", r.all());
+    assert!(r.stderr.contains("`update` operations only"), "{}", r.all());
+}

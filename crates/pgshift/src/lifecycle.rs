@@ -174,7 +174,7 @@ async fn check_on_server(
 /// Where the n-th operation starts in the file (best effort: the n-th line that opens an
 /// operation), for pointing a diagnostic at it.
 /// `path:line:col: error: operation N (kind): message`, at the operation's place in the file.
-fn operation_diagnostic(
+pub(crate) fn operation_diagnostic(
     file: &MigrationFile,
     index: usize,
     kind: impl std::fmt::Display,

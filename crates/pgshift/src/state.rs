@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 pub const SCHEMA: &str = "pgshift";
 
 /// The newest state schema version this build knows.
-pub const VERSION: i32 = 5;
+pub const VERSION: i32 = 6;
 
 /// Table `name` of the state schema, quoted.
 pub fn table(name: &str) -> String {
@@ -157,6 +157,24 @@ fn upgrade(version: i32) -> Vec<String> {
                     CHECK (status IN ('running', 'failed', 'started', 'completing', 'rolling_back', 'applied', 'skipped'))"
             ),
         ],
+        // Data migrations (`pgshift data run`), tracked apart from schema migrations.
+        6 => vec![format!(
+            "CREATE TABLE {s}.data_migrations (
+                name text PRIMARY KEY,
+                checksum text NOT NULL,
+                kind text NOT NULL,
+                status text NOT NULL CHECK (status IN ('running', 'applied', 'failed')),
+                rows bigint NOT NULL DEFAULT 0,
+                attempts int NOT NULL DEFAULT 1,
+                started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                finished_at timestamptz,
+                duration_ms bigint,
+                run_by text NOT NULL,
+                run_from_host text NOT NULL,
+                db_user text NOT NULL DEFAULT session_user,
+                last_error text
+            )"
+        )],
         _ => Vec::new(),
     }
 }
