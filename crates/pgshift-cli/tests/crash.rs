@@ -174,3 +174,29 @@ async fn kill_9_during_a_concurrent_index_build_leaves_an_invalid_index_that_the
         2
     );
 }
+
+/// Killed after the last step of start committed (every step journaled done, the status
+/// left as the interrupted run's "running"): start again finds nothing to do and leaves the
+/// migration started, ready for complete. (Found by the copy crash test in CI.)
+#[tokio::test(flavor = "multi_thread")]
+async fn start_again_after_its_last_step_committed_leaves_the_migration_started() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute("CREATE TABLE t (id int PRIMARY KEY, v int)")
+        .await
+        .unwrap();
+    let m = Migrations::new(&[(
+        "0001_w.yaml",
+        "operations:\n  - add_column:\n      table: t\n      up: v + 1\n      column:\n        name: w\n        type: int\n        nullable: true\n",
+    )]);
+    let file = m.path().join("0001_w.yaml");
+    run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
+    raw.batch_execute("UPDATE pgshift.migrations SET status = 'running' WHERE name = '0001_w'")
+        .await
+        .unwrap();
+    let r = run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
+    assert!(r.stderr.contains("done in an earlier run"), "{}", r.all());
+    assert_eq!(migration_status(&raw, "0001_w").await, "started");
+    run_ok(&db, &m.path(), &["complete"]).await;
+    assert_eq!(migration_status(&raw, "0001_w").await, "applied");
+}

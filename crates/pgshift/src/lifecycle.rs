@@ -501,11 +501,15 @@ async fn run_phase(
     } else {
         state::set_status_sql(name, final_status)
     };
+    // Whether the last step was done by an earlier run (killed after its commit): then its
+    // transaction set the final status before this run set the phase's status again.
+    let mut last_done_before = false;
     for (i, step) in steps.iter().enumerate() {
         let number = i as i32 + 1;
         let last = i + 1 == total;
         let journaled = journal.iter().find(|(n, _)| *n == number).map(|(_, s)| *s);
         if journaled == Some(StepState::Done) {
+            last_done_before = last;
             on_event(&RunEvent::StepSkipped {
                 migration: name.to_owned(),
                 step: i + 1,
@@ -584,7 +588,7 @@ async fn run_phase(
             ms: t0.elapsed().as_millis() as u64,
         });
     }
-    if total == 0 || final_status.is_empty() {
+    if total == 0 || final_status.is_empty() || last_done_before {
         client.batch_execute(&final_sql).await?;
     }
     Ok(())

@@ -87,6 +87,18 @@ impl OperationPlan for Extract {
                 ),
             ));
         }
+        if matches!(
+            self.on_delete,
+            Some(ReferentialAction::SetNull | ReferentialAction::SetDefault)
+        ) {
+            return Err((
+                format!(
+                    "on_delete SET NULL or SET DEFAULT would leave {}.{} without its row or point it at another",
+                    self.into, self.reference_column
+                ),
+                Some("use CASCADE (the default), RESTRICT or NO ACTION".to_owned()),
+            ));
+        }
         if self.columns.is_empty() {
             return Err((
                 "`columns` is empty".to_owned(),
