@@ -869,18 +869,16 @@ impl Write {
                 columns,
                 select,
                 conflict,
-            } if conflict.is_empty() => format!(
-                "INSERT INTO {into} ({columns}) SELECT {select} FROM {target} WHERE {filter}"
-            ),
-            Write::Insert {
-                target,
-                into,
-                columns,
-                select,
-                conflict,
-            } => format!(
-                "INSERT INTO {into} ({columns}) SELECT {select} FROM {target} WHERE {filter} FOR SHARE ON CONFLICT ({conflict}) DO NOTHING"
-            ),
+            } => {
+                let insert = format!(
+                    "INSERT INTO {into} ({columns}) SELECT {select} FROM {target} WHERE {filter}"
+                );
+                if conflict.is_empty() {
+                    insert
+                } else {
+                    format!("{insert} FOR SHARE ON CONFLICT ({conflict}) DO NOTHING")
+                }
+            }
         }
     }
 

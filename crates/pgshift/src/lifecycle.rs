@@ -40,6 +40,18 @@ pub async fn plan_for(
     migration: &Migration,
     schema: &str,
 ) -> Result<Plan> {
+    plan_with_catalog(client, file, migration, schema)
+        .await
+        .map(|(plan, _)| plan)
+}
+
+/// [`plan_for`], with the catalog it was planned against.
+pub async fn plan_with_catalog(
+    client: &tokio_postgres::Client,
+    file: &MigrationFile,
+    migration: &Migration,
+    schema: &str,
+) -> Result<(Plan, Catalog)> {
     let catalog = Catalog::load(client, schema).await?;
     let previous = state::latest_version_schema(client).await?;
     let ctx = PlanContext {
@@ -62,7 +74,7 @@ pub async fn plan_for(
         )
     })?;
     check_on_server(client, file, migration, &catalog, schema).await?;
-    Ok(plan)
+    Ok((plan, catalog))
 }
 
 /// Asks the server, without changing anything, whether each type exists and each `up`

@@ -821,19 +821,7 @@ pub async fn plan(
     let file = MigrationFile::read(path)?;
     let body = file.parse().map_err(|d| Error::Input(vec![d]))?;
     set_search_path(client, schema).await?;
-    let plan = match &body {
-        Body::Operations(migration) => {
-            lifecycle::plan_for(client, &file, migration, schema).await?
-        }
-        Body::Sql(statements) => sql_plan(statements),
-    };
-    let catalog = crate::catalog::Catalog::load(client, schema).await?;
-    Ok(crate::explain::report(
-        &file.name,
-        &plan,
-        &catalog,
-        lock_timeout,
-    ))
+    report_for(client, &file, &body, schema, lock_timeout).await
 }
 
 /// `pgshift mark-applied <name> --reason`: records a migration as applied without running it
@@ -1054,25 +1042,40 @@ fn directives(file: &MigrationFile, body: &Body) -> Directives {
     }
 }
 
-/// The plan report of a pending migration against the schema as it is now, or `None` when
-/// it cannot be planned yet (it builds on an earlier pending migration).
+/// The plan report of a migration against the schema as it is now.
+async fn report_for(
+    client: &tokio_postgres::Client,
+    file: &MigrationFile,
+    body: &Body,
+    schema: &str,
+    lock_timeout: std::time::Duration,
+) -> Result<crate::explain::PlanReport> {
+    let (plan, catalog) = match body {
+        Body::Operations(m) => lifecycle::plan_with_catalog(client, file, m, schema).await?,
+        Body::Sql(statements) => (
+            sql_plan(statements),
+            crate::catalog::Catalog::load(client, schema).await?,
+        ),
+    };
+    Ok(crate::explain::report(
+        &file.name,
+        &plan,
+        &catalog,
+        lock_timeout,
+    ))
+}
+
+/// The estimate of a pending migration, or `None` when it cannot be planned yet (it builds
+/// on an earlier pending migration).
 async fn estimate(
     client: &tokio_postgres::Client,
     file: &MigrationFile,
     body: &Body,
     schema: &str,
 ) -> Option<crate::explain::PlanReport> {
-    let plan = match body {
-        Body::Operations(m) => lifecycle::plan_for(client, file, m, schema).await.ok()?,
-        Body::Sql(statements) => sql_plan(statements),
-    };
-    let catalog = crate::catalog::Catalog::load(client, schema).await.ok()?;
-    Some(crate::explain::report(
-        &file.name,
-        &plan,
-        &catalog,
-        std::time::Duration::ZERO,
-    ))
+    report_for(client, file, body, schema, std::time::Duration::ZERO)
+        .await
+        .ok()
 }
 
 /// Refuses a migration whose start and complete are estimated longer than `budget`, naming

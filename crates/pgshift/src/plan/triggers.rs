@@ -74,21 +74,18 @@ impl DualWrite<'_> {
             self.branch(self.old_version, &self.up),
             self.branch(self.new_version, &self.down)
         );
-        let function = qualified(crate::state::SCHEMA, &self.name);
         vec![
             sql_step(
                 format!("create the dual-write function for {}", self.table),
-                format!(
-                    "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {}",
-                    dollar_quote(&body)
-                ),
+                function_sql(&self.name, &body),
             ),
             sql_step(
                 format!("create the dual-write trigger on {}", self.table),
-                format!(
-                    "CREATE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW WHEN ({BACKFILL_OFF}) EXECUTE FUNCTION {function}()",
-                    ident(&self.name),
-                    qualified(self.schema, self.table)
+                row_trigger_sql(
+                    &self.name,
+                    &qualified(self.schema, self.table),
+                    "BEFORE INSERT OR UPDATE",
+                    Some(BACKFILL_OFF),
                 ),
             ),
         ]
@@ -179,6 +176,27 @@ pub fn drop_sql(schema: &str, table: &str, name: &str) -> Vec<String> {
             qualified(crate::state::SCHEMA, name)
         ),
     ]
+}
+
+/// `CREATE OR REPLACE FUNCTION` of a plpgsql trigger function named `name`, in pgshift's
+/// schema.
+pub fn function_sql(name: &str, body: &str) -> String {
+    format!(
+        "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS {}",
+        qualified(crate::state::SCHEMA, name),
+        dollar_quote(body)
+    )
+}
+
+/// `CREATE TRIGGER name <timing and events> ON table FOR EACH ROW [WHEN (...)]` running the
+/// function of the same name (`table` already quoted and qualified).
+pub fn row_trigger_sql(name: &str, table: &str, events: &str, when: Option<&str>) -> String {
+    format!(
+        "CREATE TRIGGER {} {events} ON {table} FOR EACH ROW {}EXECUTE FUNCTION {}()",
+        ident(name),
+        when.map(|w| format!("WHEN ({w}) ")).unwrap_or_default(),
+        qualified(crate::state::SCHEMA, name)
+    )
 }
 
 /// `$tag$body$tag$` with a tag that does not occur in the body.

@@ -20,7 +20,7 @@
 
 use super::{index_copy_sql, rewrite_constraint_definition, Invalid};
 use crate::model::{AlterColumn, Column};
-use crate::plan::triggers::{dollar_quote, row_variables};
+use crate::plan::triggers::{function_sql, row_trigger_sql, row_variables};
 use crate::plan::{
     internal_name, sql_step, BackfillSpec, CatchUpSpec, InsertSpec, OpSteps, PlanContext,
     PlannedStep, VerifySpec, VirtualSchema,
@@ -243,7 +243,12 @@ impl CopyTable<'_> {
         ));
         steps.start.push(sql_step(
             format!("create the logging trigger on {}", table),
-            trigger_sql(&log_trigger, &source, "INSERT OR UPDATE OR DELETE"),
+            row_trigger_sql(
+                &log_trigger,
+                &source,
+                "AFTER INSERT OR UPDATE OR DELETE",
+                None,
+            ),
         ));
         steps.backfills.push(BackfillSpec {
             schema: ctx.schema.to_owned(),
@@ -406,9 +411,9 @@ impl CopyTable<'_> {
                 replay_all,
                 format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&log_trigger)),
                 function_sql(&sync_old, &to_copy),
-                trigger_sql(&sync_old, &source, "INSERT OR UPDATE OR DELETE"),
+                row_trigger_sql(&sync_old, &source, "AFTER INSERT OR UPDATE OR DELETE", None),
                 function_sql(&sync_new, &to_source),
-                trigger_sql(&sync_new, &shadow, "INSERT OR UPDATE OR DELETE"),
+                row_trigger_sql(&sync_new, &shadow, "AFTER INSERT OR UPDATE OR DELETE", None),
             ]
             .join(";\n"),
         ));
@@ -517,22 +522,6 @@ impl CopyTable<'_> {
             }
         }
     }
-}
-
-fn function_sql(name: &str, body: &str) -> String {
-    format!(
-        "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS {}",
-        qualified(crate::state::SCHEMA, name),
-        dollar_quote(body)
-    )
-}
-
-fn trigger_sql(name: &str, table: &str, events: &str) -> String {
-    format!(
-        "CREATE TRIGGER {} AFTER {events} ON {table} FOR EACH ROW EXECUTE FUNCTION {}()",
-        ident(name),
-        qualified(crate::state::SCHEMA, name)
-    )
 }
 
 /// The body of a trigger on `from` that mirrors each row written by one version's clients

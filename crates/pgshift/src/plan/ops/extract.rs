@@ -18,7 +18,7 @@
 use super::{action_sql, Invalid};
 use super::{columns_named, index_copy, not_internal, rewrite_constraint_definition};
 use crate::model::{Extract, ReferentialAction};
-use crate::plan::triggers::{self, dollar_quote, BACKFILL_OFF};
+use crate::plan::triggers::{self, BACKFILL_OFF};
 use crate::plan::{
     internal_name, naming, sql_step, BackfillSpec, InsertSpec, OpSteps, OperationPlan, PlanContext,
     VColumn, VReference, VTable, VerifySpec, VirtualSchema,
@@ -522,21 +522,18 @@ fn trigger_steps(
     events: &str,
     body: &str,
 ) -> Vec<crate::plan::PlannedStep> {
-    let function = qualified(crate::state::SCHEMA, name);
     vec![
         sql_step(
             format!("create the copying function for {table}"),
-            format!(
-                "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {}",
-                dollar_quote(body)
-            ),
+            triggers::function_sql(name, body),
         ),
         sql_step(
             format!("create the copying trigger on {table}"),
-            format!(
-                "CREATE TRIGGER {} AFTER {events} ON {} FOR EACH ROW WHEN ({BACKFILL_OFF}) EXECUTE FUNCTION {function}()",
-                ident(name),
-                qualified(schema, table)
+            triggers::row_trigger_sql(
+                name,
+                &qualified(schema, table),
+                &format!("AFTER {events}"),
+                Some(BACKFILL_OFF),
             ),
         ),
     ]
