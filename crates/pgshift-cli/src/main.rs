@@ -1,6 +1,7 @@
 //! The `pgshift` command: parses flags, calls the library, prints. Nothing else lives here.
 
 mod demo;
+mod lint;
 mod output;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -96,10 +97,12 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OutputArg {
     Human,
     Json,
+    /// GitHub Actions annotations (`pgshift lint`; other commands print human text).
+    Github,
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +138,23 @@ enum Command {
     Plan {
         /// The migration file.
         file: PathBuf,
+    },
+    /// Check migrations for statements that block clients, rewrite tables or break running
+    /// code, and for the team's rules (pgshift.toml). Needs no database. Exit 1 when a
+    /// finding at error severity remains, 2 when a file does not parse.
+    Lint {
+        /// Files or folders to lint (default: --dir).
+        paths: Vec<PathBuf>,
+        /// The project settings (default: pgshift.toml in the current folder, if any).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// How .sql files are run, which decides what is safe in them (default: from
+        /// pgshift.toml, else pgshift).
+        #[arg(long, value_enum)]
+        executor: Option<ExecutorArg>,
+        /// List the rules with their levels in this project, and exit.
+        #[arg(long)]
+        rules: bool,
     },
     /// Complete (contract) the open migration: validate, swap, drop.
     Complete,
@@ -206,6 +226,16 @@ enum Command {
     },
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ExecutorArg {
+    /// pgshift: one transaction per file, lock_timeout and retries, CONCURRENTLY alone.
+    Pgshift,
+    /// A tool that wraps each file in a transaction (Rails, Django, Flyway, Sqitch).
+    Transaction,
+    /// Statement by statement (psql without --single-transaction).
+    Autocommit,
+}
+
 #[derive(Debug, Subcommand)]
 enum DataAction {
     /// Run every pending data migration, once, with the backfill engine.
@@ -237,9 +267,38 @@ enum LatestWhat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let printer = Printer::new(match cli.output {
-        OutputArg::Human => Output::Human,
+        OutputArg::Human | OutputArg::Github => Output::Human,
         OutputArg::Json => Output::Json,
     });
+    if let Command::Lint {
+        paths,
+        config,
+        executor,
+        rules,
+    } = &cli.command
+    {
+        let executor = executor.map(|e| match e {
+            ExecutorArg::Pgshift => pgshift::lint::SqlExecutor::Pgshift,
+            ExecutorArg::Transaction => pgshift::lint::SqlExecutor::Transaction,
+            ExecutorArg::Autocommit => pgshift::lint::SqlExecutor::Autocommit,
+        });
+        let options = lint::Options {
+            paths: paths.clone(),
+            dir: cli.dir.clone(),
+            config: config.clone(),
+            executor,
+            list_rules: *rules,
+            output: cli.output,
+        };
+        return match lint::run(&options) {
+            Ok(code) => ExitCode::from(code as u8),
+            Err(e) => {
+                let code = e.exit_code();
+                printer.error(&anyhow::Error::new(e), code);
+                ExitCode::from(code as u8)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -454,7 +513,9 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             .await?;
             printer.migrate(&report);
         }
-        Command::Demo { .. } => unreachable!("handled before connecting"),
+        Command::Demo { .. } | Command::Lint { .. } => {
+            unreachable!("handled before connecting")
+        }
     }
     Ok(())
 }

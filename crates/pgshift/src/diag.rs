@@ -55,9 +55,10 @@ impl Diagnostic {
     }
 }
 
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: error: {}", self.location(), self.message)?;
+impl Diagnostic {
+    /// Renders with `label` (such as `error` or `warning[rule]`) after the location.
+    pub fn render(&self, f: &mut dyn fmt::Write, label: &str) -> fmt::Result {
+        write!(f, "{}: {label}: {}", self.location(), self.message)?;
         if let Some(src) = &self.source_line {
             let gutter = self.line.to_string().len();
             let caret_pad: String = src
@@ -75,6 +76,12 @@ impl fmt::Display for Diagnostic {
             write!(f, "\nhint: {hint}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.render(f, "error")
     }
 }
 

@@ -15,6 +15,7 @@ pub mod error;
 pub mod exec;
 pub mod explain;
 pub mod lifecycle;
+pub mod lint;
 pub mod lock;
 pub mod locks;
 pub mod model;

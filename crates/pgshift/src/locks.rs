@@ -133,16 +133,25 @@ pub fn analyze(sql: &str, index_table: &dyn Fn(&str) -> Option<String>) -> Vec<S
             .unwrap_or(sql)
             .trim()
             .to_owned();
-            let mut e = StatementEffect {
-                sql: text,
-                locks: Vec::new(),
-                work: Work::Catalog,
-                work_on: None,
-            };
-            effect(node, index_table, &mut e);
-            Some(e)
+            Some(analyze_node(node, text, index_table))
         })
         .collect()
+}
+
+/// The effect of one parsed statement whose text is `sql`.
+pub fn analyze_node(
+    node: &Node,
+    sql: String,
+    index_table: &dyn Fn(&str) -> Option<String>,
+) -> StatementEffect {
+    let mut e = StatementEffect {
+        sql,
+        locks: Vec::new(),
+        work: Work::Catalog,
+        work_on: None,
+    };
+    effect(node, index_table, &mut e);
+    e
 }
 
 fn range_name(r: &pg_query::protobuf::RangeVar) -> String {

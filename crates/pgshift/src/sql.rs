@@ -101,6 +101,11 @@ pub fn split(path: &Path, source: &str) -> Result<Vec<SqlStatement>, Diagnostic>
     Ok(out)
 }
 
+/// False for a statement PostgreSQL refuses to run inside a transaction block.
+pub(crate) fn is_transactional(node: &Node) -> bool {
+    classify(String::new(), 0, Some(node)).transactional
+}
+
 fn classify(sql: String, line: usize, node: Option<&Node>) -> SqlStatement {
     let mut stmt = SqlStatement {
         sql,
@@ -212,6 +217,13 @@ fn object_name(object: &pg_query::protobuf::Node) -> Option<(Option<String>, Str
 /// parsing the statements one by one (split by the scanner, which does not need valid
 /// syntax), then the token the message names inside it.
 fn locate_parse_error(path: &Path, source: &str, error: &pg_query::Error) -> Diagnostic {
+    let (offset, message) = parse_error_at(source, error);
+    Diagnostic::at_offset(path, source, offset, format!("SQL does not parse: {message}"))
+        .with_hint("fix the statement; pgshift reads SQL with PostgreSQL's own parser, so this is what the server would say")
+}
+
+/// The byte offset of a parse error in `source`, and the parser's message.
+pub(crate) fn parse_error_at(source: &str, error: &pg_query::Error) -> (usize, String) {
     let message = match error {
         pg_query::Error::Parse(m) | pg_query::Error::Scan(m) | pg_query::Error::Split(m) => {
             m.clone()
@@ -235,8 +247,7 @@ fn locate_parse_error(path: &Path, source: &str, error: &pg_query::Error) -> Dia
             }
         }
     }
-    Diagnostic::at_offset(path, source, offset, format!("SQL does not parse: {message}"))
-        .with_hint("fix the statement; pgshift reads SQL with PostgreSQL's own parser, so this is what the server would say")
+    (offset, message)
 }
 
 fn piece_offset(source: &str, piece: &str) -> Option<usize> {

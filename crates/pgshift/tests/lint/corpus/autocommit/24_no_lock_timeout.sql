@@ -1,0 +1,2 @@
+-- expect: require-timeout-settings
+ALTER TABLE orders ADD COLUMN note text;

@@ -1,0 +1,2 @@
+-- expect: unbatched-data-change
+UPDATE orders SET currency = 'EUR';

@@ -1,0 +1,2 @@
+-- expect: table-rewrite
+VACUUM (FULL, ANALYZE) orders;

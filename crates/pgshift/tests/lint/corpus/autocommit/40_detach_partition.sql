@@ -1,0 +1,3 @@
+-- expect: require-concurrent-partition-detach
+SET lock_timeout = '2s';
+ALTER TABLE measurements DETACH PARTITION measurements_2024;

@@ -1,0 +1,4 @@
+-- expect: clean
+SET lock_timeout = '2s';
+CREATE UNIQUE INDEX CONCURRENTLY users_email_key ON users (email);
+ALTER TABLE users ADD CONSTRAINT users_email_key UNIQUE USING INDEX users_email_key;

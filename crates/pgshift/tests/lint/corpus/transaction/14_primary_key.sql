@@ -1,0 +1,2 @@
+-- expect: disallowed-unique-constraint
+ALTER TABLE events ADD PRIMARY KEY (id);

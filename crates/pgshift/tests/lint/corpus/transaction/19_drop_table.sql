@@ -1,0 +1,2 @@
+-- expect: ban-drop-table
+DROP TABLE old_sessions;

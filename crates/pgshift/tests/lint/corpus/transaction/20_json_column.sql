@@ -1,0 +1,2 @@
+-- expect: prefer-jsonb no-json
+ALTER TABLE events ADD COLUMN payload json;

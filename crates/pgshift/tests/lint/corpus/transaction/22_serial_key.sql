@@ -1,0 +1,5 @@
+-- expect: prefer-bigint-keys prefer-identity
+CREATE TABLE tags (
+  id serial PRIMARY KEY,
+  label text NOT NULL
+);

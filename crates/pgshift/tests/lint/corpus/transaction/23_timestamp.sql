@@ -1,0 +1,2 @@
+-- expect: prefer-timestamptz
+ALTER TABLE orders ADD COLUMN shipped_at timestamp;

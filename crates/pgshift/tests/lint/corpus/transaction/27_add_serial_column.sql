@@ -1,0 +1,2 @@
+-- expect: adding-auto-increment-column prefer-identity
+ALTER TABLE legacy_rows ADD COLUMN id bigserial;

@@ -1,0 +1,4 @@
+-- expect: transaction-nesting
+BEGIN;
+ALTER TABLE orders ADD COLUMN note text;
+COMMIT;

@@ -1,0 +1,2 @@
+-- expect: ban-truncate-cascade
+TRUNCATE customers CASCADE;

@@ -1,0 +1,2 @@
+-- expect: ban-drop-not-null
+ALTER TABLE orders ALTER COLUMN customer_id DROP NOT NULL;

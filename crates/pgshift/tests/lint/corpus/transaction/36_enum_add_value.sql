@@ -1,0 +1,2 @@
+-- expect: require-enum-value-ordering
+ALTER TYPE order_status ADD VALUE 'refunded';

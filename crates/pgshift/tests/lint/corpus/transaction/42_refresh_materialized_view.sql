@@ -1,0 +1,2 @@
+-- expect: require-concurrent-refresh
+REFRESH MATERIALIZED VIEW daily_revenue;

@@ -1,0 +1,2 @@
+-- expect: table-rewrite
+CLUSTER orders USING orders_pkey;
