@@ -59,6 +59,25 @@ pub(crate) struct RawFinding {
     pub hint: String,
 }
 
+impl RawFinding {
+    pub(crate) fn new(
+        rule: &'static str,
+        offset: usize,
+        anchor_line: usize,
+        message: String,
+        hint: &str,
+    ) -> RawFinding {
+        debug_assert!(rules::find(rule).is_some(), "unknown rule {rule}");
+        RawFinding {
+            rule,
+            offset,
+            anchor_line,
+            message,
+            hint: hint.to_owned(),
+        }
+    }
+}
+
 /// The findings of a lint run over some files.
 #[derive(Debug, Clone, Default)]
 pub struct Report {

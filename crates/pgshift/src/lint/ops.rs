@@ -144,13 +144,8 @@ impl At<'_> {
             column,
             key,
         ) {
-            self.findings.push(RawFinding {
-                rule,
-                offset,
-                anchor_line: self.anchor,
-                message,
-                hint: hint.to_owned(),
-            });
+            self.findings
+                .push(RawFinding::new(rule, offset, self.anchor, message, hint));
         }
     }
 

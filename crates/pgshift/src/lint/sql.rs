@@ -39,6 +39,7 @@ pub(crate) fn lint(source: &str, executor: SqlExecutor, assume_lock_timeout: boo
         findings: Vec::new(),
         created: HashSet::new(),
         created_indexes: HashSet::new(),
+        dropped_if_exists: HashSet::new(),
         explicit_tx: false,
         session_timeout: assume_lock_timeout,
         local_timeout: false,
@@ -148,6 +149,9 @@ struct State<'a> {
     /// nobody uses them yet.
     created: HashSet<String>,
     created_indexes: HashSet<String>,
+    /// Indexes dropped with IF EXISTS: a concurrent build of the same name after it can
+    /// run again.
+    dropped_if_exists: HashSet<String>,
     explicit_tx: bool,
     session_timeout: bool,
     local_timeout: bool,
@@ -176,18 +180,25 @@ impl State<'_> {
     }
 
     fn report(&mut self, rule: &'static str, location: i32, message: String, hint: &str) {
-        debug_assert!(super::rules::find(rule).is_some(), "unknown rule {rule}");
         let offset = usize::try_from(location)
             .ok()
             .filter(|o| *o >= self.start && *o <= self.source.len())
             .unwrap_or(self.start);
-        self.findings.push(RawFinding {
-            rule,
-            offset,
-            anchor_line: self.anchor,
-            message,
-            hint: hint.to_owned(),
-        });
+        self.findings
+            .push(RawFinding::new(rule, offset, self.anchor, message, hint));
+    }
+
+    /// A statement that cannot run twice, in a file run statement by statement.
+    fn not_rerunnable(&mut self, what: &str, hint: &str) {
+        let message =
+            format!("{what}: if the file fails after this statement, running it again fails here");
+        self.not_rerunnable_because(message, hint);
+    }
+
+    fn not_rerunnable_because(&mut self, message: String, hint: &str) {
+        if self.executor == SqlExecutor::Autocommit && !self.explicit_tx {
+            self.report("prefer-robust-stmts", -1, message, hint);
+        }
     }
 
     /// The offset of `needle` (any case) in the current statement, as a location.
@@ -377,6 +388,12 @@ impl State<'_> {
         let Some(rel) = &c.relation else {
             return;
         };
+        if !c.if_not_exists {
+            self.not_rerunnable(
+                &format!("CREATE TABLE {} without IF NOT EXISTS", rel.relname),
+                "CREATE TABLE IF NOT EXISTS",
+            );
+        }
         // Key columns: a primary key or a foreign key, declared on the column or the table.
         let mut keys: HashSet<String> = HashSet::new();
         for elt in &c.table_elts {
@@ -417,6 +434,14 @@ impl State<'_> {
         let Some(rel) = &ix.relation else {
             return;
         };
+        if ix.concurrent && !self.dropped_if_exists.contains(&ix.idxname) {
+            self.not_rerunnable_because(format!("CREATE INDEX CONCURRENTLY {} without DROP INDEX CONCURRENTLY IF EXISTS before it: a failed build leaves an INVALID index, so running the file again fails here, or with IF NOT EXISTS keeps the INVALID index", ix.idxname), "put DROP INDEX CONCURRENTLY IF EXISTS with the same name before it (pgshift finds and rebuilds an INVALID index by itself)");
+        } else if !ix.concurrent && !ix.if_not_exists {
+            self.not_rerunnable(
+                &format!("CREATE INDEX {} without IF NOT EXISTS", ix.idxname),
+                "CREATE INDEX IF NOT EXISTS",
+            );
+        }
         if !ix.idxname.is_empty() {
             self.created_indexes.insert(ix.idxname.clone());
         }
@@ -439,6 +464,14 @@ impl State<'_> {
     fn drop(&mut self, d: &pg_query::protobuf::DropStmt) {
         let kind = ObjectType::try_from(d.remove_type).unwrap_or(ObjectType::Undefined);
         let names: Vec<String> = d.objects.iter().filter_map(last_name).collect();
+        if d.missing_ok && kind == ObjectType::ObjectIndex {
+            self.dropped_if_exists.extend(names.iter().cloned());
+        } else if !d.missing_ok {
+            self.not_rerunnable(
+                &format!("DROP {} without IF EXISTS", names.join(", ")),
+                "DROP ... IF EXISTS",
+            );
+        }
         match kind {
             ObjectType::ObjectIndex => {
                 if names.iter().all(|n| self.created_indexes.contains(n)) {
@@ -522,6 +555,12 @@ impl State<'_> {
             match (subtype, def) {
                 (AlterTableType::AtAddColumn, Some(NodeEnum::ColumnDef(col))) => {
                     self.column_types(col, column_is_key(col));
+                    if !c.missing_ok {
+                        self.not_rerunnable(
+                            &format!("ADD COLUMN {} without IF NOT EXISTS", col.colname),
+                            "ADD COLUMN IF NOT EXISTS",
+                        );
+                    }
                     if !new {
                         self.add_column(&table, col);
                     }
@@ -565,6 +604,12 @@ impl State<'_> {
                     self.report("ban-drop-not-null", at, format!("DROP NOT NULL on {table}.{}: NULLs written from now on reach code that does not expect them, and a rollback that sets it again fails", c.name), "make sure every reader handles NULL before dropping the constraint");
                 }
                 (AlterTableType::AtDropColumn, _) if !new => {
+                    if !c.missing_ok {
+                        self.not_rerunnable(
+                            &format!("DROP COLUMN {} without IF EXISTS", c.name),
+                            "DROP COLUMN IF EXISTS",
+                        );
+                    }
                     let at = self.find("drop");
                     self.report("ban-drop-column", at, format!("dropping {table}.{}: clients that still read or write it fail, and its data is gone", c.name), "first deploy code that no longer uses the column; with pgshift, drop_column hides it from the new version at start and drops it at complete");
                 }

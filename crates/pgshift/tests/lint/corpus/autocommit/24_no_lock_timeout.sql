@@ -1,2 +1,2 @@
 -- expect: require-timeout-settings
-ALTER TABLE orders ADD COLUMN note text;
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS note text;

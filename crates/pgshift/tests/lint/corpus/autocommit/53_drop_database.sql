@@ -1,2 +1,2 @@
 -- expect: ban-drop-database
-DROP DATABASE shop_staging;
+DROP DATABASE IF EXISTS shop_staging;
