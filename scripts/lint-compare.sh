@@ -17,7 +17,9 @@ if [ -z "${SQUAWK:-}" ]; then
   else
     tmp=$(mktemp -d)
     trap 'rm -rf "$tmp"' EXIT
-    python3 -m pip install --quiet --target "$tmp" squawk-cli >&2
+    python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+    # --target keeps it out of the system's packages (Debian marks those as its own).
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --target "$tmp" squawk-cli >&2
     SQUAWK="$tmp/bin/squawk"
   fi
 fi

@@ -197,3 +197,57 @@ fn json_and_github_outputs_carry_every_finding() {
     );
     assert!(lines[0].contains("%0Ahint: "), "{}", lines[0]);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const PIECES: &[&str] = &[
+        "CREATE TABLE t (id int PRIMARY KEY, j json)",
+        "CREATE INDEX i ON t (id)",
+        "CREATE INDEX CONCURRENTLY i ON orders (id)",
+        "ALTER TABLE orders ADD COLUMN c uuid DEFAULT gen_random_uuid()",
+        "ALTER TABLE orders ALTER COLUMN c SET NOT NULL",
+        "ALTER TABLE orders ADD CONSTRAINT k CHECK (c IS NOT NULL) NOT VALID",
+        "ALTER TABLE orders VALIDATE CONSTRAINT k",
+        "UPDATE orders SET c = NULL",
+        "BEGIN",
+        "COMMIT",
+        "SET lock_timeout = '1s'",
+        "-- pgshift-lint: ignore changing-column-type\nALTER TABLE orders ALTER COLUMN c TYPE text",
+        "DROP INDEX i",
+        "ALTER TABLE \"Odd \"\"name\" RENAME TO \"ünï\"",
+        "SELECT 1 /* comment ; */",
+        "ALTER TABLE orders ADD COLUM broken",
+    ];
+
+    proptest! {
+        /// Any sequence of statements, under any executor: no panic, and every finding
+        /// points inside the file.
+        #[test]
+        fn findings_stay_inside_the_file(
+            picks in proptest::collection::vec(0..PIECES.len(), 0..12),
+            executor in 0..3usize,
+        ) {
+            let source: String = picks.iter().map(|i| format!("{};\n", PIECES[*i])).collect();
+            let config = Config {
+                executor: [lint::SqlExecutor::Pgshift, lint::SqlExecutor::Transaction, lint::SqlExecutor::Autocommit][executor],
+                ..Config::default()
+            };
+            let findings = lint::lint_source(Path::new("p.sql"), &source, &config).unwrap();
+            let lines = source.lines().count().max(1);
+            for f in &findings {
+                prop_assert!(f.diagnostic.line >= 1 && f.diagnostic.line <= lines, "{:?}", f);
+                prop_assert!(f.diagnostic.column >= 1);
+                prop_assert!(lint::rules::find(f.rule).is_some());
+            }
+        }
+
+        /// Arbitrary text never panics the linter.
+        #[test]
+        fn arbitrary_text_does_not_panic(source in "\\PC{0,200}") {
+            let _ = lint::lint_source(Path::new("p.sql"), &source, &Config::default());
+            let _ = lint::lint_source(Path::new("p.yaml"), &source, &Config::default());
+        }
+    }
+}

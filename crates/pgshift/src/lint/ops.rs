@@ -52,12 +52,9 @@ pub(crate) fn lint(source: &str, migration: &Migration) -> Linted {
                 }
             }
             Operation::AlterPrimaryKey(a) => at.data_type(&a.table, &a.data_type, true),
-            Operation::Sql(s) => {
-                at.sql(&s.up);
-                if let Some(down) = &s.down {
-                    at.sql(down);
-                }
-            }
+            // `down` is left alone: it undoes what `up` did (drops what up created)
+            // while the migration is open, before any client uses it.
+            Operation::Sql(s) => at.sql(&s.up),
             _ => {}
         }
     }
