@@ -118,6 +118,15 @@ fn a_file_that_does_not_parse_is_located_and_exits_2() {
         findings,
     };
     assert_eq!(report.exit_code(), 2);
+    // It cannot be turned off: an unparsed file is an unchecked file.
+    let off = Config::parse(
+        Path::new("pgshift.toml"),
+        "[lint.rules]\nsyntax-error = \"off\"\n",
+    )
+    .unwrap();
+    let findings = lint::lint_source(Path::new("m.sql"), src, &off).unwrap();
+    assert_eq!(findings[0].rule, "syntax-error");
+    assert_eq!(findings[0].severity, Severity::Error);
 }
 
 #[test]

@@ -300,8 +300,14 @@ pub fn lint_source(path: &Path, source: &str, config: &Config) -> Result<Vec<Fin
     };
     let mut out: Vec<Finding> = Vec::new();
     for r in linted.findings {
-        let Some(severity) = config.severity(r.rule) else {
-            continue;
+        // A file that does not parse cannot be checked at all: that is never turned off.
+        let severity = if r.rule == rules::SYNTAX_ERROR {
+            Severity::Error
+        } else {
+            match config.severity(r.rule) {
+                Some(s) => s,
+                None => continue,
+            }
         };
         if r.rule != rules::SYNTAX_ERROR
             && suppressions.hides(r.rule, r.anchor_line, &linted.anchors)
