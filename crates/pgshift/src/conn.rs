@@ -107,6 +107,14 @@ impl ConnectionSpec {
                 ))
             }
         };
+        // libpq never uses TLS on a Unix-domain socket, whatever sslmode says: the server
+        // does not offer it there, and a socket path is no name to check a certificate for.
+        let hosts = config.get_hosts();
+        let tls = if !hosts.is_empty() && hosts.iter().all(|h| matches!(h, Host::Unix(_))) {
+            TlsMode::Disable
+        } else {
+            tls
+        };
         config.ssl_mode(match tls {
             TlsMode::Disable => SslMode::Disable,
             TlsMode::Prefer => SslMode::Prefer,
@@ -412,6 +420,21 @@ mod tests {
                 .unwrap();
         assert_eq!(spec.describe(), "u@h:5433/d");
         assert_eq!(spec.tls, TlsMode::Disable);
+    }
+
+    #[test]
+    fn a_unix_socket_never_uses_tls() {
+        for url in [
+            "postgresql://u@%2Ftmp%2Fsock/d",
+            "postgresql://u@%2Ftmp%2Fsock/d?sslmode=require",
+            "host=/tmp/sock user=u dbname=d",
+        ] {
+            let spec = ConnectionSpec::resolve(Some(url)).unwrap();
+            assert!(matches!(spec.tls, TlsMode::Disable), "{url}");
+            assert_eq!(spec.config.get_ssl_mode(), SslMode::Disable, "{url}");
+        }
+        let tcp = ConnectionSpec::resolve(Some("postgres://u@db.example/d")).unwrap();
+        assert!(matches!(tcp.tls, TlsMode::Prefer));
     }
 
     #[test]
