@@ -155,9 +155,13 @@ impl Printer {
                 RunEvent::StepDone {
                     step, of, what, ms, ..
                 } => format!("  step {step}/{of} ({what}) done in {ms} ms"),
-                RunEvent::Verified { what, rows, ms, .. } => {
-                    format!("  verified: {what} ({rows} rows, {ms} ms)")
-                }
+                RunEvent::Verified {
+                    what,
+                    rows,
+                    method,
+                    ms,
+                    ..
+                } => format!("  verified: {what} ({rows} rows compared {method}, {ms} ms)"),
                 RunEvent::MigrationApplied { name, ms } => format!("applied {name} in {ms} ms"),
                 RunEvent::Backfill(p) => format!("  backfill {}", progress_line(p)),
             },

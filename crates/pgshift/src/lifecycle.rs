@@ -336,6 +336,7 @@ async fn verify(
                 migration: name.to_owned(),
                 what: v.description,
                 rows: v.rows,
+                method: v.method.to_owned(),
                 ms: t0.elapsed().as_millis() as u64,
             }),
             Err(e) => {

@@ -53,6 +53,8 @@ pub enum RunEvent {
         migration: String,
         what: String,
         rows: i64,
+        /// `checksums` or `row by row` (see [`crate::verify`]).
+        method: String,
         ms: u64,
     },
     MigrationApplied {
