@@ -478,29 +478,21 @@ async fn extract_verification_stops_complete_on_a_mismatch() {
     let file = m.path().join("0001_addresses.yaml");
     run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
     let before = schema_dump(&db).await;
-    raw.batch_execute(
-        "SET session_replication_role = replica;
-         UPDATE caterers SET zip = '77777' WHERE id = 42;
+    complete_refuses_after_writes_around_triggers(
+        &db,
+        &raw,
+        &m.path(),
+        "UPDATE caterers SET zip = '77777' WHERE id = 42;
          UPDATE caterers SET hours = '{\"open\": 99}' WHERE id = 43;
-         DELETE FROM addresses WHERE caterer_id = 7;
-         SET session_replication_role = origin;",
+         DELETE FROM addresses WHERE caterer_id = 7;",
+        &[
+            "1 without a row in addresses, 2 with different values",
+            "caterers.id = 7: no row in addresses",
+            "caterers.id = 42: differs in zip",
+            "caterers.id = 43: differs in hours",
+        ],
     )
-    .await
-    .unwrap();
-    let r = run(&db, &m.path(), &["complete"]).await;
-    assert_eq!(r.code, 1, "{}", r.all());
-    for expected in [
-        "1 without a row in addresses, 2 with different values",
-        "caterers.id = 7: no row in addresses",
-        "caterers.id = 42: differs in zip",
-        "caterers.id = 43: differs in hours",
-    ] {
-        assert!(
-            r.stderr.contains(expected),
-            "missing {expected:?} in:\n{}",
-            r.all()
-        );
-    }
+    .await;
     assert_eq!(
         schema_dump(&db).await,
         before,
@@ -552,22 +544,18 @@ async fn copy_verification_compares_checksums_and_names_rows_written_around_the_
 
     run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
     // Writes that skip pgshift's triggers: the copy no longer holds the same rows.
-    raw.batch_execute(
-        "SET session_replication_role = replica;
-         UPDATE orders SET note = 'changed behind pgshift' WHERE id = 42;
-         DELETE FROM orders WHERE id = 7;
-         SET session_replication_role = origin;",
+    complete_refuses_after_writes_around_triggers(
+        &db,
+        &raw,
+        &m.path(),
+        "UPDATE orders SET note = 'changed behind pgshift' WHERE id = 42;
+         DELETE FROM orders WHERE id = 7;",
+        &[
+            "2999 rows in orders, 3000 in _pgshift_copy_orders; 0 without a row in _pgshift_copy_orders, 1 with different values, 1 in _pgshift_copy_orders without a row in orders",
+            "orders.id = 42: differs in note",
+        ],
     )
-    .await
-    .unwrap();
-    let r = run(&db, &m.path(), &["complete"]).await;
-    assert_eq!(r.code, 1, "{}", r.all());
-    for expected in [
-        "2999 rows in orders, 3000 in _pgshift_copy_orders; 0 without a row in _pgshift_copy_orders, 1 with different values, 1 in _pgshift_copy_orders without a row in orders",
-        "orders.id = 42: differs in note",
-    ] {
-        assert!(r.stderr.contains(expected), "missing {expected:?} in:\n{}", r.all());
-    }
+    .await;
     assert_eq!(migration_status(&raw, "0001_price").await, "started");
 
     // Put the copy right by hand, as the hint says: complete passes, the cheap way.
@@ -586,4 +574,26 @@ async fn copy_verification_compares_checksums_and_names_rows_written_around_the_
         scalar_i64(&raw, "SELECT count(*) FROM orders WHERE price = id % 1000 AND note = CASE WHEN id = 42 THEN 'changed behind pgshift' ELSE 'order ' || id END").await,
         2999
     );
+}
+
+/// Writes `sql` with pgshift's triggers off (session_replication_role = replica), as a
+/// tool writing around them would, then runs complete, which must stop (exit 1) with every
+/// one of `expected` in its report.
+async fn complete_refuses_after_writes_around_triggers(
+    db: &TestDb,
+    raw: &tokio_postgres::Client,
+    dir: &std::path::Path,
+    sql: &str,
+    expected: &[&str],
+) {
+    raw.batch_execute(&format!(
+        "SET session_replication_role = replica; {sql} SET session_replication_role = origin;"
+    ))
+    .await
+    .unwrap();
+    let r = run(db, dir, &["complete"]).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    for e in expected {
+        assert!(r.stderr.contains(e), "missing {e:?} in:\n{}", r.all());
+    }
 }
