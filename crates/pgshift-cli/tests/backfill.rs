@@ -555,7 +555,8 @@ async fn on_a_terminal_progress_is_a_bar_with_rows_rate_and_eta() {
     assert!(out.status.success(), "{text}");
     // Redrawn in place: carriage returns or cursor moves, a bar, the counts and the rate.
     assert!(text.contains("backfill big ["), "{text}");
-    assert!(text.contains("/~200,000 rows"), "{text}");
+    // The total is the planner's estimate (reltuples), near 200,000 but not always on it.
+    assert!(text.contains("/~200,") || text.contains("/~199,"), "{text}");
     assert!(text.contains("rows/s"), "{text}");
     assert!(text.contains("ETA"), "{text}");
     assert!(
@@ -563,11 +564,15 @@ async fn on_a_terminal_progress_is_a_bar_with_rows_rate_and_eta() {
         "no terminal control sequences: {text}"
     );
     // Not the line format of a pipe.
-    assert!(!text.contains(" of ~200000 rows"), "{text}");
+    assert!(!text.contains("backfill big: "), "{text}");
     // And piped, the same run prints lines.
     run_ok(&db, &m.path(), &["rollback"]).await;
     let piped = run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
-    assert!(piped.stderr.contains(" of ~200000 rows"), "{}", piped.all());
+    assert!(
+        piped.stderr.contains("backfill big: ") && piped.stderr.contains(" rows/s"),
+        "{}",
+        piped.all()
+    );
     assert!(!piped.stderr.contains('\u{1b}'), "{}", piped.all());
 }
 
