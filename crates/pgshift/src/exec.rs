@@ -286,6 +286,11 @@ impl Executor {
     }
 
     /// The main connection, for reads and for writes to pgshift's own state tables.
+    /// `server_version_num` of the server, read at connect.
+    pub fn server_version(&self) -> i32 {
+        self.server_version
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }

@@ -331,7 +331,7 @@ async fn verify(
     let (plan, _) = load(exec.client(), name).await?;
     for spec in &plan.verify {
         let t0 = Instant::now();
-        match crate::verify::run(exec.client(), spec).await {
+        match crate::verify::run(exec.client(), exec.server_version(), spec).await {
             Ok(v) => on_event(&RunEvent::Verified {
                 migration: name.to_owned(),
                 what: v.description,

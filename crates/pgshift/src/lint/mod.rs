@@ -215,7 +215,7 @@ pub fn collect_files(paths: &[PathBuf], default_dir: &Path) -> Result<Vec<PathBu
             if !is_lintable(&root) {
                 return Err(Error::usage(
                     format!("{} is not a migration file", root.display()),
-                    Some("pgshift lint reads .sql, .toml, .yaml, .yml and .json files"),
+                    Some(LINTABLE),
                 ));
             }
             out.push(root);
@@ -228,6 +228,8 @@ pub fn collect_files(paths: &[PathBuf], default_dir: &Path) -> Result<Vec<PathBu
     }
     Ok(out)
 }
+
+const LINTABLE: &str = "pgshift lint reads .sql, .toml, .yaml, .yml and .json files";
 
 fn is_lintable(path: &Path) -> bool {
     matches!(
@@ -293,7 +295,7 @@ pub fn lint_source(path: &Path, source: &str, config: &Config) -> Result<Vec<Fin
             None => {
                 return Err(Error::usage(
                     format!("{} is not a migration file", path.display()),
-                    Some("pgshift lint reads .sql, .toml, .yaml, .yml and .json files"),
+                    Some(LINTABLE),
                 ))
             }
         },

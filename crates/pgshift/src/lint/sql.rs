@@ -49,6 +49,7 @@ pub(crate) fn lint(source: &str, executor: SqlExecutor, assume_lock_timeout: boo
         validated_not_null: HashSet::new(),
         anchor: 1,
         start: 0,
+        end: 0,
     };
     let parsed = match pg_query::parse(source) {
         Ok(p) => p,
@@ -86,6 +87,7 @@ pub(crate) fn lint(source: &str, executor: SqlExecutor, assume_lock_timeout: boo
             .find(|s| *s >= from && *s < end)
             .unwrap_or(from);
         state.start = start;
+        state.end = end;
         state.anchor = crate::diag::line_col(source, start).0;
         anchors.push(state.anchor);
         let text = source.get(start..end).unwrap_or_default().trim().to_owned();
@@ -162,9 +164,10 @@ struct State<'a> {
     not_null_checks: Vec<(String, String, String)>,
     /// (table, column) proven NOT NULL by a validated CHECK.
     validated_not_null: HashSet<(String, String)>,
-    /// The current statement's first line and offset.
+    /// The current statement's first line, and where it starts and ends.
     anchor: usize,
     start: usize,
+    end: usize,
 }
 
 impl State<'_> {
@@ -203,7 +206,7 @@ impl State<'_> {
 
     /// The offset of `needle` (any case) in the current statement, as a location.
     fn find(&self, needle: &str) -> i32 {
-        let rest = &self.source[self.start..];
+        let rest = self.source.get(self.start..self.end).unwrap_or_default();
         let lower = rest.to_ascii_lowercase();
         lower
             .find(&needle.to_ascii_lowercase())
