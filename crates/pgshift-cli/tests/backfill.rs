@@ -191,6 +191,92 @@ async fn parallel_workers_split_composite_keys_and_keyless_tables_into_disjoint_
     }
 }
 
+/// Starts ADD_W with three workers; returns the backfill's parts: (upper bound, rows
+/// done), in order, once every row was filled.
+async fn add_w_over_three_workers(
+    db: &TestDb,
+    raw: &tokio_postgres::Client,
+) -> Vec<(Option<String>, i64)> {
+    let m = Migrations::new(&[("0001_w.yaml", ADD_W)]);
+    let file = m.path().join("0001_w.yaml");
+    let mut args = vec!["start", file.to_str().unwrap(), "--backfill-workers", "3"];
+    args.extend(SMALL_BATCHES);
+    run_ok(db, &m.path(), &args).await;
+    assert_eq!(
+        scalar_i64(
+            raw,
+            "SELECT count(*) FROM big WHERE w IS DISTINCT FROM v + 1"
+        )
+        .await,
+        0
+    );
+    raw.query(
+        "SELECT upper_bound[1], rows_done FROM pgshift.backfills WHERE table_name = 'big' ORDER BY part",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_workers_split_a_one_column_key_by_its_histogram_when_the_statistics_are_fresh() {
+    let db = TestDb::new().await;
+    let raw = big_table(&db).await;
+    let histogram: Vec<String> = raw
+        .query_one(
+            "SELECT histogram_bounds::text::text[] FROM pg_stats WHERE tablename = 'big' AND attname = 'id'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let parts = add_w_over_three_workers(&db, &raw).await;
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    // Each split is a histogram bound, and each part holds about a third of the rows.
+    for (upper, _) in &parts[..2] {
+        assert!(histogram.contains(upper.as_ref().unwrap()), "{parts:?}");
+    }
+    for (_, rows) in &parts {
+        assert!((ROWS / 3 - rows).abs() < ROWS / 20, "{parts:?}");
+    }
+    assert_eq!(parts.iter().map(|p| p.1).sum::<i64>(), ROWS);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_stale_statistics_parallel_workers_split_by_walking_the_key() {
+    let db = TestDb::new().await;
+    let raw = big_table(&db).await;
+    // Half the rows go after the ANALYZE: the histogram still starts at key 1, and a split
+    // read from it would leave the first part empty.
+    raw.batch_execute(&format!(
+        "DELETE FROM big WHERE id <= {}; SELECT pg_stat_force_next_flush();",
+        ROWS / 2
+    ))
+    .await
+    .unwrap();
+    raw.batch_execute("SELECT 1").await.unwrap();
+    wait_until(
+        "the deletes in the statistics",
+        Duration::from_secs(10),
+        || async {
+            scalar_i64(
+                &raw,
+                "SELECT n_mod_since_analyze FROM pg_stat_user_tables WHERE relname = 'big'",
+            )
+            .await
+                >= ROWS / 2
+        },
+    )
+    .await;
+    let parts = add_w_over_three_workers(&db, &raw).await;
+    assert!(parts.len() >= 2, "{parts:?}");
+    assert!(parts.iter().all(|(_, rows)| *rows > 0), "{parts:?}");
+    assert_eq!(parts.iter().map(|p| p.1).sum::<i64>(), ROWS / 2);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn random_inserts_updates_and_deletes_during_the_backfill_end_equal_to_the_reference() {
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 
 const TO_UUID: &str = "operations:\n  - alter_column:\n      table: incoming_faxes\n      column: box_file_id\n      type: uuid\n      up: box_file_id::uuid\n      down: box_file_id::text\n";
 
@@ -128,4 +129,65 @@ async fn without_errors_rows_whose_text_would_change_are_counted_too() {
         .await,
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_up_the_cast_to_the_new_type_is_checked_on_every_row() {
+    let db = TestDb::new().await;
+    let raw = faxes(
+        &db,
+        "UPDATE incoming_faxes SET location_id = 40000 + id WHERE id IN (4, 9);",
+    )
+    .await;
+    let before = schema_dump(&db).await;
+    let m = Migrations::new(&[(
+        "0001_small.yaml",
+        "operations:\n  - alter_column:\n      table: incoming_faxes\n      column: location_id\n      type: smallint\n",
+    )]);
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("2 of 5001 rows of \"public\".\"incoming_faxes\" do not convert to smallint"),
+        "{}",
+        r.all()
+    );
+    assert!(r.stderr.contains("sample keys: 4, 9"), "{}", r.all());
+    unchanged(&raw, &before, &db).await;
+}
+
+/// Scans of incoming_faxes so far, as the statistics count them.
+async fn scans(raw: &tokio_postgres::Client) -> i64 {
+    raw.batch_execute("SELECT pg_stat_clear_snapshot()")
+        .await
+        .unwrap();
+    scalar_i64(
+        raw,
+        "SELECT seq_scan + coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'incoming_faxes'",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_widening_cast_cannot_fail_and_reads_no_row() {
+    let db = TestDb::new().await;
+    let raw = faxes(&db, "").await;
+    let widen = Migrations::new(&[(
+        "0001_big.yaml",
+        "operations:\n  - alter_column:\n      table: incoming_faxes\n      column: location_id\n      type: bigint\n      up: CAST(location_id AS int8)\n      down: location_id::int\n",
+    )]);
+    let convert = Migrations::new(&[("0001_uuid.yaml", TO_UUID)]);
+    let base = scans(&raw).await;
+    for (m, name) in [(&widen, "0001_big.yaml"), (&convert, "0001_uuid.yaml")] {
+        let file = m.path().join(name);
+        run_ok(&db, &m.path(), &["plan", file.to_str().unwrap()]).await;
+    }
+    // The uuid check reads the table once; once its count shows, so would the widening's.
+    wait_until(
+        "the uuid check's scan in the statistics",
+        Duration::from_secs(10),
+        || async { scans(&raw).await > base },
+    )
+    .await;
+    assert_eq!(scans(&raw).await, base + 1);
 }

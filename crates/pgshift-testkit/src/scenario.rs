@@ -354,6 +354,9 @@ pub struct ScenarioRun {
     pub schema_restored: Option<bool>,
     pub schema_before: String,
     pub schema_after: String,
+    /// What `pgshift start` and then `complete` (or `rollback`) printed: their step lines
+    /// with each step's time.
+    pub pgshift_output: String,
 }
 
 /// A fingerprint of the schema `public` as clients see it: tables, columns, constraints,
@@ -432,7 +435,7 @@ pub async fn run(
     .await?;
     let outcome = drive(scenario, options, &admin, &traffic, &file, &pgshift).await;
     let report = traffic.finish().await;
-    let (start_s, backfill_s, finish_s) = outcome?;
+    let (start_s, backfill_s, finish_s, pgshift_output) = outcome?;
 
     let (mismatches, schema_restored, schema_after) = if options.rollback {
         let after = fingerprint(&admin).await?;
@@ -470,12 +473,14 @@ pub async fn run(
         schema_restored,
         schema_before,
         schema_after,
+        pgshift_output,
     })
 }
 
 type PgshiftCommand<'a> = dyn Fn(&[&str]) -> tokio::process::Command + 'a;
 
-/// The phases; returns (start, backfill, complete or rollback) seconds.
+/// The phases; returns (start, backfill, complete or rollback) seconds and what pgshift
+/// printed.
 async fn drive(
     scenario: &Scenario,
     options: &RunOptions,
@@ -483,7 +488,7 @@ async fn drive(
     traffic: &Traffic,
     file: &Path,
     pgshift: &PgshiftCommand<'_>,
-) -> Result<(f64, f64, f64), String> {
+) -> Result<(f64, f64, f64, String), String> {
     tokio::time::sleep(options.quiet).await;
     traffic.phase("start");
     let t0 = Instant::now();
@@ -526,17 +531,21 @@ async fn drive(
         .map(|r| r.get(0))
         .unwrap_or(0.0);
     let latest = run_ok(scenario.name, pgshift(&["latest", "schema"])).await?;
+    let latest = String::from_utf8_lossy(&latest.stdout);
     traffic.set_new_version(latest.trim());
     traffic.phase("open");
     tokio::time::sleep(options.quiet).await;
 
+    let mut said = printed(&output);
     let finish_s = if options.rollback {
         // The new application version goes away; the old one stays.
         traffic.clear_new_version();
         traffic.quiesce().await;
         traffic.phase("rollback");
         let t = Instant::now();
-        run_ok(scenario.name, pgshift(&["rollback"])).await?;
+        said.push_str(&printed(
+            &run_ok(scenario.name, pgshift(&["rollback"])).await?,
+        ));
         t.elapsed().as_secs_f64()
     } else {
         // The old application version is gone; the reference is computed from the final
@@ -562,12 +571,14 @@ async fn drive(
         traffic.set_new_version(latest.trim());
         traffic.phase("complete");
         let t = Instant::now();
-        run_ok(scenario.name, pgshift(&["complete"])).await?;
+        said.push_str(&printed(
+            &run_ok(scenario.name, pgshift(&["complete"])).await?,
+        ));
         t.elapsed().as_secs_f64()
     };
     traffic.phase("after");
     tokio::time::sleep(options.quiet).await;
-    Ok((start_s, backfill_s, finish_s))
+    Ok((start_s, backfill_s, finish_s, said))
 }
 
 async fn backfill_open(admin: &tokio_postgres::Client) -> bool {
@@ -582,7 +593,11 @@ async fn backfill_open(admin: &tokio_postgres::Client) -> bool {
         .unwrap_or(false)
 }
 
-async fn run_ok(name: &str, mut cmd: tokio::process::Command) -> Result<String, String> {
+/// Runs a pgshift command that must succeed; returns its output.
+async fn run_ok(
+    name: &str,
+    mut cmd: tokio::process::Command,
+) -> Result<std::process::Output, String> {
     let out = cmd.output().await.map_err(|e| e.to_string())?;
     if !out.status.success() {
         return Err(format!(
@@ -592,7 +607,16 @@ async fn run_ok(name: &str, mut cmd: tokio::process::Command) -> Result<String, 
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(out)
+}
+
+/// What a pgshift command printed: its step lines (stderr), then its result (stdout).
+fn printed(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    )
 }
 
 async fn fingerprint(c: &tokio_postgres::Client) -> Result<String, String> {

@@ -249,7 +249,7 @@ async fn register(
         .get(0);
     if existing == 0 {
         // (start cursor, start page, upper bound) per part.
-        let bounds = split(client, target, walk, total_estimate, workers).await?;
+        let bounds = split(client, spec, target, walk, total_estimate, workers).await?;
         client.batch_execute("BEGIN").await?;
         for (part, (cursor, pages_done, upper)) in bounds.iter().enumerate() {
             let inserted = client
@@ -304,16 +304,18 @@ async fn register(
 }
 
 /// Part bounds: (start cursor, start page, upper bound). One part when `workers` is 1 or
-/// the table is too small to be worth splitting. Key splits are found by index-only walks
-/// to evenly spaced offsets (statistics would do for one key column, not for composite
-/// keys); page splits are even.
+/// the table is too small to be worth splitting. Key splits of a one-column key come from
+/// the column's histogram when the statistics are fresh (one catalog read); otherwise, and
+/// for composite keys, from index-only walks to evenly spaced offsets (a walk to the
+/// middle of 2,000,000 keys takes about 0.25 s here). Page splits are even.
 async fn split(
     client: &Client,
+    spec: &BackfillSpec,
     target: &str,
     walk: &Walk,
     total_estimate: i64,
     workers: u32,
-) -> Result<Vec<(Option<Vec<String>>, i64, Option<Vec<String>>)>> {
+) -> Result<Vec<PartBounds>> {
     let n = workers.max(1) as i64;
     if n == 1 {
         return Ok(vec![(None, 0, None)]);
@@ -322,6 +324,13 @@ async fn split(
         Walk::Keyset { key, .. } => {
             if total_estimate < n * MIN_ROWS_PER_WORKER {
                 return Ok(vec![(None, 0, None)]);
+            }
+            if let [column] = key.as_slice() {
+                if let Some(splits) =
+                    histogram_splits(client, &spec.schema, &spec.table, column, n).await?
+                {
+                    return Ok(bounds_between(splits));
+                }
             }
             let cols: Vec<String> = key.iter().map(|k| ident(k)).collect();
             let as_text: Vec<String> = cols.iter().map(|c| format!("{c}::text")).collect();
@@ -338,14 +347,7 @@ async fn split(
                     None => break,
                 }
             }
-            let mut bounds = Vec::new();
-            let mut lower: Option<Vec<String>> = None;
-            for s in splits {
-                bounds.push((lower.clone(), 0, Some(s.clone())));
-                lower = Some(s);
-            }
-            bounds.push((lower, 0, None));
-            Ok(bounds)
+            Ok(bounds_between(splits))
         }
         Walk::Blocks { pages, .. } => {
             if *pages < n * MIN_PAGES_PER_WORKER {
@@ -360,6 +362,63 @@ async fn split(
                 .collect())
         }
     }
+}
+
+type PartBounds = (Option<Vec<String>>, i64, Option<Vec<String>>);
+
+/// The parts between increasing split keys: up to the first, between each two, from the last.
+fn bounds_between(splits: Vec<Vec<String>>) -> Vec<PartBounds> {
+    let mut bounds = Vec::new();
+    let mut lower: Option<Vec<String>> = None;
+    for s in splits {
+        bounds.push((lower.clone(), 0, Some(s.clone())));
+        lower = Some(s);
+    }
+    bounds.push((lower, 0, None));
+    bounds
+}
+
+/// `n - 1` keys that split a one-column key into `n` parts of about equal rows, read from
+/// the column's histogram (each bucket holds about as many rows as the next). `None` when
+/// there is no histogram, or when the statistics are stale: more than a tenth of the rows
+/// changed since the last ANALYZE (new keys past the histogram's end would all fall to the
+/// last part).
+async fn histogram_splits(
+    client: &Client,
+    schema: &str,
+    table: &str,
+    column: &str,
+    n: i64,
+) -> Result<Option<Vec<Vec<String>>>> {
+    let row = client
+        .query_opt(
+            "SELECT s.histogram_bounds::text::text[]
+               FROM pg_catalog.pg_stats s
+               JOIN pg_catalog.pg_stat_all_tables t
+                 ON t.schemaname = s.schemaname AND t.relname = s.tablename
+               JOIN pg_catalog.pg_class c ON c.oid = t.relid
+              WHERE s.schemaname = $1 AND s.tablename = $2 AND s.attname = $3 AND NOT s.inherited
+                AND s.histogram_bounds IS NOT NULL
+                AND t.n_mod_since_analyze <= 0.1 * greatest(c.reltuples, 0)",
+            &[&schema, &table, &column],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let histogram: Vec<String> = row.get(0);
+    let buckets = histogram.len() as i64 - 1;
+    if buckets < 2 * n {
+        return Ok(None);
+    }
+    let mut splits: Vec<Vec<String>> = Vec::new();
+    for i in 1..n {
+        let key = &histogram[(buckets * i / n) as usize];
+        if splits.last().is_none_or(|last| &last[0] != key) {
+            splits.push(vec![key.clone()]);
+        }
+    }
+    Ok(Some(splits))
 }
 
 /// Below these, one worker does the whole table.

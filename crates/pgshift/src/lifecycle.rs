@@ -40,17 +40,20 @@ pub async fn plan_for(
     migration: &Migration,
     schema: &str,
 ) -> Result<Plan> {
-    plan_with_catalog(client, file, migration, schema)
+    plan_with_catalog(client, file, migration, schema, true)
         .await
         .map(|(plan, _)| plan)
 }
 
-/// [`plan_for`], with the catalog it was planned against.
+/// [`plan_for`], with the catalog it was planned against. `check_rows`: whether type
+/// changes read the table to check that every row converts (false when that was checked
+/// moments before, in the same run).
 pub async fn plan_with_catalog(
     client: &tokio_postgres::Client,
     file: &MigrationFile,
     migration: &Migration,
     schema: &str,
+    check_rows: bool,
 ) -> Result<(Plan, Catalog)> {
     let catalog = Catalog::load(client, schema).await?;
     let previous = state::latest_version_schema(client).await?;
@@ -73,7 +76,7 @@ pub async fn plan_with_catalog(
                 .collect(),
         )
     })?;
-    check_on_server(client, file, migration, &catalog, schema).await?;
+    check_on_server(client, file, migration, &catalog, schema, check_rows).await?;
     Ok((plan, catalog))
 }
 
@@ -85,6 +88,7 @@ async fn check_on_server(
     migration: &Migration,
     catalog: &Catalog,
     schema: &str,
+    check_rows: bool,
 ) -> Result<()> {
     use crate::model::Operation;
     use crate::quote::qualified;
@@ -143,10 +147,11 @@ async fn check_on_server(
             }
         }
         // Every row must convert before a type change starts (issue 5, S1).
-        if let (true, Operation::AlterColumn(a)) = (problems.is_empty(), op) {
-            if let (Some(new_type), Some(up), Some(table)) =
-                (&a.data_type, &a.up, catalog.table(&a.table))
-            {
+        if let (true, true, Operation::AlterColumn(a)) = (check_rows, problems.is_empty(), op) {
+            if let (Some(new_type), Some(table)) = (&a.data_type, catalog.table(&a.table)) {
+                // Without `up`, the column is cast to the new type.
+                let cast = format!("{}::{new_type}", crate::quote::ident(&a.column));
+                let up = a.up.as_deref().unwrap_or(&cast);
                 if let Some(bad) =
                     crate::precheck::conversion(client, schema, table, &a.column, new_type, up)
                         .await?
@@ -227,6 +232,7 @@ pub async fn start(
     migration: &Migration,
     schema: &str,
     who: &Who,
+    rows_checked: bool,
     on_event: &(dyn Fn(&RunEvent) + Sync),
 ) -> Result<String> {
     let client = exec.client();
@@ -252,7 +258,8 @@ pub async fn start(
             true,
         ),
         None => {
-            let plan = plan_for(client, file, migration, schema).await?;
+            let (plan, _) =
+                plan_with_catalog(client, file, migration, schema, !rows_checked).await?;
             state::begin_migration(client, &file.name, &file.checksum, file.kind.as_str(), who)
                 .await?;
             let json =

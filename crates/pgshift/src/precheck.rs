@@ -10,6 +10,10 @@
 //! One scan evaluates every row; only when that scan hits an error does a second one count
 //! the failing rows one by one (each in its own subtransaction, in a function that lives in
 //! the session's temporary schema and is dropped at once).
+//!
+//! No scan at all when no row can fail: `up` is the plain cast of the column, and the cast
+//! only widens (integer to bigint, real to double precision, a string to text). That is the
+//! common int-to-bigint case, where the scan would read a table of any size for nothing.
 
 use crate::catalog::Table;
 use crate::error::Result;
@@ -53,6 +57,9 @@ pub async fn conversion(
     let Some(old) = table.column(column) else {
         return Ok(None);
     };
+    if cannot_fail(client, column, &old.data_type, new_type, up).await? {
+        return Ok(None);
+    }
     let target = qualified(schema, &table.name);
     let col = ident(column);
     let converted = format!("({})::{new_type}", expression(up));
@@ -98,6 +105,88 @@ pub async fn conversion(
         Err(e) => return Err(e.into()),
     };
     Ok(Some(NotConverting { rows, of, samples }))
+}
+
+/// Whether no value can fail to convert: `up` is the plain cast of the column to `new_type`
+/// (however written: `price::int8`, `CAST(price AS bigint)`), and the cast only widens.
+async fn cannot_fail(
+    client: &Client,
+    column: &str,
+    old_type: &str,
+    new_type: &str,
+    up: &str,
+) -> Result<bool> {
+    let Some(cast_to) = plain_cast_type(up, column) else {
+        return Ok(false);
+    };
+    if new_type.contains('(') {
+        return Ok(false);
+    }
+    // Both names as the server spells them; NULL for a name it does not know.
+    let row = client
+        .query_one(
+            "SELECT format_type(to_regtype($1), NULL), format_type(to_regtype($2), NULL)",
+            &[&cast_to, &new_type],
+        )
+        .await?;
+    let (cast_to, new_type): (Option<String>, Option<String>) = (row.get(0), row.get(1));
+    Ok(match (cast_to, new_type) {
+        (Some(a), Some(b)) => a == b && widens(old_type, &b),
+        _ => false,
+    })
+}
+
+/// Whether every value of `old` (as `format_type` spells it) has a value in `new`.
+fn widens(old: &str, new: &str) -> bool {
+    matches!(
+        (old, new),
+        ("smallint", "integer" | "bigint") | ("integer", "bigint") | ("real", "double precision")
+    ) || (new == "text" && string_type(old))
+}
+
+/// The type `up` casts the column to, when `up` is nothing but that cast (without type
+/// modifiers or array bounds).
+fn plain_cast_type(up: &str, column: &str) -> Option<String> {
+    use pg_query::protobuf::node::Node;
+    let parsed = pg_query::parse(&format!("SELECT ({up})")).ok()?;
+    let [stmt] = parsed.protobuf.stmts.as_slice() else {
+        return None;
+    };
+    let Some(Node::SelectStmt(select)) = stmt.stmt.as_ref()?.node.as_ref() else {
+        return None;
+    };
+    let [target] = select.target_list.as_slice() else {
+        return None;
+    };
+    let Some(Node::ResTarget(target)) = target.node.as_ref() else {
+        return None;
+    };
+    let Some(Node::TypeCast(cast)) = target.val.as_ref()?.node.as_ref() else {
+        return None;
+    };
+    let Some(Node::ColumnRef(arg)) = cast.arg.as_ref()?.node.as_ref() else {
+        return None;
+    };
+    let [field] = arg.fields.as_slice() else {
+        return None;
+    };
+    match field.node.as_ref() {
+        Some(Node::String(s)) if s.sval == column => {}
+        _ => return None,
+    }
+    let ty = cast.type_name.as_ref()?;
+    if !ty.typmods.is_empty() || !ty.array_bounds.is_empty() || ty.setof || ty.pct_type {
+        return None;
+    }
+    let names = ty
+        .names
+        .iter()
+        .map(|n| match n.node.as_ref() {
+            Some(Node::String(s)) => Some(ident(&s.sval)),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(names.join("."))
 }
 
 fn is_data_error(e: &tokio_postgres::Error) -> bool {
@@ -169,7 +258,47 @@ END
 
 #[cfg(test)]
 mod tests {
-    use super::string_type;
+    use super::{plain_cast_type, string_type, widens};
+
+    #[test]
+    fn a_plain_cast_of_the_column_is_recognised_however_written() {
+        for up in [
+            "price::bigint",
+            "(price)::int8",
+            "CAST(price AS bigint)",
+            "\"price\"::pg_catalog.int8",
+        ] {
+            assert!(plain_cast_type(up, "price").is_some(), "{up}");
+        }
+        assert_eq!(
+            plain_cast_type("price::int8", "price").as_deref(),
+            Some("\"int8\"")
+        );
+        for up in [
+            "price::bigint * 100",
+            "other::bigint",
+            "t.price::bigint",
+            "price::numeric(5, 2)",
+            "price::bigint[]",
+            "abs(price)::bigint",
+            "price",
+            "price::bigint; DROP TABLE x",
+        ] {
+            assert_eq!(plain_cast_type(up, "price"), None, "{up}");
+        }
+    }
+
+    #[test]
+    fn only_widening_casts_cannot_fail() {
+        assert!(widens("integer", "bigint"));
+        assert!(widens("smallint", "integer"));
+        assert!(widens("real", "double precision"));
+        assert!(widens("character varying(20)", "text"));
+        assert!(!widens("bigint", "integer"));
+        assert!(!widens("text", "uuid"));
+        assert!(!widens("integer", "numeric"));
+        assert!(!widens("double precision", "real"));
+    }
 
     #[test]
     fn string_types_are_recognised() {

@@ -122,8 +122,10 @@ pub async fn migrate(
     // On a database pgshift has not touched yet, the first pending migration is planned and
     // pre-checked against the live schema before the state schema is created (later ones
     // depend on it and are checked when their turn comes).
+    let mut rows_checked = None;
     if let (None, Some((file, Body::Operations(migration)))) = (version, first.pending.first()) {
         lifecycle::plan_for(client, file, migration, schema).await?;
+        rows_checked = Some(file.name.clone());
     }
     // The deploy budget, before anything changes, for every pending migration that can be
     // planned against the schema as it is now (one that builds on an earlier pending one is
@@ -222,7 +224,8 @@ pub async fn migrate(
                     let started = if open {
                         Ok(String::new())
                     } else {
-                        lifecycle::start(exec, file, migration, schema, &who, on_event)
+                        let checked = rows_checked.as_deref() == Some(file.name.as_str());
+                        lifecycle::start(exec, file, migration, schema, &who, checked, on_event)
                             .await
                             .map(|_| String::new())
                     };
@@ -334,6 +337,7 @@ pub async fn start(
     // On a database pgshift has not touched yet, the plan and its pre-checks (every row
     // converts, every expression type-checks) run before the state schema is created: a
     // refusal then leaves the database exactly as it was.
+    let rows_checked = matches!((version, &body), (None, Body::Operations(_)));
     if let (None, Body::Operations(migration)) = (version, &body) {
         lifecycle::plan_for(client, &file, migration, schema).await?;
     }
@@ -359,7 +363,7 @@ pub async fn start(
                 Ok(String::new())
             }
             Body::Operations(migration) => {
-                lifecycle::start(exec, &file, migration, schema, &who, on_event).await
+                lifecycle::start(exec, &file, migration, schema, &who, rows_checked, on_event).await
             }
         }
     })
@@ -823,7 +827,7 @@ pub async fn plan(
     let file = MigrationFile::read(path)?;
     let body = file.parse().map_err(|d| Error::Input(vec![d]))?;
     set_search_path(client, schema).await?;
-    report_for(client, &file, &body, schema, lock_timeout).await
+    report_for(client, &file, &body, schema, lock_timeout, true).await
 }
 
 /// `pgshift mark-applied <name> --reason`: records a migration as applied without running it
@@ -1051,9 +1055,12 @@ async fn report_for(
     body: &Body,
     schema: &str,
     lock_timeout: std::time::Duration,
+    check_rows: bool,
 ) -> Result<crate::explain::PlanReport> {
     let (plan, catalog) = match body {
-        Body::Operations(m) => lifecycle::plan_with_catalog(client, file, m, schema).await?,
+        Body::Operations(m) => {
+            lifecycle::plan_with_catalog(client, file, m, schema, check_rows).await?
+        }
         Body::Sql(statements) => (
             sql_plan(statements),
             crate::catalog::Catalog::load(client, schema).await?,
@@ -1075,7 +1082,8 @@ async fn estimate(
     body: &Body,
     schema: &str,
 ) -> Option<crate::explain::PlanReport> {
-    report_for(client, file, body, schema, std::time::Duration::ZERO)
+    // The rows are checked when the migration runs; an estimate need not read them.
+    report_for(client, file, body, schema, std::time::Duration::ZERO, false)
         .await
         .ok()
 }
