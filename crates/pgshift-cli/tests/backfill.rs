@@ -365,6 +365,84 @@ async fn kill_9_during_a_table_copy_under_writes_then_rerun_and_complete_equal_t
     assert!(scalar_i64(&raw, "SELECT count(*) FROM big").await > ROWS / 2);
 }
 
+/// The copy's indexes are built at once, each journaled on its own: killed while a slow
+/// build runs and after the quick one committed, the rerun builds only the slow one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copys_indexes_build_at_once_and_a_kill_between_them_rebuilds_only_the_unfinished() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE t (id bigint PRIMARY KEY, v int NOT NULL);
+         INSERT INTO t SELECT g, g % 100 FROM generate_series(1, 3000) g;
+         -- About 3 s to index: every call sleeps a millisecond.
+         CREATE FUNCTION slow(x int) RETURNS int IMMUTABLE LANGUAGE plpgsql
+           AS $$ BEGIN PERFORM pg_sleep(0.001); RETURN x; END $$;
+         CREATE INDEX a_slow ON t (slow(v));
+         CREATE INDEX b_quick ON t (v);
+         ANALYZE t;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_w.yaml",
+        "operations:\n  - add_column:\n      table: t\n      up: v + 1\n      method: copy\n      column:\n        name: w\n        type: int\n        nullable: true\n",
+    )]);
+    let file = m.path().join("0001_w.yaml");
+    let args = ["start", file.to_str().unwrap()];
+    let done = |what: &'static str| {
+        let raw = &raw;
+        async move {
+            scalar_i64(
+                raw,
+                &format!("SELECT count(*) FROM pgshift.steps WHERE status = 'done' AND description LIKE 'index {what} %'"),
+            )
+            .await
+        }
+    };
+    let mut child = pgshift(&db.url, &m.path(), &args).spawn().unwrap();
+    // a_slow comes first: built one after the other, b_quick would wait for it.
+    wait_until("b_quick built", Duration::from_secs(60), || async {
+        raw.query_one("SELECT to_regclass('pgshift.steps') IS NOT NULL", &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+            && done("b_quick").await == 1
+    })
+    .await;
+    assert_eq!(done("a_slow").await, 0, "a_slow was built first");
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    wait_for_pgshift_sessions_to_end(&raw).await;
+    assert_eq!(done("a_slow").await, 0);
+
+    let r = run_ok(&db, &m.path(), &args).await;
+    let skipped = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("skipped, done in an earlier run"))
+        .count();
+    assert!(r.stderr.contains("(index a_slow built on"), "{}", r.all());
+    assert!(!r.stderr.contains("(index b_quick built on"), "{}", r.all());
+    assert!(skipped >= 1, "{}", r.all());
+    run_ok(&db, &m.path(), &["complete"]).await;
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pg_indexes WHERE tablename = 't' AND indexname IN ('a_slow', 'b_quick', 't_pkey')"
+        )
+        .await,
+        3
+    );
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM t WHERE w IS DISTINCT FROM v + 1"
+        )
+        .await,
+        0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pause_and_resume_from_a_second_process_and_status_shows_it() {
     let db = TestDb::new().await;

@@ -285,6 +285,24 @@ impl Executor {
         Ok(client)
     }
 
+    /// A second executor on the same database with the same settings and the main
+    /// connection's search_path (the plans' statements name tables as it resolves them),
+    /// for steps that run at the same time.
+    pub async fn another(&self) -> Result<Executor> {
+        let other =
+            Executor::connect(&self.spec, self.settings.clone(), self.observer.clone()).await?;
+        let path: String = self
+            .client
+            .query_one("SELECT current_setting('search_path')", &[])
+            .await?
+            .get(0);
+        other
+            .client
+            .query_one("SELECT set_config('search_path', $1, false)", &[&path])
+            .await?;
+        Ok(other)
+    }
+
     /// The main connection, for reads and for writes to pgshift's own state tables.
     /// `server_version_num` of the server, read at connect.
     pub fn server_version(&self) -> i32 {

@@ -199,10 +199,19 @@ fn step_report(
     };
     match &step.action {
         Action::Sql {
-            sql, transactional, ..
+            sql,
+            transactional,
+            together,
+            ..
         } => {
             if !transactional {
                 r.kind = "sql_outside_transaction";
+            }
+            if *together {
+                r.note = Some(
+                    "runs at the same time as the steps next to it that say so, each on its own connection"
+                        .to_owned(),
+                );
             }
             let effects = locks::analyze(sql, index_table);
             let mut held: Vec<TableLock> = Vec::new();
@@ -358,7 +367,7 @@ pub fn render(report: &PlanReport) -> String {
                 seconds(b.held_estimate_s)
             ));
         }
-        if s.blocks.is_empty() && s.kind != "verify" && s.note.is_none() {
+        if s.blocks.is_empty() && matches!(s.kind, "sql" | "sql_outside_transaction") {
             out.push_str("     blocks no client statement\n");
         }
         if let Some(n) = &s.note {

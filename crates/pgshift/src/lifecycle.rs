@@ -499,6 +499,81 @@ async fn finish(
     .await
 }
 
+/// The event of step `index` (0-based) of `total` done, begun at `t0`.
+fn step_done(name: &str, index: usize, total: usize, step: &PlannedStep, t0: Instant) -> RunEvent {
+    RunEvent::StepDone {
+        migration: name.to_owned(),
+        step: index + 1,
+        of: total,
+        what: step.description.clone(),
+        ms: t0.elapsed().as_millis() as u64,
+    }
+}
+
+/// The event of step `index` (0-based) skipped, done by an earlier run.
+fn done_before(name: &str, index: usize) -> RunEvent {
+    RunEvent::StepSkipped {
+        migration: name.to_owned(),
+        step: index + 1,
+        reason: "done in an earlier run".to_owned(),
+    }
+}
+
+fn runs_together(step: &PlannedStep) -> bool {
+    matches!(
+        step.action,
+        Action::Sql {
+            transactional: true,
+            together: true,
+            ..
+        }
+    )
+}
+
+/// Runs the steps numbered `which` (0-based) at the same time, each on its own executor in
+/// its own transaction with its own journal entry: a run killed halfway leaves each either
+/// done and journaled or not begun.
+async fn run_together(
+    exec: &Executor,
+    name: &str,
+    phase: &str,
+    steps: &[PlannedStep],
+    which: &[usize],
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<()> {
+    let mut others = Vec::new();
+    for _ in 1..which.len() {
+        others.push(exec.another().await?);
+    }
+    let total = steps.len();
+    futures_util::future::try_join_all(which.iter().enumerate().map(|(n, &k)| {
+        let on = if n == 0 { exec } else { &others[n - 1] };
+        async move {
+            let step = &steps[k];
+            let Action::Sql { sql, kind, .. } = &step.action else {
+                return Ok(());
+            };
+            let t0 = Instant::now();
+            let s = Step {
+                sql: sql.clone(),
+                kind: *kind,
+                concurrent_index: None,
+            };
+            let finish = [state::step_done_sql(
+                name,
+                phase,
+                k as i32 + 1,
+                &step.description,
+            )];
+            on.run_transaction(&[s], &finish).await?;
+            on_event(&step_done(name, k, total, step, t0));
+            Ok::<(), Error>(())
+        }
+    }))
+    .await?;
+    Ok(())
+}
+
 /// Runs the steps of one phase, skipping those the journal says are done. The last step's
 /// transaction also records `final_status` (empty: forget the migration, after rollback).
 #[allow(clippy::too_many_arguments)]
@@ -524,17 +599,40 @@ async fn run_phase(
     // Whether the last step was done by an earlier run (killed after its commit): then its
     // transaction set the final status before this run set the phase's status again.
     let mut last_done_before = false;
+    let mut ran_together = 0;
     for (i, step) in steps.iter().enumerate() {
         let number = i as i32 + 1;
         let last = i + 1 == total;
         let journaled = journal.iter().find(|(n, _)| *n == number).map(|(_, s)| *s);
+        if i < ran_together {
+            continue;
+        }
+        if runs_together(step) && !last {
+            // This step and the next ones that run together (never the phase's last,
+            // whose transaction also records the migration's status).
+            let group = (i..total - 1)
+                .take_while(|&k| runs_together(&steps[k]))
+                .collect::<Vec<_>>();
+            ran_together = i + group.len();
+            let pending: Vec<usize> = group
+                .into_iter()
+                .filter(|&k| {
+                    let n = k as i32 + 1;
+                    let done = journal
+                        .iter()
+                        .any(|(j, s)| *j == n && *s == StepState::Done);
+                    if done {
+                        on_event(&done_before(name, k));
+                    }
+                    !done
+                })
+                .collect();
+            run_together(exec, name, phase, steps, &pending, on_event).await?;
+            continue;
+        }
         if journaled == Some(StepState::Done) {
             last_done_before = last;
-            on_event(&RunEvent::StepSkipped {
-                migration: name.to_owned(),
-                step: i + 1,
-                reason: "done in an earlier run".to_owned(),
-            });
+            on_event(&done_before(name, i));
             continue;
         }
         let t0 = Instant::now();
@@ -561,6 +659,7 @@ async fn run_phase(
                 kind,
                 transactional: false,
                 concurrent_index,
+                ..
             } => {
                 state::step_running(client, name, phase, number, &step.description).await?;
                 let s = Step {
@@ -600,13 +699,7 @@ async fn run_phase(
                 exec.run_transaction(&stmts, &finish).await?;
             }
         }
-        on_event(&RunEvent::StepDone {
-            migration: name.to_owned(),
-            step: i + 1,
-            of: total,
-            what: step.description.clone(),
-            ms: t0.elapsed().as_millis() as u64,
-        });
+        on_event(&step_done(name, i, total, step, t0));
     }
     if total == 0 || final_status.is_empty() || last_done_before {
         client.batch_execute(&final_sql).await?;

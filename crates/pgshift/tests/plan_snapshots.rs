@@ -56,6 +56,11 @@ fn catalog() -> Catalog {
         },
     );
     orders.indexes.push(Index {
+        name: "orders_pkey".into(),
+        definition: "CREATE UNIQUE INDEX orders_pkey ON public.orders USING btree (id)".into(),
+        constraint: Some("orders_pkey".into()),
+    });
+    orders.indexes.push(Index {
         name: "orders_price_idx".into(),
         definition: "CREATE INDEX orders_price_idx ON public.orders USING btree (price)".into(),
         constraint: None,
@@ -99,6 +104,7 @@ fn catalog() -> Catalog {
         constraint: Some("customers_pkey".into()),
     });
     c.tables.insert("customers".into(), customers);
+    c.indexes.insert("orders_pkey".into(), "orders".into());
     c.indexes.insert("orders_price_idx".into(), "orders".into());
     c
 }
@@ -121,12 +127,15 @@ fn render(plan: &Plan) -> String {
             out.push_str(&format!("  {}. {}\n", i + 1, s.description));
             match &s.action {
                 Action::Sql {
-                    sql, transactional, ..
+                    sql,
+                    transactional,
+                    together,
+                    ..
                 } => {
-                    let how = if *transactional {
-                        ""
-                    } else {
-                        "(outside a transaction) "
+                    let how = match (transactional, together) {
+                        (false, _) => "(outside a transaction) ",
+                        (true, true) => "(at the same time as its neighbours) ",
+                        (true, false) => "",
                     };
                     for line in sql.lines() {
                         out.push_str(&format!("     {how}{}\n", line.trim_end()));

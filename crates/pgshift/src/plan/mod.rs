@@ -40,6 +40,11 @@ pub enum Action {
         transactional: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         concurrent_index: Option<ConcurrentIndex>,
+        /// Runs at the same time as the neighbouring steps that say so too, each on its own
+        /// connection in its own transaction, each journaled on its own (the index builds
+        /// of a table's copy, which take SHARE locks that do not conflict).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        together: bool,
     },
     /// Fill new columns of existing rows, batch by batch.
     Backfill(BackfillSpec),
@@ -319,8 +324,18 @@ pub fn sql_step(description: impl Into<String>, sql: impl Into<String>) -> Plann
             kind: StatementKind::Ddl,
             transactional: true,
             concurrent_index: None,
+            together: false,
         },
     }
+}
+
+/// A transactional step that runs at the same time as its neighbours that do too.
+pub fn together_step(description: impl Into<String>, sql: impl Into<String>) -> PlannedStep {
+    let mut step = sql_step(description, sql);
+    if let Action::Sql { together, .. } = &mut step.action {
+        *together = true;
+    }
+    step
 }
 
 /// A step that runs outside a transaction (CONCURRENTLY).
@@ -336,6 +351,7 @@ pub fn concurrent_step(
             kind: StatementKind::Concurrent,
             transactional: false,
             concurrent_index,
+            together: false,
         },
     }
 }

@@ -22,8 +22,8 @@ use super::{index_copy_sql, rewrite_constraint_definition, Invalid};
 use crate::model::{AlterColumn, Column};
 use crate::plan::triggers::{function_sql, row_trigger_sql, row_variables};
 use crate::plan::{
-    internal_name, sql_step, BackfillSpec, CatchUpSpec, InsertSpec, OpSteps, PlanContext,
-    PlannedStep, VerifySpec, VirtualSchema,
+    internal_name, sql_step, together_step, BackfillSpec, CatchUpSpec, InsertSpec, OpSteps,
+    PlanContext, PlannedStep, VerifySpec, VirtualSchema,
 };
 use crate::quote::{ident, literal, qualified};
 
@@ -265,9 +265,13 @@ impl CopyTable<'_> {
             }),
         });
 
-        // Indexes in bulk on the filled copy (nobody else uses it yet), then constraints.
+        // Indexes in bulk on the filled copy (nobody else uses it yet), all at once: each
+        // build holds SHARE on the copy, and those do not conflict. Then the primary key and
+        // unique constraints on them (ACCESS EXCLUSIVE on the copy, so after the builds),
+        // then the other constraints.
         let mut names_back = Vec::new();
         let mut validations = Vec::new();
+        let mut attach = Vec::new();
         for ix in &ct.indexes {
             let kind = ix
                 .constraint
@@ -280,14 +284,16 @@ impl CopyTable<'_> {
             let Some((tmp, sql)) = index_copy_sql(ix, &shadow_name, false) else {
                 continue;
             };
-            let mut build = vec![sql];
             match (&ix.constraint, kind) {
                 (Some(constraint), Some(k @ ("p" | "u"))) => {
-                    build.push(format!(
-                        "ALTER TABLE {shadow} ADD CONSTRAINT {} {} USING INDEX {}",
-                        ident(&tmp),
-                        if k == "p" { "PRIMARY KEY" } else { "UNIQUE" },
-                        ident(&tmp)
+                    attach.push(sql_step(
+                        format!("constraint {constraint} on {shadow_name}, on its index"),
+                        format!(
+                            "ALTER TABLE {shadow} ADD CONSTRAINT {} {} USING INDEX {}",
+                            ident(&tmp),
+                            if k == "p" { "PRIMARY KEY" } else { "UNIQUE" },
+                            ident(&tmp)
+                        ),
                     ));
                     names_back.push(format!(
                         "ALTER TABLE {source} RENAME CONSTRAINT {} TO {}",
@@ -301,11 +307,12 @@ impl CopyTable<'_> {
                     ident(&ix.name)
                 )),
             }
-            steps.after_backfill.push(sql_step(
+            steps.after_backfill.push(together_step(
                 format!("index {} built on {shadow_name}", ix.name),
-                build.join(";\n"),
+                sql,
             ));
         }
+        steps.after_backfill.extend(attach);
         for k in ct.constraints.values() {
             match k.kind.as_str() {
                 "c" => steps.after_backfill.push(sql_step(

@@ -23,6 +23,7 @@ fn steps(text: &str, what: &str) -> Vec<PlannedStep> {
                         kind: s.kind,
                         transactional: s.transactional,
                         concurrent_index: s.concurrent_index,
+                        together: false,
                     },
                 })
                 .collect()
