@@ -535,7 +535,8 @@ async fn copy_verification_compares_checksums_and_names_rows_written_around_the_
     )]);
     let file = m.path().join("0001_price.yaml");
     let version = scalar_i64(&raw, "SELECT current_setting('server_version_num')::bigint").await;
-    // The checksum needs hash_record_extended (PostgreSQL 14); before, the join compares.
+    // date has no hash function of its own: the checksum hashes it with
+    // hash_record_extended (PostgreSQL 14); before, the join compares.
     let cheap = if version >= 140000 {
         "checksums"
     } else {
@@ -573,6 +574,66 @@ async fn copy_verification_compares_checksums_and_names_rows_written_around_the_
     assert_eq!(
         scalar_i64(&raw, "SELECT count(*) FROM orders WHERE price = id % 1000 AND note = CASE WHEN id = 42 THEN 'changed behind pgshift' ELSE 'order ' || id END").await,
         2999
+    );
+}
+
+/// The checksum ties each value to its row: two rows' values swapped in the copy keep every
+/// column's values the same as a set, and complete must still stop. Types hashed through
+/// a conversion (varchar as text, timestamptz as its UTC timestamp) and NULLs included.
+#[tokio::test]
+async fn copy_verification_catches_values_swapped_between_rows() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, price int NOT NULL, note text, code varchar(20),
+                              placed timestamptz NOT NULL DEFAULT now());
+         INSERT INTO orders SELECT g, g % 1000, CASE WHEN g % 5 <> 0 THEN 'order ' || g END, 'c' || (g % 7),
+                                   timestamptz '2026-01-01 00:00:00+00' + g * interval '1 minute'
+           FROM generate_series(1, 2000) g;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_price.yaml",
+        "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n      up: price::bigint\n      down: price::int\n      method: copy\n",
+    )]);
+    let file = m.path().join("0001_price.yaml");
+    run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
+    let swap = |column: &str| {
+        format!(
+            "UPDATE _pgshift_copy_orders c SET {column} = o.{column} FROM orders o
+              WHERE (c.id, o.id) IN ((11, 12), (12, 11));"
+        )
+    };
+    for column in ["note", "code", "placed"] {
+        complete_refuses_after_writes_around_triggers(
+            &db,
+            &raw,
+            &m.path(),
+            &swap(column),
+            &[
+                "2000 rows in orders, 2000 in _pgshift_copy_orders; 0 without a row in _pgshift_copy_orders, 2 with different values",
+                &format!("orders.id = 11: differs in {column}"),
+                &format!("orders.id = 12: differs in {column}"),
+            ],
+        )
+        .await;
+        // Put back, the copy is right.
+        raw.batch_execute(&format!(
+            "SET session_replication_role = replica;
+             UPDATE _pgshift_copy_orders c SET {column} = o.{column} FROM orders o
+              WHERE c.id = o.id AND c.id IN (11, 12);
+             SET session_replication_role = origin;"
+        ))
+        .await
+        .unwrap();
+    }
+    // Every type here has a hash function of its own: the checksum runs on any version.
+    let r = run_ok(&db, &m.path(), &["complete"]).await;
+    assert!(
+        r.all().contains("(2000 rows compared checksums, "),
+        "{}",
+        r.all()
     );
 }
 

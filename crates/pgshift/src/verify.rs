@@ -7,11 +7,16 @@
 //! Every row is compared. First cheaply: each table is read once, in parallel, into a row
 //! count and an order-independent 64-bit checksum (the XOR of a hash of each row's key and
 //! compared values, as pt-table-checksum does per chunk), with no join and no hash table of
-//! 2,000,000 rows. Equal counts and checksums pass (two different sets of unique rows give
-//! the same checksum with odds of about 2^-64). Otherwise, or where the checksum cannot be
-//! taken (PostgreSQL 13 has no `hash_record_extended`; a type without a hash function, such
-//! as json; two columns of different types), the row-by-row join decides and names the rows
-//! that differ, so a checksum can never fail a migration on its own.
+//! 2,000,000 rows. A row's hash calls each column type's own extended hash function (the
+//! one its default hash operator class uses), seeded with the column's position, XORs them
+//! and hashes the result once more, so that a value is tied to its row and its column;
+//! that is cheaper than `hash_record_extended` over the whole row (docs/benchmarks.md),
+//! which only the columns without a function of their own go through. Equal counts and checksums
+//! pass (two different sets of unique rows give the same checksum with odds of about
+//! 2^-64). Otherwise, or where the checksum cannot be taken (a type without a hash
+//! function, such as json; on PostgreSQL 13, which has no `hash_record_extended`, a column
+//! that would need it; two columns of different types), the row-by-row join decides and
+//! names the rows that differ, so a checksum can never fail a migration on its own.
 
 use crate::error::{Error, Result};
 use crate::plan::VerifySpec;
@@ -44,7 +49,7 @@ impl Verification {
 }
 
 /// Runs one check; `Err(Error::VerificationFailed)` with the report when it fails.
-/// `server_version` is `server_version_num` (the checksum needs 14 or later).
+/// `server_version` is `server_version_num`.
 pub async fn run(client: &Client, server_version: i32, spec: &VerifySpec) -> Result<Verification> {
     client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -62,10 +67,10 @@ pub async fn run(client: &Client, server_version: i32, spec: &VerifySpec) -> Res
 async fn check(client: &Client, server_version: i32, spec: &VerifySpec) -> Result<Verification> {
     let table = qualified(&spec.schema, &spec.table);
     let other = qualified(&spec.schema, &spec.other);
-    let native = native_columns(client, spec, &table, &other).await?;
-    let same_types = spec.columns.iter().all(|(a, _)| native.contains(a));
-    if same_types && server_version >= 140000 {
-        if let Some(v) = checksums_agree(client, spec, &table, &other).await? {
+    let (same_type, native) = column_types(client, spec, &table, &other).await?;
+    let same_types = spec.columns.iter().all(|(a, _)| same_type.contains(a));
+    if same_types {
+        if let Some(v) = checksums_agree(client, server_version, spec, &table, &other).await? {
             return Ok(v);
         }
     }
@@ -141,23 +146,25 @@ async fn check(client: &Client, server_version: i32, spec: &VerifySpec) -> Resul
     Ok(v)
 }
 
-/// The compared columns (of `table`) whose pair has one type with an equality operator.
-async fn native_columns(
+/// The compared columns (of `table`) whose pair has one type, and those of them whose type
+/// has an equality operator of its own (varchar, for one, compares as text).
+async fn column_types(
     client: &Client,
     spec: &VerifySpec,
     table: &str,
     other: &str,
-) -> Result<Vec<String>> {
-    let native: Vec<String> = client
+) -> Result<(Vec<String>, Vec<String>)> {
+    let row = client
         .query_one(
-            "SELECT coalesce(array_agg(a.attname::text), '{}')
+            "SELECT coalesce(array_agg(a.attname::text), '{}'),
+                    coalesce(array_agg(a.attname::text) FILTER (WHERE EXISTS (
+                      SELECT 1 FROM pg_catalog.pg_operator o
+                       WHERE o.oprname = '=' AND o.oprleft = a.atttypid AND o.oprright = a.atttypid)), '{}')
                FROM pg_catalog.pg_attribute a
                JOIN pg_catalog.pg_attribute b ON b.attrelid = $2::text::regclass
                     AND b.attname = ($4::text[])[array_position($3::text[], a.attname::text)]
                     AND b.atttypid = a.atttypid
-              WHERE a.attrelid = $1::text::regclass AND a.attname = ANY ($3::text[])
-                AND EXISTS (SELECT 1 FROM pg_catalog.pg_operator o
-                             WHERE o.oprname = '=' AND o.oprleft = a.atttypid AND o.oprright = a.atttypid)",
+              WHERE a.attrelid = $1::text::regclass AND a.attname = ANY ($3::text[])",
             &[
                 &table,
                 &other,
@@ -165,32 +172,39 @@ async fn native_columns(
                 &spec.columns.iter().map(|(_, b)| b.as_str()).collect::<Vec<_>>(),
             ],
         )
-        .await?
-        .get(0);
-    Ok(native)
+        .await?;
+    Ok((row.get(0), row.get(1)))
 }
 
 /// `Some` when both tables have as many rows and the same checksum; `None` when they do
-/// not, or when a column's type has no hash function (the join then decides). Every
-/// compared pair of columns has one type.
+/// not, or when the checksum cannot be taken (a type without a hash function, such as
+/// json; PostgreSQL 13 for a column that needs `hash_record_extended`): the join then
+/// decides. Every compared pair of columns has one type.
 async fn checksums_agree(
     client: &Client,
+    server_version: i32,
     spec: &VerifySpec,
     table: &str,
     other: &str,
 ) -> Result<Option<Verification>> {
-    let row = |alias: &str, key: &str, columns: &mut dyn Iterator<Item = &String>| {
-        let mut fields = vec![format!("{alias}.{}", ident(key))];
-        fields.extend(columns.map(|c| format!("{alias}.{}", ident(c))));
-        format!(
-            "count(*), bit_xor(pg_catalog.hash_record_extended(ROW({}), 0))",
-            fields.join(", ")
-        )
+    let mut mine = vec![spec.key.clone()];
+    mine.extend(spec.columns.iter().map(|(a, _)| a.clone()));
+    let mut theirs = vec![spec.other_key.clone()];
+    theirs.extend(spec.columns.iter().map(|(_, b)| b.clone()));
+    let calls = hash_calls(client, table, &mine).await?;
+    if calls != hash_calls(client, other, &theirs).await? || calls.len() != mine.len() {
+        return Ok(None);
+    }
+    if server_version < 140000 && calls.iter().any(|c| c.is_none()) {
+        return Ok(None);
+    }
+    let aggregate = |alias: &str, columns: &[String]| {
+        format!("count(*), bit_xor({})", row_hash(alias, columns, &calls))
     };
     let sql = format!(
         "SELECT a.*, b.* FROM (SELECT {} FROM {table} AS t) AS a, (SELECT {} FROM {other} AS o) AS b",
-        row("t", &spec.key, &mut spec.columns.iter().map(|(a, _)| a)),
-        row("o", &spec.other_key, &mut spec.columns.iter().map(|(_, b)| b)),
+        aggregate("t", &mine),
+        aggregate("o", &theirs),
     );
     // A type without an extended hash function fails the query; the transaction goes on.
     client.batch_execute("SAVEPOINT pgshift_checksum").await?;
@@ -221,6 +235,93 @@ async fn checksums_agree(
             Ok(None)
         }
     }
+}
+
+/// How the checksum hashes a column: (the extended hash function of the default hash
+/// operator class, how the value is handed to it) when that function takes the column's
+/// type; `None` otherwise.
+type HashCall = Option<(String, Conversion)>;
+
+/// How a value reaches its hash function: as it is, or through a conversion that keeps
+/// every value apart (varchar is text; a timestamptz is its UTC timestamp).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Conversion {
+    None,
+    Text,
+    Utc,
+}
+
+/// The [`HashCall`] of each of `columns` of `table`, in order (shorter when one is missing).
+async fn hash_calls(client: &Client, table: &str, columns: &[String]) -> Result<Vec<HashCall>> {
+    let rows = client
+        .query(
+            "SELECT x.conversion,
+                    (SELECT format('%I.%I', n.nspname, pr.proname)
+                       FROM pg_catalog.pg_opclass oc
+                       JOIN pg_catalog.pg_am m ON m.oid = oc.opcmethod AND m.amname = 'hash'
+                       JOIN pg_catalog.pg_amproc p ON p.amprocfamily = oc.opcfamily AND p.amprocnum = 2
+                            AND p.amproclefttype = oc.opcintype AND p.amprocrighttype = oc.opcintype
+                       JOIN pg_catalog.pg_proc pr ON pr.oid = p.amproc
+                       JOIN pg_catalog.pg_namespace n ON n.oid = pr.pronamespace
+                      WHERE oc.opcdefault AND oc.opcintype = x.type AND pr.proargtypes[0] = x.type
+                      ORDER BY p.oid LIMIT 1)
+               FROM unnest($2::text[]) WITH ORDINALITY AS c(name, i)
+               JOIN pg_catalog.pg_attribute a
+                 ON a.attrelid = $1::text::regclass AND a.attname = c.name AND NOT a.attisdropped
+              CROSS JOIN LATERAL (SELECT
+                    CASE a.atttypid WHEN 'pg_catalog.varchar'::pg_catalog.regtype THEN 'text'
+                                    WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'utc'
+                                    ELSE '' END AS conversion,
+                    CASE a.atttypid WHEN 'pg_catalog.varchar'::pg_catalog.regtype THEN 'pg_catalog.text'::pg_catalog.regtype::oid
+                                    WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'pg_catalog.timestamp'::pg_catalog.regtype::oid
+                                    ELSE a.atttypid END AS type) x
+              ORDER BY c.i",
+            &[&table, &columns],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let conversion = match r.get::<_, &str>(0) {
+                "text" => Conversion::Text,
+                "utc" => Conversion::Utc,
+                _ => Conversion::None,
+            };
+            r.get::<_, Option<String>>(1).map(|f| (f, conversion))
+        })
+        .collect())
+}
+
+/// One row's 64-bit hash: each column hashed by its type's function with its position as
+/// the seed (NULL hashes to the position itself), the column hashes XORed, and the result
+/// hashed once more, so that the table's checksum (the XOR of its rows' hashes) ties each
+/// value to its row. Columns without a function of their own are hashed together by
+/// `hash_record_extended`.
+fn row_hash(alias: &str, columns: &[String], calls: &[HashCall]) -> String {
+    let mut parts = Vec::new();
+    let mut rest = Vec::new();
+    for (i, (column, call)) in columns.iter().zip(calls).enumerate() {
+        let value = format!("{alias}.{}", ident(column));
+        match call {
+            Some((function, conversion)) => {
+                let value = match conversion {
+                    Conversion::None => value,
+                    Conversion::Text => format!("{value}::pg_catalog.text"),
+                    Conversion::Utc => format!("({value} AT TIME ZONE 'UTC')"),
+                };
+                let seed = i + 1;
+                parts.push(format!("coalesce({function}({value}, {seed}), {seed})"));
+            }
+            None => rest.push(value),
+        }
+    }
+    if !rest.is_empty() {
+        parts.push(format!(
+            "pg_catalog.hash_record_extended(ROW({}), 0)",
+            rest.join(", ")
+        ));
+    }
+    format!("pg_catalog.hashint8extended({}, 0)", parts.join(" # "))
 }
 
 fn report(spec: &VerifySpec, v: &Verification) -> String {
