@@ -10,7 +10,9 @@
 //! version's for pgshift, at the scenario driver's rate. pgshift's time is its start plus its
 //! complete; the ALTER's is the statement's.
 //! A second argument names another migration file for S2 (a YAML with the same shape as
-//! the scenario's), to compare methods.
+//! the scenario's), to compare methods. `PGSHIFT_BENCH_RUNS=N` repeats the pair N times and
+//! prints the ratio's minimum, median and maximum (this machine's speed varies a lot from
+//! one run to the next); `PGSHIFT_BENCH_VERBOSE=1` prints pgshift's step lines.
 
 use pgshift_testkit::scenario::{self, RunOptions};
 use pgshift_testkit::traffic::{Traffic, TrafficConfig, Workload};
@@ -59,7 +61,42 @@ async fn main() {
         "S2 benchmark: orders.price int -> bigint, {rows} rows, PostgreSQL {} (durable: fsync on), clients: {clients_per_version} per version at {rate} statements/s per version",
         cluster.version_num / 10000
     );
+    let runs: usize = std::env::var("PGSHIFT_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut ratios = Vec::new();
+    for run in 1..=runs {
+        if runs > 1 {
+            println!("\nrun {run} of {runs}");
+        }
+        ratios.push(run_once(rows, &s2, clients_per_version, rate).await);
+    }
+    if runs > 1 {
+        ratios.sort_by(f64::total_cmp);
+        let median = if runs % 2 == 1 {
+            ratios[runs / 2]
+        } else {
+            (ratios[runs / 2 - 1] + ratios[runs / 2]) / 2.0
+        };
+        println!(
+            "\npgshift time / ALTER time over {runs} runs: min {:.2}, median {median:.2}, max {:.2}; at most 1.5 in {} of {runs}",
+            ratios[0],
+            ratios[runs - 1],
+            ratios.iter().filter(|r| **r <= 1.5).count()
+        );
+    }
+}
 
+/// One ALTER and one pgshift run, each on a fresh database; prints their figures and
+/// returns pgshift time / ALTER time.
+async fn run_once(
+    rows: i64,
+    s2: &scenario::Scenario,
+    clients_per_version: usize,
+    rate: u32,
+) -> f64 {
     // The blocking ALTER, under the old version's load (the only version there is).
     let db = TestDb::new().await;
     let c = db.client().await;
@@ -168,4 +205,5 @@ async fn main() {
         }
     }
     println!("pgshift time / ALTER time: {:.2}", pgshift_s / alter_s);
+    pgshift_s / alter_s
 }

@@ -93,6 +93,12 @@ struct Cli {
     )]
     backfill_workers: u32,
 
+    /// Build up to this many of a table copy's indexes at the same time, each on its own
+    /// connection (each build may use up to maintenance_work_mem); 1 builds them one after
+    /// the other.
+    #[arg(long, default_value_t = 2, global = true, value_parser = clap::value_parser!(u32).range(1..), env = "PGSHIFT_INDEX_BUILDS")]
+    index_builds: u32,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -367,6 +373,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             workers: cli.backfill_workers,
             ..pgshift::exec::BackfillSettings::default()
         },
+        index_builds: cli.index_builds,
         ..ExecSettings::default()
     };
     match cli.command {

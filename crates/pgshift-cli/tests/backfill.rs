@@ -365,28 +365,59 @@ async fn kill_9_during_a_table_copy_under_writes_then_rerun_and_complete_equal_t
     assert!(scalar_i64(&raw, "SELECT count(*) FROM big").await > ROWS / 2);
 }
 
-/// The copy's indexes are built at once, each journaled on its own: killed while a slow
-/// build runs and after the quick one committed, the rerun builds only the slow one.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_copys_indexes_build_at_once_and_a_kill_between_them_rebuilds_only_the_unfinished() {
-    let db = TestDb::new().await;
+/// A table `t` of `rows` rows whose index a_slow takes about a millisecond per row to
+/// build (b_quick and the primary key take none), and a `method: copy` migration of it.
+async fn slow_index_table(db: &TestDb, rows: i64) -> (tokio_postgres::Client, Migrations) {
     let raw = db.client().await;
-    raw.batch_execute(
+    raw.batch_execute(&format!(
         "CREATE TABLE t (id bigint PRIMARY KEY, v int NOT NULL);
-         INSERT INTO t SELECT g, g % 100 FROM generate_series(1, 3000) g;
-         -- About 3 s to index: every call sleeps a millisecond.
+         INSERT INTO t SELECT g, g % 100 FROM generate_series(1, {rows}) g;
          CREATE FUNCTION slow(x int) RETURNS int IMMUTABLE LANGUAGE plpgsql
            AS $$ BEGIN PERFORM pg_sleep(0.001); RETURN x; END $$;
          CREATE INDEX a_slow ON t (slow(v));
          CREATE INDEX b_quick ON t (v);
-         ANALYZE t;",
-    )
+         ANALYZE t;"
+    ))
     .await
     .unwrap();
     let m = Migrations::new(&[(
         "0001_w.yaml",
         "operations:\n  - add_column:\n      table: t\n      up: v + 1\n      method: copy\n      column:\n        name: w\n        type: int\n        nullable: true\n",
     )]);
+    (raw, m)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_index_builds_1_a_copys_indexes_build_one_after_the_other() {
+    let db = TestDb::new().await;
+    let (raw, m) = slow_index_table(&db, 1000).await;
+    let file = m.path().join("0001_w.yaml");
+    run_ok(
+        &db,
+        &m.path(),
+        &["start", file.to_str().unwrap(), "--index-builds", "1"],
+    )
+    .await;
+    // In plan order (a_slow, b_quick, the key), each begun after the one before it ended.
+    let finished: Vec<String> = raw
+        .query(
+            "SELECT description FROM pgshift.steps WHERE description LIKE 'index %' ORDER BY finished_at",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0).split(' ').nth(1).unwrap().to_owned())
+        .collect();
+    assert_eq!(finished, ["a_slow", "b_quick", "t_pkey"]);
+}
+
+/// The copy's indexes are built at once, each journaled on its own: killed while a slow
+/// build runs and after the quick one committed, the rerun builds only the slow one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copys_indexes_build_at_once_and_a_kill_between_them_rebuilds_only_the_unfinished() {
+    let db = TestDb::new().await;
+    let (raw, m) = slow_index_table(&db, 3000).await;
     let file = m.path().join("0001_w.yaml");
     let args = ["start", file.to_str().unwrap()];
     let done = |what: &'static str| {

@@ -47,6 +47,9 @@ pub struct ExecSettings {
     #[serde(with = "millis")]
     pub concurrent_statement_timeout: Duration,
     pub backfill: BackfillSettings,
+    /// How many of the steps that may run at the same time (a table copy's index builds)
+    /// do, at most.
+    pub index_builds: u32,
 }
 
 /// How backfills pace themselves.
@@ -101,6 +104,7 @@ impl Default for ExecSettings {
             dml_statement_timeout: Duration::ZERO,
             concurrent_statement_timeout: Duration::ZERO,
             backfill: BackfillSettings::default(),
+            index_builds: 2,
         }
     }
 }

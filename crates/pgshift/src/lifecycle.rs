@@ -530,9 +530,10 @@ fn runs_together(step: &PlannedStep) -> bool {
     )
 }
 
-/// Runs the steps numbered `which` (0-based) at the same time, each on its own executor in
-/// its own transaction with its own journal entry: a run killed halfway leaves each either
-/// done and journaled or not begun.
+/// Runs the steps numbered `which` (0-based) at the same time, up to `index_builds` at
+/// once (each executor takes the next step as soon as it is free), each in its own
+/// transaction with its own journal entry: a run killed halfway leaves each either done
+/// and journaled or not begun.
 async fn run_together(
     exec: &Executor,
     name: &str,
@@ -541,32 +542,38 @@ async fn run_together(
     which: &[usize],
     on_event: &(dyn Fn(&RunEvent) + Sync),
 ) -> Result<()> {
+    let at_once = (exec.settings().index_builds.max(1) as usize).min(which.len().max(1));
     let mut others = Vec::new();
-    for _ in 1..which.len() {
+    for _ in 1..at_once {
         others.push(exec.another().await?);
     }
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let total = steps.len();
-    futures_util::future::try_join_all(which.iter().enumerate().map(|(n, &k)| {
-        let on = if n == 0 { exec } else { &others[n - 1] };
+    let executors = std::iter::once(exec).chain(others.iter());
+    futures_util::future::try_join_all(executors.map(|on| {
+        let next = &next;
         async move {
-            let step = &steps[k];
-            let Action::Sql { sql, kind, .. } = &step.action else {
-                return Ok(());
-            };
-            let t0 = Instant::now();
-            let s = Step {
-                sql: sql.clone(),
-                kind: *kind,
-                concurrent_index: None,
-            };
-            let finish = [state::step_done_sql(
-                name,
-                phase,
-                k as i32 + 1,
-                &step.description,
-            )];
-            on.run_transaction(&[s], &finish).await?;
-            on_event(&step_done(name, k, total, step, t0));
+            while let Some(&k) = which.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+            {
+                let step = &steps[k];
+                let Action::Sql { sql, kind, .. } = &step.action else {
+                    continue;
+                };
+                let t0 = Instant::now();
+                let s = Step {
+                    sql: sql.clone(),
+                    kind: *kind,
+                    concurrent_index: None,
+                };
+                let finish = [state::step_done_sql(
+                    name,
+                    phase,
+                    k as i32 + 1,
+                    &step.description,
+                )];
+                on.run_transaction(&[s], &finish).await?;
+                on_event(&step_done(name, k, total, step, t0));
+            }
             Ok::<(), Error>(())
         }
     }))
