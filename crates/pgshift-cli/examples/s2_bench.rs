@@ -137,7 +137,7 @@ async fn run_once(
     let db = TestDb::new().await;
     let run = scenario::run(
         &db.url,
-        &s2,
+        s2,
         &RunOptions {
             pgshift: pgshift_bin(),
             pgshift_args: std::env::var("PGSHIFT_BENCH_ARGS")
