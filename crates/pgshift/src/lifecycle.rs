@@ -122,12 +122,7 @@ async fn check_on_server(
         let mut problems = Vec::new();
         for ty in types {
             // serial and friends are CREATE TABLE shorthand, not types: check what they stand for.
-            let checked = match ty.trim().to_ascii_lowercase().as_str() {
-                "serial" | "serial4" => "integer",
-                "bigserial" | "serial8" => "bigint",
-                "smallserial" | "serial2" => "smallint",
-                _ => ty,
-            };
+            let checked = crate::sql::serial_type(&ty.trim().to_ascii_lowercase()).unwrap_or(ty);
             if let Err(e) = client.prepare(&format!("SELECT NULL::{checked}")).await {
                 problems.push(format!("type {ty:?}: {}", crate::error::pg_error_text(&e)));
             }

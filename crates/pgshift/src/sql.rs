@@ -102,6 +102,17 @@ pub fn split(path: &Path, source: &str) -> Result<Vec<SqlStatement>, Diagnostic>
 }
 
 /// False for a statement PostgreSQL refuses to run inside a transaction block.
+/// What a serial pseudo-type (CREATE TABLE shorthand for an integer column with its own
+/// sequence) stands for, given in lower case: `serial` is `integer`, and so on.
+pub(crate) fn serial_type(name: &str) -> Option<&'static str> {
+    match name {
+        "serial" | "serial4" => Some("integer"),
+        "bigserial" | "serial8" => Some("bigint"),
+        "smallserial" | "serial2" => Some("smallint"),
+        _ => None,
+    }
+}
+
 pub(crate) fn is_transactional(node: &Node) -> bool {
     classify(String::new(), 0, Some(node)).transactional
 }

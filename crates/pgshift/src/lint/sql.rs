@@ -659,7 +659,7 @@ impl State<'_> {
             }
         }
         let type_name = col.type_name.as_ref().map(type_name).unwrap_or_default();
-        if is_serial(&type_name) {
+        if crate::sql::serial_type(&type_name).is_some() {
             auto = true;
             let at = col.type_name.as_ref().map(|t| t.location).unwrap_or(-1);
             self.report("adding-auto-increment-column", at, format!("adding {type_name} column {table}.{} fills every row from its sequence: the table is rewritten under ACCESS EXCLUSIVE", col.colname), "add a bigint column, fill it in batches (pgshift's add_column with `up`), then set its default to a sequence");
@@ -828,14 +828,15 @@ pub(crate) fn type_problems(
     key: bool,
 ) -> Vec<(&'static str, String, &'static str)> {
     let mut out = Vec::new();
+    let serial = crate::sql::serial_type(name);
     match name {
         "json" => {
             out.push(("prefer-jsonb", format!("column {column} is json: it has no equality operator, so DISTINCT, UNION and GROUP BY on it fail, and it is reparsed on every read"), "use jsonb"));
             out.push(("no-json", format!("column {column} is json; the team's policy bans json and jsonb columns"), "model the data as columns and tables, or put a `pgshift-lint: ignore no-json` comment above it, with the reason"));
         }
         "jsonb" => out.push(("no-json", format!("column {column} is jsonb; the team's policy bans json and jsonb columns"), "model the data as columns and tables, or put a `pgshift-lint: ignore no-json` comment above it, with the reason")),
-        "int4" | "int2" | "integer" | "int" | "smallint" | "serial" | "serial4" | "smallserial" | "serial2" if key => {
-            let limit = if matches!(name, "int2" | "smallint" | "smallserial" | "serial2") { "32,767" } else { "2,147,483,647" };
+        _ if key && matches!(serial.unwrap_or(name), "int4" | "int2" | "integer" | "int" | "smallint") => {
+            let limit = if matches!(serial.unwrap_or(name), "int2" | "smallint") { "32,767" } else { "2,147,483,647" };
             out.push(("prefer-bigint-keys", format!("key column {column} is {}: it runs out at {limit}, and changing a key's type later rewrites it and every foreign key", display_type(name)), "use bigint (bigint GENERATED ALWAYS AS IDENTITY for a new key); for an existing key, pgshift's alter_primary_key changes it and its foreign keys without downtime"));
         }
         "timestamp" => out.push(("prefer-timestamptz", format!("column {column} is timestamp without time zone: the offset is dropped, and the same value means another instant in another session's time zone"), "use timestamptz (timestamp with time zone)")),
@@ -843,15 +844,8 @@ pub(crate) fn type_problems(
         "varchar" if has_typmods => out.push(("prefer-text-field", format!("column {column} is varchar(n): a shorter limit later takes ACCESS EXCLUSIVE and scans the table"), "use text with CHECK (char_length(col) <= n): that CHECK can be replaced NOT VALID and validated without blocking")),
         _ => {}
     }
-    if is_serial(name) {
+    if serial.is_some() {
         out.push(("prefer-identity", format!("column {column} is {name}: its sequence is a separate object with its own grants, owner and dump order"), "use bigint GENERATED ALWAYS AS IDENTITY (or BY DEFAULT)"));
     }
     out
-}
-
-fn is_serial(name: &str) -> bool {
-    matches!(
-        name,
-        "serial" | "serial4" | "serial8" | "bigserial" | "smallserial" | "serial2"
-    )
 }
