@@ -307,12 +307,12 @@ impl Executor {
         Ok(other)
     }
 
-    /// The main connection, for reads and for writes to pgshift's own state tables.
     /// `server_version_num` of the server, read at connect.
     pub fn server_version(&self) -> i32 {
         self.server_version
     }
 
+    /// The main connection, for reads and for writes to pgshift's own state tables.
     pub fn client(&self) -> &Client {
         &self.client
     }

@@ -602,36 +602,37 @@ async fn run_phase(
     // transaction set the final status before this run set the phase's status again.
     let mut last_done_before = false;
     let mut ran_together = 0;
+    // The journal's state of step `k` (0-based).
+    let journaled = |k: usize| {
+        journal
+            .iter()
+            .find(|(n, _)| *n == k as i32 + 1)
+            .map(|(_, s)| *s)
+    };
     for (i, step) in steps.iter().enumerate() {
-        let number = i as i32 + 1;
-        let last = i + 1 == total;
-        let journaled = journal.iter().find(|(n, _)| *n == number).map(|(_, s)| *s);
         if i < ran_together {
             continue;
         }
+        let number = i as i32 + 1;
+        let last = i + 1 == total;
         if runs_together(step) && !last {
             // This step and the next ones that run together (never the phase's last,
             // whose transaction also records the migration's status).
-            let group = (i..total - 1)
-                .take_while(|&k| runs_together(&steps[k]))
-                .collect::<Vec<_>>();
-            ran_together = i + group.len();
-            let pending: Vec<usize> = group
-                .into_iter()
-                .filter(|&k| {
-                    let n = k as i32 + 1;
-                    let done = journal
-                        .iter()
-                        .any(|(j, s)| *j == n && *s == StepState::Done);
-                    if done {
-                        on_event(&done_before(name, k));
-                    }
-                    !done
-                })
-                .collect();
+            ran_together = (i..total - 1)
+                .find(|&k| !runs_together(&steps[k]))
+                .unwrap_or(total - 1);
+            let mut pending = Vec::new();
+            for k in i..ran_together {
+                if journaled(k) == Some(StepState::Done) {
+                    on_event(&done_before(name, k));
+                } else {
+                    pending.push(k);
+                }
+            }
             run_together(exec, name, phase, steps, &pending, on_event).await?;
             continue;
         }
+        let journaled = journaled(i);
         if journaled == Some(StepState::Done) {
             last_done_before = last;
             on_event(&done_before(name, i));

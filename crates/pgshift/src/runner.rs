@@ -337,10 +337,12 @@ pub async fn start(
     // On a database pgshift has not touched yet, the plan and its pre-checks (every row
     // converts, every expression type-checks) run before the state schema is created: a
     // refusal then leaves the database exactly as it was.
-    let rows_checked = matches!((version, &body), (None, Body::Operations(_)));
-    if let (None, Body::Operations(migration)) = (version, &body) {
+    let rows_checked = if let (None, Body::Operations(migration)) = (version, &body) {
         lifecycle::plan_for(client, &file, migration, schema).await?;
-    }
+        true
+    } else {
+        false
+    };
     locked(exec, schema, || async {
         let records = state::migrations(client).await?;
         check_not_edited(&file, &records)?;

@@ -101,7 +101,6 @@ pub fn split(path: &Path, source: &str) -> Result<Vec<SqlStatement>, Diagnostic>
     Ok(out)
 }
 
-/// False for a statement PostgreSQL refuses to run inside a transaction block.
 /// What a serial pseudo-type (CREATE TABLE shorthand for an integer column with its own
 /// sequence) stands for, given in lower case: `serial` is `integer`, and so on.
 pub(crate) fn serial_type(name: &str) -> Option<&'static str> {
@@ -113,6 +112,7 @@ pub(crate) fn serial_type(name: &str) -> Option<&'static str> {
     }
 }
 
+/// False for a statement PostgreSQL refuses to run inside a transaction block.
 pub(crate) fn is_transactional(node: &Node) -> bool {
     classify(String::new(), 0, Some(node)).transactional
 }
