@@ -493,10 +493,15 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         },
         Command::Latest { what } => {
             let client = spec.connect().await?;
-            let schema = runner::latest_schema(&client).await?;
+            let latest = runner::latest_schema(&client, &cli.schema).await?;
+            // The base schema is what the URL already selects when it is public.
+            let search_path = (latest.version_schema || latest.schema != "public")
+                .then_some(latest.schema.as_str());
             match what {
-                LatestWhat::Schema => printer.latest("schema", &schema),
-                LatestWhat::Url => printer.latest("url", &spec.url_with_search_path(&schema)),
+                LatestWhat::Schema => printer.latest("schema", &latest.schema, &latest),
+                LatestWhat::Url => {
+                    printer.latest("url", &spec.url_with_search_path(search_path), &latest)
+                }
             }
         }
         Command::Migrate {

@@ -344,10 +344,22 @@ impl Printer {
     }
 
     /// `latest schema|url`: the value alone on stdout, so that scripts can use it.
-    pub fn latest(&self, what: &str, value: &str) {
+    pub fn latest(&self, what: &str, value: &str, latest: &pgshift::runner::Latest) {
         match self.output {
-            Output::Human => println!("{value}"),
-            Output::Json => println!("{}", Self::json_line(&serde_json::json!({ what: value }))),
+            Output::Human => {
+                println!("{value}");
+                if let Some(note) = &latest.note {
+                    eprintln!("note: {note}");
+                }
+            }
+            Output::Json => println!(
+                "{}",
+                Self::json_line(&serde_json::json!({
+                    what: value,
+                    "version_schema": latest.version_schema,
+                    "note": latest.note,
+                }))
+            ),
         }
     }
 
@@ -445,10 +457,18 @@ impl Printer {
                             "  started {} by {}@{}; running now ({holder})",
                             r.started_at, r.applied_by, r.applied_from_host
                         ),
-                        None => format!(
-                            "  started {} by {}@{}; interrupted: pgshift migrate resumes it",
-                            r.started_at, r.applied_by, r.applied_from_host
-                        ),
+                        None => match r.last_error.as_deref().and_then(|e| e.lines().next()) {
+                            // It stopped on an error (a cancelled backfill, duplicate keys):
+                            // running it again meets the same error unless its cause is fixed.
+                            Some(error) => format!(
+                                "  started {} by {}@{}; stopped: {error}; fix the cause and run pgshift migrate again, or pgshift rollback",
+                                r.started_at, r.applied_by, r.applied_from_host
+                            ),
+                            None => format!(
+                                "  started {} by {}@{}; interrupted: pgshift migrate resumes it",
+                                r.started_at, r.applied_by, r.applied_from_host
+                            ),
+                        },
                     }),
                     MigrationStatus::Failed => line.push_str(&format!(
                         "  {}",
@@ -470,6 +490,16 @@ impl Printer {
                         r.version_schema.as_deref().unwrap_or("?")
                     )),
                     MigrationStatus::Pending => {}
+                }
+                if matches!(
+                    m.status,
+                    MigrationStatus::Running | MigrationStatus::Open | MigrationStatus::Failed
+                ) {
+                    if m.file.is_none() {
+                        line.push_str(" (its file is not in the migrations folder)");
+                    } else if m.checksum != m.applied_checksum {
+                        line.push_str(" (its file was edited since it ran)");
+                    }
                 }
             }
             println!("{line}");

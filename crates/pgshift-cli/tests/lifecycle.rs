@@ -631,3 +631,154 @@ async fn a_failed_complete_or_rollback_resumes_where_it_stopped() {
         0
     );
 }
+
+/// `down` fills the rows the new version inserts; an UPDATE through the new version keeps
+/// the old column's value unless it changes a column `down` reads. The same for `up` and
+/// old-version updates. Old clients read their values back while the migration is open and
+/// after rollback.
+#[tokio::test(flavor = "multi_thread")]
+async fn updates_through_one_version_keep_the_other_versions_values() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE orders (id int PRIMARY KEY, external_ref text, name text, notes text, label text);
+         INSERT INTO orders SELECT g, 'ref' || g, 'n' || g, 'note ' || g, 'label ' || g FROM generate_series(1, 5) g;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_drop.yaml",
+        "operations:\n  - drop_column:\n      table: orders\n      column: notes\n      down: \"NULL\"\n  - drop_column:\n      table: orders\n      column: label\n      down: \"upper(name)\"\n  - add_column:\n      table: orders\n      up: \"'from up'\"\n      column:\n        name: flag\n        type: text\n        nullable: true\n",
+    )]);
+    let file = m.path().join("0001_drop.yaml");
+    run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
+    let new = client_on(&db, "public_0001_drop").await;
+    let old = client_on(&db, "public").await;
+    new.batch_execute(
+        "UPDATE orders SET external_ref = 'changed' WHERE id <= 3;
+         UPDATE orders SET name = 'renamed' WHERE id = 4;
+         UPDATE orders SET flag = 'set by new' WHERE id IN (1, 5);
+         INSERT INTO orders (id, external_ref, name) VALUES (6, 'r6', 'six');",
+    )
+    .await
+    .unwrap();
+    let row = |id: i32| {
+        let old = &old;
+        async move {
+            let r = old
+                .query_one(
+                    "SELECT notes, label, flag FROM orders WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap();
+            (
+                r.get::<_, Option<String>>(0),
+                r.get::<_, Option<String>>(1),
+                r.get::<_, Option<String>>(2),
+            )
+        }
+    };
+    let (notes, label, _) = row(2).await;
+    assert_eq!(
+        notes.as_deref(),
+        Some("note 2"),
+        "a constant down overwrote an UPDATE's row"
+    );
+    assert_eq!(
+        label.as_deref(),
+        Some("label 2"),
+        "down reads name, which did not change"
+    );
+    let (notes, label, _) = row(4).await;
+    assert_eq!(notes.as_deref(), Some("note 4"));
+    assert_eq!(
+        label.as_deref(),
+        Some("RENAMED"),
+        "name changed: down is recomputed"
+    );
+    let (notes, label, _) = row(6).await;
+    assert_eq!(
+        (notes, label.as_deref()),
+        (None, Some("SIX")),
+        "inserts get down"
+    );
+    // An old client's UPDATE of another column keeps what the new version wrote.
+    old.batch_execute("UPDATE orders SET external_ref = 'old' WHERE id IN (1, 5)")
+        .await
+        .unwrap();
+    let (notes, _, flag) = row(1).await;
+    assert_eq!(notes.as_deref(), Some("note 1"));
+    assert_eq!(
+        flag.as_deref(),
+        Some("set by new"),
+        "up overwrote a new-version write"
+    );
+
+    run_ok(&db, &m.path(), &["rollback"]).await;
+    let kept: Vec<(i32, Option<String>)> = raw
+        .query("SELECT id, notes FROM orders ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let expected: Vec<(i32, Option<String>)> = (1..=6)
+        .map(|i| (i, (i <= 5).then(|| format!("note {i}"))))
+        .collect();
+    assert_eq!(kept, expected, "rollback keeps the old clients' values");
+}
+
+/// `latest` with only raw SQL migrations prints the base schema and the plain URL; after a
+/// raw SQL migration on top of an open version schema it says that the views do not show it;
+/// the URL keeps the user's parameters.
+#[tokio::test(flavor = "multi_thread")]
+async fn latest_without_a_version_schema_and_after_raw_sql() {
+    let db = TestDb::new().await;
+    let m = Migrations::new(&[("0001_t.sql", "CREATE TABLE t (id int PRIMARY KEY);\n")]);
+    run_ok(&db, &m.path(), &["migrate"]).await;
+    let r = run_ok(&db, &m.path(), &["latest", "schema"]).await;
+    assert_eq!(r.stdout.trim(), "public", "{}", r.all());
+    assert!(r.stderr.contains("no version schema exists"), "{}", r.all());
+    let r = run_ok(&db, &m.path(), &["latest", "url"]).await;
+    assert!(!r.stdout.contains("search_path"), "{}", r.all());
+
+    m.write(
+        "0002_add.yaml",
+        "operations:\n  - add_column:\n      table: t\n      column:\n        name: a\n        type: int\n        nullable: true\n",
+    );
+    run_ok(
+        &db,
+        &m.path(),
+        &["start", m.path().join("0002_add.yaml").to_str().unwrap()],
+    )
+    .await;
+    m.write("0003_raw.sql", "ALTER TABLE t ADD COLUMN b int;\n");
+    run_ok(
+        &db,
+        &m.path(),
+        &["start", m.path().join("0003_raw.sql").to_str().unwrap()],
+    )
+    .await;
+    let r = run_ok(&db, &m.path(), &["latest", "schema"]).await;
+    assert_eq!(r.stdout.trim(), "public_0002_add");
+    assert!(
+        r.stderr.contains("0003_raw") && r.stderr.contains("do not show"),
+        "{}",
+        r.all()
+    );
+
+    let url = format!(
+        "{}{}application_name=web",
+        db.url,
+        if db.url.contains('?') { "&" } else { "?" }
+    );
+    let out = finish(&mut pgshift(&url, &m.path(), &["latest", "url"])).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("application_name=web")
+            && out.stdout.contains("search_path%3D%22public_0002_add%22"),
+        "{}",
+        out.stdout
+    );
+}

@@ -237,3 +237,42 @@ async fn invalid_count(c: &tokio_postgres::Client, index: &str) -> i64 {
     .unwrap()
     .get(0)
 }
+
+/// A server that accepts TCP and never answers: every command gives up after
+/// connect_timeout, exits 1 and names the host.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_never_answers_times_out_and_is_named() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accept and hold every connection without a byte in reply.
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("postgres://app@127.0.0.1:{port}/shop?connect_timeout=2&sslmode=disable");
+    let t0 = std::time::Instant::now();
+    let out = finish(&mut pgshift(&url, dir.path(), &["status"])).await;
+    let waited = t0.elapsed();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("app@127.0.0.1") && out.stderr.contains("connect_timeout"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(15),
+        "gave up after {waited:?}, not after about 2 s"
+    );
+    // Without connect_timeout, the default of 10 s applies (and also with the URL's TLS
+    // default, which sends an SSLRequest first).
+    let url = format!("postgres://app@127.0.0.1:{port}/shop");
+    let t0 = std::time::Instant::now();
+    let out = finish(&mut pgshift(&url, dir.path(), &["status"])).await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("within 10 s"), "{}", out.stderr);
+    assert!(t0.elapsed() < std::time::Duration::from_secs(30));
+    holder.abort();
+}

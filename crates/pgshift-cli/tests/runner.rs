@@ -263,3 +263,135 @@ async fn init_creates_upgrades_in_place_and_refuses_a_newer_state() {
     assert_eq!(r.code, 1, "{}", r.all());
     assert!(r.stderr.contains("version 99"), "{}", r.all());
 }
+
+/// A `.sql` migration that failed with nothing applied can be edited and run again; status
+/// shows it FAILED (not EDITED) until then, and nothing is left MISSING. One that failed
+/// part-way is refused once edited, and the hint says what to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_sql_migration_with_nothing_applied_can_be_edited_and_run_again() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let m = Migrations::new(&[(
+        "0001_orders.sql",
+        "CREATE TABLE orders (id int PRIMARY KEY);\nALTER TABLE nope ADD COLUMN note text;\n",
+    )]);
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        !table_exists(&c, "orders").await,
+        "one transaction: nothing applied"
+    );
+    m.write(
+        "0001_orders.sql",
+        "CREATE TABLE orders (id int PRIMARY KEY);\nALTER TABLE orders ADD COLUMN note text;\n",
+    );
+    let s = run(&db, &m.path(), &["status"]).await;
+    assert!(
+        s.stdout.contains("FAILED") && !s.stdout.contains("EDITED"),
+        "{}",
+        s.all()
+    );
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'note'").await,
+        1
+    );
+    let s = run(&db, &m.path(), &["status"]).await;
+    assert!(
+        s.stdout.contains("applied")
+            && !s.stdout.contains("MISSING")
+            && !s.stdout.contains("FAILED"),
+        "{}",
+        s.all()
+    );
+    assert_eq!(
+        scalar_i64(
+            &c,
+            "SELECT count(*) FROM pgshift.events WHERE event = 'migration_edited_after_failure'"
+        )
+        .await,
+        1,
+        "the audit log keeps the edit"
+    );
+
+    // Part-way: the concurrent build ran on its own before the failing statement.
+    m.write(
+        "0002_index.sql",
+        "CREATE INDEX CONCURRENTLY orders_note ON orders (note);\nALTER TABLE nope ADD COLUMN x int;\n",
+    );
+    assert_eq!(run(&db, &m.path(), &["migrate"]).await.code, 1);
+    m.write(
+        "0002_index.sql",
+        "CREATE INDEX CONCURRENTLY orders_note ON orders (note);\nALTER TABLE orders ADD COLUMN x int;\n",
+    );
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("failed part-way")
+            && r.stderr.contains("pgshift mark-applied 0002_index"),
+        "{}",
+        r.all()
+    );
+}
+
+/// A structured migration whose start failed before any step was applied can be edited and
+/// started again; one whose start stopped part-way says to roll back first, and after
+/// rollback the edited file starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_structured_start_can_be_edited_and_run_again() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, a int); INSERT INTO t VALUES (1, 1), (2, 1);",
+    )
+    .await
+    .unwrap();
+    let add = |name: &str| {
+        format!("operations:\n  - add_column:\n      table: t\n      column:\n        name: {name}\n        type: int\n        nullable: true\n")
+    };
+    let m = Migrations::new(&[("0001_add.yaml", &add("b"))]);
+    let file = m.path().join("0001_add.yaml");
+    let file = file.to_str().unwrap();
+    // The first step cannot get its lock: nothing is applied.
+    let blocker = db.client().await;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE t IN ACCESS SHARE MODE;")
+        .await
+        .unwrap();
+    let r = run(&db, &m.path(), &["start", file, "--max-lock-wait", "500ms"]).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    m.write("0001_add.yaml", &add("c"));
+    let r = run(&db, &m.path(), &["start", file]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    run_ok(&db, &m.path(), &["complete"]).await;
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 't' AND column_name = 'c'").await,
+        1
+    );
+
+    // Part-way: the column is added, then the unique index fails on duplicates.
+    let unique = |name: &str| {
+        format!("operations:\n  - add_column:\n      table: t\n      column:\n        name: {name}\n        type: int\n        nullable: true\n  - create_index:\n      table: t\n      name: t_a_unique\n      columns: [a]\n      unique: true\n")
+    };
+    m.write("0002_unique.yaml", &unique("d"));
+    let file = m.path().join("0002_unique.yaml");
+    let file = file.to_str().unwrap();
+    assert_eq!(run(&db, &m.path(), &["start", file]).await.code, 1);
+    c.batch_execute("UPDATE t SET a = id").await.unwrap();
+    m.write("0002_unique.yaml", &unique("e"));
+    let r = run(&db, &m.path(), &["start", file]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("pgshift rollback first"), "{}", r.all());
+    let s = run(&db, &m.path(), &["status"]).await;
+    assert!(s.stdout.contains("edited since it ran"), "{}", s.all());
+    run_ok(&db, &m.path(), &["rollback"]).await;
+    run_ok(&db, &m.path(), &["start", file]).await;
+    run_ok(&db, &m.path(), &["complete"]).await;
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 't' AND column_name IN ('d', 'e')").await,
+        1,
+        "only the edited column"
+    );
+}

@@ -7,10 +7,17 @@
 //! does pgshift. `sslmode` follows libpq: disable, prefer and require encrypt without
 //! checking the server's certificate; verify-ca and verify-full check it (both check the host
 //! name too) against `sslrootcert` if given, else the Mozilla root set.
+//!
+//! A password missing from the URL and PGPASSWORD is looked up in the password file
+//! (`PGPASSFILE`, else `~/.pgpass`) as libpq does. `connect_timeout` (URL, or
+//! PGCONNECT_TIMEOUT; default 10 s, 0 waits forever) bounds the whole connection, startup
+//! and authentication included: tokio-postgres bounds only the TCP connect, and a server
+//! that accepts and never answers would otherwise hang every command.
 
 use crate::error::{Error, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -27,7 +34,16 @@ pub enum TlsMode {
 pub struct ConnectionSpec {
     config: Config,
     tls: TlsMode,
+    /// The limit on a whole connection attempt; None waits forever (`connect_timeout=0`).
+    timeout: Option<Duration>,
+    /// The parameters the URL or keyword/value string gave besides where to connect and as
+    /// whom (application_name, options, sslmode, ...), decoded, in their order: a client
+    /// URL made from this connection keeps them.
+    params: Vec<(String, String)>,
 }
+
+/// The connect timeout when neither the URL nor PGCONNECT_TIMEOUT sets one.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for ConnectionSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,6 +62,7 @@ impl ConnectionSpec {
             Some(url) => parse_url(url)?,
             None => (Config::new(), None, None),
         };
+        let params = url.map(connection_params).unwrap_or_default();
         if config.get_hosts().is_empty() {
             match env("PGHOST") {
                 Some(hosts) => {
@@ -84,8 +101,28 @@ impl ConnectionSpec {
         if config.get_password().is_none() {
             if let Some(pw) = env("PGPASSWORD") {
                 config.password(pw);
+            } else if let Some(pw) = password_from_file(&config) {
+                config.password(pw);
             }
         }
+        // Read from the parameters, not the parsed config: tokio-postgres drops an explicit 0.
+        let given = params
+            .iter()
+            .find(|(k, _)| k == "connect_timeout")
+            .map(|(_, v)| ("connect_timeout", v.clone()))
+            .or_else(|| env("PGCONNECT_TIMEOUT").map(|v| ("PGCONNECT_TIMEOUT", v)));
+        let timeout = match given {
+            Some((name, v)) => Some(Duration::from_secs(v.trim().parse().map_err(|_| {
+                Error::usage(
+                    format!("{name}={v:?} is not a whole number of seconds"),
+                    Some("give connect_timeout in whole seconds, or 0 to wait forever"),
+                )
+            })?)),
+            None => Some(DEFAULT_CONNECT_TIMEOUT),
+        }
+        // libpq: 0 means no limit, and anything shorter than 2 s is taken as 2 s.
+        .filter(|t| !t.is_zero())
+        .map(|t| t.max(Duration::from_secs(2)));
         if config.get_application_name().is_none() {
             config.application_name(env("PGAPPNAME").as_deref().unwrap_or("pgshift"));
         }
@@ -120,7 +157,12 @@ impl ConnectionSpec {
             TlsMode::Prefer => SslMode::Prefer,
             TlsMode::Require | TlsMode::VerifyFull { .. } => SslMode::Require,
         });
-        Ok(ConnectionSpec { config, tls })
+        Ok(ConnectionSpec {
+            config,
+            tls,
+            timeout,
+            params,
+        })
     }
 
     /// `user@host:port/dbname`, for output. Never includes the password.
@@ -144,39 +186,61 @@ impl ConnectionSpec {
         )
     }
 
-    /// A URL for clients of a version: this connection (without its password) with
-    /// `search_path` set to `schema` through the `options` parameter.
-    pub fn url_with_search_path(&self, schema: &str) -> String {
-        let enc = |s: &str| -> String {
-            s.bytes()
-                .map(|b| match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                        (b as char).to_string()
-                    }
-                    _ => format!("%{b:02X}"),
-                })
-                .collect()
-        };
-        let host = match self.config.get_hosts().first() {
-            Some(Host::Tcp(h)) => enc(h),
-            Some(Host::Unix(p)) => enc(&p.display().to_string()),
-            None => String::new(),
-        };
-        let port = self.config.get_ports().first().copied().unwrap_or(5432);
-        let mut url = format!(
-            "postgresql://{}@{host}:{port}/{}?options={}",
-            enc(self.config.get_user().unwrap_or("")),
-            enc(self.config.get_dbname().unwrap_or("")),
-            enc(&format!(
+    /// A URL for clients of a version: this connection (without its password) with every
+    /// parameter it was given, and `-c search_path=schema` added to its `options`. `None`
+    /// leaves the search_path alone.
+    pub fn url_with_search_path(&self, schema: Option<&str>) -> String {
+        let hosts: Vec<String> = self
+            .config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let host = match h {
+                    Host::Tcp(h) => url_encode(h),
+                    Host::Unix(p) => url_encode(&p.display().to_string()),
+                };
+                let ports = self.config.get_ports();
+                match ports.get(i).or(ports.first()) {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host,
+                }
+            })
+            .collect();
+        let mut params: Vec<(String, String)> = self.params.clone();
+        if let Some(schema) = schema {
+            // A backslash escapes a space inside one -c value, as libpq's options parser reads it.
+            let set = format!(
                 "-c search_path={}",
-                crate::quote::ident(schema).replace(' ', "\\ ")
-            ))
+                crate::quote::ident(schema)
+                    .replace('\\', "\\\\")
+                    .replace(' ', "\\ ")
+            );
+            match params.iter_mut().find(|(k, _)| k == "options") {
+                Some((_, v)) if !v.trim().is_empty() => *v = format!("{v} {set}"),
+                Some((_, v)) => *v = set,
+                None => params.insert(0, ("options".to_owned(), set)),
+            }
+        }
+        if !params.iter().any(|(k, _)| k == "sslmode") {
+            match self.tls {
+                TlsMode::Disable => params.push(("sslmode".to_owned(), "disable".to_owned())),
+                TlsMode::Require => params.push(("sslmode".to_owned(), "require".to_owned())),
+                TlsMode::VerifyFull { .. } => {
+                    params.push(("sslmode".to_owned(), "verify-full".to_owned()))
+                }
+                TlsMode::Prefer => {}
+            }
+        }
+        let mut url = format!(
+            "postgresql://{}@{}/{}",
+            url_encode(self.config.get_user().unwrap_or("")),
+            hosts.join(","),
+            url_encode(self.config.get_dbname().unwrap_or(""))
         );
-        match self.tls {
-            TlsMode::Disable => url.push_str("&sslmode=disable"),
-            TlsMode::Require => url.push_str("&sslmode=require"),
-            TlsMode::VerifyFull { .. } => url.push_str("&sslmode=verify-full"),
-            TlsMode::Prefer => {}
+        for (i, (k, v)) in params.iter().enumerate() {
+            url.push(if i == 0 { '?' } else { '&' });
+            url.push_str(&format!("{}={}", url_encode(k), url_encode(v)));
         }
         url
     }
@@ -189,8 +253,26 @@ impl ConnectionSpec {
         self.config.get_application_name().unwrap_or("pgshift")
     }
 
-    /// Opens a connection; its driver task runs on the current tokio runtime.
+    /// Opens a connection; its driver task runs on the current tokio runtime. Gives up after
+    /// the connect timeout, naming the host.
     pub async fn connect(&self) -> Result<Client> {
+        let Some(limit) = self.timeout else {
+            return self.connect_now().await;
+        };
+        match tokio::time::timeout(limit, self.connect_now()).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Connect {
+                target: self.describe(),
+                message: format!(
+                    "no answer from the server within {} s (connect_timeout)",
+                    limit.as_secs()
+                ),
+                hint: "check that the host and port are those of a PostgreSQL server and that nothing between drops the connection; raise the limit with ?connect_timeout=N in the URL or PGCONNECT_TIMEOUT".to_owned(),
+            }),
+        }
+    }
+
+    async fn connect_now(&self) -> Result<Client> {
         let client = match &self.tls {
             TlsMode::Disable => {
                 let (client, conn) = self
@@ -220,11 +302,199 @@ impl ConnectionSpec {
     }
 
     fn connect_error(&self, e: tokio_postgres::Error) -> Error {
+        let message = crate::error::pg_error_text(&e);
+        let hint = if message.contains("password missing") {
+            format!(
+                "the server asks for a password for user {:?} and none was given: set PGPASSWORD, put it in the URL, or add a line host:port:database:user:password to ~/.pgpass (or the file PGPASSFILE names)",
+                self.config.get_user().unwrap_or("")
+            )
+        } else {
+            "check that the server is up and the connection settings (--database-url, DATABASE_URL, or PGHOST, PGPORT, PGUSER, PGDATABASE)".to_owned()
+        };
         Error::Connect {
             target: self.describe(),
-            message: crate::error::pg_error_text(&e),
+            message,
+            hint,
         }
     }
+}
+
+/// Percent-encoding of everything but RFC 3986's unreserved characters.
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `%XX` decoded (an invalid escape is kept as written).
+fn url_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, ..) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The parameters of a URL's query or of a keyword/value string, decoded, except those
+/// that say where to connect and as whom (a client URL carries those in its base) and the
+/// password (never repeated).
+fn connection_params(url: &str) -> Vec<(String, String)> {
+    const BASE: &[&str] = &[
+        "host", "hostaddr", "port", "user", "dbname", "password", "passfile",
+    ];
+    let pairs: Vec<(String, String)> =
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            url.split_once('?')
+                .map(|(_, query)| {
+                    query
+                        .split('&')
+                        .filter(|p| !p.is_empty())
+                        .map(|p| {
+                            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                            (url_decode(k), url_decode(v))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            keyword_values(url)
+        };
+    pairs
+        .into_iter()
+        .filter(|(k, _)| !BASE.contains(&k.as_str()))
+        .collect()
+}
+
+/// `key=value key='quoted value'` pairs, as libpq reads them (`\\` escapes inside quotes).
+fn keyword_values(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        if key.is_empty() {
+            return out;
+        }
+        while chars.next_if(|c| c.is_whitespace() || *c == '=').is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '\'' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                value.push(c);
+            }
+        }
+        out.push((key, value));
+    }
+}
+
+/// The password for the first host of `config` from the password file, as libpq reads it:
+/// `PGPASSFILE`, else `~/.pgpass`; lines `host:port:database:user:password` with `*` for any
+/// and `\\` escaping `:` and `\\`; the first matching line wins. A file that others can read
+/// is ignored, as libpq does (it warns on standard error).
+fn password_from_file(config: &Config) -> Option<String> {
+    let path = std::env::var_os("PGPASSFILE")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".pgpass")))?;
+    password_in(&path, config)
+}
+
+fn password_in(path: &Path, config: &Config) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            eprintln!(
+                "warning: password file {} has group or world access; permissions should be u=rw (0600) or less",
+                path.display()
+            );
+            return None;
+        }
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        // libpq matches a socket in the default directory as "localhost".
+        Some(Host::Unix(p)) if p == Path::new("/var/run/postgresql") || p == Path::new("/tmp") => {
+            "localhost".to_owned()
+        }
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_owned(),
+    };
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
+    let wanted = [
+        host.as_str(),
+        port.as_str(),
+        config.get_dbname().unwrap_or(""),
+        config.get_user().unwrap_or(""),
+    ];
+    text.lines().find_map(|line| {
+        if line.trim_start().starts_with('#') {
+            return None;
+        }
+        let fields = pgpass_fields(line);
+        if fields.len() < 5 {
+            return None;
+        }
+        let matches = fields[..4]
+            .iter()
+            .zip(wanted)
+            .all(|(have, want)| have == "*" || have == want);
+        matches.then(|| fields[4].clone())
+    })
+}
+
+/// A password-file line as its five fields: split on unescaped `:` (the password, last, is
+/// the rest of the line), with `\\:` and `\\\\` unescaped.
+fn pgpass_fields(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => field.extend(chars.next()),
+            ':' if fields.len() < 4 => fields.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
 }
 
 /// Splits the TLS settings that tokio-postgres does not know (verify-ca, verify-full,
@@ -435,6 +705,88 @@ mod tests {
         }
         let tcp = ConnectionSpec::resolve(Some("postgres://u@db.example/d")).unwrap();
         assert!(matches!(tcp.tls, TlsMode::Prefer));
+    }
+
+    #[test]
+    fn password_file_lines_split_on_unescaped_colons() {
+        assert_eq!(
+            pgpass_fields(r"db\:1:5432:*:app:pa\:ss:word\\"),
+            vec!["db:1", "5432", "*", "app", "pa:ss:word\\"]
+        );
+        assert_eq!(pgpass_fields("a:b").len(), 2);
+    }
+
+    #[test]
+    fn the_password_file_gives_the_first_matching_line() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgpass");
+        std::fs::write(
+            &path,
+            "# comment\nother:5432:*:app:wrong\ndb.example:6543:shop:app:right\n*:*:*:app:fallback\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = |url: &str| parse_url(url).unwrap().0;
+        let pw = password_in(&path, &config("postgres://app@db.example:6543/shop"));
+        assert_eq!(pw.as_deref(), Some("right"));
+        let pw = password_in(&path, &config("postgres://app@db.example/shop"));
+        assert_eq!(
+            pw.as_deref(),
+            Some("fallback"),
+            "port 5432 does not match 6543"
+        );
+        assert_eq!(
+            password_in(&path, &config("postgres://bob@db.example/shop")),
+            None
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let pw = password_in(&path, &config("postgres://app@db.example:6543/shop"));
+        assert_eq!(pw, None, "a file others can read is ignored, as libpq does");
+    }
+
+    #[test]
+    fn connect_timeout_comes_from_the_url_or_defaults_to_ten_seconds() {
+        let spec = ConnectionSpec::resolve(Some("postgres://u@h/d?connect_timeout=5")).unwrap();
+        assert_eq!(spec.timeout, Some(Duration::from_secs(5)));
+        let spec = ConnectionSpec::resolve(Some("postgres://u@h/d?connect_timeout=1")).unwrap();
+        assert_eq!(
+            spec.timeout,
+            Some(Duration::from_secs(2)),
+            "libpq's minimum"
+        );
+        let spec = ConnectionSpec::resolve(Some("postgres://u@h/d?connect_timeout=0")).unwrap();
+        assert_eq!(spec.timeout, None);
+        if std::env::var_os("PGCONNECT_TIMEOUT").is_none() {
+            let spec = ConnectionSpec::resolve(Some("postgres://u@h/d")).unwrap();
+            assert_eq!(spec.timeout, Some(DEFAULT_CONNECT_TIMEOUT));
+        }
+    }
+
+    #[test]
+    fn client_urls_keep_every_parameter_and_add_to_options() {
+        let spec = ConnectionSpec::resolve(Some(
+            "postgres://app:pw@db.example:6543/shop?application_name=web&options=-c%20statement_timeout%3D5s&connect_timeout=3",
+        ))
+        .unwrap();
+        let url = spec.url_with_search_path(Some("public_0002 x"));
+        assert!(!url.contains("pw"), "{url}");
+        assert_eq!(
+            url,
+            "postgresql://app@db.example:6543/shop?application_name=web&options=-c%20statement_timeout%3D5s%20-c%20search_path%3D%22public_0002%5C%20x%22&connect_timeout=3"
+        );
+        assert_eq!(
+            spec.url_with_search_path(None),
+            "postgresql://app@db.example:6543/shop?application_name=web&options=-c%20statement_timeout%3D5s&connect_timeout=3"
+        );
+        let spec = ConnectionSpec::resolve(Some(
+            "host=h port=5433 user=u dbname=d password=secret options='-c lock_timeout=1s' sslmode=disable",
+        ))
+        .unwrap();
+        assert_eq!(
+            spec.url_with_search_path(Some("v2")),
+            "postgresql://u@h:5433/d?options=-c%20lock_timeout%3D1s%20-c%20search_path%3D%22v2%22&sslmode=disable"
+        );
     }
 
     #[test]

@@ -21,8 +21,12 @@ pub enum Error {
     },
 
     /// The server could not be reached or refused the connection.
-    #[error("cannot connect to {target}: {message}\nhint: check that the server is up and the connection settings (--database-url, DATABASE_URL, or PGHOST, PGPORT, PGUSER, PGDATABASE)")]
-    Connect { target: String, message: String },
+    #[error("cannot connect to {target}: {message}\nhint: {hint}")]
+    Connect {
+        target: String,
+        message: String,
+        hint: String,
+    },
 
     /// An applied migration's file changed after it was applied.
     #[error("{}", render_edited(.0))]
@@ -114,6 +118,9 @@ pub struct EditedMigration {
     pub path: String,
     pub applied_checksum: String,
     pub file_checksum: String,
+    /// Set when the migration failed or was interrupted part-way: its kind (`sql` or a
+    /// structured format) and how many of its steps were applied.
+    pub partly_applied: Option<(String, i64)>,
 }
 
 /// The session that holds pgshift's advisory lock.
@@ -157,16 +164,37 @@ fn render_diagnostics(diags: &[Diagnostic]) -> String {
 
 fn render_edited(edited: &[EditedMigration]) -> String {
     let mut out = String::new();
+    let mut hints = Vec::new();
     for e in edited {
+        let (what, hint) = match &e.partly_applied {
+            None => (
+                "was edited after it was applied".to_owned(),
+                "restore the applied version of the file (git log -p on it shows the change), and put the change in a new migration".to_owned(),
+            ),
+            Some((kind, steps)) if kind == "sql" => (
+                format!("was edited after it failed part-way ({steps} of its steps were applied and stay applied)"),
+                format!("raw SQL cannot be rolled back: restore the file as it ran (git log -p shows the change) and run pgshift migrate to resume it, or undo the applied statements by hand and record the migration with: pgshift mark-applied {} --reason \"...\"", e.name),
+            ),
+            Some((_, steps)) => (
+                format!("was edited after its start stopped part-way ({steps} of its steps were applied)"),
+                "run pgshift rollback first (it undoes what start did, from the plan stored when it started), then run the edited file".to_owned(),
+            ),
+        };
         out.push_str(&format!(
-            "{}: error: migration {} was edited after it was applied (applied checksum {}, file checksum {})\n",
+            "{}: error: migration {} {what} (applied checksum {}, file checksum {})\n",
             e.path,
             e.name,
             short(&e.applied_checksum),
             short(&e.file_checksum)
         ));
+        if !hints.contains(&hint) {
+            hints.push(hint);
+        }
     }
-    out.push_str("hint: restore the applied version of the file (git log -p on it shows the change), and put the change in a new migration\nnothing was changed");
+    for h in hints {
+        out.push_str(&format!("hint: {h}\n"));
+    }
+    out.push_str("nothing was changed");
     out
 }
 

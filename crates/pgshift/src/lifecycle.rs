@@ -56,7 +56,9 @@ pub async fn plan_with_catalog(
     check_rows: bool,
 ) -> Result<(Plan, Catalog)> {
     let catalog = Catalog::load(client, schema).await?;
-    let previous = state::latest_version_schema(client).await?;
+    let previous = state::latest_version_schema(client)
+        .await?
+        .map(|(schema, _)| schema);
     let ctx = PlanContext {
         schema,
         migration: &file.name,

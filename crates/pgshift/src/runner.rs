@@ -157,8 +157,15 @@ pub async fn migrate(
             });
         }
         // ...and again under the lock, in case another run applied something meanwhile.
-        let records = state::migrations(client).await?;
-        let plan = plan_run(&files, &records, options)?;
+        let mut records = state::migrations(client).await?;
+        let mut plan = plan_run(&files, &records, options)?;
+        if !plan.run_again.is_empty() {
+            for file in &plan.run_again {
+                forget_edited(client, &who, "migrate", file, &records).await?;
+            }
+            records = state::migrations(client).await?;
+            plan = plan_run(&files, &records, options)?;
+        }
         let mut report = MigrateReport {
             database: spec.describe(),
             already_applied: plan.already_applied,
@@ -344,8 +351,11 @@ pub async fn start(
         false
     };
     locked(exec, schema, || async {
-        let records = state::migrations(client).await?;
-        check_not_edited(&file, &records)?;
+        let mut records = state::migrations(client).await?;
+        if check_not_edited(&file, &records)? {
+            forget_edited(client, &who, "start", &file, &records).await?;
+            records = state::migrations(client).await?;
+        }
         if records
             .iter()
             .any(|r| r.name == file.name && r.status == "applied")
@@ -372,18 +382,74 @@ pub async fn start(
     .await
 }
 
-fn check_not_edited(file: &MigrationFile, records: &[MigrationRecord]) -> Result<()> {
-    match records.iter().find(|r| r.name == file.name) {
-        Some(r) if r.checksum != file.checksum => {
-            Err(Error::EditedAfterApply(vec![EditedMigration {
-                name: file.name.clone(),
-                path: file.path.display().to_string(),
-                applied_checksum: r.checksum.clone(),
-                file_checksum: file.checksum.clone(),
-            }]))
-        }
-        _ => Ok(()),
+/// What a file's record says of an edit to the file.
+enum Edit {
+    /// The file matches its record, or has none.
+    None,
+    /// It failed (or was interrupted) with nothing applied: the record is forgotten and the
+    /// edited file runs as new, as `sqlx migrate` or Flyway's `repair` would allow.
+    RunAgain,
+    /// Something of it was applied: the edit is refused, saying what to do.
+    Refused(EditedMigration),
+}
+
+fn edit_of(file: &MigrationFile, records: &[MigrationRecord]) -> Edit {
+    let Some(r) = records.iter().find(|r| r.name == file.name) else {
+        return Edit::None;
+    };
+    if r.checksum == file.checksum {
+        return Edit::None;
     }
+    let unfinished = matches!(r.status.as_str(), "failed" | "running");
+    if unfinished && r.steps_journaled == 0 {
+        return Edit::RunAgain;
+    }
+    Edit::Refused(EditedMigration {
+        name: file.name.clone(),
+        path: file.path.display().to_string(),
+        applied_checksum: r.checksum.clone(),
+        file_checksum: file.checksum.clone(),
+        partly_applied: unfinished.then(|| (r.kind.clone(), r.steps_journaled)),
+    })
+}
+
+/// Refuses an edited file that cannot run again; true when its record must be forgotten
+/// first ([`forget_edited`]).
+fn check_not_edited(file: &MigrationFile, records: &[MigrationRecord]) -> Result<bool> {
+    match edit_of(file, records) {
+        Edit::None => Ok(false),
+        Edit::RunAgain => Ok(true),
+        Edit::Refused(e) => Err(Error::EditedAfterApply(vec![e])),
+    }
+}
+
+/// Forgets the record of a migration that failed with nothing applied and whose file was
+/// edited since, so that the edited file runs as a new migration; the audit log keeps both.
+async fn forget_edited(
+    client: &tokio_postgres::Client,
+    who: &Who,
+    command: &str,
+    file: &MigrationFile,
+    records: &[MigrationRecord],
+) -> Result<()> {
+    let old = records
+        .iter()
+        .find(|r| r.name == file.name)
+        .map(|r| r.checksum.clone());
+    client.batch_execute(&state::forget_sql(&file.name)).await?;
+    state::record_event(
+        client,
+        who,
+        &Event {
+            command,
+            event: "migration_edited_after_failure",
+            migration: Some(&file.name),
+            ok: true,
+            duration_ms: None,
+            detail: serde_json::json!({ "old_checksum": old, "checksum": file.checksum }),
+        },
+    )
+    .await
 }
 
 /// `pgshift complete`.
@@ -437,20 +503,55 @@ pub async fn resume_backfills(
 }
 
 /// `pgshift latest schema`: the newest version schema.
-pub async fn latest_schema(client: &tokio_postgres::Client) -> Result<String> {
+pub async fn latest_schema(client: &tokio_postgres::Client, base: &str) -> Result<Latest> {
     let version = state::installed_version(client).await?;
     let latest = match version {
         Some(v) if v >= 2 => state::latest_version_schema(client).await?,
         _ => None,
     };
-    latest.ok_or_else(|| {
-        Error::usage(
-            "no version schema exists yet",
-            Some(
-                "pgshift start <migration> creates one; until then clients use the tables directly",
+    let Some((schema, migration)) = latest else {
+        return Ok(Latest {
+            schema: base.to_owned(),
+            version_schema: false,
+            note: Some(format!(
+                "no version schema exists (none was started, or only raw SQL migrations ran): clients use the tables in {base} directly"
+            )),
+        });
+    };
+    // A raw SQL migration changes the tables under the views; views made before it do not
+    // show new columns or tables it added.
+    let later_sql = client
+        .query(
+            &format!(
+                "SELECT s.name FROM {t} s, {t} v WHERE v.name = $1 AND s.kind = 'sql' AND s.status = 'applied' AND s.started_at > v.started_at ORDER BY s.name",
+                t = state::table("migrations")
             ),
+            &[&migration],
         )
+        .await?;
+    let note = (!later_sql.is_empty()).then(|| {
+        let names: Vec<String> = later_sql.iter().map(|r| r.get(0)).collect();
+        format!(
+            "raw SQL migration(s) {} ran after {schema} was made: its views do not show their changes; clients that need them use the tables in {base} (after pgshift complete)",
+            names.join(", ")
+        )
+    });
+    Ok(Latest {
+        schema,
+        version_schema: true,
+        note,
     })
+}
+
+/// What `pgshift latest` prints.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Latest {
+    /// The schema new clients should put first on their search_path.
+    pub schema: String,
+    /// False when no version schema exists and `schema` is the base schema.
+    pub version_schema: bool,
+    /// Said on standard error (JSON: the `note` field).
+    pub note: Option<String>,
 }
 
 /// `pgshift init`: creates or upgrades the state schema.
@@ -481,6 +582,8 @@ pub async fn init(spec: &ConnectionSpec, exec: &Executor) -> Result<state::State
 struct RunPlan<'a> {
     pending: Vec<(&'a MigrationFile, Body)>,
     already_applied: usize,
+    /// Edited files of migrations that failed with nothing applied: forgotten, then run.
+    run_again: Vec<&'a MigrationFile>,
 }
 
 /// Decides what runs, refusing (before anything changes) edited files, files that do not
@@ -490,18 +593,15 @@ fn plan_run<'a>(
     records: &[MigrationRecord],
     options: &MigrateOptions,
 ) -> Result<RunPlan<'a>> {
-    let edited: Vec<EditedMigration> = files
-        .iter()
-        .filter_map(|f| {
-            let r = records.iter().find(|r| r.name == f.name)?;
-            (r.checksum != f.checksum).then(|| EditedMigration {
-                name: f.name.clone(),
-                path: f.path.display().to_string(),
-                applied_checksum: r.checksum.clone(),
-                file_checksum: f.checksum.clone(),
-            })
-        })
-        .collect();
+    let mut edited = Vec::new();
+    let mut run_again = Vec::new();
+    for f in files {
+        match edit_of(f, records) {
+            Edit::None => {}
+            Edit::RunAgain => run_again.push(f),
+            Edit::Refused(e) => edited.push(e),
+        }
+    }
     if !edited.is_empty() {
         return Err(Error::EditedAfterApply(edited));
     }
@@ -545,6 +645,7 @@ fn plan_run<'a>(
     Ok(RunPlan {
         already_applied: files.len() - pending.len(),
         pending: bodies,
+        run_again,
     })
 }
 
@@ -747,8 +848,14 @@ pub async fn status(
         let record = records.iter().find(|r| r.name == f.name);
         let status = match record {
             None => MigrationStatus::Pending,
-            Some(r) if r.checksum != f.checksum && r.status == "applied" => MigrationStatus::Edited,
-            Some(r) if r.checksum != f.checksum => MigrationStatus::Edited,
+            // An open or failed migration is shown as such whatever happened to its file:
+            // that is what the next command acts on.
+            Some(r)
+                if r.checksum != f.checksum
+                    && matches!(r.status.as_str(), "applied" | "skipped") =>
+            {
+                MigrationStatus::Edited
+            }
             Some(r) => record_status(r),
         };
         entries.push(StatusEntry {
@@ -765,7 +872,10 @@ pub async fn status(
         if !files.iter().any(|f| f.name == r.name) {
             entries.push(StatusEntry {
                 name: r.name.clone(),
-                status: MigrationStatus::Missing,
+                status: match r.status.as_str() {
+                    "applied" | "skipped" => MigrationStatus::Missing,
+                    _ => record_status(r),
+                },
                 file: None,
                 kind: Some(r.kind.clone()),
                 checksum: None,
@@ -1294,6 +1404,7 @@ pub async fn data_run(
                     path: f.path.display().to_string(),
                     applied_checksum: checksum.clone(),
                     file_checksum: f.checksum.clone(),
+                    partly_applied: None,
                 })
             })
             .collect();

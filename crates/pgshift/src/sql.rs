@@ -224,9 +224,7 @@ fn object_name(object: &pg_query::protobuf::Node) -> Option<(Option<String>, Str
     }
 }
 
-/// pg_query reports a parse error without a position. Find the statement that fails by
-/// parsing the statements one by one (split by the scanner, which does not need valid
-/// syntax), then the token the message names inside it.
+/// A parse error at the parser's own cursor, not at a search for the token it names.
 fn locate_parse_error(path: &Path, source: &str, error: &pg_query::Error) -> Diagnostic {
     let (offset, message) = parse_error_at(source, error);
     Diagnostic::at_offset(path, source, offset, format!("SQL does not parse: {message}"))
@@ -234,6 +232,11 @@ fn locate_parse_error(path: &Path, source: &str, error: &pg_query::Error) -> Dia
 }
 
 /// The byte offset of a parse error in `source`, and the parser's message.
+///
+/// The pg_query crate drops the error's position, so the parser is asked again through
+/// libpg_query's C entry point, which keeps PostgreSQL's `cursorpos` (1-based, counted in
+/// characters). Without a position (an error at the end of input, or a NUL byte) the error
+/// is placed at the start of the first statement that fails alone.
 pub(crate) fn parse_error_at(source: &str, error: &pg_query::Error) -> (usize, String) {
     let message = match error {
         pg_query::Error::Parse(m) | pg_query::Error::Scan(m) | pg_query::Error::Split(m) => {
@@ -241,6 +244,14 @@ pub(crate) fn parse_error_at(source: &str, error: &pg_query::Error) -> (usize, S
         }
         other => other.to_string(),
     };
+    if let Some(chars) = cursor_position(source) {
+        let offset = source
+            .char_indices()
+            .nth(chars)
+            .map(|(i, _)| i)
+            .unwrap_or(source.len());
+        return (offset, message);
+    }
     let mut offset = 0;
     if let Ok(pieces) = pg_query::split_with_scanner(source) {
         for piece in pieces {
@@ -249,11 +260,6 @@ pub(crate) fn parse_error_at(source: &str, error: &pg_query::Error) -> (usize, S
             };
             if pg_query::parse(piece).is_err() {
                 offset = at + (piece.len() - piece.trim_start().len());
-                if let Some(token) = near_token(&message) {
-                    if let Some(i) = piece.find(token) {
-                        offset = at + i;
-                    }
-                }
                 break;
             }
         }
@@ -261,16 +267,55 @@ pub(crate) fn parse_error_at(source: &str, error: &pg_query::Error) -> (usize, S
     (offset, message)
 }
 
+/// libpg_query's error and parse result (pg_query.h), as far as they are read here.
+#[repr(C)]
+struct PgQueryError {
+    message: *mut std::os::raw::c_char,
+    funcname: *mut std::os::raw::c_char,
+    filename: *mut std::os::raw::c_char,
+    lineno: std::os::raw::c_int,
+    cursorpos: std::os::raw::c_int,
+    context: *mut std::os::raw::c_char,
+}
+
+#[repr(C)]
+struct PgQueryParseResult {
+    parse_tree: *mut std::os::raw::c_char,
+    stderr_buffer: *mut std::os::raw::c_char,
+    error: *mut PgQueryError,
+}
+
+extern "C" {
+    // Linked from the libpg_query that the pg_query crate builds and bundles.
+    fn pg_query_parse(input: *const std::os::raw::c_char) -> PgQueryParseResult;
+    fn pg_query_free_parse_result(result: PgQueryParseResult);
+}
+
+/// The 0-based character index at which PostgreSQL's parser stopped, if it gave one.
+fn cursor_position(source: &str) -> Option<usize> {
+    let input = std::ffi::CString::new(source).ok()?;
+    // SAFETY: `input` is a NUL-terminated string that outlives the call; the result is read
+    // only while it is alive (its error pointer is checked for NULL) and freed exactly once
+    // by libpg_query's own function.
+    unsafe {
+        let result = pg_query_parse(input.as_ptr());
+        let position = if result.error.is_null() {
+            None
+        } else {
+            usize::try_from((*result.error).cursorpos)
+                .ok()
+                .filter(|p| *p > 0)
+                .map(|p| p - 1)
+        };
+        pg_query_free_parse_result(result);
+        position
+    }
+}
+
 fn piece_offset(source: &str, piece: &str) -> Option<usize> {
     let base = source.as_ptr() as usize;
     let at = piece.as_ptr() as usize;
     (at >= base && at <= base + source.len()).then(|| at - base)
-}
-
-fn near_token(message: &str) -> Option<&str> {
-    let rest = message.split("at or near \"").nth(1)?;
-    let token = rest.rsplit_once('"')?.0;
-    (!token.is_empty()).then_some(token)
 }
 
 #[cfg(test)]
@@ -332,6 +377,19 @@ mod tests {
         let d = split(Path::new("m.sql"), src).unwrap_err();
         assert_eq!(d.line, 3, "{d}");
         assert!(d.message.contains("syntax error"), "{d}");
+    }
+
+    #[test]
+    fn parse_error_is_at_the_parsers_cursor_not_at_the_first_match_of_its_token() {
+        // "int" occurs first on line 1 and inside "points"; the parser stops at the second
+        // "int" of line 2 (COLUM is read as the column's name, c as its type).
+        let src = "CREATE TABLE points (id int);\nALTER TABLE points ADD COLUM c int;\n";
+        let d = split(Path::new("m.sql"), src).unwrap_err();
+        assert_eq!((d.line, d.column), (2, 32), "{d}");
+        // Columns count characters, not bytes, after multi-byte text.
+        let src = "-- prix en €\nSELECT 'é' FROM WHERE;\n";
+        let d = split(Path::new("m.sql"), src).unwrap_err();
+        assert_eq!((d.line, d.column), (2, 17), "{d}");
     }
 
     #[test]

@@ -297,6 +297,8 @@ pub struct MigrationRecord {
     pub db_user: String,
     pub last_error: Option<String>,
     pub version_schema: Option<String>,
+    /// Steps of any phase journaled as running or done: 0 means nothing of it was applied.
+    pub steps_journaled: i64,
 }
 
 pub async fn migrations(client: &Client) -> Result<Vec<MigrationRecord>> {
@@ -306,8 +308,10 @@ pub async fn migrations(client: &Client) -> Result<Vec<MigrationRecord>> {
                 // to_jsonb: readable before a state upgrade added the column, too.
                 "SELECT name, checksum, kind, status, attempts, started_at, completed_at, duration_ms,
                         applied_by, applied_from_host, application_name, db_user, last_error,
-                        to_jsonb(m) ->> 'version_schema'
+                        to_jsonb(m) ->> 'version_schema',
+                        (SELECT count(*) FROM {} AS s WHERE s.migration = m.name)
                  FROM {} AS m ORDER BY name",
+                table("steps"),
                 table("migrations")
             ),
             &[],
@@ -330,6 +334,7 @@ pub async fn migrations(client: &Client) -> Result<Vec<MigrationRecord>> {
             db_user: r.get(11),
             last_error: r.get(12),
             version_schema: r.get(13),
+            steps_journaled: r.get(14),
         })
         .collect())
 }
@@ -432,8 +437,9 @@ pub async fn stored_plan(
     Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
 }
 
-/// The newest version schema that exists: what a client of the latest version should use.
-pub async fn latest_version_schema(client: &Client) -> Result<Option<String>> {
+/// The newest version schema that exists (what a client of the latest version should use)
+/// and its migration.
+pub async fn latest_version_schema(client: &Client) -> Result<Option<(String, String)>> {
     // Before the state schema exists (a plan checked before anything is created).
     let exists: bool = client
         .query_one(
@@ -448,7 +454,7 @@ pub async fn latest_version_schema(client: &Client) -> Result<Option<String>> {
     let row = client
         .query_opt(
             &format!(
-                "SELECT version_schema FROM {} WHERE version_schema IS NOT NULL
+                "SELECT version_schema, name FROM {} WHERE version_schema IS NOT NULL
                    AND status IN ('started', 'completing', 'applied')
                    AND to_regnamespace(quote_ident(version_schema)) IS NOT NULL
                  ORDER BY started_at DESC, name DESC LIMIT 1",
@@ -457,7 +463,7 @@ pub async fn latest_version_schema(client: &Client) -> Result<Option<String>> {
             &[],
         )
         .await?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
 /// Records why a phase of an open migration stopped, keeping its status (`running`,

@@ -59,6 +59,8 @@ pub fn pgshift(db_url: &str, dir: &Path, args: &[&str]) -> tokio::process::Comma
         "PGPASSWORD",
         "PGSSLMODE",
         "PGAPPNAME",
+        "PGPASSFILE",
+        "PGCONNECT_TIMEOUT",
     ] {
         cmd.env_remove(var);
     }

@@ -8,6 +8,14 @@
 //! expressions see the row's columns as variables named as that version names them, so
 //! `up: UPPER(name)` means the row's `name` as the old version sees it.
 //!
+//! A write recomputes the other version's column only when the row is new or when a column
+//! the expression reads changed in this write (`IS DISTINCT FROM OLD`). An UPDATE through the
+//! new version that leaves `down`'s inputs alone keeps the old column's value: a constant
+//! `down` (`NULL`, `'n/a'`) fills the rows the new version inserts and never overwrites what
+//! old clients wrote. The same holds for `up`, except that a NULL target is always filled (a
+//! row the backfill has not reached yet must pass the new column's NOT NULL check). See
+//! docs/lifecycle.md, "What the triggers write".
+//!
 //! A backfill session sets `pgshift.backfill = on`: it writes the new values itself in the
 //! same UPDATE, and the trigger stays out of its way. The test is the trigger's WHEN clause,
 //! not the function's first line: a WHEN that is false costs an expression, a plpgsql call
@@ -41,7 +49,14 @@ pub(crate) const BACKFILL_OFF: &str =
     "current_setting('pgshift.backfill', true) IS DISTINCT FROM 'on'";
 
 impl DualWrite<'_> {
-    fn branch(&self, version: &VTable, assignments: &[(String, String)]) -> String {
+    /// `fill_null`: also recompute when the target is NULL (the `up` side; see the module
+    /// doc).
+    fn branch(
+        &self,
+        version: &VTable,
+        assignments: &[(String, String)],
+        fill_null: bool,
+    ) -> String {
         if assignments.is_empty() {
             return "      NULL;\n".to_owned();
         }
@@ -56,8 +71,20 @@ impl DualWrite<'_> {
         ));
         out.push_str("    BEGIN\n");
         for (target, expr) in assignments {
+            let mut when = vec!["TG_OP = 'INSERT'".to_owned()];
+            if fill_null {
+                when.push(format!("{ROW}.{} IS NULL", ident(target)));
+            }
+            when.extend(inputs(version, expr).into_iter().map(|physical| {
+                format!(
+                    "{ROW}.{} IS DISTINCT FROM OLD.{}",
+                    ident(physical),
+                    ident(physical)
+                )
+            }));
             out.push_str(&format!(
-                "      {ROW}.{} := {};\n",
+                "      IF {} THEN\n        {ROW}.{} := {};\n      END IF;\n",
+                when.join(" OR "),
                 ident(target),
                 super::expression(expr)
             ));
@@ -71,8 +98,8 @@ impl DualWrite<'_> {
         let body = format!(
             "#variable_conflict use_variable\nDECLARE\n  {ROW} ALIAS FOR NEW;\nBEGIN\n  IF (current_schemas(false))[1] IS DISTINCT FROM {} THEN\n{}  ELSE\n{}  END IF;\n  RETURN NEW;\nEND\n",
             literal(self.version_schema),
-            self.branch(self.old_version, &self.up),
-            self.branch(self.new_version, &self.down)
+            self.branch(self.old_version, &self.up, true),
+            self.branch(self.new_version, &self.down, false)
         );
         vec![
             sql_step(
@@ -102,6 +129,19 @@ impl DualWrite<'_> {
             .rollback
             .extend(drop(self.schema, self.table, &self.name));
     }
+}
+
+/// The physical columns of `version` that `expr` reads, in the version's column order.
+/// Over-approximate on purpose: a name that also occurs inside a subquery counts, so the
+/// expression is recomputed more often, never less.
+fn inputs<'v>(version: &'v VTable, expr: &str) -> Vec<&'v str> {
+    let named = super::ops::columns_named(&format!("SELECT {}", super::expression(expr)));
+    version
+        .columns
+        .iter()
+        .filter(|c| named.contains(&c.name))
+        .map(|c| c.physical.as_str())
+        .collect()
 }
 
 /// plpgsql declarations that make a row's columns variables: `name table.physical%TYPE :=

@@ -361,7 +361,7 @@ fn rewrite_constraint_definition(
 }
 
 /// The columns a statement names (column references and index columns).
-fn columns_named(sql: &str) -> Vec<String> {
+pub(crate) fn columns_named(sql: &str) -> Vec<String> {
     use pg_query::protobuf::node::Node;
     let Ok(parsed) = pg_query::parse(sql) else {
         return Vec::new();
