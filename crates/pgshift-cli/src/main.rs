@@ -135,8 +135,11 @@ enum Command {
     },
     /// Start (expand) a migration: new columns, triggers, indexes, and a version schema.
     Start {
-        /// The migration file.
+        /// The migration file (in the migrations folder, --dir).
         file: PathBuf,
+        /// Start it although migrations that sort before it are not applied yet.
+        #[arg(long)]
+        allow_out_of_order: bool,
     },
     /// Show every step of a migration with its SQL, the locks it takes, what it rewrites or
     /// scans, which client statements it makes wait and for how long, and a time estimate
@@ -399,11 +402,20 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             runner::mark_applied(&spec, &exec, &cli.dir, &cli.schema, &name, &reason).await?;
             printer.done("marked applied (not run)", &name);
         }
-        Command::Start { file } => {
+        Command::Start {
+            file,
+            allow_out_of_order,
+        } => {
             let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
-            let version_schema = runner::start(&spec, &exec, &file, &cli.schema, &|event| {
-                printer.run_event(event)
-            })
+            let version_schema = runner::start(
+                &spec,
+                &exec,
+                &file,
+                &cli.dir,
+                &cli.schema,
+                allow_out_of_order,
+                &|event| printer.run_event(event),
+            )
             .await?;
             printer.started(&version_schema);
         }

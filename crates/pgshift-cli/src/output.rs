@@ -231,6 +231,10 @@ impl Printer {
 
     pub fn started(&self, version_schema: &str) {
         match self.output {
+            // A raw SQL file is applied whole and makes no version schema.
+            Output::Human if version_schema.is_empty() => println!(
+                "applied: raw SQL changes the tables themselves; it has no version schema, and every client sees the change now"
+            ),
             Output::Human => println!(
                 "started: clients of the new version use search_path {version_schema} (pgshift latest schema); old clients go on as before; pgshift complete when they are gone"
             ),
@@ -599,6 +603,18 @@ impl Observer for Printer {
                 ),
                 ExecEvent::AlreadyDone { statement, reason } => {
                     format!("  already done ({reason}): {statement}")
+                }
+                ExecEvent::Notice {
+                    severity,
+                    message,
+                    hint,
+                    ..
+                } => {
+                    let mut s = format!("  {severity} from the server: {message}");
+                    if let Some(h) = hint {
+                        s.push_str(&format!("\n    hint: {h}"));
+                    }
+                    s
                 }
             },
             event,

@@ -29,9 +29,11 @@ async fn pgroll_examples_start_and_complete_in_ledger_order() {
     };
     assert_eq!(files.len(), 56);
     let db = TestDb::new().await;
+    // Each file is added to the migrations folder in the ledger's order, as a team would.
     let empty = Migrations::new(&[]);
     for f in &files {
-        let path = dir.join(f);
+        let path = empty.path().join(f);
+        std::fs::copy(dir.join(f), &path).unwrap();
         let path = path.to_str().unwrap();
         run_ok(&db, &empty.path(), &["start", path]).await;
         run_ok(&db, &empty.path(), &["complete"]).await;
@@ -101,7 +103,8 @@ async fn pgroll_examples_start_roll_back_start_again_and_complete() {
     // The state schema exists before the first dump, so that dumps compare like with like.
     run_ok(&db, &empty.path(), &["init"]).await;
     for f in &files {
-        let path = dir.join(f);
+        let path = empty.path().join(f);
+        std::fs::copy(dir.join(f), &path).unwrap();
         let path = path.to_str().unwrap();
         let before = schema_dump(&db).await;
         run_ok(&db, &empty.path(), &["start", path]).await;

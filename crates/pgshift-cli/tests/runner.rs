@@ -395,3 +395,103 @@ async fn a_failed_structured_start_can_be_edited_and_run_again() {
         "only the edited column"
     );
 }
+
+/// `start` checks what `migrate` checks: the file is in the migrations folder, no earlier
+/// file waits; a raw SQL file says it has no version schema.
+#[tokio::test(flavor = "multi_thread")]
+async fn start_refuses_files_outside_the_folder_and_files_after_pending_ones() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let m = Migrations::new(&[
+        ("0001_a.sql", "CREATE TABLE a (id int);\n"),
+        ("0002_b.sql", "CREATE TABLE b (id int);\n"),
+    ]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let outside = elsewhere.path().join("0003_c.sql");
+    std::fs::write(&outside, "CREATE TABLE c (id int);\n").unwrap();
+    let r = run(&db, &m.path(), &["start", outside.to_str().unwrap()]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("is not in the migrations folder"),
+        "{}",
+        r.all()
+    );
+    assert!(!table_exists(&c, "c").await);
+
+    let second = m.path().join("0002_b.sql");
+    let r = run(&db, &m.path(), &["start", second.to_str().unwrap()]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("0001_a"), "{}", r.all());
+    assert!(!table_exists(&c, "b").await);
+
+    let first = m.path().join("0001_a.sql");
+    let r = run_ok(&db, &m.path(), &["start", first.to_str().unwrap()]).await;
+    assert!(
+        r.stdout.contains("no version schema") && !r.stdout.contains("search_path  "),
+        "{}",
+        r.all()
+    );
+    run_ok(&db, &m.path(), &["start", second.to_str().unwrap()]).await;
+    assert!(table_exists(&c, "b").await);
+
+    // Out of order on purpose.
+    m.write("0004_d.sql", "CREATE TABLE d (id int);\n");
+    m.write("0003_c.sql", "CREATE TABLE c (id int);\n");
+    let fourth = m.path().join("0004_d.sql");
+    let r = run(&db, &m.path(), &["start", fourth.to_str().unwrap()]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    run_ok(
+        &db,
+        &m.path(),
+        &["start", fourth.to_str().unwrap(), "--allow-out-of-order"],
+    )
+    .await;
+    assert!(table_exists(&c, "d").await);
+}
+
+/// The server's notices and warnings on a `.sql` migration's statements reach the user;
+/// a name longer than PostgreSQL keeps is refused as in a structured file.
+#[tokio::test(flavor = "multi_thread")]
+async fn sql_migrations_pass_on_notices_and_refuse_names_that_would_be_cut() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    let m = Migrations::new(&[(
+        "0001_t.sql",
+        "CREATE TABLE t (id int);\nDO $$ BEGIN RAISE NOTICE 'hello from the migration'; RAISE WARNING 'careful now'; END $$;\n",
+    )]);
+    let r = run_ok(&db, &m.path(), &["migrate"]).await;
+    let all = r.all();
+    assert!(
+        all.contains("NOTICE from the server: hello from the migration"),
+        "{all}"
+    );
+    assert!(
+        all.contains("WARNING from the server: careful now"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("skipping"),
+        "pgshift's own notices stay hidden: {all}"
+    );
+
+    let long = "x".repeat(70);
+    m.write(
+        "0002_long.sql",
+        &format!("ALTER TABLE t ADD COLUMN {long} int;\n"),
+    );
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("0002_long.sql:1:") && r.stderr.contains("70 bytes"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        scalar_i64(
+            &c,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 't'"
+        )
+        .await,
+        1
+    );
+}

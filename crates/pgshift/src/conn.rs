@@ -272,7 +272,19 @@ impl ConnectionSpec {
         }
     }
 
+    /// A connection whose server notices and warnings (RAISE NOTICE, "identifier will be
+    /// truncated", deprecation warnings) are kept in [`Notices`] for the caller to show.
+    pub async fn connect_with_notices(&self) -> Result<(Client, Notices)> {
+        let notices = Notices::default();
+        let client = self.connect_now_with(Some(notices.clone())).await?;
+        Ok((client, notices))
+    }
+
     async fn connect_now(&self) -> Result<Client> {
+        self.connect_now_with(None).await
+    }
+
+    async fn connect_now_with(&self, notices: Option<Notices>) -> Result<Client> {
         let client = match &self.tls {
             TlsMode::Disable => {
                 let (client, conn) = self
@@ -280,9 +292,7 @@ impl ConnectionSpec {
                     .connect(NoTls)
                     .await
                     .map_err(|e| self.connect_error(e))?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                tokio::spawn(drive(conn, notices));
                 client
             }
             mode => {
@@ -292,9 +302,7 @@ impl ConnectionSpec {
                     .connect(tls)
                     .await
                     .map_err(|e| self.connect_error(e))?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                tokio::spawn(drive(conn, notices));
                 client
             }
         };
@@ -315,6 +323,64 @@ impl ConnectionSpec {
             target: self.describe(),
             message,
             hint,
+        }
+    }
+}
+
+/// The notices and warnings a server sent on one connection, oldest first, until taken.
+#[derive(Clone, Default)]
+pub struct Notices(Arc<std::sync::Mutex<Vec<Notice>>>);
+
+/// One NOTICE or WARNING (or INFO) from the server.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Notice {
+    pub severity: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Notices {
+    /// At most this many are kept between two takes: a statement that raises a notice per
+    /// row must not grow memory without bound.
+    const KEPT: usize = 100;
+
+    pub fn take(&self) -> Vec<Notice> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+
+    fn push(&self, notice: Notice) {
+        if let Ok(mut v) = self.0.lock() {
+            if v.len() < Self::KEPT {
+                v.push(notice);
+            }
+        }
+    }
+}
+
+/// Runs a connection until it closes, keeping its notices when asked to.
+async fn drive<S, T>(mut conn: tokio_postgres::Connection<S, T>, notices: Option<Notices>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio_postgres::tls::TlsStream + Unpin,
+{
+    let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+    use futures_util::StreamExt;
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(tokio_postgres::AsyncMessage::Notice(n)) => {
+                if let Some(notices) = &notices {
+                    notices.push(Notice {
+                        severity: n.severity().to_owned(),
+                        message: n.message().to_owned(),
+                        hint: n.hint().map(str::to_owned),
+                    });
+                }
+            }
+            Ok(_) => {}
+            Err(_) => break,
         }
     }
 }

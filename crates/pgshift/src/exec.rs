@@ -155,6 +155,10 @@ pub struct Step {
     pub kind: StatementKind,
     /// Set for concurrent index statements: what to look for when a build fails or resumes.
     pub concurrent_index: Option<ConcurrentIndex>,
+    /// The user's own statement (a `.sql` migration's): the server's notices and warnings
+    /// on it are passed on. pgshift's own statements (`DROP ... IF EXISTS` and the like)
+    /// keep theirs to themselves.
+    pub from_user: bool,
 }
 
 impl Step {
@@ -163,6 +167,7 @@ impl Step {
             sql: sql.into(),
             kind: StatementKind::Ddl,
             concurrent_index: None,
+            from_user: false,
         }
     }
 }
@@ -216,6 +221,13 @@ pub enum ExecEvent {
     InvalidIndexDropped { index: String },
     /// A resumed concurrent statement had already done its work.
     AlreadyDone { statement: String, reason: String },
+    /// The server sent a NOTICE or WARNING while running one of the user's statements.
+    Notice {
+        statement: String,
+        severity: String,
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 /// Receives executor and runner events (the CLI prints them).
@@ -234,6 +246,7 @@ impl Observer for Silent {
 pub struct Executor {
     spec: ConnectionSpec,
     client: Client,
+    notices: crate::conn::Notices,
     monitor: Client,
     backend_pid: i32,
     server_version: i32,
@@ -249,7 +262,7 @@ impl Executor {
         observer: Arc<dyn Observer>,
     ) -> Result<Executor> {
         settings.validate()?;
-        let client = spec.connect().await?;
+        let (client, notices) = spec.connect_with_notices().await?;
         let monitor = spec.connect().await?;
         let row = client
             .query_one(
@@ -269,6 +282,7 @@ impl Executor {
         Ok(Executor {
             spec: spec.clone(),
             client,
+            notices,
             monitor,
             backend_pid,
             server_version,
@@ -381,7 +395,7 @@ impl Executor {
             self.set_timeouts(lock_timeout, statement_timeout, true)
                 .await
                 .map_err(|e| (step.sql.clone(), e))?;
-            self.execute_watched(&step.sql, blockers_seen)
+            self.execute_watched(step, blockers_seen)
                 .await
                 .map_err(|e| (step.sql.clone(), e))?;
         }
@@ -429,7 +443,7 @@ impl Executor {
                 .set_timeouts(lock_timeout, statement_timeout, false)
                 .await
             {
-                Ok(()) => self.execute_watched(&step.sql, &mut blockers_seen).await,
+                Ok(()) => self.execute_watched(step, &mut blockers_seen).await,
                 Err(e) => Err(e),
             };
             match result {
@@ -473,17 +487,34 @@ impl Executor {
     /// Runs `sql` while the monitor connection watches for sessions that block it.
     async fn execute_watched(
         &self,
-        sql: &str,
+        step: &Step,
         blockers_seen: &mut Vec<BlockerReport>,
     ) -> std::result::Result<(), tokio_postgres::Error> {
+        let sql = step.sql.as_str();
         let started = Instant::now();
+        // Notices of pgshift's own statements before this one are not the user's.
+        self.notices.take();
         let statement = self.client.batch_execute(sql);
         tokio::pin!(statement);
         let mut next_poll = Duration::from_millis(30);
         let mut last_reported: Vec<i32> = Vec::new();
         loop {
             tokio::select! {
-                result = &mut statement => return result,
+                result = &mut statement => {
+                    // The connection hands a notice over before the statement's own end.
+                    let notices = self.notices.take();
+                    if step.from_user {
+                        for n in notices {
+                            self.observer.exec_event(&ExecEvent::Notice {
+                                statement: abbreviate(sql, 200),
+                                severity: n.severity,
+                                message: n.message,
+                                hint: n.hint,
+                            });
+                        }
+                    }
+                    return result;
+                }
                 _ = tokio::time::sleep(next_poll) => {
                     // Poll often at first (lock timeouts are short), then back off so that a
                     // long concurrent build is not watched at 10 Hz for hours.
@@ -687,6 +718,7 @@ impl Executor {
                 ),
                 kind: StatementKind::Concurrent,
                 concurrent_index: None,
+                from_user: false,
             };
             Box::pin(self.run_alone(&drop, false)).await?;
             self.observer.exec_event(&ExecEvent::InvalidIndexDropped {

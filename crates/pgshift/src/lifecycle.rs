@@ -561,6 +561,7 @@ async fn run_together(
                     sql: sql.clone(),
                     kind: *kind,
                     concurrent_index: None,
+                    from_user: false,
                 };
                 let finish = [state::step_done_sql(
                     name,
@@ -656,6 +657,7 @@ async fn run_phase(
                     sql: sql.clone(),
                     kind: *kind,
                     concurrent_index: None,
+                    from_user: false,
                 };
                 exec.run_transaction(&[s], &finish).await?;
             }
@@ -671,6 +673,7 @@ async fn run_phase(
                     sql: sql.clone(),
                     kind: *kind,
                     concurrent_index: concurrent_index.clone(),
+                    from_user: false,
                 };
                 exec.run_alone(&s, journaled == Some(StepState::Running))
                     .await?;

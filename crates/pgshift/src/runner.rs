@@ -329,17 +329,25 @@ pub async fn start(
     spec: &ConnectionSpec,
     exec: &Executor,
     path: &Path,
+    dir: &Path,
     schema: &str,
+    allow_out_of_order: bool,
     on_event: &(dyn Fn(&RunEvent) + Sync),
 ) -> Result<String> {
     let file = MigrationFile::read(path)?;
+    let files = source::discover(dir)?;
+    check_in_folder(&file, &files, dir)?;
     let body = file.parse().map_err(|d| Error::Input(vec![d]))?;
     let who = Who::current(spec);
     let client = exec.client();
     let version = state::installed_version(client).await?;
-    if version.is_some_and(|v| v >= 1) {
-        let records = state::migrations(client).await?;
-        check_not_edited(&file, &records)?;
+    let records = match version {
+        Some(v) if v >= 1 => state::migrations(client).await?,
+        _ => Vec::new(),
+    };
+    check_not_edited(&file, &records)?;
+    if !allow_out_of_order {
+        check_nothing_pending_before(&file, &files, &records)?;
     }
     // On a database pgshift has not touched yet, the plan and its pre-checks (every row
     // converts, every expression type-checks) run before the state schema is created: a
@@ -380,6 +388,60 @@ pub async fn start(
         }
     })
     .await
+}
+
+/// `start` runs files of the migrations folder only: a file elsewhere would be recorded
+/// under a name that `status` and `migrate` never find again.
+fn check_in_folder(file: &MigrationFile, files: &[MigrationFile], dir: &Path) -> Result<()> {
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    let here = canonical(&file.path);
+    if files
+        .iter()
+        .any(|f| here.is_some() && canonical(&f.path) == here)
+    {
+        return Ok(());
+    }
+    Err(Error::usage(
+        format!(
+            "{} is not in the migrations folder {}",
+            file.path.display(),
+            dir.display()
+        ),
+        Some("move the file into the folder (pgshift records and checks the migrations there), or point --dir at the folder it is in"),
+    ))
+}
+
+/// `start` applies what `migrate` would: not a file while files before it wait.
+fn check_nothing_pending_before(
+    file: &MigrationFile,
+    files: &[MigrationFile],
+    records: &[MigrationRecord],
+) -> Result<()> {
+    let done = |f: &MigrationFile| {
+        records.iter().any(|r| {
+            r.name == f.name
+                && matches!(
+                    r.status.as_str(),
+                    "applied" | "skipped" | "started" | "completing"
+                )
+        })
+    };
+    let waiting: Vec<&str> = files
+        .iter()
+        .filter(|f| f.name < file.name && !done(f))
+        .map(|f| f.name.as_str())
+        .collect();
+    if waiting.is_empty() {
+        return Ok(());
+    }
+    Err(Error::usage(
+        format!(
+            "{} sorts after migration(s) that are not applied yet: {}",
+            file.name,
+            waiting.join(", ")
+        ),
+        Some("run pgshift migrate (it applies them in order), start them first, or pass --allow-out-of-order if this one does not depend on them"),
+    ))
 }
 
 /// What a file's record says of an edit to the file.
@@ -679,6 +741,7 @@ fn step_of(s: &SqlStatement) -> Step {
         sql: s.sql.clone(),
         kind: s.kind,
         concurrent_index: s.concurrent_index.clone(),
+        from_user: true,
     }
 }
 

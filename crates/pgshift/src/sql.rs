@@ -62,6 +62,23 @@ pub fn split(path: &Path, source: &str) -> Result<Vec<SqlStatement>, Diagnostic>
         Ok(p) => p,
         Err(e) => return Err(locate_parse_error(path, source, &e)),
     };
+    // The server would cut the name with only a NOTICE; a structured file is refused for
+    // the same name, and so is this.
+    if let Some((at, name)) = crate::lint::sql::long_identifiers(source)
+        .into_iter()
+        .next()
+    {
+        return Err(Diagnostic::at_offset(
+            path,
+            source,
+            at,
+            format!(
+                "the name {name:?} is {} bytes long; PostgreSQL keeps only the first 63 bytes of a name",
+                name.len()
+            ),
+        )
+        .with_hint("shorten the name to 63 bytes or fewer: a cut name no longer matches what the file says, and two names that start alike become one"));
+    }
     let mut out = Vec::new();
     for raw in &parsed.protobuf.stmts {
         let start = usize::try_from(raw.stmt_location).unwrap_or(0);
@@ -390,6 +407,19 @@ mod tests {
         let src = "-- prix en €\nSELECT 'é' FROM WHERE;\n";
         let d = split(Path::new("m.sql"), src).unwrap_err();
         assert_eq!((d.line, d.column), (2, 17), "{d}");
+    }
+
+    #[test]
+    fn names_longer_than_postgresql_keeps_are_refused() {
+        let long = "c".repeat(70);
+        let src = format!("CREATE TABLE t (id int);\nALTER TABLE t ADD COLUMN {long} int;\n");
+        let d = split(Path::new("m.sql"), &src).unwrap_err();
+        assert_eq!((d.line, d.column), (2, 27), "{d}");
+        assert!(d.message.contains("70 bytes"), "{d}");
+        let quoted = format!("CREATE TABLE \"{}\" (id int);", "q".repeat(64));
+        assert!(split(Path::new("m.sql"), &quoted).is_err());
+        let fits = format!("CREATE TABLE {} (id int);", "x".repeat(63));
+        assert!(split(Path::new("m.sql"), &fits).is_ok());
     }
 
     #[test]

@@ -11,7 +11,7 @@
 pub mod config;
 mod ops;
 pub mod rules;
-mod sql;
+pub(crate) mod sql;
 
 pub use config::{Config, SqlExecutor};
 pub use rules::{Level, RuleInfo, RULES};

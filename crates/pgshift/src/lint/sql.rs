@@ -126,7 +126,7 @@ fn tokens(source: &str) -> Vec<pg_query::protobuf::ScanToken> {
 
 /// Identifiers longer than PostgreSQL keeps, as written (the parser has cut them
 /// already): (offset, name).
-fn long_identifiers(source: &str) -> Vec<(usize, String)> {
+pub(crate) fn long_identifiers(source: &str) -> Vec<(usize, String)> {
     tokens(source)
         .iter()
         .filter(|t| t.token == Token::Ident as i32)
