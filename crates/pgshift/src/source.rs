@@ -69,26 +69,21 @@ impl MigrationFile {
                 Some("migration files end in .sql, .toml, .yaml, .yml or .json"),
             )
         })?;
-        let bytes =
-            std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        let source = String::from_utf8(bytes).map_err(|e| {
-            let offset = e.utf8_error().valid_up_to();
-            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
-            Error::Input(vec![Diagnostic::at_offset(
-                path,
-                &text,
-                offset,
-                "the file is not valid UTF-8",
-            )
-            .with_hint("save the file as UTF-8")])
-        })?;
+        let raw = read_text(path)?;
+        // The checksum is of the file as it is, byte-order mark included, so that files
+        // recorded before marks were stripped keep their checksums.
+        let checksum = checksum(&raw);
+        let source = raw
+            .strip_prefix('\u{feff}')
+            .map(str::to_owned)
+            .unwrap_or(raw);
         let name = path
             .file_stem()
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_owned();
         Ok(MigrationFile {
-            checksum: checksum(&source),
+            checksum,
             name,
             path: path.to_path_buf(),
             kind,
@@ -111,6 +106,24 @@ impl MigrationFile {
             }
         }
     }
+}
+
+/// A migration file's text; one that is not UTF-8 is refused with the position of its first
+/// bad byte (exit 2).
+pub fn read_text(path: &Path) -> Result<String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+        Error::Input(vec![Diagnostic::at_offset(
+            path,
+            &text,
+            offset,
+            "the file is not valid UTF-8",
+        )
+        .with_hint("save the file as UTF-8")])
+    })
 }
 
 /// SHA-256 of the file's text with line endings normalised, so that a checkout with CRLF

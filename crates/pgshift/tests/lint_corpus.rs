@@ -129,6 +129,47 @@ fn a_file_that_does_not_parse_is_located_and_exits_2() {
     assert_eq!(findings[0].severity, Severity::Error);
 }
 
+/// What migrate refuses, lint refuses the same way: text that is not UTF-8 (located, exit
+/// 2) and a file with no statement; a byte-order mark is no problem for either.
+#[test]
+fn files_migrate_refuses_are_syntax_errors_and_a_byte_order_mark_is_fine() {
+    let dir = tempfile::tempdir().unwrap();
+    let latin1 = dir.path().join("0001_latin1.sql");
+    std::fs::write(&latin1, b"-- ok\nALTER TABLE t ADD COLUMN caf\xe9 int;\n").unwrap();
+    let empty = dir.path().join("0002_empty.sql");
+    std::fs::write(&empty, "-- nothing here yet\n").unwrap();
+    let bom = dir.path().join("0003_bom.sql");
+    std::fs::write(&bom, "\u{feff}CREATE TABLE t (id bigint PRIMARY KEY);\n").unwrap();
+    let report = lint::lint_files(&[latin1, empty, bom.clone()], &Config::default()).unwrap();
+    let found: Vec<(String, &str, usize, usize)> = report
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                f.diagnostic
+                    .path
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned(),
+                f.rule,
+                f.diagnostic.line,
+                f.diagnostic.column,
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            ("0001_latin1.sql".to_owned(), "syntax-error", 2, 29),
+            ("0002_empty.sql".to_owned(), "syntax-error", 1, 1),
+        ]
+    );
+    assert_eq!(report.exit_code(), 2);
+    let file = pgshift::source::MigrationFile::read(&bom).unwrap();
+    assert!(file.parse().is_ok(), "a byte-order mark breaks the file");
+}
+
 #[test]
 fn severities_and_suppressions_follow_the_settings() {
     let src = "-- pgshift-lint: ignore-file prefer-timestamptz\nCREATE TABLE t (id bigint PRIMARY KEY, at timestamp, body jsonb);\n-- pgshift-lint: ignore require-concurrent-index-creation\nCREATE INDEX a ON orders (x);\nCREATE INDEX b ON orders (y);\n";

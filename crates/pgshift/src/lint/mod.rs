@@ -268,9 +268,23 @@ pub fn lint_files(files: &[PathBuf], config: &Config) -> Result<Report> {
         findings: Vec::new(),
     };
     for path in files {
-        let source = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        report.findings.extend(lint_source(path, &source, config)?);
+        // A file migrate would refuse as unreadable text is a syntax error here, located.
+        let source = match crate::source::read_text(path) {
+            Ok(source) => source,
+            Err(Error::Input(diagnostics)) => {
+                report
+                    .findings
+                    .extend(diagnostics.into_iter().map(|diagnostic| Finding {
+                        rule: rules::SYNTAX_ERROR,
+                        severity: Severity::Error,
+                        diagnostic,
+                    }));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let source = source.strip_prefix('\u{feff}').unwrap_or(&source);
+        report.findings.extend(lint_source(path, source, config)?);
     }
     Ok(report)
 }

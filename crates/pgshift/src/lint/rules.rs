@@ -87,6 +87,7 @@ pub const RULES: &[RuleInfo] = &[
     rule("ban-uncommitted-transaction", Error, "the file ends with its transaction still open"),
     rule("pgshift-transaction-control", Error, "pgshift runs each .sql migration in its own transaction and refuses BEGIN/COMMIT in it"),
     rule("backfill-in-schema-transaction", Error, "a data change in the transaction that changed the table's schema holds the schema change's lock for the whole data change"),
+    rule("validate-in-same-transaction", Error, "VALIDATE CONSTRAINT in the transaction that added the constraint NOT VALID: the ADD's lock is held through the validating scan, so NOT VALID saves nothing"),
     rule("prefer-robust-stmts", Warning, "run statement by statement, a file that fails half-way must run again: CREATE and ADD need IF NOT EXISTS, DROP needs IF EXISTS, and a concurrent index build first drops the INVALID index a failed build leaves"),
     rule("unbatched-data-change", Warning, "an UPDATE or DELETE of a whole table in one statement locks every row and bloats the table"),
 ];

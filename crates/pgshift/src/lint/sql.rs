@@ -47,6 +47,7 @@ pub(crate) fn lint(source: &str, executor: SqlExecutor, assume_lock_timeout: boo
         tx_locks: Vec::new(),
         not_null_checks: Vec::new(),
         validated_not_null: HashSet::new(),
+        not_valid_in_tx: Vec::new(),
         anchor: 1,
         start: 0,
         end: 0,
@@ -68,6 +69,20 @@ pub(crate) fn lint(source: &str, executor: SqlExecutor, assume_lock_timeout: boo
             };
         }
     };
+    if parsed.protobuf.stmts.is_empty() {
+        // migrate refuses such a file; so does lint.
+        state.findings.push(RawFinding {
+            rule: super::rules::SYNTAX_ERROR,
+            offset: 0,
+            anchor_line: 1,
+            message: "the migration has no SQL statement".to_owned(),
+            hint: "add the statements to run, or delete the file".to_owned(),
+        });
+        return Linted {
+            findings: state.findings,
+            anchors: Vec::new(),
+        };
+    }
     let starts = token_starts(source);
     let long = long_identifiers(source);
     let mut anchors = Vec::new();
@@ -162,6 +177,8 @@ struct State<'a> {
     tx_locks: Vec<(String, LockMode)>,
     /// (table, constraint, column) of each `CHECK (column IS NOT NULL)`.
     not_null_checks: Vec<(String, String, String)>,
+    /// (table, constraint) added NOT VALID in the transaction that is open now.
+    not_valid_in_tx: Vec<(String, String)>,
     /// (table, column) proven NOT NULL by a validated CHECK.
     validated_not_null: HashSet<(String, String)>,
     /// The current statement's first line, and where it starts and ends.
@@ -224,6 +241,7 @@ impl State<'_> {
         let own_segment = !crate::sql::is_transactional(node);
         if own_segment && self.executor == SqlExecutor::Pgshift {
             self.tx_locks.clear();
+            self.not_valid_in_tx.clear();
         }
         self.timeout_check(&effect);
         match node {
@@ -304,6 +322,7 @@ impl State<'_> {
         }
         if !self.in_transaction() {
             self.tx_locks.clear();
+            self.not_valid_in_tx.clear();
         }
     }
 
@@ -369,6 +388,7 @@ impl State<'_> {
             self.explicit_tx = false;
             self.local_timeout = false;
             self.tx_locks.clear();
+            self.not_valid_in_tx.clear();
         }
     }
 
@@ -579,11 +599,24 @@ impl State<'_> {
                 }
                 (AlterTableType::AtAddConstraint, Some(NodeEnum::Constraint(k))) => {
                     self.note_not_null_check(&table, k);
+                    if k.skip_validation && !k.conname.is_empty() && self.in_transaction() {
+                        self.not_valid_in_tx
+                            .push((table.clone(), k.conname.clone()));
+                    }
                     if !new {
                         self.constraint(&table, k, false);
                     }
                 }
                 (AlterTableType::AtValidateConstraint, _) => {
+                    if self.in_transaction()
+                        && self
+                            .not_valid_in_tx
+                            .iter()
+                            .any(|(t, n)| *t == table && *n == c.name)
+                    {
+                        let at = self.find("validate");
+                        self.report("validate-in-same-transaction", at, format!("VALIDATE CONSTRAINT {} runs in the transaction that added it NOT VALID: the ADD's lock on {table} is held while the validation scans every row", c.name), "validate in another transaction: with pgshift, put VALIDATE CONSTRAINT in the next migration file (or use create_constraint, which validates at complete)");
+                    }
                     if let Some((t, _, col)) = self
                         .not_null_checks
                         .iter()
