@@ -24,7 +24,9 @@ use std::time::Duration;
 struct Cli {
     /// Database URL (postgres://user@host:port/db?sslmode=...). Falls back to DATABASE_URL,
     /// then to the libpq variables PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    // DATABASE_URL is read in `main`, not through clap's `env`: with it, clap shows the flag
+    // as required in every usage line once the variable is set.
+    #[arg(long, global = true)]
     database_url: Option<String>,
 
     /// Schema the migrations change.
@@ -273,8 +275,36 @@ enum LatestWhat {
     Url,
 }
 
+/// The command line, with the flags `demo` ignores hidden from its help: it starts its own
+/// cluster and runs the scenarios with their own settings.
+fn command() -> clap::Command {
+    use clap::CommandFactory;
+    const DEMO_USES: &[&str] = &["output", "backfill_workers", "help", "version"];
+    let mut cmd = Cli::command();
+    cmd.build();
+    let globals: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.get_id().to_string())
+        .collect();
+    cmd.mut_subcommand("demo", |demo| {
+        demo.mut_args(|a| {
+            let id = a.get_id().to_string();
+            if globals.contains(&id) && !DEMO_USES.contains(&id.as_str()) {
+                a.hide(true)
+            } else {
+                a
+            }
+        })
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::FromArgMatches;
+    let mut cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
+    if cli.database_url.is_none() {
+        cli.database_url = std::env::var("DATABASE_URL").ok();
+    }
     let printer = Printer::new(match cli.output {
         OutputArg::Human | OutputArg::Github => Output::Human,
         OutputArg::Json => Output::Json,

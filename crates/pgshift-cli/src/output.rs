@@ -163,6 +163,12 @@ impl Printer {
                     ..
                 } => format!("  verified: {what} ({rows} rows compared {method}, {ms} ms)"),
                 RunEvent::MigrationApplied { name, ms } => format!("applied {name} in {ms} ms"),
+                RunEvent::MigrationLeftOpen { name, ms } => format!(
+                    "started {name} in {ms} ms; it stays open: new clients use pgshift latest url, then pgshift complete once old clients are gone"
+                ),
+                RunEvent::Completing { name } => {
+                    format!("completing {name} (left open by an earlier run)")
+                }
                 RunEvent::Backfill(p) => format!("  backfill {}", progress_line(p)),
             },
             event,

@@ -503,17 +503,38 @@ async fn unknown_types_and_bad_up_expressions_exit_2_before_anything_changes() {
         ("0003_types.yaml", "operations:\n  - add_column:\n      table: t\n      up: id + 'a'\n      column:\n        name: z\n        type: int\n        nullable: true\n"),
     ]);
     let before = schema_dump(&db).await;
-    for (file, expected) in [
-        ("0001_type.yaml", "type \"intt\" does not exist"),
-        ("0002_up.yaml", "column \"nmae\" does not exist"),
-        ("0003_types.yaml", "invalid input syntax for type integer"),
+    // Each error points at the field, with a hint about that field.
+    for (file, expected, at, hint) in [
+        (
+            "0001_type.yaml",
+            "type \"intt\" does not exist",
+            "6:9",
+            "a type this server knows",
+        ),
+        (
+            "0002_up.yaml",
+            "column \"nmae\" does not exist",
+            "4:7",
+            "`up` is an expression",
+        ),
+        (
+            "0003_types.yaml",
+            "invalid input syntax for type integer",
+            "4:7",
+            "`up` is an expression",
+        ),
     ] {
         let path = m.path().join(file);
-        let r = run(&db, &m.path(), &["start", path.to_str().unwrap()]).await;
+        let r = run(
+            &db,
+            &m.path(),
+            &["start", path.to_str().unwrap(), "--allow-out-of-order"],
+        )
+        .await;
         assert_eq!(r.code, 2, "{file}: {}", r.all());
         assert!(r.stderr.contains(expected), "{file}: {}", r.all());
         assert!(
-            r.stderr.contains(&format!("{file}:2:3")),
+            r.stderr.contains(&format!("{file}:{at}")) && r.stderr.contains(hint),
             "{file}: {}",
             r.all()
         );

@@ -379,6 +379,14 @@ async fn a_failed_structured_start_can_be_edited_and_run_again() {
     let file = m.path().join("0002_unique.yaml");
     let file = file.to_str().unwrap();
     assert_eq!(run(&db, &m.path(), &["start", file]).await.code, 1);
+    let s = run(&db, &m.path(), &["status"]).await;
+    assert!(
+        s.stdout.contains("stopped:")
+            && s.stdout.contains("could not create unique index")
+            && !s.stdout.contains("interrupted"),
+        "a start that failed is not an interrupted one: {}",
+        s.all()
+    );
     c.batch_execute("UPDATE t SET a = id").await.unwrap();
     m.write("0002_unique.yaml", &unique("e"));
     let r = run(&db, &m.path(), &["start", file]).await;

@@ -401,3 +401,128 @@ async fn data_migrations_run_apart_once_each_and_say_who_ran_them() {
     assert!(r.stderr.contains("0003_bad.yaml"), "{}", r.all());
     assert!(r.stderr.contains("`update` operations only"), "{}", r.all());
 }
+
+/// Every time in JSON output is RFC 3339 in UTC with milliseconds, whichever table it
+/// comes from; `data status` and `data run` without a data folder say there is nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_times_are_rfc3339_and_no_data_folder_means_no_data_migrations() {
+    let db = TestDb::new().await;
+    let m = Migrations::new(&[("0001_t.sql", "CREATE TABLE t (id int);\n")]);
+    let r = run_ok(&db, &m.path(), &["data", "status"]).await;
+    assert!(r.stdout.contains("no data migrations"), "{}", r.all());
+    let r = run_ok(&db, &m.path(), &["data", "run"]).await;
+    assert!(
+        r.stdout.contains("no pending data migrations"),
+        "{}",
+        r.all()
+    );
+    run_ok(&db, &m.path(), &["migrate"]).await;
+    let is_rfc3339 = |s: &str| {
+        let b = s.as_bytes();
+        s.len() == 24
+            && b[4] == b'-'
+            && b[10] == b'T'
+            && b[19] == b'.'
+            && s.ends_with('Z')
+            && [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22]
+                .iter()
+                .all(|i| b[*i].is_ascii_digit())
+    };
+    let h = run_ok(&db, &m.path(), &["status", "--history", "--output", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(h.stdout.trim()).unwrap();
+    for e in v["events"].as_array().unwrap() {
+        let at = e["at"].as_str().unwrap();
+        assert!(is_rfc3339(at), "history: {at}");
+    }
+    let s = run_ok(&db, &m.path(), &["status", "--output", "json"]).await;
+    let v: serde_json::Value = serde_json::from_str(s.stdout.trim()).unwrap();
+    let record = &v["migrations"][0];
+    for key in ["started_at", "completed_at"] {
+        let t = record[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}", s.stdout));
+        assert!(is_rfc3339(t), "status {key}: {t}");
+    }
+}
+
+/// What migrate and start print: a failed statement of a `.sql` file named by file and
+/// line (its first token, past the comments), the migration left open said as such, and a
+/// heading for the open migration an earlier run left that migrate now completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_names_failed_lines_open_migrations_and_what_it_completes() {
+    let db = TestDb::new().await;
+    let m = Migrations::new(&[(
+        "0001_t.sql",
+        "CREATE TABLE t (id int PRIMARY KEY);\n\n-- the reason for the next one\n-- spans two lines\nALTER TABLE nope ADD COLUMN x int;\n",
+    )]);
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("0001_t.sql:5: statement failed"),
+        "{}",
+        r.all()
+    );
+    m.write(
+        "0001_t.sql",
+        "CREATE TABLE t (id int PRIMARY KEY);\n\n-- the reason for the next one\n-- spans two lines\nALTER TABLE t ADD COLUMN x int;\n",
+    );
+    m.write(
+        "0002_add.yaml",
+        "operations:\n  - add_column:\n      table: t\n      column:\n        name: y\n        type: int\n        nullable: true\n",
+    );
+    let r = run_ok(&db, &m.path(), &["migrate"]).await;
+    let out = r.all();
+    assert!(out.contains("applied 0001_t"), "{out}");
+    assert!(
+        out.contains("started 0002_add") && out.contains("stays open"),
+        "{out}"
+    );
+    assert!(!out.contains("applied 0002_add"), "{out}");
+    m.write("0003_more.sql", "ALTER TABLE t ADD COLUMN z int;\n");
+    let r = run_ok(&db, &m.path(), &["migrate"]).await;
+    assert!(r.all().contains("completing 0002_add"), "{}", r.all());
+}
+
+/// With DATABASE_URL set, usage lines do not show --database-url as required; `demo
+/// --help` lists only the flags the demo uses.
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_and_help_show_only_what_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = finish(&mut pgshift(
+        "postgres://u@localhost/d",
+        dir.path(),
+        &["start"],
+    ))
+    .await;
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("Usage: pgshift start"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("--database-url <"), "{}", out.stderr);
+    let help = finish(&mut pgshift(
+        "postgres://u@localhost/d",
+        dir.path(),
+        &["demo", "--help"],
+    ))
+    .await;
+    assert_eq!(help.code, 0, "{help:?}");
+    assert!(
+        help.stdout.contains("--rows") && help.stdout.contains("--output"),
+        "{}",
+        help.stdout
+    );
+    for ignored in [
+        "--database-url",
+        "--lock-timeout",
+        "--schema",
+        "--max-lock-wait",
+    ] {
+        assert!(
+            !help.stdout.contains(ignored),
+            "{ignored} in demo --help:\n{}",
+            help.stdout
+        );
+    }
+}

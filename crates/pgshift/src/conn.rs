@@ -601,10 +601,13 @@ fn parse_url(url: &str) -> Result<(Config, Option<String>, Option<PathBuf>)> {
         kept.join(" ")
     };
     let config: Config = rest.parse().map_err(|e: tokio_postgres::Error| {
-        // The parser's message names the bad part; the URL itself is not repeated because it
-        // may carry a password.
+        // The cause names the bad option (tokio-postgres's own message does not); the URL
+        // itself is not repeated because it may carry a password.
+        let cause = std::error::Error::source(&e)
+            .map(|c| format!(": {c}"))
+            .unwrap_or_default();
         Error::usage(
-            format!("the database URL does not parse: {e}"),
+            format!("the database URL does not parse: {e}{cause}"),
             Some(HINT_URL),
         )
     })?;
@@ -747,6 +750,18 @@ mod tests {
             ConnectionSpec::resolve(Some("postgres://bob:hunter2@host:notaport/db")).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_connection_option_is_named() {
+        for (url, named) in [
+            ("postgres://u@h/d?frobnicate=1", "frobnicate"),
+            ("postgres://u@h:abc/d", "port"),
+            ("host=h bogus=1", "bogus"),
+        ] {
+            let err = ConnectionSpec::resolve(Some(url)).unwrap_err().to_string();
+            assert!(err.contains(named), "{url}: {err}");
+        }
     }
 
     #[test]

@@ -121,12 +121,18 @@ async fn check_on_server(
             }
             _ => {}
         }
-        let mut problems = Vec::new();
+        // (field, its value, message, hint)
+        let mut problems: Vec<(&str, &str, String, &str)> = Vec::new();
         for ty in types {
             // serial and friends are CREATE TABLE shorthand, not types: check what they stand for.
             let checked = crate::sql::serial_type(&ty.trim().to_ascii_lowercase()).unwrap_or(ty);
             if let Err(e) = client.prepare(&format!("SELECT NULL::{checked}")).await {
-                problems.push(format!("type {ty:?}: {}", crate::error::pg_error_text(&e)));
+                problems.push((
+                    "type",
+                    ty,
+                    format!("type {ty:?}: {}", crate::error::pg_error_text(&e)),
+                    "use a type this server knows (bigint, text, numeric(10,2), timestamptz, ...), spelled as in SQL; a type from an extension needs the extension created first",
+                ));
             }
         }
         for (table, up) in ups {
@@ -140,7 +146,12 @@ async fn check_on_server(
                 qualified(schema, table)
             );
             if let Err(e) = client.prepare(&sql).await {
-                problems.push(format!("`up` {up:?}: {}", crate::error::pg_error_text(&e)));
+                problems.push((
+                    "up",
+                    up,
+                    format!("`up` {up:?}: {}", crate::error::pg_error_text(&e)),
+                    "the server refused it as written; `up` is an expression over the table's columns as the old version names them",
+                ));
             }
         }
         // Every row must convert before a type change starts (issue 5, S1).
@@ -171,11 +182,12 @@ async fn check_on_server(
                 }
             }
         }
-        for problem in problems {
-            diagnostics.push(
-                operation_diagnostic(file, i, op.kind(), &problem)
-                .with_hint("the server refused it as written; `up` is an expression over the table's columns as the old version names them"),
-            );
+        for (field, value, message, hint) in problems {
+            let mut d = operation_diagnostic(file, i, op.kind(), &message);
+            if let Some((line, column)) = field_location(&file.source, i, field, value) {
+                d = Diagnostic::at_line_col(&file.path, &file.source, line, column, d.message);
+            }
+            diagnostics.push(d.with_hint(hint));
         }
     }
     if diagnostics.is_empty() {
@@ -202,6 +214,31 @@ pub(crate) fn operation_diagnostic(
         col,
         format!("operation {} ({kind}): {message}", index + 1),
     )
+}
+
+/// Where field `key` with `value` is written inside the n-th operation (YAML `key: value`,
+/// TOML `key = value`, JSON `"key": value`), for pointing at the field rather than the
+/// operation; None when it cannot be found (a value on several lines, say).
+fn field_location(source: &str, index: usize, key: &str, value: &str) -> Option<(usize, usize)> {
+    let (from, _) = operation_location(source, index);
+    let to = match operation_location(source, index + 1) {
+        (1, 1) => usize::MAX,
+        (line, _) => line,
+    };
+    let first_value_line = value.lines().next().unwrap_or(value).trim();
+    source
+        .lines()
+        .enumerate()
+        .skip(from - 1)
+        .take_while(|(i, _)| i + 1 < to)
+        .find_map(|(i, line)| {
+            let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
+            let names_key = [format!("{key}:"), format!("{key} ="), format!("\"{key}\"")]
+                .iter()
+                .any(|k| trimmed.starts_with(k.as_str()));
+            let col = line.find(trimmed).unwrap_or(0) + 1;
+            (names_key && line.contains(first_value_line)).then_some((i + 1, col))
+        })
 }
 
 fn operation_location(source: &str, index: usize) -> (usize, usize) {

@@ -49,13 +49,15 @@ async fn holder(client: &Client) -> Result<LockHolder> {
     // A two-int advisory lock shows in pg_locks with classid = key1, objid = key2, objsubid = 2.
     let row = client
         .query_opt(
-            "SELECT a.pid, a.usename::text, a.application_name, a.client_addr::text,
-                    to_char(a.backend_start, 'YYYY-MM-DD HH24:MI:SS TZ'), a.state
+            &format!(
+                "SELECT a.pid, a.usename::text, a.application_name, a.client_addr::text, {}, a.state
              FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
              WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
                AND l.classid = $1::int::oid AND l.objid = $2::int::oid
                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
              LIMIT 1",
+                crate::state::rfc3339_sql("a.backend_start")
+            ),
             &[&KEY_CLASS, &KEY_RUNNER],
         )
         .await?;

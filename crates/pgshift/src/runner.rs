@@ -61,6 +61,15 @@ pub enum RunEvent {
         name: String,
         ms: u64,
     },
+    /// `migrate` started a structured migration and leaves it open for `pgshift complete`.
+    MigrationLeftOpen {
+        name: String,
+        ms: u64,
+    },
+    /// `migrate` completes a migration that an earlier run left open.
+    Completing {
+        name: String,
+    },
     /// Where a backfill stands (at most about once a second, and when throttled).
     Backfill(crate::backfill::Progress),
 }
@@ -215,6 +224,7 @@ pub async fn migrate(
                     // A raw SQL migration sees the physical tables: the open migration, if
                     // any, is completed first.
                     if let Some((open, _)) = lifecycle::open_migration(client).await? {
+                        on_event(&RunEvent::Completing { name: open.clone() });
                         lifecycle::complete(exec, schema, &who, on_event).await?;
                         report.applied.push(open);
                     }
@@ -229,6 +239,9 @@ pub async fn migrate(
                         .iter()
                         .any(|r| r.name == file.name && r.status == "started");
                     let started = if open {
+                        on_event(&RunEvent::Completing {
+                            name: file.name.clone(),
+                        });
                         Ok(String::new())
                     } else {
                         let checked = rows_checked.as_deref() == Some(file.name.as_str());
@@ -266,11 +279,16 @@ pub async fn migrate(
                         )
                         .await?;
                     }
-                    on_event(&RunEvent::MigrationApplied {
-                        name: file.name.clone(),
-                        ms,
-                    });
-                    if report.left_open.as_deref() != Some(file.name.as_str()) {
+                    if report.left_open.as_deref() == Some(file.name.as_str()) {
+                        on_event(&RunEvent::MigrationLeftOpen {
+                            name: file.name.clone(),
+                            ms,
+                        });
+                    } else {
+                        on_event(&RunEvent::MigrationApplied {
+                            name: file.name.clone(),
+                            ms,
+                        });
                         report.applied.push(file.name.clone());
                     }
                 }
@@ -794,10 +812,27 @@ async fn apply_sql(
         if last {
             finish.push(state::mark_applied_sql(&file.name));
         }
+        // A failed statement is named by its file and line.
+        let at = |e: Error| match e {
+            Error::Statement { context, source } => {
+                let failed = match segment {
+                    Segment::Transaction(stmts) => stmts
+                        .iter()
+                        .find(|s| context.contains(&crate::exec::abbreviate(&s.sql, 200)))
+                        .unwrap_or(&stmts[0]),
+                    Segment::Alone(s) => s,
+                };
+                Error::Statement {
+                    context: format!("{}:{}: {context}", file.path.display(), failed.line),
+                    source,
+                }
+            }
+            other => other,
+        };
         match segment {
             Segment::Transaction(stmts) => {
                 let steps: Vec<Step> = stmts.iter().map(step_of).collect();
-                exec.run_transaction(&steps, &finish).await?;
+                exec.run_transaction(&steps, &finish).await.map_err(at)?;
             }
             Segment::Alone(stmt) => {
                 let resuming = journaled == Some(StepState::Running);
@@ -810,7 +845,7 @@ async fn apply_sql(
                             stmt.line
                         ))
                     } else {
-                        e
+                        at(e)
                     }
                 })?;
                 exec.run_transaction(&[], &finish).await?;
@@ -978,8 +1013,8 @@ fn record_status(r: &MigrationRecord) -> MigrationStatus {
 
 fn summary(r: &MigrationRecord) -> RecordSummary {
     RecordSummary {
-        started_at: r.started_at.to_rfc3339(),
-        completed_at: r.completed_at.map(|t| t.to_rfc3339()),
+        started_at: state::rfc3339(&r.started_at),
+        completed_at: r.completed_at.as_ref().map(state::rfc3339),
         duration_ms: r.duration_ms,
         attempts: r.attempts,
         applied_by: r.applied_by.clone(),
@@ -1097,9 +1132,10 @@ pub async fn history(client: &tokio_postgres::Client, limit: i64) -> Result<Vec<
     let rows = client
         .query(
             &format!(
-                "SELECT to_char(at, 'YYYY-MM-DD HH24:MI:SS.MS TZ'), command, event, migration, result, duration_ms,
+                "SELECT {}, command, event, migration, result, duration_ms,
                         os_user, host, db_user, detail
                  FROM {} ORDER BY id DESC LIMIT $1",
+                state::rfc3339_sql("at"),
                 state::table("events")
             ),
             &[&limit],
@@ -1314,6 +1350,15 @@ pub struct DataMigration {
 
 /// The recorded data migrations: name → (checksum, status, rows, by, host, started, finished,
 /// duration, error).
+/// The data migrations in `data_dir`; a folder that does not exist holds none (data
+/// migrations are optional, and most projects have no folder for them).
+fn discover_data(data_dir: &Path) -> Result<Vec<MigrationFile>> {
+    if !data_dir.exists() {
+        return Ok(Vec::new());
+    }
+    source::discover(data_dir)
+}
+
 async fn data_records(
     client: &tokio_postgres::Client,
 ) -> Result<std::collections::BTreeMap<String, (String, DataMigration)>> {
@@ -1326,10 +1371,11 @@ async fn data_records(
     let rows = client
         .query(
             &format!(
-                "SELECT name, checksum, status, rows, run_by, run_from_host,
-                        to_char(started_at, 'YYYY-MM-DD HH24:MI:SS TZ'), to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS TZ'),
+                "SELECT name, checksum, status, rows, run_by, run_from_host, {}, {},
                         duration_ms, last_error
                  FROM {}",
+                state::rfc3339_sql("started_at"),
+                state::rfc3339_sql("finished_at"),
                 state::table("data_migrations")
             ),
             &[],
@@ -1366,7 +1412,7 @@ pub async fn data_status(
     client: &tokio_postgres::Client,
     data_dir: &Path,
 ) -> Result<Vec<DataMigration>> {
-    let files = source::discover(data_dir)?;
+    let files = discover_data(data_dir)?;
     let records = data_records(client).await?;
     Ok(files
         .iter()
@@ -1406,7 +1452,7 @@ pub async fn data_run(
     schema: &str,
     on_event: &(dyn Fn(&RunEvent) + Sync),
 ) -> Result<Vec<(String, i64)>> {
-    let files = source::discover(data_dir)?;
+    let files = discover_data(data_dir)?;
     // Refuse bad input before anything changes.
     let mut bodies = Vec::new();
     let mut diagnostics = Vec::new();

@@ -80,19 +80,26 @@ pub fn split(path: &Path, source: &str) -> Result<Vec<SqlStatement>, Diagnostic>
         .with_hint("shorten the name to 63 bytes or fewer: a cut name no longer matches what the file says, and two names that start alike become one"));
     }
     let mut out = Vec::new();
+    let tokens = crate::lint::sql::token_starts(source);
     for raw in &parsed.protobuf.stmts {
         let start = usize::try_from(raw.stmt_location).unwrap_or(0);
         let end = match usize::try_from(raw.stmt_len) {
             Ok(0) | Err(_) => source.len(),
             Ok(len) => (start + len).min(source.len()),
         };
+        // The statement's first token: the comments before it are not its line.
+        let first = tokens
+            .iter()
+            .copied()
+            .find(|t| *t >= start && *t < end)
+            .unwrap_or(start);
         let text = source.get(start..end).unwrap_or_default();
         let trimmed_start = start + (text.len() - text.trim_start().len());
         let text = text.trim();
         if text.is_empty() {
             continue;
         }
-        let (line, _) = crate::diag::line_col(source, trimmed_start);
+        let (line, _) = crate::diag::line_col(source, first.max(trimmed_start));
         let node = raw.stmt.as_ref().and_then(|n| n.node.as_ref());
         if let Some(Node::TransactionStmt(_)) = node {
             return Err(Diagnostic::at_offset(
@@ -420,6 +427,13 @@ mod tests {
         assert!(split(Path::new("m.sql"), &quoted).is_err());
         let fits = format!("CREATE TABLE {} (id int);", "x".repeat(63));
         assert!(split(Path::new("m.sql"), &fits).is_ok());
+    }
+
+    #[test]
+    fn a_statements_line_is_that_of_its_first_token_not_of_the_comments_before_it() {
+        let src = "CREATE TABLE a (id int);\n\n-- why the index:\n-- it serves the report\nCREATE INDEX a_id ON a (id);\n";
+        let lines: Vec<usize> = split_ok(src).iter().map(|s| s.line).collect();
+        assert_eq!(lines, vec![1, 5]);
     }
 
     #[test]

@@ -19,6 +19,17 @@ pub const SCHEMA: &str = "pgshift";
 /// The newest state schema version this build knows.
 pub const VERSION: i32 = 6;
 
+/// SQL that renders timestamptz `expr` as RFC 3339 in UTC with milliseconds
+/// (`2026-12-02T01:06:33.123Z`), the one form pgshift's output uses for time.
+pub fn rfc3339_sql(expr: &str) -> String {
+    format!("to_char(({expr}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+}
+
+/// A time as pgshift's output writes it: RFC 3339 in UTC with milliseconds.
+pub fn rfc3339(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// Table `name` of the state schema, quoted.
 pub fn table(name: &str) -> String {
     crate::quote::qualified(SCHEMA, name)

@@ -127,7 +127,7 @@ pub(crate) fn lint(source: &str, executor: SqlExecutor, assume_lock_timeout: boo
 }
 
 /// Offsets of every token that is not a comment.
-fn token_starts(source: &str) -> Vec<usize> {
+pub(crate) fn token_starts(source: &str) -> Vec<usize> {
     tokens(source)
         .iter()
         .filter(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32)

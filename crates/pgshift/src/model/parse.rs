@@ -24,7 +24,14 @@ impl Format {
     }
 }
 
-const HINT_SHAPE: &str = "a migration is `operations:` followed by a list of operations, each one key naming the operation (create_table, add_column, alter_column, sql, ...) with its fields; see docs/operations.md";
+/// What a migration looks like, in each syntax.
+fn shape_hint(format: Format) -> &'static str {
+    match format {
+        Format::Yaml => "a migration is `operations:` followed by a list of operations, each one key naming the operation (create_table, add_column, alter_column, sql, ...) with its fields; see docs/operations.md",
+        Format::Toml => "a migration is `[[operations]]` tables, each followed by `[operations.<name>]` (create_table, add_column, alter_column, sql, ...) and its fields; see docs/operations.md",
+        Format::Json => "a migration is {\"operations\": [...]}, a list of objects each with one key naming the operation (create_table, add_column, alter_column, sql, ...); see docs/operations.md",
+    }
+}
 
 /// Parses and checks a structured migration file.
 pub fn parse_migration(path: &Path, source: &str, format: Format) -> Result<Migration, Diagnostic> {
@@ -32,12 +39,12 @@ pub fn parse_migration(path: &Path, source: &str, format: Format) -> Result<Migr
         Format::Toml => toml::from_str::<Migration>(source).map_err(|e| {
             let offset = e.span().map(|s| s.start).unwrap_or(0);
             Diagnostic::at_offset(path, source, offset, e.message().trim().to_owned())
-                .with_hint(hint_for(e.message(), Format::Toml))
+                .with_hint(hint_for(e.message(), source, Format::Toml))
         }),
         Format::Json => serde_json::from_str::<Migration>(source).map_err(|e| {
             let message = strip_location(&e.to_string());
             Diagnostic::at_line_col(path, source, e.line(), e.column(), message.clone())
-                .with_hint(hint_for(&message, Format::Json))
+                .with_hint(hint_for(&message, source, Format::Json))
         }),
         Format::Yaml => serde_yaml_ng::from_str::<Migration>(source).map_err(|e| {
             let (line, column) = e
@@ -46,7 +53,7 @@ pub fn parse_migration(path: &Path, source: &str, format: Format) -> Result<Migr
                 .unwrap_or((1, 1));
             let message = strip_location(&e.to_string());
             Diagnostic::at_line_col(path, source, line, column, message.clone())
-                .with_hint(hint_for(&message, Format::Yaml))
+                .with_hint(hint_for(&message, source, Format::Yaml))
         }),
     }
 }
@@ -60,22 +67,85 @@ fn strip_location(message: &str) -> String {
     }
 }
 
-fn hint_for(message: &str, format: Format) -> String {
-    if message.contains("unknown field") {
-        return "remove the field or fix its spelling; the expected fields are listed in the message".to_owned();
-    }
-    if message.contains("unknown variant") {
-        return "use one of the names listed in the message".to_owned();
+fn hint_for(message: &str, source: &str, format: Format) -> String {
+    let named = |after: &str| -> Option<String> {
+        let rest = message.split(after).nth(1)?;
+        Some(rest.split('`').nth(1)?.to_owned())
+    };
+    if message.contains("unknown field") || message.contains("unknown variant") {
+        let what = if message.contains("unknown field") {
+            "field"
+        } else {
+            "operation"
+        };
+        let given = named(&format!(
+            "unknown {}",
+            if what == "field" { "field" } else { "variant" }
+        ));
+        let expected: Vec<&str> = message
+            .split("expected")
+            .nth(1)
+            .map(|e| e.split('`').skip(1).step_by(2).collect())
+            .unwrap_or_default();
+        if let Some(best) = given.as_deref().and_then(|g| closest(g, &expected)) {
+            return format!(
+                "did you mean `{best}`? (the {what}s this accepts are listed in the message)"
+            );
+        }
+        return format!("remove the {what} or fix its spelling; the ones this accepts are listed in the message");
     }
     if message.contains("missing field") {
+        if let Some(field) = named("missing field") {
+            // A key that is in the file but not where it belongs: usually its indentation.
+            let elsewhere = source.lines().enumerate().find(|(_, l)| {
+                let t = l.trim_start().trim_start_matches("- ");
+                t.starts_with(&format!("{field}:"))
+                    || t.starts_with(&format!("{field} ="))
+                    || t.starts_with(&format!("\"{field}\""))
+            });
+            if let Some((i, line)) = elsewhere {
+                let column = line.len() - line.trim_start().len() + 1;
+                return match format {
+                    Format::Yaml => format!("`{field}` is on line {} (column {column}) but not inside this mapping: the fields of one mapping must be indented alike", i + 1),
+                    _ => format!("`{field}` is on line {} but not inside this table or object: move it there", i + 1),
+                };
+            }
+            return format!("add the field `{field}`");
+        }
         return "add the missing field".to_owned();
     }
-    match format {
-        Format::Toml if !message.contains("invalid") => {
-            format!("{HINT_SHAPE}; in TOML, `[[operations]]` then `[operations.create_table]` and its fields")
-        }
-        _ => HINT_SHAPE.to_owned(),
+    if message.contains("invalid type") || message.contains("invalid value") {
+        return "write the value as the message expects: text in quotes, numbers and true/false without".to_owned();
     }
+    shape_hint(format).to_owned()
+}
+
+/// The expected name nearest to `given`, if it is near enough to be a misspelling.
+fn closest<'a>(given: &str, expected: &[&'a str]) -> Option<&'a str> {
+    expected
+        .iter()
+        .map(|e| (edit_distance(given, e), *e))
+        .filter(|(d, e)| *d <= (e.len().max(given.len()) / 2).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, e)| e)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 #[cfg(test)]
@@ -122,6 +192,43 @@ nullable = true
         let d = parse("m.yaml", yaml).unwrap_err();
         assert_eq!((d.line, d.column), (4, 7), "{d}");
         assert!(d.message.contains("unknown field `cascade`"), "{d}");
+    }
+
+    #[test]
+    fn misspellings_get_a_did_you_mean_and_a_misplaced_key_says_where_it_is() {
+        let yaml = "operations:\n  - add_column:\n      tabel: t\n      column:\n        name: c\n        type: int\n";
+        let d = parse("m.yaml", yaml).unwrap_err();
+        assert!(
+            d.hint.as_deref().unwrap().contains("did you mean `table`?"),
+            "{d}"
+        );
+        let json = r#"{"operations": [{"add_colum": {}}]}"#;
+        let d = parse("m.json", json).unwrap_err();
+        assert!(
+            d.hint
+                .as_deref()
+                .unwrap()
+                .contains("did you mean `add_column`?"),
+            "{d}"
+        );
+        // `type` one level too far out: under the operation instead of the column.
+        let yaml = "operations:\n  - add_column:\n      table: t\n      column:\n        name: c\n      type: int\n";
+        let d = parse("m.yaml", yaml).unwrap_err();
+        assert!(
+            d.hint.as_deref().unwrap().contains("`type` is on line 6"),
+            "{d}"
+        );
+        // The YAML shape hint does not appear under TOML or JSON errors.
+        let d = parse(
+            "m.toml",
+            "[[operations]]\n[operations.add_column]\ntable = 1\n",
+        )
+        .unwrap_err();
+        assert!(!d.hint.as_deref().unwrap().contains("operations:"), "{d}");
+        let d = parse("m.json", "{\"operations\": 5}").unwrap_err();
+        assert!(!d.hint.as_deref().unwrap().contains("`operations:`"), "{d}");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(closest("zzzz", &["table", "column"]), None);
     }
 
     #[test]
