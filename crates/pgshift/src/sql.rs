@@ -421,7 +421,7 @@ mod tests {
         let long = "c".repeat(70);
         let src = format!("CREATE TABLE t (id int);\nALTER TABLE t ADD COLUMN {long} int;\n");
         let d = split(Path::new("m.sql"), &src).unwrap_err();
-        assert_eq!((d.line, d.column), (2, 27), "{d}");
+        assert_eq!((d.line, d.column), (2, 26), "{d}");
         assert!(d.message.contains("70 bytes"), "{d}");
         let quoted = format!("CREATE TABLE \"{}\" (id int);", "q".repeat(64));
         assert!(split(Path::new("m.sql"), &quoted).is_err());
