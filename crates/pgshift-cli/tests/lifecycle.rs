@@ -286,7 +286,12 @@ async fn a_second_migration_cannot_start_while_one_is_open_and_invalid_operation
     run_ok(&db, &dir, &["complete"]).await;
 
     let before = schema_dump(&db).await;
-    let r = run(&db, &dir, &["start", &p("0003_bad.yaml")]).await;
+    let r = run(
+        &db,
+        &dir,
+        &["start", &p("0003_bad.yaml"), "--allow-out-of-order"],
+    )
+    .await;
     assert_eq!(r.code, 2, "{}", r.all());
     assert!(r.stderr.contains("0003_bad.yaml:8:3"), "{}", r.all());
     assert!(
@@ -801,5 +806,100 @@ async fn latest_without_a_version_schema_and_after_raw_sql() {
             && out.stdout.contains("search_path%3D%22public_0002_add%22"),
         "{}",
         out.stdout
+    );
+}
+
+/// An `up` that says what the constant default says adds the column with the default only
+/// (no trigger, no backfill, NOT NULL at once); a NULL written through the new version to a
+/// column whose NOT NULL is still a CHECK fails as a NOT NULL column does (23502, naming the
+/// column), while old clients' writes get `up`.
+#[tokio::test(flavor = "multi_thread")]
+async fn needless_backfills_are_skipped_and_nulls_fail_as_not_null_violations() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE orders (id int PRIMARY KEY, price int NOT NULL);
+         INSERT INTO orders SELECT g, g FROM generate_series(1, 3000) g;",
+    )
+    .await
+    .unwrap();
+    let updates = || async {
+        scalar_i64(
+            &raw,
+            "SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'orders'",
+        )
+        .await
+    };
+    let before = updates().await;
+    let m = Migrations::new(&[(
+        "0001_status.yaml",
+        "operations:\n  - add_column:\n      table: orders\n      up: \"'pending'\"\n      column:\n        name: status\n        type: text\n        default: \"'pending'\"\n        nullable: false\n",
+    )]);
+    let r = run_ok(
+        &db,
+        &m.path(),
+        &["start", m.path().join("0001_status.yaml").to_str().unwrap()],
+    )
+    .await;
+    assert!(!r.all().contains("backfill"), "{}", r.all());
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass"
+        )
+        .await,
+        0
+    );
+    assert!(
+        raw.query_one("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'status'", &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    );
+    // Give the statistics collector a moment, then check no row was rewritten.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(updates().await, before, "no row was updated");
+    assert_eq!(
+        scalar_i64(&raw, "SELECT count(*) FROM orders WHERE status = 'pending'").await,
+        3000
+    );
+    run_ok(&db, &m.path(), &["complete"]).await;
+
+    m.write(
+        "0002_cents.yaml",
+        "operations:\n  - add_column:\n      table: orders\n      up: price * 100\n      column:\n        name: cents\n        type: bigint\n        nullable: false\n",
+    );
+    run_ok(
+        &db,
+        &m.path(),
+        &["start", m.path().join("0002_cents.yaml").to_str().unwrap()],
+    )
+    .await;
+    let new = client_on(&db, "public_0002_cents").await;
+    let err = new
+        .batch_execute("INSERT INTO orders (id, price, status, cents) VALUES (5001, 1, 'x', NULL)")
+        .await
+        .unwrap_err();
+    let db_err = err.as_db_error().expect("a server error");
+    assert_eq!(db_err.code().code(), "23502", "{db_err:?}");
+    assert_eq!(db_err.column(), Some("cents"), "{db_err:?}");
+    assert!(db_err.message().contains("\"cents\""), "{db_err:?}");
+    // Old clients do not know the column: up fills it, no error.
+    raw.batch_execute("INSERT INTO orders (id, price) VALUES (5002, 7)")
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar_i64(&raw, "SELECT cents FROM orders WHERE id = 5002").await,
+        700
+    );
+    run_ok(&db, &m.path(), &["complete"]).await;
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass"
+        )
+        .await,
+        0,
+        "complete drops the guard"
     );
 }

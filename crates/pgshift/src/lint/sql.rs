@@ -147,11 +147,12 @@ pub(crate) fn long_identifiers(source: &str) -> Vec<(usize, String)> {
         .filter(|t| t.token == Token::Ident as i32)
         .filter_map(|t| {
             let text = source.get(usize::try_from(t.start).ok()?..usize::try_from(t.end).ok()?)?;
-            let name = text
-                .strip_prefix('"')
-                .and_then(|n| n.strip_suffix('"'))
-                .unwrap_or(text);
-            (name.len() > MAX_IDENTIFIER).then(|| (t.start as usize, name.to_owned()))
+            // A quoted name's doubled quotes are one character of the name.
+            let name = match text.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => text.to_owned(),
+            };
+            (name.len() > MAX_IDENTIFIER).then(|| (t.start as usize, name))
         })
         .collect()
 }

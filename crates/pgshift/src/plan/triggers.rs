@@ -249,3 +249,64 @@ pub fn dollar_quote(body: &str) -> String {
     }
     format!("${tag}${body}${tag}$")
 }
+
+/// While a new NOT NULL is still a CHECK NOT VALID (until complete validates it), a NULL
+/// written to the column would be reported as a check violation of pgshift's internal
+/// constraint. This trigger reports it as PostgreSQL reports a NOT NULL column (SQLSTATE
+/// 23502, `null value in column "x" of relation "t" violates not-null constraint`, with the
+/// column and table fields set), which is what applications and their drivers handle. Its
+/// name sorts after the dual-write trigger's (`_pgshift_zn_` after `_pgshift_trg_`;
+/// PostgreSQL fires BEFORE triggers in name order), so a NULL that `up` fills is no error.
+pub struct NotNullGuard<'a> {
+    pub schema: &'a str,
+    /// The physical table and column.
+    pub table: &'a str,
+    pub column: &'a str,
+    /// The column's name as the new version shows it (the message names it).
+    pub shown: &'a str,
+}
+
+impl NotNullGuard<'_> {
+    pub fn name(&self) -> String {
+        super::internal_name("zn", &[self.table, self.shown])
+    }
+
+    /// CREATE FUNCTION and CREATE TRIGGER, one step.
+    pub fn create(&self) -> PlannedStep {
+        let message = format!(
+            "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
+            self.shown.replace('"', "\"\""),
+            self.table.replace('"', "\"\"")
+        );
+        let body = format!(
+            "BEGIN\n  RAISE EXCEPTION USING ERRCODE = 'not_null_violation', MESSAGE = {}, COLUMN = {}, TABLE = {}, SCHEMA = {};\nEND\n",
+            literal(&message),
+            literal(self.shown),
+            literal(self.table),
+            literal(self.schema)
+        );
+        let name = self.name();
+        sql_step(
+            format!(
+                "report a NULL in {}.{} as a NOT NULL violation until complete",
+                self.table, self.shown
+            ),
+            [
+                function_sql(&name, &body),
+                row_trigger_sql(
+                    &name,
+                    &qualified(self.schema, self.table),
+                    "BEFORE INSERT OR UPDATE",
+                    Some(&format!("NEW.{} IS NULL", ident(self.column))),
+                ),
+            ]
+            .join(";\n"),
+        )
+    }
+
+    /// DROP TRIGGER and DROP FUNCTION, to run in the transaction that sets NOT NULL (or
+    /// drops the column, whose trigger would otherwise block the drop).
+    pub fn drop_sql(&self) -> Vec<String> {
+        drop_sql(self.schema, self.table, &self.name())
+    }
+}

@@ -6,7 +6,7 @@
 
 use super::create_table::column_definition;
 use super::in_place::InPlace;
-use super::{is_volatile, not_internal, Invalid};
+use super::{is_volatile, not_internal, same_expression, Invalid};
 use crate::model::AddColumn;
 use crate::plan::triggers::{self, DualWrite};
 use crate::plan::{
@@ -72,10 +72,23 @@ impl OperationPlan for AddColumn {
             .default
             .as_deref()
             .is_some_and(|d| is_volatile(d, &ctx.catalog.volatile_functions));
+        // A constant default is stored once (PostgreSQL 11+) and every existing row reads
+        // it, and old clients' inserts get it too: an `up` that says the same fills nothing
+        // that the default does not, so there is no trigger and no backfill.
+        let constant_default = c
+            .default
+            .as_deref()
+            .filter(|d| !volatile_default && !same_expression(d, "NULL"));
+        let up = self
+            .up
+            .as_deref()
+            .filter(|u| !constant_default.is_some_and(|d| same_expression(u, d)));
+        // NOT NULL with such a default is a catalog change too: no row can be NULL.
+        let not_null_inline = !c.nullable && constant_default.is_some() && up.is_none();
         // The definition without NOT NULL / UNIQUE / CHECK / REFERENCES: those come as
         // separate, lock-safe steps below.
         let mut bare = c.clone();
-        bare.nullable = true;
+        bare.nullable = !not_null_inline;
         bare.unique = false;
         bare.check = None;
         bare.references = None;
@@ -102,12 +115,11 @@ impl OperationPlan for AddColumn {
                 format!("COMMENT ON COLUMN {table}.{col} IS {}", literal(comment)),
             ));
         }
-        let fill = self
-            .up
-            .clone()
+        let fill = up
+            .map(str::to_owned)
             .or_else(|| c.default.clone().filter(|_| volatile_default));
         let trigger = internal_name("trg", &[&t.physical, &c.name]);
-        if let Some(up) = &self.up {
+        if let Some(up) = up {
             let mut new_version = t.clone();
             self.apply_to(&mut new_version);
             let dual = DualWrite {
@@ -117,7 +129,7 @@ impl OperationPlan for AddColumn {
                 version_schema: &ctx.version_schema,
                 old_version: t,
                 new_version: &new_version,
-                up: vec![(c.name.clone(), up.clone())],
+                up: vec![(c.name.clone(), up.to_owned())],
                 down: Vec::new(),
             }
             .create();
@@ -139,7 +151,7 @@ impl OperationPlan for AddColumn {
             physical_table: &t.physical,
             column: &c.name,
         };
-        if !c.nullable {
+        if !c.nullable && !not_null_inline {
             in_place.not_null(&mut steps);
         }
         if let Some(check) = &c.check {
@@ -152,7 +164,7 @@ impl OperationPlan for AddColumn {
             let constraint = crate::plan::naming::fit(&format!("{}_{}_key", t.physical, c.name));
             in_place.unique(&constraint, &mut steps);
         }
-        if self.up.is_some() {
+        if up.is_some() {
             // Last at complete: old-version writes keep getting `up` while the constraints
             // are validated.
             steps
@@ -160,7 +172,7 @@ impl OperationPlan for AddColumn {
                 .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
         }
         let drop_column = format!("ALTER TABLE {table} DROP COLUMN IF EXISTS {col}");
-        steps.rollback.push(if self.up.is_some() {
+        steps.rollback.push(if up.is_some() {
             triggers::drop_with(
                 ctx.schema,
                 &t.physical,

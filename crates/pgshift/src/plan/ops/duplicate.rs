@@ -191,6 +191,9 @@ impl Duplication<'_> {
 
         // Constraints on the copies: NOT VALID or built concurrently now, validated later.
         let mut renames = Vec::new();
+        // The NOT NULL guards go before the copies are renamed (at complete) or dropped (at
+        // rollback): their WHEN clauses reference the copies.
+        let mut guard_drops: Vec<String> = Vec::new();
         for d in self.columns.iter().filter(|d| d.not_null) {
             let check = internal_name("nn", &[&t.physical, &d.name]);
             steps.start.push(sql_step(
@@ -204,6 +207,15 @@ impl Duplication<'_> {
                     ident(&new_name(&d.name))
                 ),
             ));
+            let copy = new_name(&d.name);
+            let guard = triggers::NotNullGuard {
+                schema: ctx.schema,
+                table: &t.physical,
+                column: &copy,
+                shown: &d.name,
+            };
+            steps.start.push(guard.create());
+            guard_drops.extend(guard.drop_sql());
             steps.complete.push(sql_step(
                 format!("validate NOT NULL of {}.{}", self.table, d.name),
                 format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&check)),
@@ -316,6 +328,7 @@ impl Duplication<'_> {
         self.carry_over(ctx, &t.physical, &old_physical, &mut steps, &mut renames);
         // The swap: one transaction, so no client ever sees the column missing.
         let mut swap = triggers::drop_sql(ctx.schema, &t.physical, &trigger);
+        swap.extend(guard_drops.iter().cloned());
         // A sequence the old column owns would go with it: it passes to the copy.
         let catalog_table = ctx.catalog.table(&t.physical);
         let sequences: Vec<(String, &DupColumn)> = self
@@ -420,7 +433,10 @@ impl Duplication<'_> {
                 names(&self.columns),
                 self.table
             ),
-            vec![format!("ALTER TABLE {table} {}", drops.join(", "))],
+            guard_drops
+                .into_iter()
+                .chain([format!("ALTER TABLE {table} {}", drops.join(", "))])
+                .collect(),
         ));
         (steps, swap)
     }

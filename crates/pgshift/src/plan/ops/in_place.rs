@@ -6,6 +6,7 @@
 
 use super::references_sql;
 use crate::model::{CheckConstraint, ForeignKeyReference};
+use crate::plan::triggers::NotNullGuard;
 use crate::plan::{
     concurrent_step, drop_index_step, internal_name, sql_step, OpSteps, PlanContext, VirtualSchema,
 };
@@ -42,19 +43,30 @@ impl InPlace<'_> {
             format!("validate NOT NULL of {what}"),
             format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&check)),
         ));
+        let guard = NotNullGuard {
+            schema: self.ctx.schema,
+            table: self.physical_table,
+            column: self.column,
+            shown: self.column,
+        };
+        steps.start.push(guard.create());
+        let mut set = vec![
+            format!("ALTER TABLE {table} ALTER COLUMN {col} SET NOT NULL"),
+            format!("ALTER TABLE {table} DROP CONSTRAINT {}", ident(&check)),
+        ];
+        set.extend(guard.drop_sql());
         steps.complete.push(sql_step(
             format!("set NOT NULL on {what} (uses the validated CHECK, no scan)"),
-            format!(
-                "ALTER TABLE {table} ALTER COLUMN {col} SET NOT NULL;\nALTER TABLE {table} DROP CONSTRAINT {}",
-                ident(&check)
-            ),
+            set.join(";\n"),
+        ));
+        let mut undo = guard.drop_sql();
+        undo.push(format!(
+            "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
+            ident(&check)
         ));
         steps.rollback.push(sql_step(
             format!("drop the NOT NULL CHECK of {what}"),
-            format!(
-                "ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}",
-                ident(&check)
-            ),
+            undo.join(";\n"),
         ));
     }
 

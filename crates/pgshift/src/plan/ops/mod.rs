@@ -125,6 +125,17 @@ fn is_volatile(expr: &str, volatile_functions: &std::collections::BTreeSet<Strin
         })
 }
 
+/// True when two SQL expressions are the same once parsed (spacing, case of keywords and
+/// redundant parentheses aside).
+pub(crate) fn same_expression(a: &str, b: &str) -> bool {
+    let normal = |e: &str| {
+        pg_query::parse(&format!("SELECT {}", crate::plan::expression(e)))
+            .ok()
+            .and_then(|p| p.protobuf.deparse().ok())
+    };
+    matches!((normal(a), normal(b)), (Some(x), Some(y)) if x == y)
+}
+
 /// Rewrites references to column `from` in a SQL expression into `to` (for a constraint
 /// written against a column's name but created on its new physical copy).
 fn rename_column_refs(expr: &str, from: &str, to: &str) -> Result<String, Invalid> {
@@ -443,6 +454,16 @@ mod tests {
             columns_named("CREATE INDEX i ON t USING btree (a, lower(b)) WHERE c > 0"),
             vec!["a", "b", "c"]
         );
+    }
+
+    #[test]
+    fn expressions_compare_as_parsed() {
+        assert!(same_expression("'pending'", " ( 'pending' ) "));
+        assert!(same_expression("0", "0;"));
+        assert!(same_expression("lower( 'A' )", "LOWER('A')"));
+        assert!(!same_expression("0", "1"));
+        assert!(!same_expression("'a'", "'a'::text"));
+        assert!(!same_expression("not sql (", "not sql ("));
     }
 
     #[test]
