@@ -152,7 +152,7 @@ pub(crate) fn long_identifiers(source: &str) -> Vec<(usize, String)> {
                 Some(quoted) => quoted.replace("\"\"", "\""),
                 None => text.to_owned(),
             };
-            (name.len() > MAX_IDENTIFIER).then(|| (t.start as usize, name))
+            (name.len() > MAX_IDENTIFIER).then_some((t.start as usize, name))
         })
         .collect()
 }
