@@ -142,13 +142,18 @@ enum Command {
         /// Start it although migrations that sort before it are not applied yet.
         #[arg(long)]
         allow_out_of_order: bool,
+        /// Run the file without linting it first (otherwise a finding at error level in
+        /// pgshift.toml's levels refuses it, and warnings are printed).
+        #[arg(long)]
+        no_lint: bool,
     },
     /// Show every step of a migration with its SQL, the locks it takes, what it rewrites or
     /// scans, which client statements it makes wait and for how long, and a time estimate
     /// from the tables' current size. Changes nothing.
     Plan {
-        /// The migration file.
-        file: PathBuf,
+        /// The migration file; without one, every pending migration in --dir, in order (a
+        /// dry run of migrate).
+        file: Option<PathBuf>,
     },
     /// Check migrations for statements that block clients, rewrite tables or break running
     /// code, and for the team's rules (pgshift.toml). Needs no database. Exit 1 when a
@@ -209,6 +214,10 @@ enum Command {
         /// longer than this (e.g. 10m).
         #[arg(long, value_parser = parse_duration)]
         deploy_budget: Option<Duration>,
+        /// Run the pending files without linting them first (otherwise a finding at error
+        /// level in pgshift.toml's levels refuses the run, and warnings are printed).
+        #[arg(long)]
+        no_lint: bool,
     },
     /// Start a throwaway PostgreSQL (no database URL needed), run the seed scenarios under
     /// client traffic, print figures per scenario and write an HTML report.
@@ -435,7 +444,9 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         Command::Start {
             file,
             allow_out_of_order,
+            no_lint,
         } => {
+            let lint = lint_settings(no_lint)?;
             let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
             let version_schema = runner::start(
                 &spec,
@@ -443,16 +454,25 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
                 &file,
                 &cli.dir,
                 &cli.schema,
-                allow_out_of_order,
+                &runner::StartOptions {
+                    allow_out_of_order,
+                    lint,
+                },
                 &|event| printer.run_event(event),
             )
             .await?;
             printer.started(&version_schema);
         }
-        Command::Plan { file } => {
+        Command::Plan { file: Some(file) } => {
             let client = spec.connect().await?;
             let report = runner::plan(&client, &file, &cli.schema, settings.lock_timeout).await?;
             printer.plan(&report);
+        }
+        Command::Plan { file: None } => {
+            let client = spec.connect().await?;
+            let plans =
+                runner::plan_pending(&client, &cli.dir, &cli.schema, settings.lock_timeout).await?;
+            printer.pending_plans(&plans);
         }
         Command::Data { action, data_dir } => {
             let data_dir = data_dir.unwrap_or_else(|| cli.dir.join("data"));
@@ -552,7 +572,9 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             include_manual,
             environment,
             deploy_budget,
+            no_lint,
         } => {
+            let lint = lint_settings(no_lint)?;
             let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
             let options = runner::MigrateOptions {
                 allow_out_of_order,
@@ -560,6 +582,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
                 include_manual,
                 environment,
                 deploy_budget,
+                lint,
             };
             let report = runner::migrate(&spec, &exec, &cli.dir, &cli.schema, &options, &|event| {
                 printer.run_event(event)
@@ -572,6 +595,15 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The lint settings `migrate` and `start` check files with: pgshift.toml in the current
+/// folder (as `pgshift lint` finds it), else the defaults; none with `--no-lint`.
+fn lint_settings(no_lint: bool) -> pgshift::Result<Option<pgshift::lint::Config>> {
+    if no_lint {
+        return Ok(None);
+    }
+    pgshift::lint::Config::discover(None).map(Some)
 }
 
 /// `200ms`, `1.5s`, `2m`, `1h`, or `0`.

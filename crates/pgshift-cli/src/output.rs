@@ -169,6 +169,9 @@ impl Printer {
                 RunEvent::Completing { name } => {
                     format!("completing {name} (left open by an earlier run)")
                 }
+                RunEvent::LintWarnings { text } => {
+                    format!("lint (warnings only, running anyway):\n{}", text.trim_end())
+                }
                 RunEvent::Backfill(p) => format!("  backfill {}", progress_line(p)),
             },
             event,
@@ -255,6 +258,31 @@ impl Printer {
         match self.output {
             Output::Human => print!("{}", pgshift::explain::render(report)),
             Output::Json => println!("{}", Self::json_line(report)),
+        }
+    }
+
+    pub fn pending_plans(&self, plans: &[pgshift::runner::PendingPlan]) {
+        match self.output {
+            Output::Json => println!(
+                "{}",
+                Self::json_line(&serde_json::json!({ "pending": plans }))
+            ),
+            Output::Human if plans.is_empty() => {
+                println!("nothing pending: every migration is applied")
+            }
+            Output::Human => {
+                for (i, p) in plans.iter().enumerate() {
+                    if i > 0 {
+                        println!();
+                    }
+                    println!("== {} ({} of {} pending)", p.migration, i + 1, plans.len());
+                    match (&p.plan, &p.not_planned) {
+                        (Some(plan), _) => print!("{}", pgshift::explain::render(plan)),
+                        (None, Some(why)) => println!("not planned yet: {why}"),
+                        (None, None) => {}
+                    }
+                }
+            }
         }
     }
 

@@ -51,7 +51,7 @@ async fn kill_9_in_a_transactional_migration_then_rerun_applies_it_whole() {
     let db = TestDb::new().await;
     let m = Migrations::new(&[(
         "0001_multi.sql",
-        &format!("CREATE TABLE a (id int PRIMARY KEY);\nINSERT INTO a SELECT generate_series(1, 100);\n{SLEEP_UNTIL_RERUN}\nCREATE TABLE b (id int);\n"),
+        &format!("CREATE TABLE a (id bigint PRIMARY KEY);\nINSERT INTO a SELECT generate_series(1, 100);\n{SLEEP_UNTIL_RERUN}\nCREATE TABLE b (id int);\n"),
     )]);
     kill_during(&db, &m.path(), "crash_here", None).await;
     let c = db.client().await;
@@ -98,7 +98,7 @@ async fn kill_9_after_a_concurrent_step_resumes_from_the_journal() {
     let m = Migrations::new(&[(
         "0001_mixed.sql",
         &format!(
-            "CREATE TABLE a (id int PRIMARY KEY, v int);\nINSERT INTO a SELECT g, g FROM generate_series(1, 100) g;\n\
+            "CREATE TABLE a (id bigint PRIMARY KEY, v int);\nINSERT INTO a SELECT g, g FROM generate_series(1, 100) g;\n\
              CREATE INDEX CONCURRENTLY a_v ON a (v);\n\
              INSERT INTO a SELECT g, g FROM generate_series(101, 110) g;\n{SLEEP_UNTIL_RERUN}\nCREATE TABLE c (id int);\n"
         ),

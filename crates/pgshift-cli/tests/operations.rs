@@ -228,7 +228,7 @@ const CASES: &[Case] = &[
     Case {
         name: "create_table",
         setup: "SELECT 1",
-        migration: "operations:\n  - create_table:\n      name: notes\n      columns:\n        - name: id\n          type: serial\n          pk: true\n        - name: body\n          type: text\n          default: \"'empty'\"\n",
+        migration: "operations:\n  - create_table:\n      name: notes\n      columns:\n        - name: id\n          type: bigserial\n          pk: true\n        - name: body\n          type: text\n          default: \"'empty'\"\n",
         old_writes: &[],
         new_writes: &["INSERT INTO notes DEFAULT VALUES"],
         new_refused: &[],

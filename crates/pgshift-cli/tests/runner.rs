@@ -273,7 +273,7 @@ async fn a_failed_sql_migration_with_nothing_applied_can_be_edited_and_run_again
     let c = db.client().await;
     let m = Migrations::new(&[(
         "0001_orders.sql",
-        "CREATE TABLE orders (id int PRIMARY KEY);\nALTER TABLE nope ADD COLUMN note text;\n",
+        "CREATE TABLE orders (id bigint PRIMARY KEY);\nALTER TABLE nope ADD COLUMN note text;\n",
     )]);
     let r = run(&db, &m.path(), &["migrate"]).await;
     assert_eq!(r.code, 1, "{}", r.all());
@@ -283,7 +283,7 @@ async fn a_failed_sql_migration_with_nothing_applied_can_be_edited_and_run_again
     );
     m.write(
         "0001_orders.sql",
-        "CREATE TABLE orders (id int PRIMARY KEY);\nALTER TABLE orders ADD COLUMN note text;\n",
+        "CREATE TABLE orders (id bigint PRIMARY KEY);\nALTER TABLE orders ADD COLUMN note text;\n",
     );
     let s = run(&db, &m.path(), &["status"]).await;
     assert!(
@@ -502,4 +502,80 @@ async fn sql_migrations_pass_on_notices_and_refuse_names_that_would_be_cut() {
         .await,
         1
     );
+}
+
+/// migrate and start lint what they are about to run: an error-level finding refuses with
+/// exit 2 before anything changes (unless an ignore comment or --no-lint), warnings are
+/// printed and the run goes on; `plan` without a file plans every pending migration.
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_lints_what_it_runs_and_plan_without_a_file_is_a_dry_run() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute("CREATE TABLE orders (id bigint PRIMARY KEY, price int)")
+        .await
+        .unwrap();
+    let m = Migrations::new(&[
+        (
+            "0001_note.sql",
+            "ALTER TABLE orders ADD COLUMN note varchar(20);\n",
+        ),
+        (
+            "0002_index.sql",
+            "CREATE INDEX orders_price ON orders (price);\n",
+        ),
+    ]);
+    // plan: both pending, nothing changes.
+    let r = run_ok(&db, &m.path(), &["plan"]).await;
+    assert!(
+        r.stdout.contains("== 0001_note (1 of 2 pending)")
+            && r.stdout.contains("== 0002_index (2 of 2 pending)"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        !table_exists(&c, "pgshift.migrations").await,
+        "plan changes nothing"
+    );
+
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("0002_index.sql:1:")
+            && r.stderr.contains("require-concurrent-index-creation"),
+        "{}",
+        r.all()
+    );
+    assert!(
+        !table_exists(&c, "pgshift.migrations").await,
+        "nothing was changed"
+    );
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'note'").await,
+        0
+    );
+
+    m.write(
+        "0002_index.sql",
+        "-- pgshift-lint: ignore require-concurrent-index-creation\nCREATE INDEX orders_price ON orders (price);\n",
+    );
+    let r = run_ok(&db, &m.path(), &["migrate"]).await;
+    assert!(
+        r.stderr.contains("warning[prefer-text-field]"),
+        "warnings are shown: {}",
+        r.all()
+    );
+    m.write(
+        "0003_index.sql",
+        "CREATE INDEX orders_note ON orders (note);\n",
+    );
+    let third = m.path().join("0003_index.sql");
+    let r = run(&db, &m.path(), &["start", third.to_str().unwrap()]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    run_ok(
+        &db,
+        &m.path(),
+        &["start", third.to_str().unwrap(), "--no-lint"],
+    )
+    .await;
+    assert!(table_exists(&c, "orders_note").await);
 }

@@ -453,7 +453,7 @@ async fn migrate_names_failed_lines_open_migrations_and_what_it_completes() {
     let db = TestDb::new().await;
     let m = Migrations::new(&[(
         "0001_t.sql",
-        "CREATE TABLE t (id int PRIMARY KEY);\n\n-- the reason for the next one\n-- spans two lines\nALTER TABLE nope ADD COLUMN x int;\n",
+        "CREATE TABLE t (id bigint PRIMARY KEY);\n\n-- the reason for the next one\n-- spans two lines\nALTER TABLE nope ADD COLUMN x int;\n",
     )]);
     let r = run(&db, &m.path(), &["migrate"]).await;
     assert_eq!(r.code, 1, "{}", r.all());
@@ -464,7 +464,7 @@ async fn migrate_names_failed_lines_open_migrations_and_what_it_completes() {
     );
     m.write(
         "0001_t.sql",
-        "CREATE TABLE t (id int PRIMARY KEY);\n\n-- the reason for the next one\n-- spans two lines\nALTER TABLE t ADD COLUMN x int;\n",
+        "CREATE TABLE t (id bigint PRIMARY KEY);\n\n-- the reason for the next one\n-- spans two lines\nALTER TABLE t ADD COLUMN x int;\n",
     );
     m.write(
         "0002_add.yaml",

@@ -32,6 +32,10 @@ pub enum Error {
     #[error("{}", render_edited(.0))]
     EditedAfterApply(Vec<EditedMigration>),
 
+    /// `migrate` or `start` linted what it was about to run and found error-level findings.
+    #[error("{0}hint: fix what is found, put `-- pgshift-lint: ignore <rule>` (`# pgshift-lint: ignore <rule>` in YAML and TOML) above a statement or operation you have checked, set the rule's level in pgshift.toml, or run with --no-lint\nnothing was changed")]
+    LintRefused(String),
+
     /// Another pgshift holds the advisory lock on this database.
     #[error("another pgshift is running against this database: {holder}\nhint: wait for it to finish, or find it with: SELECT * FROM pg_stat_activity WHERE pid = {pid}", pid = .holder.pid.map(|p| p.to_string()).unwrap_or_else(|| "<unknown>".into()))]
     LockHeld { holder: Box<LockHolder> },
@@ -88,7 +92,10 @@ impl Error {
     /// The process exit code for this error (see the module docs).
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Input(_) | Error::Usage { .. } | Error::EditedAfterApply(_) => 2,
+            Error::Input(_)
+            | Error::Usage { .. }
+            | Error::EditedAfterApply(_)
+            | Error::LintRefused(_) => 2,
             Error::LockHeld { .. } => 3,
             _ => 1,
         }

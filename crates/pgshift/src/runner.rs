@@ -70,6 +70,10 @@ pub enum RunEvent {
     Completing {
         name: String,
     },
+    /// Warnings of the lint run on what is about to run (errors refuse the run instead).
+    LintWarnings {
+        text: String,
+    },
     /// Where a backfill stands (at most about once a second, and when throttled).
     Backfill(crate::backfill::Progress),
 }
@@ -87,6 +91,17 @@ pub struct MigrateOptions {
     pub environment: Option<String>,
     /// Refuse a migration whose plan is estimated to take longer than this.
     pub deploy_budget: Option<std::time::Duration>,
+    /// The project's lint settings; None skips linting (`--no-lint`).
+    pub lint: Option<crate::lint::Config>,
+}
+
+/// Options of `pgshift start`.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Start the file although files that sort before it are not applied yet.
+    pub allow_out_of_order: bool,
+    /// The project's lint settings; None skips linting (`--no-lint`).
+    pub lint: Option<crate::lint::Config>,
 }
 
 /// What `migrate` did.
@@ -128,6 +143,15 @@ pub async fn migrate(
         _ => Vec::new(),
     };
     let first = plan_run(&files, &records, options)?;
+    if let Some(config) = &options.lint {
+        let fresh: Vec<&MigrationFile> = first
+            .pending
+            .iter()
+            .map(|(f, _)| *f)
+            .filter(|f| !records.iter().any(|r| r.name == f.name))
+            .collect();
+        lint_before_run(&fresh, config, on_event)?;
+    }
     // On a database pgshift has not touched yet, the first pending migration is planned and
     // pre-checked against the live schema before the state schema is created (later ones
     // depend on it and are checked when their turn comes).
@@ -349,7 +373,7 @@ pub async fn start(
     path: &Path,
     dir: &Path,
     schema: &str,
-    allow_out_of_order: bool,
+    options: &StartOptions,
     on_event: &(dyn Fn(&RunEvent) + Sync),
 ) -> Result<String> {
     let file = MigrationFile::read(path)?;
@@ -364,8 +388,11 @@ pub async fn start(
         _ => Vec::new(),
     };
     check_not_edited(&file, &records)?;
-    if !allow_out_of_order {
+    if !options.allow_out_of_order {
         check_nothing_pending_before(&file, &files, &records)?;
+    }
+    if let (Some(config), false) = (&options.lint, records.iter().any(|r| r.name == file.name)) {
+        lint_before_run(&[&file], config, on_event)?;
     }
     // On a database pgshift has not touched yet, the plan and its pre-checks (every row
     // converts, every expression type-checks) run before the state schema is created: a
@@ -460,6 +487,36 @@ fn check_nothing_pending_before(
         ),
         Some("run pgshift migrate (it applies them in order), start them first, or pass --allow-out-of-order if this one does not depend on them"),
     ))
+}
+
+/// Lints the files about to run with the project's levels, as pgshift runs them (whatever
+/// executor the settings name for `pgshift lint`): an error-level finding refuses the run
+/// before anything changes; warnings are reported and the run goes on.
+fn lint_before_run(
+    files: &[&MigrationFile],
+    config: &crate::lint::Config,
+    on_event: &(dyn Fn(&RunEvent) + Sync),
+) -> Result<()> {
+    let mut config = config.clone();
+    config.executor = crate::lint::SqlExecutor::Pgshift;
+    let mut report = crate::lint::Report {
+        files: files.iter().map(|f| f.path.clone()).collect(),
+        findings: Vec::new(),
+    };
+    for f in files {
+        report
+            .findings
+            .extend(crate::lint::lint_source(&f.path, &f.source, &config)?);
+    }
+    if report.count(crate::lint::Severity::Error) > 0 {
+        return Err(Error::LintRefused(report.render_human()));
+    }
+    if !report.findings.is_empty() {
+        on_event(&RunEvent::LintWarnings {
+            text: report.render_human(),
+        });
+    }
+    Ok(())
 }
 
 /// What a file's record says of an edit to the file.
@@ -1038,6 +1095,62 @@ pub async fn plan(
     let body = file.parse().map_err(|d| Error::Input(vec![d]))?;
     set_search_path(client, schema).await?;
     report_for(client, &file, &body, schema, lock_timeout, true).await
+}
+
+/// One pending migration in `pgshift plan` without a file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PendingPlan {
+    pub migration: String,
+    pub plan: Option<crate::explain::PlanReport>,
+    /// Why there is no plan: it builds on an earlier pending migration (it is planned at its
+    /// turn), or the file is bad.
+    pub not_planned: Option<String>,
+}
+
+/// `pgshift plan` without a file: a dry run of `migrate`, planning every pending migration
+/// in order against the schema as it is now. Changes nothing. The first pending migration's
+/// plan is exact; a later one that builds on an earlier one cannot be planned until that one
+/// ran, and says so.
+pub async fn plan_pending(
+    client: &tokio_postgres::Client,
+    dir: &Path,
+    schema: &str,
+    lock_timeout: std::time::Duration,
+) -> Result<Vec<PendingPlan>> {
+    let files = source::discover(dir)?;
+    set_search_path(client, schema).await?;
+    let records = match state::installed_version(client).await? {
+        Some(v) if v >= 1 => state::migrations(client).await?,
+        _ => Vec::new(),
+    };
+    let run = plan_run(
+        &files,
+        &records,
+        &MigrateOptions {
+            allow_out_of_order: true,
+            ..MigrateOptions::default()
+        },
+    )?;
+    let mut out = Vec::new();
+    for (i, (file, body)) in run.pending.iter().enumerate() {
+        let planned = report_for(client, file, body, schema, lock_timeout, i == 0).await;
+        out.push(match planned {
+            Ok(plan) => PendingPlan {
+                migration: file.name.clone(),
+                plan: Some(plan),
+                not_planned: None,
+            },
+            Err(e) if i > 0 => PendingPlan {
+                migration: file.name.clone(),
+                plan: None,
+                not_planned: Some(format!(
+                    "it cannot be planned against the schema as it is now, probably because it builds on an earlier pending migration (it is planned when its turn comes): {e}"
+                )),
+            },
+            Err(e) => return Err(e),
+        });
+    }
+    Ok(out)
 }
 
 /// `pgshift mark-applied <name> --reason`: records a migration as applied without running it
