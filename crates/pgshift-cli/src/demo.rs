@@ -213,6 +213,11 @@ fn html(runs: &[ScenarioRun]) -> String {
     let mut out = String::from(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>pgshift demo</title>\n<style>body{font-family:sans-serif;margin:2em;max-width:1000px}table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}th:first-child,td:first-child{text-align:left}svg{background:#fafafa;border:1px solid #ddd}</style>\n</head><body>\n<h1>pgshift demo</h1>\n<p>Each scenario ran under client traffic: old-version clients from the start until the old application left, new-version clients from the end of <code>pgshift start</code>. Every dot is one client statement.</p>\n",
     );
+    // One latency scale for every scenario, so that their charts compare at a glance.
+    let max_ms = runs
+        .iter()
+        .map(|r| r.traffic.total.max_ms)
+        .fold(10.0f64, f64::max);
     for run in runs {
         let t = &run.traffic;
         let _ = write!(
@@ -231,7 +236,7 @@ fn html(runs: &[ScenarioRun]) -> String {
             t.total.max_behind_pgshift_ms,
             run.mismatches
         );
-        out.push_str(&chart(run));
+        out.push_str(&chart(run, max_ms));
         out.push_str("<table><tr><th>phase</th><th>statements</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>errors</th></tr>\n");
         for p in &t.phases {
             let _ = writeln!(
@@ -251,13 +256,15 @@ fn html(runs: &[ScenarioRun]) -> String {
     out
 }
 
-fn chart(run: &ScenarioRun) -> String {
+/// `max_ms`: the top of the latency axis, the same for every scenario of the report.
+fn chart(run: &ScenarioRun, max_ms: f64) -> String {
     let t = &run.traffic;
-    let (w, h, left, bottom, top) = (960.0, 300.0, 55.0, 30.0, 20.0);
+    // The phase names sit in two rows above the plot, never over its dots.
+    let (w, h, left, bottom, top) = (960.0, 345.0, 70.0, 44.0, 52.0);
     let plot_w = w - left - 10.0;
     let plot_h = h - bottom - top;
     let duration = t.duration_ms.max(1.0);
-    let max_ms = t.total.max_ms.max(10.0);
+    let max_ms = max_ms.max(10.0);
     // Log scale from 0.1 ms to the slowest statement.
     let (lo, hi) = ((0.1f64).log10(), max_ms.log10());
     let x = |at: f64| left + at / duration * plot_w;
@@ -265,7 +272,9 @@ fn chart(run: &ScenarioRun) -> String {
     let mut svg = format!(
         "<svg width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"11\">\n"
     );
-    // Phases: alternate bands and their names.
+    // Phases: alternate bands and their names. A name goes in the first of three rows above
+    // the plot where it does not run into the name before it (short phases sit close).
+    let mut row_ends = [f64::MIN; 3];
     for (i, p) in t.phases.iter().enumerate() {
         let end = t
             .phases
@@ -280,12 +289,23 @@ fn chart(run: &ScenarioRun) -> String {
                 (x1 - x0).max(0.5)
             );
         }
+        let label_x = x0 + 2.0;
+        // About 6.5 px a character at font-size 11.
+        let label_w = p.name.chars().count() as f64 * 6.5 + 6.0;
+        let row = (0..row_ends.len())
+            .find(|r| row_ends[*r] <= label_x)
+            .unwrap_or_else(|| {
+                (0..row_ends.len())
+                    .min_by(|a, b| row_ends[*a].total_cmp(&row_ends[*b]))
+                    .unwrap_or(0)
+            });
+        row_ends[row] = label_x + label_w;
         let _ = writeln!(
             svg,
-            "<line x1=\"{x0:.1}\" y1=\"{top}\" x2=\"{x0:.1}\" y2=\"{:.1}\" stroke=\"#99a\"/><text x=\"{:.1}\" y=\"{:.1}\" fill=\"#335\">{}</text>",
+            "<line x1=\"{x0:.1}\" y1=\"{:.1}\" x2=\"{x0:.1}\" y2=\"{:.1}\" stroke=\"#99a\"/><text x=\"{label_x:.1}\" y=\"{:.1}\" fill=\"#335\">{}</text>",
+            top - 4.0 - 14.0 * row as f64,
             top + plot_h,
-            x0 + 2.0,
-            top - 6.0 + if i % 2 == 1 { 14.0 } else { 0.0 },
+            top - 6.0 - 14.0 * row as f64,
             escape(&p.name)
         );
     }
@@ -295,7 +315,7 @@ fn chart(run: &ScenarioRun) -> String {
         let ty = y(tick);
         let _ = writeln!(
             svg,
-            "<line x1=\"{left}\" y1=\"{ty:.1}\" x2=\"{:.1}\" y2=\"{ty:.1}\" stroke=\"#ddd\"/><text x=\"4\" y=\"{:.1}\">{} ms</text>",
+            "<line x1=\"{left}\" y1=\"{ty:.1}\" x2=\"{:.1}\" y2=\"{ty:.1}\" stroke=\"#ddd\"/><text x=\"18\" y=\"{:.1}\">{} ms</text>",
             left + plot_w,
             ty + 4.0,
             tick
@@ -312,6 +332,14 @@ fn chart(run: &ScenarioRun) -> String {
         h - 8.0,
         duration / 1000.0,
         h - 8.0
+    );
+    // Axis titles.
+    let _ = writeln!(
+        svg,
+        "<text transform=\"translate(11 {:.1}) rotate(-90)\" text-anchor=\"middle\">latency of each client statement (ms, log scale)</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">time since the scenario began</text>",
+        top + plot_h / 2.0,
+        left + plot_w / 2.0,
+        h - 22.0
     );
     for s in &t.samples {
         let colour = match (s.ok, s.version) {

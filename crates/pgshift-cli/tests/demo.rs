@@ -57,6 +57,10 @@ fn demo_runs_every_scenario_and_writes_the_report() {
         for phase in ["start", "open", "complete"] {
             assert!(phases.contains(&phase), "{phase} missing in {phases:?}");
         }
+        let mut unique = phases.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), phases.len(), "phase names repeat: {phases:?}");
     }
     let last = lines.last().unwrap();
     assert_eq!(
@@ -66,4 +70,27 @@ fn demo_runs_every_scenario_and_writes_the_report() {
     let html = std::fs::read_to_string(&report).unwrap();
     assert_eq!(html.matches("<svg").count(), 4, "one chart per scenario");
     assert!(html.contains("complete"), "phases are marked");
+    assert_eq!(
+        html.matches("latency of each client statement (ms, log scale)")
+            .count(),
+        4,
+        "every chart's y axis has a title"
+    );
+    // One latency scale for all: every chart has the same top tick.
+    let top_ticks: Vec<&str> = html
+        .split("<svg")
+        .skip(1)
+        .map(|chart| {
+            let pieces: Vec<&str> = chart.split(" ms</text>").collect();
+            // The piece before the last " ms</text>" ends with the top tick's number.
+            pieces[..pieces.len() - 1]
+                .last()
+                .and_then(|piece| piece.rsplit('>').next())
+                .unwrap_or("")
+        })
+        .collect();
+    assert!(
+        top_ticks.windows(2).all(|w| w[0] == w[1]) && !top_ticks[0].is_empty(),
+        "{top_ticks:?}"
+    );
 }

@@ -501,13 +501,25 @@ async fn drive(
         .map_err(|e| format!("run {}: {e}", options.pgshift.display()))?;
     let mut waiting = Box::pin(child.wait_with_output());
     let mut in_backfill = false;
+    // Each part of start gets a name of its own, so that the report's table and chart tell
+    // them apart: "start", "backfill", "start after backfill" (numbered when there are more).
+    let mut backfills = 0;
     let output = loop {
         tokio::select! {
             out = &mut waiting => break out.map_err(|e| e.to_string())?,
             _ = tokio::time::sleep(Duration::from_millis(25)) => {
                 let open = backfill_open(admin).await;
                 if open != in_backfill {
-                    traffic.phase(if open { "backfill" } else { "start" });
+                    if open {
+                        backfills += 1;
+                    }
+                    let n = if backfills > 1 { format!(" {backfills}") } else { String::new() };
+                    let name = if open {
+                        format!("backfill{n}")
+                    } else {
+                        format!("start after backfill{n}")
+                    };
+                    traffic.phase(&name);
                     in_backfill = open;
                 }
             }
