@@ -144,7 +144,12 @@ pub async fn run(
         Walk::Blocks { .. } => 8,
     };
     let spec_json = serde_json::to_value(spec).map_err(|e| Error::CannotResume(e.to_string()))?;
-    let total_estimate = table.estimated_rows;
+    let total_estimate = match table.estimated_rows {
+        // Never analyzed (a table just loaded): the planner's own guess from the table's
+        // size, which EXPLAIN reads without scanning.
+        0 => planner_rows(client, &target).await.unwrap_or(0),
+        n => n,
+    };
     let parts = register(
         client,
         migration,
@@ -1087,6 +1092,23 @@ pub async fn status(client: &Client) -> Result<Vec<Progress>> {
         )
         .await?;
     Ok(rows.iter().map(progress_row).collect())
+}
+
+/// The planner's row estimate for a whole table (`target` quoted and qualified).
+async fn planner_rows(client: &tokio_postgres::Client, target: &str) -> Option<i64> {
+    let row = client
+        .query_one(
+            &format!("EXPLAIN (FORMAT JSON) SELECT 1 FROM {target}"),
+            &[],
+        )
+        .await
+        .ok()?;
+    let plan: serde_json::Value = row.get(0);
+    plan.get(0)?
+        .get("Plan")?
+        .get("Plan Rows")?
+        .as_f64()
+        .map(|r| r as i64)
 }
 
 /// `pgshift backfill pause|resume|cancel`: sets the state of every unfinished backfill;
