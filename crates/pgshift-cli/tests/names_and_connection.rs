@@ -276,3 +276,79 @@ async fn a_server_that_never_answers_times_out_and_is_named() {
     assert!(t0.elapsed() < std::time::Duration::from_secs(30));
     holder.abort();
 }
+
+/// A server that asks for a password when none was given: the hint names PGPASSWORD and the
+/// password file. The password file is read as libpq reads it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_password_is_named_and_the_password_file_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Answers every startup with AuthenticationCleartextPassword and records the password
+    // message it gets back, if any.
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let server = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let seen = seen_tx.clone();
+            tokio::spawn(async move {
+                let mut len = [0u8; 4];
+                if socket.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let mut startup = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+                if socket.read_exact(&mut startup).await.is_err() {
+                    return;
+                }
+                let _ = socket.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3]).await;
+                let mut tag = [0u8; 1];
+                if socket.read_exact(&mut tag).await.is_ok() && tag[0] == b'p' {
+                    let mut len = [0u8; 4];
+                    let _ = socket.read_exact(&mut len).await;
+                    let mut body = vec![0u8; u32::from_be_bytes(len) as usize - 4];
+                    let _ = socket.read_exact(&mut body).await;
+                    let _ = seen.send(
+                        String::from_utf8_lossy(&body)
+                            .trim_end_matches('\0')
+                            .to_owned(),
+                    );
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("postgres://app@127.0.0.1:{port}/shop?sslmode=disable&connect_timeout=3");
+    let empty_passfile = dir.path().join("none");
+    let out = finish(
+        pgshift(&url, dir.path(), &["status"])
+            .env("PGPASSFILE", &empty_passfile)
+            .env("HOME", dir.path()),
+    )
+    .await;
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("password")
+            && out.stderr.contains("PGPASSWORD")
+            && out.stderr.contains(".pgpass"),
+        "{}",
+        out.stderr
+    );
+    // With a password file (0600), its password is sent.
+    let passfile = dir.path().join("pgpass");
+    std::fs::write(
+        &passfile,
+        format!("127.0.0.1:{port}:shop:app:from-the-file\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &passfile,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let _ = finish(pgshift(&url, dir.path(), &["status"]).env("PGPASSFILE", &passfile)).await;
+    let sent = tokio::time::timeout(std::time::Duration::from_secs(5), seen_rx.recv())
+        .await
+        .expect("a password message")
+        .unwrap();
+    assert_eq!(sent, "from-the-file");
+    server.abort();
+}
