@@ -425,7 +425,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             printer.init(&spec, &upgrade);
         }
         Command::Status { history: false, .. } => {
-            let client = spec.connect().await?;
+            let client = spec.connect_read_only().await?;
             let report = runner::status(&spec, &client, &cli.dir).await?;
             printer.status(&report);
         }
@@ -433,7 +433,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             history: true,
             limit,
         } => {
-            let client = spec.connect().await?;
+            let client = spec.connect_read_only().await?;
             printer.history(&runner::history(&client, limit).await?);
         }
         Command::MarkApplied { name, reason } => {
@@ -464,12 +464,12 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             printer.started(&version_schema);
         }
         Command::Plan { file: Some(file) } => {
-            let client = spec.connect().await?;
+            let client = spec.connect_read_only().await?;
             let report = runner::plan(&client, &file, &cli.schema, settings.lock_timeout).await?;
             printer.plan(&report);
         }
         Command::Plan { file: None } => {
-            let client = spec.connect().await?;
+            let client = spec.connect_read_only().await?;
             let plans =
                 runner::plan_pending(&client, &cli.dir, &cli.schema, settings.lock_timeout).await?;
             printer.pending_plans(&plans);
@@ -478,7 +478,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             let data_dir = data_dir.unwrap_or_else(|| cli.dir.join("data"));
             match action {
                 DataAction::Status => {
-                    let client = spec.connect().await?;
+                    let client = spec.connect_read_only().await?;
                     printer.data_status(&runner::data_status(&client, &data_dir).await?);
                 }
                 DataAction::Run => {
@@ -509,7 +509,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         }
         Command::Backfill { action } => match action {
             BackfillAction::Status => {
-                let client = spec.connect().await?;
+                let client = spec.connect_read_only().await?;
                 printer.backfills(&pgshift::backfill::status(&client).await?);
             }
             BackfillAction::Pause | BackfillAction::Cancel => {
@@ -554,7 +554,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             }
         },
         Command::Latest { what } => {
-            let client = spec.connect().await?;
+            let client = spec.connect_read_only().await?;
             let latest = runner::latest_schema(&client, &cli.schema).await?;
             // The base schema is what the URL already selects when it is public.
             let search_path = (latest.version_schema || latest.schema != "public")

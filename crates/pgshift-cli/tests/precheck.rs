@@ -191,3 +191,85 @@ async fn a_widening_cast_cannot_fail_and_reads_no_row() {
     .await;
     assert_eq!(scans(&raw).await, base + 1);
 }
+
+/// SQL fragments from a file are parsed as what their field holds when the file is read: an
+/// injected statement is refused with the field's place (exit 2), and nothing runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fragment_that_is_not_what_its_field_holds_is_refused_and_nothing_runs() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE victim (id bigint PRIMARY KEY); CREATE TABLE t (id bigint PRIMARY KEY, v int, note text);",
+    )
+    .await
+    .unwrap();
+    let injected = "'0; DROP TABLE victim'";
+    let cases = [
+        ("0001_default.yaml", format!("operations:\n  - add_column:\n      table: t\n      column:\n        name: c\n        type: int\n        nullable: true\n        default: {injected}\n"), "8:19"),
+        ("0001_check.yaml", format!("operations:\n  - alter_column:\n      table: t\n      column: v\n      check:\n        name: v_positive\n        constraint: {injected}\n"), "7:22"),
+        ("0001_predicate.yaml", format!("operations:\n  - create_index:\n      name: t_v\n      table: t\n      columns: [v]\n      predicate: {injected}\n"), "6:19"),
+        ("0001_down.yaml", format!("operations:\n  - drop_column:\n      table: t\n      column: note\n      down: {injected}\n"), "5:14"),
+        ("0001_where.yaml", format!("operations:\n  - update:\n      table: t\n      set:\n        v: \"1\"\n      where: {injected}\n"), "6:15"),
+        ("0001_type.toml", "[[operations]]\n[operations.alter_primary_key]\ntable = \"t\"\ntype = \"bigint; DROP TABLE victim\"\n".to_owned(), "4:9"),
+    ];
+    for (name, body, at) in &cases {
+        let m = Migrations::new(&[(name, body)]);
+        let r = run(&db, &m.path(), &["migrate", "--no-lint"]).await;
+        assert_eq!(r.code, 2, "{name}: {}", r.all());
+        assert!(
+            r.stderr.contains(&format!("{name}:{at}")) && r.stderr.contains("is refused"),
+            "{name}: {}",
+            r.all()
+        );
+        assert!(
+            table_exists(&raw, "victim").await,
+            "{name}: victim was dropped"
+        );
+        assert!(
+            !table_exists(&raw, "pgshift.migrations").await,
+            "{name}: nothing runs"
+        );
+    }
+}
+
+/// `pgshift plan` changes nothing, even when it evaluates an `up` that would write: the
+/// sequence that `up` calls stays where it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn plan_evaluates_user_expressions_read_only() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE SEQUENCE counter; CREATE TABLE t (id bigint PRIMARY KEY, code text);
+         INSERT INTO t SELECT g, g::text FROM generate_series(1, 50) g;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_code.yaml",
+        "operations:\n  - alter_column:\n      table: t\n      column: code\n      type: bigint\n      up: code::bigint + nextval('counter')\n      down: code::text\n",
+    )]);
+    let before: i64 = raw
+        .query_one("SELECT last_value FROM counter", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let r = run(
+        &db,
+        &m.path(),
+        &["plan", m.path().join("0001_code.yaml").to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    let after: i64 = raw
+        .query_one("SELECT last_value FROM counter", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let called: bool = raw
+        .query_one("SELECT is_called FROM counter", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((after, called), (before, false), "plan moved the sequence");
+    assert!(!table_exists(&raw, "pgshift.migrations").await);
+}

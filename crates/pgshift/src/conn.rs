@@ -272,6 +272,17 @@ impl ConnectionSpec {
         }
     }
 
+    /// A connection for a command that promises to change nothing (plan, status, latest):
+    /// every transaction on it is read-only, so that a user expression it evaluates (an
+    /// `up` calling `nextval()`) cannot write either.
+    pub async fn connect_read_only(&self) -> Result<Client> {
+        let client = self.connect().await?;
+        client
+            .batch_execute("SET default_transaction_read_only = on")
+            .await?;
+        Ok(client)
+    }
+
     /// A connection whose server notices and warnings (RAISE NOTICE, "identifier will be
     /// truncated", deprecation warnings) are kept in [`Notices`] for the caller to show.
     pub async fn connect_with_notices(&self) -> Result<(Client, Notices)> {

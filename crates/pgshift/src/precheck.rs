@@ -45,7 +45,11 @@ fn string_type(data_type: &str) -> bool {
 }
 
 /// The rows of `table` whose `column`, through `up`, does not become a `new_type` value;
-/// `None` when every row converts.
+/// `None` when every row converts (or when `up` cannot be evaluated without writing, such as
+/// `nextval()`: the backfill meets any failure then).
+///
+/// `up` is the user's expression: it is evaluated only in a transaction that is read-only
+/// before the expression first runs, and rolled back, so that checking changes nothing.
 pub async fn conversion(
     client: &Client,
     schema: &str,
@@ -60,6 +64,32 @@ pub async fn conversion(
     if cannot_fail(client, column, &old.data_type, new_type, up).await? {
         return Ok(None);
     }
+    client.batch_execute("BEGIN READ ONLY").await?;
+    let result = conversion_read_only(client, schema, table, column, old, new_type, up).await;
+    let rolled_back = client.batch_execute("ROLLBACK").await;
+    match result {
+        Err(crate::error::Error::Db { source }) if is_read_only_violation(&source) => Ok(None),
+        other => {
+            rolled_back?;
+            other
+        }
+    }
+}
+
+/// SQLSTATE 25006: the expression tried to write (nextval(), a function that inserts).
+fn is_read_only_violation(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| c.code() == "25006")
+}
+
+async fn conversion_read_only(
+    client: &Client,
+    schema: &str,
+    table: &Table,
+    column: &str,
+    old: &crate::catalog::Column,
+    new_type: &str,
+    up: &str,
+) -> Result<Option<NotConverting>> {
     let target = qualified(schema, &table.name);
     let col = ident(column);
     let converted = format!("({})::{new_type}", expression(up));
@@ -77,6 +107,8 @@ pub async fn conversion(
         ),
         None => "ctid::text".to_owned(),
     };
+    // A data error in the one-pass count aborts it; the row-by-row count goes on from here.
+    client.batch_execute("SAVEPOINT pgshift_fast_count").await?;
     let fast = client
         .query_one(
             &format!("SELECT count(*) FILTER (WHERE bad), count(*) FROM (SELECT {bad} AS bad FROM {target}) s"),
@@ -101,7 +133,12 @@ pub async fn conversion(
                 .collect();
             (rows, of, samples)
         }
-        Err(e) if is_data_error(&e) => one_by_one(client, &target, table, &bad, &key).await?,
+        Err(e) if is_data_error(&e) => {
+            client
+                .batch_execute("ROLLBACK TO SAVEPOINT pgshift_fast_count")
+                .await?;
+            one_by_one(client, &target, table, &bad, &key).await?
+        }
         Err(e) => return Err(e.into()),
     };
     Ok(Some(NotConverting { rows, of, samples }))
@@ -236,23 +273,21 @@ BEGIN
       END IF;
     END IF;
   END LOOP;
-  RETURN QUERY SELECT _pgshift_bad, _pgshift_all, _pgshift_samples;
+  PERFORM set_config('pgshift.conversion_check', json_build_array(_pgshift_bad, _pgshift_all, _pgshift_samples)::text, true);
 END
 "
     );
+    // A DO block, not a function: CREATE FUNCTION is refused in the read-only transaction
+    // this runs in. The block hands its result back through a transaction-local setting.
     client
-        .batch_execute(&format!(
-            "CREATE FUNCTION pg_temp.pgshift_conversion_check() RETURNS TABLE (bad bigint, total bigint, samples text[]) LANGUAGE plpgsql AS {}",
-            dollar_quote(&body)
-        ))
+        .batch_execute(&format!("DO {}", dollar_quote(&body)))
         .await?;
-    let result = client
-        .query_one("SELECT * FROM pg_temp.pgshift_conversion_check()", &[])
-        .await;
-    client
-        .batch_execute("DROP FUNCTION IF EXISTS pg_temp.pgshift_conversion_check()")
+    let r = client
+        .query_one(
+            "SELECT (s ->> 0)::bigint, (s ->> 1)::bigint, ARRAY(SELECT jsonb_array_elements_text(s -> 2)) FROM (SELECT current_setting('pgshift.conversion_check')::jsonb AS s) x",
+            &[],
+        )
         .await?;
-    let r = result?;
     Ok((r.get(0), r.get(1), r.get(2)))
 }
 

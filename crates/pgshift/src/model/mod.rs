@@ -6,8 +6,11 @@
 //! no columns) run during deserialization, so the format's parser reports them with the
 //! line and column where they occur. Checks against the live catalog come later, in `plan`.
 
+mod fragment;
 mod ops;
 mod parse;
+
+pub use fragment::{check_expression, check_expression_or_query, check_type};
 
 pub use ops::*;
 pub use parse::{parse_migration, Format};

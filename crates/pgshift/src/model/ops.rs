@@ -150,7 +150,7 @@ pub struct CreateTable {
 pub struct Column {
     #[serde(deserialize_with = "identifier")]
     pub name: String,
-    #[serde(rename = "type")]
+    #[serde(rename = "type", deserialize_with = "super::fragment::type_name")]
     pub data_type: String,
     /// pgroll's default: a column is NOT NULL unless it says `nullable: true`.
     #[serde(default)]
@@ -159,7 +159,7 @@ pub struct Column {
     pub pk: bool,
     #[serde(default)]
     pub unique: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::expression_opt")]
     pub default: Option<String>,
     #[serde(default)]
     pub check: Option<CheckConstraint>,
@@ -174,7 +174,7 @@ pub struct Column {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Generated {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::expression_opt")]
     pub expression: Option<String>,
     #[serde(default)]
     pub identity: Option<Identity>,
@@ -185,7 +185,7 @@ pub struct Generated {
 pub struct Identity {
     #[serde(default)]
     pub user_specified_values: Option<IdentityKind>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::sequence_options_opt")]
     pub sequence_options: Option<String>,
 }
 
@@ -202,6 +202,7 @@ pub enum IdentityKind {
 pub struct CheckConstraint {
     #[serde(deserialize_with = "identifier")]
     pub name: String,
+    #[serde(deserialize_with = "super::fragment::expression")]
     pub constraint: String,
     #[serde(default)]
     pub no_inherit: bool,
@@ -284,7 +285,7 @@ pub enum ConstraintType {
 pub struct IndexParameters {
     #[serde(default, deserialize_with = "identifiers")]
     pub include_columns: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::storage_parameters_opt")]
     pub storage_parameters: Option<String>,
     #[serde(default, deserialize_with = "identifier_opt")]
     pub tablespace: Option<String>,
@@ -293,10 +294,11 @@ pub struct IndexParameters {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExcludeSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "identifier_opt")]
     pub index_method: Option<String>,
+    #[serde(deserialize_with = "super::fragment::exclude_elements")]
     pub elements: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::expression_opt")]
     pub predicate: Option<String>,
 }
 
@@ -310,7 +312,7 @@ struct RawConstraint {
     kind: ConstraintType,
     #[serde(default, deserialize_with = "identifiers")]
     columns: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::expression_opt")]
     check: Option<String>,
     #[serde(default)]
     no_inherit: bool,
@@ -329,9 +331,9 @@ struct RawConstraint {
     // Only in create_constraint.
     #[serde(default)]
     table: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::expression_map_opt")]
     up: Option<BTreeMap<String, String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::expression_map_opt")]
     down: Option<BTreeMap<String, String>>,
 }
 
@@ -441,7 +443,7 @@ pub struct AddColumn {
     pub table: String,
     pub column: Column,
     /// SQL expression that fills the new column from the old columns of each row.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::expression_or_query_opt")]
     pub up: Option<String>,
     /// `copy`: the table is copied with the new column (pgshift's own field).
     #[serde(default)]
@@ -456,7 +458,7 @@ pub struct DropColumn {
     #[serde(deserialize_with = "identifier")]
     pub column: String,
     /// SQL expression that fills the dropped column for rows written by new-version clients.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::expression_or_query_opt")]
     pub down: Option<String>,
 }
 
@@ -488,7 +490,11 @@ struct RawAlterColumn {
     /// pgroll's older spelling of a rename inside alter_column.
     #[serde(default, deserialize_with = "identifier_opt")]
     name: Option<String>,
-    #[serde(default, rename = "type")]
+    #[serde(
+        default,
+        rename = "type",
+        deserialize_with = "super::fragment::type_name_opt"
+    )]
     data_type: Option<String>,
     #[serde(default)]
     nullable: Option<bool>,
@@ -498,13 +504,16 @@ struct RawAlterColumn {
     check: Option<CheckConstraint>,
     #[serde(default)]
     references: Option<ForeignKeyReference>,
-    #[serde(default, deserialize_with = "present_or_null")]
+    #[serde(
+        default,
+        deserialize_with = "super::fragment::expression_present_or_null"
+    )]
     default: Option<Option<String>>,
     #[serde(default, deserialize_with = "present_or_null")]
     comment: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::expression_or_query_opt")]
     up: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::expression_or_query_opt")]
     down: Option<String>,
     #[serde(default)]
     method: Option<AlterMethod>,
@@ -607,7 +616,7 @@ pub enum NullsOrder {
 pub struct OpClass {
     #[serde(deserialize_with = "identifier")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::storage_parameter_list")]
     pub params: Vec<String>,
 }
 
@@ -725,11 +734,11 @@ pub struct CreateIndex {
     pub table: String,
     #[serde(deserialize_with = "index_columns")]
     pub columns: Vec<IndexColumn>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::expression_opt")]
     pub predicate: Option<String>,
     #[serde(default)]
     pub method: Option<IndexMethod>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::storage_parameters_opt")]
     pub storage_parameters: Option<String>,
     #[serde(default)]
     pub unique: bool,
@@ -788,9 +797,9 @@ pub struct DropConstraint {
     pub table: String,
     #[serde(deserialize_with = "identifier")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::expression_or_query_opt")]
     pub up: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::expression_or_query_opt")]
     pub down: Option<String>,
 }
 
@@ -801,8 +810,9 @@ pub struct DropMulticolumnConstraint {
     pub table: String,
     #[serde(deserialize_with = "identifier")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::expression_map")]
     pub up: BTreeMap<String, String>,
+    #[serde(deserialize_with = "super::fragment::expression_map")]
     pub down: BTreeMap<String, String>,
 }
 
@@ -881,8 +891,9 @@ pub struct RawSql {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRawSql {
+    #[serde(deserialize_with = "super::fragment::statements_text")]
     up: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::fragment::statements_opt")]
     down: Option<String>,
     #[serde(default, rename = "onComplete", alias = "on_complete")]
     on_complete: bool,
@@ -915,8 +926,13 @@ impl<'de> Deserialize<'de> for RawSql {
 pub struct Update {
     #[serde(deserialize_with = "identifier")]
     pub table: String,
+    #[serde(deserialize_with = "super::fragment::expression_map")]
     pub set: BTreeMap<String, String>,
-    #[serde(default, rename = "where")]
+    #[serde(
+        default,
+        rename = "where",
+        deserialize_with = "super::fragment::expression_opt"
+    )]
     pub condition: Option<String>,
 }
 
@@ -928,7 +944,7 @@ pub struct Update {
 pub struct AlterPrimaryKey {
     #[serde(deserialize_with = "identifier")]
     pub table: String,
-    #[serde(rename = "type")]
+    #[serde(rename = "type", deserialize_with = "super::fragment::type_name")]
     pub data_type: String,
 }
 

@@ -35,6 +35,64 @@ fn shape_hint(format: Format) -> &'static str {
 
 /// Parses and checks a structured migration file.
 pub fn parse_migration(path: &Path, source: &str, format: Format) -> Result<Migration, Diagnostic> {
+    parse_with_format(path, source, format).map_err(|d| at_refused_fragment(d, path, source))
+}
+
+/// A refused SQL fragment is pointed at where its text is, not where the parser was (the
+/// start of the mapping that holds it, for YAML).
+fn at_refused_fragment(d: Diagnostic, path: &Path, source: &str) -> Diagnostic {
+    let Some(text) = refused_text(&d.message) else {
+        return d;
+    };
+    let first_line = text.lines().next().unwrap_or(&text).trim();
+    if first_line.is_empty() {
+        return d;
+    }
+    // From the line the parser reported, then from the start.
+    let from = source
+        .split_inclusive('\n')
+        .take(d.line.saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>();
+    let found = source
+        .get(from..)
+        .and_then(|rest| rest.find(first_line).map(|i| from + i))
+        .or_else(|| source.find(first_line));
+    match found {
+        Some(offset) => {
+            let hint = d.hint.clone();
+            let mut moved = Diagnostic::at_offset(path, source, offset, d.message);
+            moved.hint = hint;
+            moved
+        }
+        None => d,
+    }
+}
+
+/// The fragment text in a refusal's message (`... "<text>" is refused: ...`), unescaped.
+fn refused_text(message: &str) -> Option<String> {
+    let end = message.find("\" is refused:")?;
+    let start = message[..end].find('"')? + 1;
+    let quoted = &message[start..end];
+    let mut out = String::new();
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('\\', Some('n')) => {
+                out.push('\n');
+                chars.next();
+            }
+            ('\\', Some(next)) => {
+                out.push(next);
+                chars.next();
+            }
+            (c, _) => out.push(c),
+        }
+    }
+    Some(out)
+}
+
+fn parse_with_format(path: &Path, source: &str, format: Format) -> Result<Migration, Diagnostic> {
     match format {
         Format::Toml => toml::from_str::<Migration>(source).map_err(|e| {
             let offset = e.span().map(|s| s.start).unwrap_or(0);
@@ -68,6 +126,9 @@ fn strip_location(message: &str) -> String {
 }
 
 fn hint_for(message: &str, source: &str, format: Format) -> String {
+    if message.contains("\" is refused:") {
+        return "write only that fragment: no `;`, no comment, no second statement; a whole SELECT is allowed only in `up` and `down`".to_owned();
+    }
     let named = |after: &str| -> Option<String> {
         let rest = message.split(after).nth(1)?;
         Some(rest.split('`').nth(1)?.to_owned())

@@ -1,0 +1,282 @@
+//! SQL fragments from a migration file (an expression, a type, storage parameters, ...) are
+//! parsed with PostgreSQL's parser while the file is read, each as exactly the kind of
+//! fragment its field holds. pgshift splices fragments into the statements it builds, so a
+//! fragment that parses only together with the statement around it (`0; DROP TABLE t`,
+//! `0) , (1`) would change what the statement does: it is refused here, with the field's
+//! line and column, before anything runs.
+
+use pg_query::protobuf::node::Node;
+use serde::{de::Error as _, Deserialize, Deserializer};
+use std::collections::BTreeMap;
+
+/// The statements of `sql`, parsed; the error says why not.
+fn statements(sql: &str) -> Result<Vec<Option<Node>>, String> {
+    let parsed = pg_query::parse(sql).map_err(|e| e.to_string())?;
+    Ok(parsed
+        .protobuf
+        .stmts
+        .into_iter()
+        .map(|s| s.stmt.and_then(|n| n.node))
+        .collect())
+}
+
+/// A fragment carries no comment: a `--` would swallow what pgshift writes after the
+/// fragment on the same line.
+fn no_comment(text: &str) -> Result<(), String> {
+    use pg_query::protobuf::Token;
+    let tokens = pg_query::scan(text).map_err(|e| e.to_string())?.tokens;
+    if tokens
+        .iter()
+        .any(|t| t.token == Token::SqlComment as i32 || t.token == Token::CComment as i32)
+    {
+        return Err("it contains a comment".to_owned());
+    }
+    Ok(())
+}
+
+/// The one target of `SELECT <text>` when that is a plain single-target SELECT.
+fn one_select_target(text: &str) -> Result<(), String> {
+    no_comment(text)?;
+    let stmts = statements(&format!("SELECT {text}"))?;
+    match stmts.as_slice() {
+        [Some(Node::SelectStmt(s))]
+            if s.target_list.len() == 1
+                && s.from_clause.is_empty()
+                && s.where_clause.is_none()
+                && s.group_clause.is_empty()
+                && s.having_clause.is_none()
+                && s.sort_clause.is_empty()
+                && s.limit_count.is_none()
+                && s.op == pg_query::protobuf::SetOperation::SetopNone as i32 =>
+        {
+            Ok(())
+        }
+        _ => Err("it is not one expression".to_owned()),
+    }
+}
+
+/// One SQL expression (`price * 100`, `lower(name)`, `'n/a'`), nothing around it.
+pub fn check_expression(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("it is empty".to_owned());
+    }
+    one_select_target(text)
+}
+
+/// `up` and `down`: one expression, or (as pgroll allows) one whole SELECT, which pgshift
+/// uses as a scalar subquery.
+pub fn check_expression_or_query(text: &str) -> Result<(), String> {
+    if check_expression(text).is_ok() {
+        return Ok(());
+    }
+    no_comment(text)?;
+    let trimmed = text.trim().trim_end_matches(';');
+    match statements(trimmed)?.as_slice() {
+        [Some(Node::SelectStmt(_))] => Ok(()),
+        _ => Err("it is not one expression or one SELECT".to_owned()),
+    }
+}
+
+/// One type name (`bigint`, `numeric(10,2)`, `text[]`, `public.my_enum`).
+pub fn check_type(text: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("it is empty".to_owned());
+    }
+    no_comment(text)?;
+    // serial and friends are shorthand in column definitions, not types.
+    if crate::sql::serial_type(&text.trim().to_ascii_lowercase()).is_some() {
+        return Ok(());
+    }
+    let stmts = statements(&format!("SELECT NULL::{text}"))?;
+    match stmts.as_slice() {
+        [Some(Node::SelectStmt(s))] if s.target_list.len() == 1 && s.from_clause.is_empty() => {
+            Ok(())
+        }
+        _ => Err("it is not one type name".to_owned()),
+    }
+}
+
+/// The inside of an index's or table's `WITH (...)`: `fillfactor = 70, deduplicate_items = off`.
+pub fn check_storage_parameters(text: &str) -> Result<(), String> {
+    no_comment(text)?;
+    let stmts = statements(&format!("CREATE INDEX i ON t (c) WITH ({text})"))?;
+    match stmts.as_slice() {
+        [Some(Node::IndexStmt(_))] => Ok(()),
+        _ => Err("it is not a list of storage parameters".to_owned()),
+    }
+}
+
+/// The options of an identity's sequence: `START WITH 10 INCREMENT BY 5`.
+pub fn check_sequence_options(text: &str) -> Result<(), String> {
+    no_comment(text)?;
+    let stmts = statements(&format!("CREATE SEQUENCE s {text}"))?;
+    match stmts.as_slice() {
+        [Some(Node::CreateSeqStmt(_))] => Ok(()),
+        _ => Err("it is not a list of sequence options".to_owned()),
+    }
+}
+
+/// The elements of an exclusion constraint: `room WITH =, during WITH &&`.
+pub fn check_exclude_elements(text: &str) -> Result<(), String> {
+    no_comment(text)?;
+    let stmts = statements(&format!("ALTER TABLE t ADD EXCLUDE USING gist ({text})"))?;
+    match stmts.as_slice() {
+        [Some(Node::AlterTableStmt(a))] if a.cmds.len() == 1 => Ok(()),
+        _ => Err("it is not a list of exclusion elements".to_owned()),
+    }
+}
+
+/// SQL statements (a `sql` operation's `up` and `down`): they must parse.
+pub fn check_statements(text: &str) -> Result<(), String> {
+    match statements(text)?.len() {
+        0 => Err("it has no statement".to_owned()),
+        _ => Ok(()),
+    }
+}
+
+fn refuse<E: serde::de::Error>(what: &str, text: &str, why: String) -> E {
+    E::custom(format!(
+        "{what} {text:?} is refused: {why}; pgshift puts this text into the statements it builds, so it must be {what} and nothing more"
+    ))
+}
+
+/// A field's deserializers, for a required and an optional field (not every kind has both
+/// in the model yet).
+macro_rules! fragment {
+    ($one:ident, $opt:ident, $check:path, $what:literal) => {
+        #[allow(dead_code)]
+        pub(crate) fn $one<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+            let text = String::deserialize(d)?;
+            $check(&text).map_err(|why| refuse::<D::Error>($what, &text, why))?;
+            Ok(text)
+        }
+
+        #[allow(dead_code)]
+        pub(crate) fn $opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+            match Option::<String>::deserialize(d)? {
+                None => Ok(None),
+                Some(text) => {
+                    $check(&text).map_err(|why| refuse::<D::Error>($what, &text, why))?;
+                    Ok(Some(text))
+                }
+            }
+        }
+    };
+}
+
+fragment!(
+    expression,
+    expression_opt,
+    check_expression,
+    "an SQL expression"
+);
+fragment!(
+    expression_or_query,
+    expression_or_query_opt,
+    check_expression_or_query,
+    "an SQL expression or SELECT"
+);
+fragment!(type_name, type_name_opt, check_type, "a type name");
+fragment!(
+    storage_parameters,
+    storage_parameters_opt,
+    check_storage_parameters,
+    "a list of storage parameters"
+);
+fragment!(
+    sequence_options,
+    sequence_options_opt,
+    check_sequence_options,
+    "a list of sequence options"
+);
+fragment!(
+    exclude_elements,
+    exclude_elements_opt,
+    check_exclude_elements,
+    "a list of exclusion elements"
+);
+fragment!(statements_text, statements_opt, check_statements, "SQL");
+
+/// An operator class's parameters, each `name = value`.
+pub(crate) fn storage_parameter_list<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<String>, D::Error> {
+    let params = Vec::<String>::deserialize(d)?;
+    for p in &params {
+        check_storage_parameters(p).map_err(|why| refuse::<D::Error>("a parameter", p, why))?;
+    }
+    Ok(params)
+}
+
+/// `default` of alter_column: absent, `null` (drop the default), or an expression.
+pub(crate) fn expression_present_or_null<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    expression_opt(d).map(Some)
+}
+
+/// A map of column to expression (`set` of update) or to `up`/`down`.
+pub(crate) fn expression_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    let map = BTreeMap::<String, String>::deserialize(d)?;
+    for (column, text) in &map {
+        crate::quote::validate_identifier(column)
+            .map_err(|e| D::Error::custom(format!("invalid name {column:?}: {e}")))?;
+        check_expression_or_query(text)
+            .map_err(|why| refuse::<D::Error>("an SQL expression", text, why))?;
+    }
+    Ok(map)
+}
+
+pub(crate) fn expression_map_opt<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(deserialize_with = "expression_map")] BTreeMap<String, String>);
+    Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn injected_statements_are_not_fragments() {
+        for bad in [
+            "0; DROP TABLE victim",
+            "0); DROP TABLE victim; SELECT (1",
+            "0) , (1",
+            "1 FROM pg_class",
+            "0 --",
+            "",
+        ] {
+            assert!(check_expression(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "0",
+            "'a;b'",
+            "price * 100",
+            "lower(name)",
+            "(SELECT 1)",
+            "now()",
+        ] {
+            assert!(check_expression(good).is_ok(), "{good:?}");
+        }
+        assert!(check_expression_or_query("SELECT CASE WHEN x > 0 THEN 1 ELSE 0 END").is_ok());
+        assert!(check_expression_or_query("SELECT 1; DROP TABLE victim").is_err());
+        assert!(check_type("numeric(10,2)").is_ok() && check_type("text[]").is_ok());
+        assert!(check_type("serial").is_ok());
+        assert!(check_type("int; DROP TABLE victim").is_err());
+        assert!(check_type("int DEFAULT 0").is_err());
+        assert!(check_storage_parameters("fillfactor = 70").is_ok());
+        assert!(
+            check_storage_parameters("fillfactor = 70); DROP TABLE victim; SELECT (1").is_err()
+        );
+        assert!(check_sequence_options("START WITH 10 INCREMENT BY 5").is_ok());
+        assert!(check_sequence_options("START 1; DROP TABLE victim").is_err());
+        assert!(check_exclude_elements("room WITH =, during WITH &&").is_ok());
+        assert!(check_statements("CREATE TABLE a (id int); CREATE TABLE b (id int)").is_ok());
+        assert!(check_statements("CREATE TABLE (").is_err());
+    }
+}
