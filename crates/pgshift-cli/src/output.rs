@@ -120,10 +120,21 @@ impl Printer {
             _ => eprintln!("error: {text}"),
         }
         if self.output == Output::Json {
-            println!(
-                "{}",
-                Self::json_line(&serde_json::json!({ "error": text, "exit_code": exit_code }))
-            );
+            let json = match error.downcast_ref::<pgshift::Error>() {
+                Some(pe) => pe.to_json(),
+                None => serde_json::json!({
+                    "error": {
+                        "code": "error",
+                        "message": text,
+                        "hint": null,
+                        "file": null,
+                        "line": null,
+                        "column": null,
+                    },
+                    "exit_code": exit_code,
+                }),
+            };
+            println!("{}", Self::json_line(&json));
         }
     }
 

@@ -12,11 +12,26 @@ async fn big_table(db: &TestDb) -> tokio_postgres::Client {
     let raw = db.client().await;
     raw.batch_execute(&format!(
         "CREATE TABLE big (id bigint PRIMARY KEY, v int NOT NULL);
-         INSERT INTO big SELECT g, g % 1000 FROM generate_series(1, {ROWS}) g;
-         ANALYZE big;"
+         INSERT INTO big SELECT g, g % 1000 FROM generate_series(1, {ROWS}) g;"
     ))
     .await
     .unwrap();
+    // The insert's counts reach the statistics a moment after it commits; ANALYZE only once
+    // they have, or they arrive after it and make the fresh statistics look stale.
+    wait_until(
+        "the insert's statistics",
+        Duration::from_secs(20),
+        || async {
+            scalar_i64(
+            &raw,
+            "SELECT coalesce((SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'big'), 0)",
+        )
+        .await
+            >= ROWS
+        },
+    )
+    .await;
+    raw.batch_execute("ANALYZE big").await.unwrap();
     raw
 }
 

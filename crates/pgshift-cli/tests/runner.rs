@@ -579,3 +579,59 @@ async fn migrate_lints_what_it_runs_and_plan_without_a_file_is_a_dry_run() {
     .await;
     assert!(table_exists(&c, "orders_note").await);
 }
+
+/// Errors are data in JSON: a stable code, the message, the hint and, for bad input, the
+/// file, line and column.
+#[tokio::test(flavor = "multi_thread")]
+async fn json_errors_carry_a_code_message_hint_and_place() {
+    let db = TestDb::new().await;
+    let m = Migrations::new(&[(
+        "0001_bad.yaml",
+        "operations:\n  - add_column:\n      tabel: t\n",
+    )]);
+    let error = |r: &Run| -> serde_json::Value {
+        let line = r
+            .stdout
+            .lines()
+            .find(|l| l.contains("\"error\""))
+            .unwrap_or_else(|| panic!("{}", r.all()));
+        serde_json::from_str(line).unwrap()
+    };
+    let r = run(&db, &m.path(), &["complete", "--output", "json"]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    let v = error(&r);
+    assert_eq!(v["exit_code"], 2);
+    assert_eq!(v["error"]["code"], "no_migration_open", "{v}");
+    assert_eq!(v["error"]["message"], "no migration is open", "{v}");
+    assert!(
+        v["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("pgshift status"),
+        "{v}"
+    );
+
+    let r = run(&db, &m.path(), &["migrate", "--output", "json"]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    let v = error(&r);
+    assert_eq!(v["error"]["code"], "invalid_input", "{v}");
+    assert!(
+        v["error"]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("0001_bad.yaml"),
+        "{v}"
+    );
+    assert_eq!(
+        (v["error"]["line"].as_u64(), v["error"]["column"].as_u64()),
+        (Some(3), Some(7)),
+        "{v}"
+    );
+    assert!(
+        v["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `table`"),
+        "{v}"
+    );
+}

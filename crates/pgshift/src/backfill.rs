@@ -682,11 +682,12 @@ impl Run<'_> {
     /// for the rest of the batch. Batches are sized to the time target from the last ones'
     /// speed, but a loaded server can make one much slower: each statement is capped at
     /// 1.5 times the target (`statement_timeout`), and a batch cut short runs again with a
-    /// quarter of its rows.
+    /// quarter of its rows; a batch of one row or page cut short runs again with twice the
+    /// time, up to 30 s.
     async fn batch(&self, size: i64, position: &Position) -> Result<(i64, bool, Position, i64)> {
         let mut attempt = 0u32;
         let mut size = size;
-        let cap = (self.settings.batch_time.as_millis() * 3 / 2).max(100);
+        let mut cap = (self.settings.batch_time.as_millis() * 3 / 2).max(100);
         loop {
             attempt += 1;
             // One round trip: BEGIN and this transaction's settings.
@@ -704,8 +705,15 @@ impl Run<'_> {
                 }
                 Err(e) => {
                     let _ = self.client.batch_execute("ROLLBACK").await;
-                    if e.code() == Some(&SqlState::QUERY_CANCELED) && size > 1 && attempt < 50 {
-                        size = (size / 4).max(1);
+                    if e.code() == Some(&SqlState::QUERY_CANCELED) && attempt < 50 {
+                        if size > 1 {
+                            size = (size / 4).max(1);
+                        } else {
+                            // One row (or one page) still over the cap: the server is
+                            // loaded, not the batch too big. Allow it longer, up to 30 s,
+                            // rather than end the run.
+                            cap = (cap * 2).min(30_000);
+                        }
                         continue;
                     }
                     let retryable = matches!(e.code(), Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::T_R_DEADLOCK_DETECTED);

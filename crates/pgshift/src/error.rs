@@ -20,6 +20,15 @@ pub enum Error {
         hint: Option<String>,
     },
 
+    /// The command cannot run now, for a reason a caller may need to tell apart (`kind`);
+    /// nothing was changed.
+    #[error("{message}{}", .hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
+    Refused {
+        kind: Refusal,
+        message: String,
+        hint: Option<String>,
+    },
+
     /// The server could not be reached or refused the connection.
     #[error("cannot connect to {target}: {message}\nhint: {hint}")]
     Connect {
@@ -94,10 +103,91 @@ impl Error {
         match self {
             Error::Input(_)
             | Error::Usage { .. }
+            | Error::Refused { .. }
             | Error::EditedAfterApply(_)
             | Error::LintRefused(_) => 2,
             Error::LockHeld { .. } => 3,
             _ => 1,
+        }
+    }
+
+    /// A stable name for the kind of error, for scripts (`--output json`'s `error.code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Input(_) => "invalid_input",
+            Error::Usage { .. } => "usage",
+            Error::Refused { kind, .. } => kind.code(),
+            Error::Connect { .. } => "cannot_connect",
+            Error::EditedAfterApply(_) => "edited_after_apply",
+            Error::LintRefused(_) => "lint_refused",
+            Error::LockHeld { .. } => "lock_held",
+            Error::LockWaitExceeded { .. } => "lock_wait_exceeded",
+            Error::Statement { .. } => "statement_failed",
+            Error::StateTooNew { .. } => "state_too_new",
+            Error::VerificationFailed(_) => "verification_failed",
+            Error::CannotResume(_) => "cannot_resume",
+            Error::Db { .. } => "database_error",
+            Error::Io { .. } => "io_error",
+        }
+    }
+
+    /// The error as data: code, message, hint and, for bad input, where (the first problem;
+    /// `diagnostics` lists every one).
+    pub fn to_json(&self) -> serde_json::Value {
+        let text = self.to_string();
+        let (message, hint) = match self {
+            Error::Input(diags) if !diags.is_empty() => {
+                (diags[0].message.clone(), diags[0].hint.clone())
+            }
+            _ => match text.split_once("\nhint: ") {
+                Some((message, rest)) => (
+                    message.to_owned(),
+                    Some(
+                        rest.trim_end_matches("\nnothing was changed")
+                            .trim()
+                            .to_owned(),
+                    ),
+                ),
+                None => (
+                    text.trim_end_matches("\nnothing was changed").to_owned(),
+                    None,
+                ),
+            },
+        };
+        let first = match self {
+            Error::Input(diags) => diags.first(),
+            _ => None,
+        };
+        let mut error = serde_json::json!({
+            "code": self.code(),
+            "message": message,
+            "hint": hint,
+            "file": first.map(|d| d.path.display().to_string()),
+            "line": first.map(|d| d.line),
+            "column": first.map(|d| d.column),
+        });
+        if let Error::Input(diags) = self {
+            error["diagnostics"] = diags
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "file": d.path.display().to_string(),
+                        "line": d.line,
+                        "column": d.column,
+                        "message": d.message,
+                        "hint": d.hint,
+                    })
+                })
+                .collect();
+        }
+        serde_json::json!({ "error": error, "exit_code": self.exit_code() })
+    }
+
+    pub fn refused(kind: Refusal, message: impl Into<String>, hint: Option<&str>) -> Self {
+        Error::Refused {
+            kind,
+            message: message.into(),
+            hint: hint.map(str::to_owned),
         }
     }
 
@@ -117,6 +207,41 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a command refused to run: the cases a caller must be able to tell apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// The migration is applied already.
+    AlreadyApplied,
+    /// `complete` or `rollback` with no migration open.
+    NoMigrationOpen,
+    /// Another migration is open; only one can be.
+    AnotherOpen,
+    /// Pending migrations sort before one that is applied (or before the one started).
+    OutOfOrder,
+    /// The file is not in the migrations folder.
+    NotInFolder,
+    /// The plan's estimate is over `--deploy-budget`.
+    OverDeployBudget,
+    /// The open migration is in a phase this command cannot act on (start unfinished, or
+    /// complete under way).
+    WrongPhase,
+}
+
+impl Refusal {
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::AlreadyApplied => "already_applied",
+            Refusal::NoMigrationOpen => "no_migration_open",
+            Refusal::AnotherOpen => "another_open",
+            Refusal::OutOfOrder => "out_of_order",
+            Refusal::NotInFolder => "not_in_folder",
+            Refusal::OverDeployBudget => "over_deploy_budget",
+            Refusal::WrongPhase => "wrong_phase",
+        }
+    }
+}
 
 /// A migration whose file no longer matches what was applied.
 #[derive(Debug, Clone)]

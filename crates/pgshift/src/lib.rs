@@ -28,4 +28,4 @@ pub mod sql;
 pub mod state;
 pub mod verify;
 
-pub use error::{Error, Result};
+pub use error::{Error, Refusal, Result};

@@ -272,7 +272,8 @@ pub async fn start(
     let client = exec.client();
     if let Some((open, status)) = open_migration(client).await? {
         if open != file.name {
-            return Err(Error::usage(
+            return Err(Error::refused(
+                crate::error::Refusal::AnotherOpen,
                 format!(
                     "migration {open} is open ({status}); only one migration can be open at a time"
                 ),
@@ -344,13 +345,15 @@ pub async fn complete(
 ) -> Result<String> {
     let client = exec.client();
     let Some((name, status)) = open_migration(client).await? else {
-        return Err(Error::usage(
+        return Err(Error::refused(
+            crate::error::Refusal::NoMigrationOpen,
             "no migration is open",
             Some("pgshift status lists them; pgshift start <file> opens one"),
         ));
     };
     if status != "started" && status != "completing" {
-        return Err(Error::usage(
+        return Err(Error::refused(
+            crate::error::Refusal::WrongPhase,
             format!("migration {name} did not finish its start (status {status})"),
             Some("run pgshift start on it again to finish it, or pgshift rollback"),
         ));
@@ -399,13 +402,15 @@ pub async fn rollback(
 ) -> Result<String> {
     let client = exec.client();
     let Some((name, status)) = open_migration(client).await? else {
-        return Err(Error::usage(
+        return Err(Error::refused(
+            crate::error::Refusal::NoMigrationOpen,
             "no migration is open",
             Some("pgshift status lists them"),
         ));
     };
     if status == "completing" {
-        return Err(Error::usage(
+        return Err(Error::refused(
+            crate::error::Refusal::WrongPhase,
             format!("migration {name} is being completed; a rollback now could lose data"),
             Some("run pgshift complete again to finish it"),
         ));

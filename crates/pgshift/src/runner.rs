@@ -413,7 +413,8 @@ pub async fn start(
             .iter()
             .any(|r| r.name == file.name && r.status == "applied")
         {
-            return Err(Error::usage(
+            return Err(Error::refused(
+                crate::error::Refusal::AlreadyApplied,
                 format!("migration {} is already applied", file.name),
                 None,
             ));
@@ -446,7 +447,8 @@ fn check_in_folder(file: &MigrationFile, files: &[MigrationFile], dir: &Path) ->
     {
         return Ok(());
     }
-    Err(Error::usage(
+    Err(Error::refused(
+                crate::error::Refusal::NotInFolder,
         format!(
             "{} is not in the migrations folder {}",
             file.path.display(),
@@ -479,7 +481,8 @@ fn check_nothing_pending_before(
     if waiting.is_empty() {
         return Ok(());
     }
-    Err(Error::usage(
+    Err(Error::refused(
+                crate::error::Refusal::OutOfOrder,
         format!(
             "{} sorts after migration(s) that are not applied yet: {}",
             file.name,
@@ -768,7 +771,8 @@ fn plan_run<'a>(
                 .map(|f| f.name.as_str())
                 .collect();
             if !older.is_empty() {
-                return Err(Error::usage(
+                return Err(Error::refused(
+                crate::error::Refusal::OutOfOrder,
                     format!(
                         "pending migration(s) {} sort before {}, which is already applied",
                         older.join(", "),
@@ -1185,13 +1189,15 @@ pub async fn mark_applied(
         let records = state::migrations(client).await?;
         if let Some(r) = records.iter().find(|r| r.name == file.name) {
             if r.status == "applied" {
-                return Err(Error::usage(
+                return Err(Error::refused(
+                    crate::error::Refusal::AlreadyApplied,
                     format!("migration {} is already applied", file.name),
                     None,
                 ));
             }
             if lifecycle::OPEN.contains(&r.status.as_str()) {
-                return Err(Error::usage(
+                return Err(Error::refused(
+                    crate::error::Refusal::AnotherOpen,
                     format!("migration {} is open ({})", file.name, r.status),
                     Some(
                         "complete it (pgshift complete) or roll it back (pgshift rollback) instead",
@@ -1428,7 +1434,8 @@ fn check_budget(
         .iter()
         .filter(|s| s.phase != "rollback")
         .max_by(|a, b| a.estimate_s.total_cmp(&b.estimate_s));
-    Err(Error::usage(
+    Err(Error::refused(
+                crate::error::Refusal::OverDeployBudget,
         format!(
             "migration {} is estimated at {:.0} s, over the deploy budget of {:.0} s; nothing was changed{}",
             file.name,
