@@ -514,26 +514,19 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             }
             BackfillAction::Pause | BackfillAction::Cancel => {
                 let client = spec.connect().await?;
-                let to = if matches!(action, BackfillAction::Pause) {
-                    "paused"
+                let control = if matches!(action, BackfillAction::Pause) {
+                    pgshift::backfill::Control::Pause
                 } else {
-                    "cancelled"
+                    pgshift::backfill::Control::Cancel
                 };
-                let n = pgshift::backfill::control(&client, to).await?;
+                let n = pgshift::backfill::control(&client, control).await?;
+                let (command, event) = control.audit();
                 pgshift::state::record_event(
                     &client,
                     &pgshift::conn::Who::current(&spec),
                     &pgshift::state::Event {
-                        command: if to == "paused" {
-                            "backfill pause"
-                        } else {
-                            "backfill cancel"
-                        },
-                        event: if to == "paused" {
-                            "backfills_paused"
-                        } else {
-                            "backfills_cancelled"
-                        },
+                        command,
+                        event,
                         migration: None,
                         ok: true,
                         duration_ms: Some(0),
@@ -541,6 +534,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
+                let to = control.state();
                 printer.backfill_control(to, n, None);
             }
             BackfillAction::Resume => {

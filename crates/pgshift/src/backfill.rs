@@ -1119,14 +1119,43 @@ async fn planner_rows(client: &tokio_postgres::Client, target: &str) -> Option<i
         .map(|r| r as i64)
 }
 
+/// What `pgshift backfill pause|resume|cancel` asks of the unfinished backfills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+impl Control {
+    /// The state the backfills are set to, and the states they may be in before.
+    fn transition(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            Control::Pause => ("paused", &["running"]),
+            Control::Resume => ("running", &["paused", "cancelled"]),
+            Control::Cancel => ("cancelled", &["running", "paused"]),
+        }
+    }
+
+    /// The state the backfills end in, for output.
+    pub fn state(self) -> &'static str {
+        self.transition().0
+    }
+
+    /// (command, audit event) for the audit log.
+    pub fn audit(self) -> (&'static str, &'static str) {
+        match self {
+            Control::Pause => ("backfill pause", "backfills_paused"),
+            Control::Resume => ("backfill resume", "backfills_resumed"),
+            Control::Cancel => ("backfill cancel", "backfills_cancelled"),
+        }
+    }
+}
+
 /// `pgshift backfill pause|resume|cancel`: sets the state of every unfinished backfill;
 /// returns how many it changed.
-pub async fn control(client: &Client, to: &str) -> Result<u64> {
-    let from: &[&str] = match to {
-        "paused" => &["running"],
-        "running" => &["paused", "cancelled"],
-        _ => &["running", "paused"],
-    };
+pub async fn control(client: &Client, control: Control) -> Result<u64> {
+    let (to, from) = control.transition();
     if state::installed_version(client).await?.unwrap_or(0) < 3 {
         return Ok(0);
     }
@@ -1144,6 +1173,23 @@ pub async fn control(client: &Client, to: &str) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pause_resume_and_cancel_move_only_from_where_they_can() {
+        assert_eq!(Control::Pause.transition(), ("paused", &["running"][..]));
+        assert_eq!(
+            Control::Resume.transition(),
+            ("running", &["paused", "cancelled"][..])
+        );
+        assert_eq!(
+            Control::Cancel.transition(),
+            ("cancelled", &["running", "paused"][..])
+        );
+        // Nothing moves a finished backfill.
+        for c in [Control::Pause, Control::Resume, Control::Cancel] {
+            assert!(!c.transition().1.contains(&"done"));
+        }
+    }
 
     #[test]
     fn batch_size_follows_the_time_target_within_bounds() {

@@ -12,24 +12,30 @@ use crate::model::Migration;
 use crate::plan::{self, Action, Plan, PlanContext, PlannedStep, VirtualSchema};
 use crate::runner::RunEvent;
 use crate::source::MigrationFile;
+use crate::state::MigrationState;
 use crate::state::{self, Event, StepState};
 use std::time::Instant;
 
-/// Statuses of a migration that is open (started and not completed or rolled back).
-pub const OPEN: &[&str] = &["running", "started", "completing", "rolling_back"];
-
 /// The open migration, if any: (name, status).
-pub async fn open_migration(client: &tokio_postgres::Client) -> Result<Option<(String, String)>> {
+pub async fn open_migration(
+    client: &tokio_postgres::Client,
+) -> Result<Option<(String, MigrationState)>> {
+    let open: Vec<MigrationState> = MigrationState::ALL
+        .into_iter()
+        .filter(|m| m.is_open())
+        .collect();
     let row = client
         .query_opt(
             &format!(
-                "SELECT name, status FROM {} WHERE plan IS NOT NULL AND status = ANY($1) ORDER BY started_at DESC LIMIT 1",
-                state::table("migrations")
+                "SELECT name, status FROM {} WHERE plan IS NOT NULL AND status IN ({}) ORDER BY started_at DESC LIMIT 1",
+                state::table("migrations"),
+                MigrationState::sql_list(&open)
             ),
-            &[&OPEN],
+            &[],
         )
         .await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
+    row.map(|r| Ok((r.try_get(0)?, MigrationState::parse(r.try_get(1)?)?)))
+        .transpose()
 }
 
 /// Plans `migration` against the live catalog. Problems come back as diagnostics on the
@@ -312,7 +318,7 @@ pub async fn start(
     };
     if resumed {
         client
-            .batch_execute(&state::set_status_sql(&file.name, "running"))
+            .batch_execute(&state::set_status_sql(&file.name, MigrationState::Running))
             .await?;
     }
     on_event(&RunEvent::MigrationStarted {
@@ -328,7 +334,7 @@ pub async fn start(
         migration,
         schema,
         &plan.version_schema,
-        "started",
+        Some(MigrationState::Started),
         on_event,
     )
     .await;
@@ -351,14 +357,14 @@ pub async fn complete(
             Some("pgshift status lists them; pgshift start <file> opens one"),
         ));
     };
-    if status != "started" && status != "completing" {
+    if !matches!(status, MigrationState::Started | MigrationState::Completing) {
         return Err(Error::refused(
             crate::error::Refusal::WrongPhase,
             format!("migration {name} did not finish its start (status {status})"),
             Some("run pgshift start on it again to finish it, or pgshift rollback"),
         ));
     }
-    if status == "started" {
+    if status == MigrationState::Started {
         verify(exec, who, on_event, &name).await?;
     }
     run_stored_phase(exec, schema, who, on_event, &name, Phase::Complete).await
@@ -408,7 +414,7 @@ pub async fn rollback(
             Some("pgshift status lists them"),
         ));
     };
-    if status == "completing" {
+    if status == MigrationState::Completing {
         return Err(Error::refused(
             crate::error::Refusal::WrongPhase,
             format!("migration {name} is being completed; a rollback now could lose data"),
@@ -434,7 +440,7 @@ pub async fn resume_start(
     on_event: &(dyn Fn(&RunEvent) + Sync),
 ) -> Result<Option<String>> {
     match open_migration(exec.client()).await? {
-        Some((name, status)) if status == "running" => {
+        Some((name, MigrationState::Running)) => {
             run_stored_phase(exec, schema, who, on_event, &name, Phase::Start)
                 .await
                 .map(Some)
@@ -455,11 +461,26 @@ async fn run_stored_phase(
 ) -> Result<String> {
     let client = exec.client();
     let (plan, migration) = load(client, name).await?;
-    // (journal phase, status while it runs, status at the end: "" forgets the migration)
+    // (journal phase, status while it runs, status at the end: None forgets the migration)
     let (label, running, done, steps) = match phase {
-        Phase::Start => ("start", "running", "started", &plan.start),
-        Phase::Complete => ("complete", "completing", "applied", &plan.complete),
-        Phase::Rollback => ("rollback", "rolling_back", "", &plan.rollback),
+        Phase::Start => (
+            "start",
+            MigrationState::Running,
+            Some(MigrationState::Started),
+            &plan.start,
+        ),
+        Phase::Complete => (
+            "complete",
+            MigrationState::Completing,
+            Some(MigrationState::Applied),
+            &plan.complete,
+        ),
+        Phase::Rollback => (
+            "rollback",
+            MigrationState::RollingBack,
+            None,
+            &plan.rollback,
+        ),
     };
     client
         .batch_execute(&state::set_status_sql(name, running))
@@ -622,7 +643,7 @@ async fn run_together(
 }
 
 /// Runs the steps of one phase, skipping those the journal says are done. The last step's
-/// transaction also records `final_status` (empty: forget the migration, after rollback).
+/// transaction also records `final_status` (None: forget the migration, after rollback).
 #[allow(clippy::too_many_arguments)]
 async fn run_phase(
     exec: &Executor,
@@ -632,16 +653,15 @@ async fn run_phase(
     migration: &Migration,
     schema: &str,
     version_schema: &str,
-    final_status: &str,
+    final_status: Option<MigrationState>,
     on_event: &(dyn Fn(&RunEvent) + Sync),
 ) -> Result<()> {
     let client = exec.client();
     let journal = state::journal(client, name, phase).await?;
     let total = steps.len();
-    let final_sql = if final_status.is_empty() {
-        state::forget_sql(name)
-    } else {
-        state::set_status_sql(name, final_status)
+    let final_sql = match final_status {
+        None => state::forget_sql(name),
+        Some(status) => state::set_status_sql(name, status),
     };
     // Whether the last step was done by an earlier run (killed after its commit): then its
     // transaction set the final status before this run set the phase's status again.
@@ -685,7 +705,7 @@ async fn run_phase(
         }
         let t0 = Instant::now();
         let mut finish = vec![state::step_done_sql(name, phase, number, &step.description)];
-        if last && !final_status.is_empty() {
+        if last && final_status.is_some() {
             finish.push(final_sql.clone());
         }
         match &step.action {
@@ -751,7 +771,7 @@ async fn run_phase(
         }
         on_event(&step_done(name, i, total, step, t0));
     }
-    if total == 0 || final_status.is_empty() || last_done_before {
+    if total == 0 || final_status.is_none() || last_done_before {
         client.batch_execute(&final_sql).await?;
     }
     Ok(())

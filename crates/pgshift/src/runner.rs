@@ -16,6 +16,7 @@ use crate::error::{EditedMigration, Error, Result};
 use crate::exec::{Executor, Step};
 use crate::source::{self, Body, MigrationFile};
 use crate::sql::SqlStatement;
+use crate::state::MigrationState;
 use crate::state::{self, Event, MigrationRecord, StepState};
 use crate::{lifecycle, lock, quote};
 use std::path::Path;
@@ -261,7 +262,7 @@ pub async fn migrate(
                 Body::Operations(migration) => {
                     let open = records
                         .iter()
-                        .any(|r| r.name == file.name && r.status == "started");
+                        .any(|r| r.name == file.name && r.status == MigrationState::Started);
                     let started = if open {
                         on_event(&RunEvent::Completing {
                             name: file.name.clone(),
@@ -411,7 +412,7 @@ pub async fn start(
         }
         if records
             .iter()
-            .any(|r| r.name == file.name && r.status == "applied")
+            .any(|r| r.name == file.name && r.status == MigrationState::Applied)
         {
             return Err(Error::refused(
                 crate::error::Refusal::AlreadyApplied,
@@ -468,8 +469,11 @@ fn check_nothing_pending_before(
         records.iter().any(|r| {
             r.name == f.name
                 && matches!(
-                    r.status.as_str(),
-                    "applied" | "skipped" | "started" | "completing"
+                    r.status,
+                    MigrationState::Applied
+                        | MigrationState::Skipped
+                        | MigrationState::Started
+                        | MigrationState::Completing
                 )
         })
     };
@@ -540,7 +544,7 @@ fn edit_of(file: &MigrationFile, records: &[MigrationRecord]) -> Edit {
     if r.checksum == file.checksum {
         return Edit::None;
     }
-    let unfinished = matches!(r.status.as_str(), "failed" | "running");
+    let unfinished = matches!(r.status, MigrationState::Failed | MigrationState::Running);
     if unfinished && r.steps_journaled == 0 {
         return Edit::RunAgain;
     }
@@ -630,7 +634,7 @@ pub async fn resume_backfills(
     on_event: &(dyn Fn(&RunEvent) + Sync),
 ) -> Result<(u64, Option<String>)> {
     let client = exec.client();
-    let changed = crate::backfill::control(client, "running").await?;
+    let changed = crate::backfill::control(client, crate::backfill::Control::Resume).await?;
     if lock::current_holder(client).await?.is_some() {
         return Ok((changed, None));
     }
@@ -748,7 +752,7 @@ fn plan_run<'a>(
     let is_applied = |f: &MigrationFile| {
         records
             .iter()
-            .any(|r| r.name == f.name && (r.status == "applied" || r.status == "skipped"))
+            .any(|r| r.name == f.name && r.status.is_done())
     };
     let pending: Vec<&MigrationFile> = files.iter().filter(|f| !is_applied(f)).collect();
     let mut diagnostics = Vec::new();
@@ -1009,12 +1013,7 @@ pub async fn status(
             None => MigrationStatus::Pending,
             // An open or failed migration is shown as such whatever happened to its file:
             // that is what the next command acts on.
-            Some(r)
-                if r.checksum != f.checksum
-                    && matches!(r.status.as_str(), "applied" | "skipped") =>
-            {
-                MigrationStatus::Edited
-            }
+            Some(r) if r.checksum != f.checksum && r.status.is_done() => MigrationStatus::Edited,
             Some(r) => record_status(r),
         };
         entries.push(StatusEntry {
@@ -1031,8 +1030,8 @@ pub async fn status(
         if !files.iter().any(|f| f.name == r.name) {
             entries.push(StatusEntry {
                 name: r.name.clone(),
-                status: match r.status.as_str() {
-                    "applied" | "skipped" => MigrationStatus::Missing,
+                status: match r.status {
+                    MigrationState::Applied | MigrationState::Skipped => MigrationStatus::Missing,
                     _ => record_status(r),
                 },
                 file: None,
@@ -1063,12 +1062,14 @@ pub async fn status(
 }
 
 fn record_status(r: &MigrationRecord) -> MigrationStatus {
-    match r.status.as_str() {
-        "applied" => MigrationStatus::Applied,
-        "skipped" => MigrationStatus::Skipped,
-        "failed" => MigrationStatus::Failed,
-        "started" => MigrationStatus::Open,
-        _ => MigrationStatus::Running,
+    match r.status {
+        MigrationState::Applied => MigrationStatus::Applied,
+        MigrationState::Skipped => MigrationStatus::Skipped,
+        MigrationState::Failed => MigrationStatus::Failed,
+        MigrationState::Started => MigrationStatus::Open,
+        MigrationState::Running | MigrationState::Completing | MigrationState::RollingBack => {
+            MigrationStatus::Running
+        }
     }
 }
 
@@ -1188,14 +1189,14 @@ pub async fn mark_applied(
     locked(exec, schema, || async {
         let records = state::migrations(client).await?;
         if let Some(r) = records.iter().find(|r| r.name == file.name) {
-            if r.status == "applied" {
+            if r.status == MigrationState::Applied {
                 return Err(Error::refused(
                     crate::error::Refusal::AlreadyApplied,
                     format!("migration {} is already applied", file.name),
                     None,
                 ));
             }
-            if lifecycle::OPEN.contains(&r.status.as_str()) {
+            if r.status.is_open() {
                 return Err(Error::refused(
                     crate::error::Refusal::AnotherOpen,
                     format!("migration {} is open ({})", file.name, r.status),

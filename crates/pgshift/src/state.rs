@@ -165,7 +165,8 @@ fn upgrade(version: i32) -> Vec<String> {
             format!("ALTER TABLE {s}.migrations DROP CONSTRAINT migrations_status_check"),
             format!(
                 "ALTER TABLE {s}.migrations ADD CONSTRAINT migrations_status_check
-                    CHECK (status IN ('running', 'failed', 'started', 'completing', 'rolling_back', 'applied', 'skipped'))"
+                    CHECK (status IN ({}))",
+                MigrationState::sql_list(&MigrationState::ALL)
             ),
         ],
         // Data migrations (`pgshift data run`), tracked apart from schema migrations.
@@ -291,13 +292,102 @@ pub async fn ensure(exec: &Executor) -> Result<StateUpgrade> {
     Ok(StateUpgrade { from, to: VERSION })
 }
 
+/// Where a migration stands: the `status` column of `pgshift.migrations`. The one place
+/// that maps it to and from the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MigrationState {
+    /// A phase is running (start, or a raw SQL file being applied), or was interrupted.
+    Running,
+    /// A raw SQL migration failed.
+    Failed,
+    /// Started and open: both versions are served.
+    Started,
+    /// Complete is under way.
+    Completing,
+    /// Rollback is under way.
+    RollingBack,
+    Applied,
+    /// Recorded as skipped in an environment (`skip_environments`).
+    Skipped,
+}
+
+impl MigrationState {
+    pub const ALL: [MigrationState; 7] = [
+        MigrationState::Running,
+        MigrationState::Failed,
+        MigrationState::Started,
+        MigrationState::Completing,
+        MigrationState::RollingBack,
+        MigrationState::Applied,
+        MigrationState::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationState::Running => "running",
+            MigrationState::Failed => "failed",
+            MigrationState::Started => "started",
+            MigrationState::Completing => "completing",
+            MigrationState::RollingBack => "rolling_back",
+            MigrationState::Applied => "applied",
+            MigrationState::Skipped => "skipped",
+        }
+    }
+
+    /// A value read from the database; anything else means the state schema was edited by
+    /// hand (an error, never a panic).
+    pub fn parse(s: &str) -> Result<MigrationState> {
+        MigrationState::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                crate::Error::CannotResume(format!(
+                    "{} has a migration with status {s:?}, which pgshift never writes (was the state schema edited by hand?)",
+                    table("migrations")
+                ))
+            })
+    }
+
+    /// Started and not yet completed or rolled back: the one migration that can be open.
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            MigrationState::Running
+                | MigrationState::Started
+                | MigrationState::Completing
+                | MigrationState::RollingBack
+        )
+    }
+
+    /// Nothing more will run of it here.
+    pub fn is_done(self) -> bool {
+        matches!(self, MigrationState::Applied | MigrationState::Skipped)
+    }
+
+    /// `'running', 'failed', ...`: the values of a CHECK or an `IN` list.
+    pub fn sql_list(states: &[MigrationState]) -> String {
+        states
+            .iter()
+            .map(|m| literal(m.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl std::fmt::Display for MigrationState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A row of `pgshift.migrations`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MigrationRecord {
     pub name: String,
     pub checksum: String,
     pub kind: String,
-    pub status: String,
+    pub status: MigrationState,
     pub attempts: i32,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -328,26 +418,27 @@ pub async fn migrations(client: &Client) -> Result<Vec<MigrationRecord>> {
             &[],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| MigrationRecord {
-            name: r.get(0),
-            checksum: r.get(1),
-            kind: r.get(2),
-            status: r.get(3),
-            attempts: r.get(4),
-            started_at: r.get(5),
-            completed_at: r.get(6),
-            duration_ms: r.get(7),
-            applied_by: r.get(8),
-            applied_from_host: r.get(9),
-            application_name: r.get(10),
-            db_user: r.get(11),
-            last_error: r.get(12),
-            version_schema: r.get(13),
-            steps_journaled: r.get(14),
+    rows.iter()
+        .map(|r| {
+            Ok(MigrationRecord {
+                name: r.try_get(0)?,
+                checksum: r.try_get(1)?,
+                kind: r.try_get(2)?,
+                status: MigrationState::parse(r.try_get(3)?)?,
+                attempts: r.try_get(4)?,
+                started_at: r.try_get(5)?,
+                completed_at: r.try_get(6)?,
+                duration_ms: r.try_get(7)?,
+                applied_by: r.try_get(8)?,
+                applied_from_host: r.try_get(9)?,
+                application_name: r.try_get(10)?,
+                db_user: r.try_get(11)?,
+                last_error: r.try_get(12)?,
+                version_schema: r.try_get(13)?,
+                steps_journaled: r.try_get(14)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Records that a migration starts (or starts again after a failure or a crash).
@@ -408,14 +499,14 @@ pub async fn store_plan(
 }
 
 /// Sets a migration's status (and, for `applied`, its completion time and duration).
-pub fn set_status_sql(name: &str, status: &str) -> String {
-    if status == "applied" {
+pub fn set_status_sql(name: &str, status: MigrationState) -> String {
+    if status == MigrationState::Applied {
         return mark_applied_sql(name);
     }
     format!(
         "UPDATE {} SET status = {} WHERE name = {}",
         table("migrations"),
-        literal(status),
+        literal(status.as_str()),
         literal(name)
     )
 }
@@ -614,4 +705,31 @@ pub async fn record_event(client: &Client, who: &Who, event: &Event<'_>) -> Resu
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_states_round_trip_and_group() {
+        for m in MigrationState::ALL {
+            assert_eq!(MigrationState::parse(m.as_str()).unwrap(), m);
+            assert!(!(m.is_open() && m.is_done()), "{m}");
+        }
+        let open: Vec<&str> = MigrationState::ALL
+            .into_iter()
+            .filter(|m| m.is_open())
+            .map(MigrationState::as_str)
+            .collect();
+        assert_eq!(open, ["running", "started", "completing", "rolling_back"]);
+        assert!(
+            MigrationState::parse("half-done").is_err(),
+            "an edited state schema is an error"
+        );
+        assert_eq!(
+            MigrationState::sql_list(&[MigrationState::Applied, MigrationState::Skipped]),
+            "'applied', 'skipped'"
+        );
+    }
 }
