@@ -157,6 +157,10 @@ pub struct OpSteps {
     pub verify: Vec<VerifySpec>,
     pub complete: Vec<PlannedStep>,
     pub rollback: Vec<PlannedStep>,
+    /// What the plan cannot carry over to a copy (an index or constraint whose definition
+    /// the rewrite cannot handle), each named with why: the migration is refused rather
+    /// than run without it.
+    pub unplannable: Vec<String>,
 }
 
 /// One operation behind one trait: check it, say how the new version sees the schema,
@@ -219,6 +223,18 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
             continue;
         }
         let steps = planner.plan(ctx, &vs);
+        if !steps.unplannable.is_empty() {
+            errors.push(OpError {
+                operation: i,
+                kind: op.kind(),
+                message: format!(
+                    "pgshift cannot carry over {}",
+                    steps.unplannable.join("; ")
+                ),
+                hint: Some("the copy would be made without it; drop it before the migration and create it again after, or report the definition as a bug".to_owned()),
+            });
+            continue;
+        }
         planner.apply(&mut vs);
         start.extend(steps.start);
         for b in steps.backfills {

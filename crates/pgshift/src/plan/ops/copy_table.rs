@@ -281,8 +281,12 @@ impl CopyTable<'_> {
             if kind == Some("x") {
                 continue;
             }
-            let Some((tmp, sql)) = index_copy_sql(ix, &shadow_name, false) else {
-                continue;
+            let (tmp, sql) = match index_copy_sql(ix, &shadow_name, false) {
+                Ok(copy) => copy,
+                Err(e) => {
+                    steps.unplannable.push(e);
+                    continue;
+                }
             };
             match (&ix.constraint, kind) {
                 (Some(constraint), Some(k @ ("p" | "u"))) => {
@@ -340,9 +344,14 @@ impl CopyTable<'_> {
                     ));
                 }
                 "f" => {
-                    if let Ok(sql) =
-                        rewrite_constraint_definition(&shadow, &k.name, &k.definition, &[], &[])
-                    {
+                    let rewritten =
+                        rewrite_constraint_definition(&shadow, &k.name, &k.definition, &[], &[]);
+                    if let Err((e, _)) = &rewritten {
+                        steps
+                            .unplannable
+                            .push(format!("foreign key {} ({}): {e}", k.name, k.definition));
+                    }
+                    if let Ok(sql) = rewritten {
                         steps.after_backfill.push(sql_step(
                             format!("foreign key {} on {shadow_name}, not validated yet", k.name),
                             sql,

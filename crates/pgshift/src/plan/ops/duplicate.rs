@@ -481,13 +481,19 @@ impl Duplication<'_> {
                         .filter(|(t, ..)| k.foreign_table.as_deref() == Some(t.as_str()))
                         .map(|(_, old, new)| (old.clone(), new.clone()))
                         .collect();
-                    if let Ok(sql) = rewrite_constraint_definition(
+                    let rewritten = rewrite_constraint_definition(
                         &table,
                         &tmp,
                         &k.definition,
                         &columns,
                         &referenced,
-                    ) {
+                    );
+                    if let Err((e, _)) = &rewritten {
+                        steps
+                            .unplannable
+                            .push(format!("constraint {} ({}): {e}", k.name, k.definition));
+                    }
+                    if let Ok(sql) = rewritten {
                         let add = sql_step(
                             format!(
                                 "constraint {} recreated on the copies, not validated yet",
@@ -536,7 +542,7 @@ impl Duplication<'_> {
             {
                 continue;
             }
-            let Some((build, name_back)) = index_copy(
+            let (build, name_back) = match index_copy(
                 ctx,
                 ix,
                 kind,
@@ -544,8 +550,12 @@ impl Duplication<'_> {
                 false,
                 &columns,
                 format!("index {} recreated on the copies, concurrently", ix.name),
-            ) else {
-                continue;
+            ) {
+                Ok(copy) => copy,
+                Err(e) => {
+                    steps.unplannable.push(e);
+                    continue;
+                }
             };
             steps.after_backfill.push(build);
             renames.push(name_back);

@@ -447,12 +447,16 @@ impl Extract {
                 // Through its index, below.
                 continue;
             }
-            let Ok(sql) =
-                rewrite_constraint_definition(&into, &k.name, &k.definition, &to_new, &[])
-            else {
-                dropped_with.push(format!("constraint {}", k.name));
-                continue;
-            };
+            let sql =
+                match rewrite_constraint_definition(&into, &k.name, &k.definition, &to_new, &[]) {
+                    Ok(sql) => sql,
+                    Err((e, _)) => {
+                        steps
+                            .unplannable
+                            .push(format!("constraint {} ({}): {e}", k.name, k.definition));
+                        continue;
+                    }
+                };
             steps.start.push(sql_step(
                 format!(
                     "constraint {} recreated on {}, not validated yet",
@@ -485,7 +489,7 @@ impl Extract {
                 }
                 continue;
             }
-            let Some((build, name_back)) = index_copy(
+            let (build, name_back) = match index_copy(
                 ctx,
                 ix,
                 kind,
@@ -493,9 +497,12 @@ impl Extract {
                 true,
                 &to_new,
                 format!("index {} recreated on {}, concurrently", ix.name, self.into),
-            ) else {
-                dropped_with.push(format!("index {}", ix.name));
-                continue;
+            ) {
+                Ok(copy) => copy,
+                Err(e) => {
+                    steps.unplannable.push(e);
+                    continue;
+                }
             };
             steps.after_backfill.push(build);
             renames.push(name_back);

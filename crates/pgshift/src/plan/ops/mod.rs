@@ -270,7 +270,7 @@ fn index_copy(
     other_table: bool,
     renames: &[(String, String)],
     description: String,
-) -> Option<(super::PlannedStep, String)> {
+) -> Result<(super::PlannedStep, String), String> {
     let tmp = super::internal_name("ix", &[&ix.name]);
     let sql = rewrite_index_definition(
         &ix.definition,
@@ -279,7 +279,7 @@ fn index_copy(
         renames,
         true,
     )
-    .ok()?;
+    .map_err(|(e, _)| format!("index {} ({}): {e}", ix.name, ix.definition))?;
     let build = super::concurrent_step(
         description,
         sql,
@@ -307,7 +307,7 @@ fn index_copy(
             ident(&ix.name)
         ),
     };
-    Some((build, name_back))
+    Ok((build, name_back))
 }
 
 /// An index's definition moved to another table of the schema under a temporary name:
@@ -316,10 +316,11 @@ fn index_copy_sql(
     ix: &crate::catalog::Index,
     table: &str,
     concurrent: bool,
-) -> Option<(String, String)> {
+) -> Result<(String, String), String> {
     let tmp = super::internal_name("ix", &[&ix.name]);
-    let sql = rewrite_index_definition(&ix.definition, &tmp, Some(table), &[], concurrent).ok()?;
-    Some((tmp, sql))
+    let sql = rewrite_index_definition(&ix.definition, &tmp, Some(table), &[], concurrent)
+        .map_err(|(e, _)| format!("index {} ({}): {e}", ix.name, ix.definition))?;
+    Ok((tmp, sql))
 }
 
 /// `ALTER TABLE <table> ADD CONSTRAINT <new_name> <definition> NOT VALID` over the renamed
@@ -454,6 +455,23 @@ mod tests {
             columns_named("CREATE INDEX i ON t USING btree (a, lower(b)) WHERE c > 0"),
             vec!["a", "b", "c"]
         );
+    }
+
+    #[test]
+    fn a_definition_the_rewrite_cannot_handle_is_an_error_naming_it() {
+        let ix = crate::catalog::Index {
+            name: "orders_odd".to_owned(),
+            definition: "CREATE INDEX orders_odd ON".to_owned(),
+            constraint: None,
+        };
+        let err = index_copy_sql(&ix, "orders_copy", true).unwrap_err();
+        assert!(err.starts_with("index orders_odd ("), "{err}");
+        let ok = crate::catalog::Index {
+            definition: "CREATE INDEX orders_price ON public.orders USING btree (price)".to_owned(),
+            name: "orders_price".to_owned(),
+            constraint: None,
+        };
+        assert!(index_copy_sql(&ok, "orders_copy", true).is_ok());
     }
 
     #[test]
