@@ -17,31 +17,15 @@
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+pub use crate::event::Progress;
+use crate::event::RunEvent;
 use crate::exec::{BackfillSettings, Executor};
 use crate::plan::{expression, BackfillSpec};
 use crate::quote::{ident, qualified};
-use crate::runner::RunEvent;
 use crate::state;
 use std::time::{Duration, Instant};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
-
-/// Where a backfill stands, for progress output and `pgshift backfill status`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Progress {
-    pub migration: String,
-    pub table: String,
-    pub state: String,
-    pub rows_done: i64,
-    pub total_estimate: i64,
-    pub rows_per_second: f64,
-    pub eta_seconds: Option<f64>,
-    pub elapsed_seconds: f64,
-    pub batch_size: i64,
-    pub throttle_reason: Option<String>,
-    /// Parts run by parallel workers (1 without).
-    pub workers: i64,
-}
 
 /// How the table is walked.
 #[derive(Clone)]

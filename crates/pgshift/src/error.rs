@@ -4,7 +4,7 @@
 //! failed; 2 invalid input with nothing changed; 3 another pgshift holds the lock.
 
 use crate::diag::Diagnostic;
-use crate::exec::BlockerReport;
+use crate::event::BlockerReport;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -343,7 +343,7 @@ fn render_lock_timeout(
     let mut out = format!(
         "gave up after {attempts} attempts and {:.1}s waiting for a lock for: {}",
         waited.as_secs_f64(),
-        crate::exec::abbreviate(statement, 200)
+        crate::event::abbreviate(statement, 200)
     );
     if blockers.is_empty() {
         out.push_str("\nno blocking session was seen while waiting");

@@ -13,6 +13,7 @@
 
 use crate::conn::ConnectionSpec;
 use crate::error::{Error, Result};
+pub use crate::event::{abbreviate, BlockerReport, ExecEvent};
 use crate::quote;
 use crate::sql::{ConcurrentIndex, StatementKind};
 use rand::Rng;
@@ -170,64 +171,6 @@ impl Step {
             from_user: false,
         }
     }
-}
-
-/// A session that blocks one of pgshift's statements.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct BlockerReport {
-    pub pid: i32,
-    pub state: String,
-    pub query: String,
-    /// Seconds since the blocker's transaction began, if it is in one.
-    pub xact_age_s: Option<f64>,
-    pub user: String,
-    pub application_name: String,
-}
-
-impl std::fmt::Display for BlockerReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "pid {} ({}", self.pid, self.state)?;
-        if let Some(age) = self.xact_age_s {
-            write!(f, ", transaction open {age:.1}s")?;
-        }
-        if !self.user.is_empty() {
-            write!(f, ", user {}", self.user)?;
-        }
-        if !self.application_name.is_empty() {
-            write!(f, ", application {}", self.application_name)?;
-        }
-        write!(f, "): {}", abbreviate(&self.query, 160))
-    }
-}
-
-/// What the executor reports while it works.
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum ExecEvent {
-    /// A statement is waiting for a lock; these sessions hold it up.
-    Waiting {
-        statement: String,
-        waited_ms: u64,
-        blockers: Vec<BlockerReport>,
-    },
-    /// A lock was not granted within lock_timeout; the transaction rolled back and will retry.
-    LockTimeout {
-        statement: String,
-        attempt: u32,
-        retry_in_ms: u64,
-        blockers: Vec<BlockerReport>,
-    },
-    /// An INVALID index left by a failed concurrent build was dropped before building again.
-    InvalidIndexDropped { index: String },
-    /// A resumed concurrent statement had already done its work.
-    AlreadyDone { statement: String, reason: String },
-    /// The server sent a NOTICE or WARNING while running one of the user's statements.
-    Notice {
-        statement: String,
-        severity: String,
-        message: String,
-        hint: Option<String>,
-    },
 }
 
 /// Receives executor and runner events (the CLI prints them).
@@ -760,17 +703,6 @@ fn is_lock_failure(e: &tokio_postgres::Error) -> bool {
 pub fn backoff_delay(attempt: u32, initial: Duration, max: Duration, jitter: f64) -> Duration {
     let exp = initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
     exp.min(max).mul_f64(jitter.clamp(0.0, 1.0))
-}
-
-/// The first `max` characters of a statement, on one line.
-pub fn abbreviate(sql: &str, max: usize) -> String {
-    let one_line: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() <= max {
-        one_line
-    } else {
-        let cut: String = one_line.chars().take(max).collect();
-        format!("{cut}…")
-    }
 }
 
 #[cfg(test)]

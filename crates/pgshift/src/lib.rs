@@ -12,6 +12,7 @@ pub mod conn;
 pub mod copy;
 pub mod diag;
 pub mod error;
+pub mod event;
 pub mod exec;
 pub mod explain;
 pub mod lifecycle;

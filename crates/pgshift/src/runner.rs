@@ -25,59 +25,7 @@ use std::time::Instant;
 /// The journal phase of a raw SQL migration.
 const PHASE_APPLY: &str = "apply";
 
-/// What a run reports as it goes (the CLI prints these).
-#[derive(Debug, Clone, serde::Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum RunEvent {
-    StateSchema {
-        from: Option<i32>,
-        to: i32,
-    },
-    MigrationStarted {
-        name: String,
-        resumed: bool,
-    },
-    StepSkipped {
-        migration: String,
-        step: usize,
-        reason: String,
-    },
-    StepDone {
-        migration: String,
-        step: usize,
-        of: usize,
-        what: String,
-        ms: u64,
-    },
-    /// A check before complete passed.
-    Verified {
-        migration: String,
-        what: String,
-        rows: i64,
-        /// `checksums` or `row by row` (see [`crate::verify`]).
-        method: String,
-        ms: u64,
-    },
-    MigrationApplied {
-        name: String,
-        ms: u64,
-    },
-    /// `migrate` started a structured migration and leaves it open for `pgshift complete`.
-    MigrationLeftOpen {
-        name: String,
-        ms: u64,
-    },
-    /// `migrate` completes a migration that an earlier run left open.
-    Completing {
-        name: String,
-    },
-    /// Warnings of the lint run on what is about to run (errors refuse the run instead).
-    LintWarnings {
-        text: String,
-    },
-    /// Where a backfill stands (at most about once a second, and when throttled).
-    Backfill(crate::backfill::Progress),
-}
+pub use crate::event::RunEvent;
 
 /// Options of `pgshift migrate`.
 #[derive(Debug, Clone, Default)]

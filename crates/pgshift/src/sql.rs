@@ -7,7 +7,7 @@
 
 use crate::diag::Diagnostic;
 use pg_query::protobuf::node::Node;
-use pg_query::protobuf::{ObjectType, ReindexObjectType};
+use pg_query::protobuf::{ObjectType, ReindexObjectType, Token};
 use std::path::Path;
 
 /// What kind of statement, for timeouts and for how it runs.
@@ -64,10 +64,7 @@ pub fn split(path: &Path, source: &str) -> Result<Vec<SqlStatement>, Diagnostic>
     };
     // The server would cut the name with only a NOTICE; a structured file is refused for
     // the same name, and so is this.
-    if let Some((at, name)) = crate::lint::sql::long_identifiers(source)
-        .into_iter()
-        .next()
-    {
+    if let Some((at, name)) = long_identifiers(source).into_iter().next() {
         return Err(Diagnostic::at_offset(
             path,
             source,
@@ -80,7 +77,7 @@ pub fn split(path: &Path, source: &str) -> Result<Vec<SqlStatement>, Diagnostic>
         .with_hint("shorten the name to 63 bytes or fewer: a cut name no longer matches what the file says, and two names that start alike become one"));
     }
     let mut out = Vec::new();
-    let tokens = crate::lint::sql::token_starts(source);
+    let tokens = token_starts(source);
     for raw in &parsed.protobuf.stmts {
         let start = usize::try_from(raw.stmt_location).unwrap_or(0);
         let end = match usize::try_from(raw.stmt_len) {
@@ -340,6 +337,37 @@ fn piece_offset(source: &str, piece: &str) -> Option<usize> {
     let base = source.as_ptr() as usize;
     let at = piece.as_ptr() as usize;
     (at >= base && at <= base + source.len()).then(|| at - base)
+}
+
+/// Offsets of every token that is not a comment.
+pub(crate) fn token_starts(source: &str) -> Vec<usize> {
+    tokens(source)
+        .iter()
+        .filter(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32)
+        .filter_map(|t| usize::try_from(t.start).ok())
+        .collect()
+}
+
+fn tokens(source: &str) -> Vec<pg_query::protobuf::ScanToken> {
+    pg_query::scan(source).map(|s| s.tokens).unwrap_or_default()
+}
+
+/// Identifiers longer than PostgreSQL keeps, as written (the parser has cut them
+/// already): (offset, name).
+pub(crate) fn long_identifiers(source: &str) -> Vec<(usize, String)> {
+    tokens(source)
+        .iter()
+        .filter(|t| t.token == Token::Ident as i32)
+        .filter_map(|t| {
+            let text = source.get(usize::try_from(t.start).ok()?..usize::try_from(t.end).ok()?)?;
+            // A quoted name's doubled quotes are one character of the name.
+            let name = match text.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => text.to_owned(),
+            };
+            (name.len() > crate::quote::MAX_IDENTIFIER_BYTES).then_some((t.start as usize, name))
+        })
+        .collect()
 }
 
 #[cfg(test)]

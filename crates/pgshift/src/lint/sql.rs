@@ -5,8 +5,9 @@
 use super::config::SqlExecutor;
 use super::{Linted, RawFinding};
 use crate::locks::{self, LockMode};
+use crate::sql::{long_identifiers, token_starts};
 use pg_query::protobuf::{
-    AlterTableType, ConstrType, ObjectType, Token, TransactionStmtKind, VariableSetKind,
+    AlterTableType, ConstrType, ObjectType, TransactionStmtKind, VariableSetKind,
 };
 use pg_query::{NodeEnum, NodeRef};
 use std::collections::HashSet;
@@ -124,37 +125,6 @@ pub(crate) fn lint(source: &str, executor: SqlExecutor, assume_lock_timeout: boo
         findings: state.findings,
         anchors,
     }
-}
-
-/// Offsets of every token that is not a comment.
-pub(crate) fn token_starts(source: &str) -> Vec<usize> {
-    tokens(source)
-        .iter()
-        .filter(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32)
-        .filter_map(|t| usize::try_from(t.start).ok())
-        .collect()
-}
-
-fn tokens(source: &str) -> Vec<pg_query::protobuf::ScanToken> {
-    pg_query::scan(source).map(|s| s.tokens).unwrap_or_default()
-}
-
-/// Identifiers longer than PostgreSQL keeps, as written (the parser has cut them
-/// already): (offset, name).
-pub(crate) fn long_identifiers(source: &str) -> Vec<(usize, String)> {
-    tokens(source)
-        .iter()
-        .filter(|t| t.token == Token::Ident as i32)
-        .filter_map(|t| {
-            let text = source.get(usize::try_from(t.start).ok()?..usize::try_from(t.end).ok()?)?;
-            // A quoted name's doubled quotes are one character of the name.
-            let name = match text.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
-                Some(quoted) => quoted.replace("\"\"", "\""),
-                None => text.to_owned(),
-            };
-            (name.len() > MAX_IDENTIFIER).then_some((t.start as usize, name))
-        })
-        .collect()
 }
 
 struct State<'a> {
