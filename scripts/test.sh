@@ -6,6 +6,5 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 
 cargo fmt --all -- --check
-./scripts/import-cycles.sh
 cargo clippy -j2 --workspace --all-targets --locked -- -D warnings
 cargo test -j2 --workspace --locked
