@@ -96,34 +96,49 @@ pub fn check_type(text: &str) -> Result<(), String> {
     }
 }
 
+/// `text` (without comments) put inside `template` at `{}` makes exactly one statement
+/// that `is` accepts; otherwise "it is not {what}".
+fn one_statement(
+    text: &str,
+    template: &str,
+    what: &str,
+    is: impl Fn(&Node) -> bool,
+) -> Result<(), String> {
+    no_comment(text)?;
+    match statements(&template.replace("{}", text))?.as_slice() {
+        [Some(node)] if is(node) => Ok(()),
+        _ => Err(format!("it is not {what}")),
+    }
+}
+
 /// The inside of an index's or table's `WITH (...)`: `fillfactor = 70, deduplicate_items = off`.
 pub fn check_storage_parameters(text: &str) -> Result<(), String> {
-    no_comment(text)?;
-    let stmts = statements(&format!("CREATE INDEX i ON t (c) WITH ({text})"))?;
-    match stmts.as_slice() {
-        [Some(Node::IndexStmt(_))] => Ok(()),
-        _ => Err("it is not a list of storage parameters".to_owned()),
-    }
+    one_statement(
+        text,
+        "CREATE INDEX i ON t (c) WITH ({})",
+        "a list of storage parameters",
+        |n| matches!(n, Node::IndexStmt(_)),
+    )
 }
 
 /// The options of an identity's sequence: `START WITH 10 INCREMENT BY 5`.
 pub fn check_sequence_options(text: &str) -> Result<(), String> {
-    no_comment(text)?;
-    let stmts = statements(&format!("CREATE SEQUENCE s {text}"))?;
-    match stmts.as_slice() {
-        [Some(Node::CreateSeqStmt(_))] => Ok(()),
-        _ => Err("it is not a list of sequence options".to_owned()),
-    }
+    one_statement(
+        text,
+        "CREATE SEQUENCE s {}",
+        "a list of sequence options",
+        |n| matches!(n, Node::CreateSeqStmt(_)),
+    )
 }
 
 /// The elements of an exclusion constraint: `room WITH =, during WITH &&`.
 pub fn check_exclude_elements(text: &str) -> Result<(), String> {
-    no_comment(text)?;
-    let stmts = statements(&format!("ALTER TABLE t ADD EXCLUDE USING gist ({text})"))?;
-    match stmts.as_slice() {
-        [Some(Node::AlterTableStmt(a))] if a.cmds.len() == 1 => Ok(()),
-        _ => Err("it is not a list of exclusion elements".to_owned()),
-    }
+    one_statement(
+        text,
+        "ALTER TABLE t ADD EXCLUDE USING gist ({})",
+        "a list of exclusion elements",
+        |n| matches!(n, Node::AlterTableStmt(a) if a.cmds.len() == 1),
+    )
 }
 
 /// SQL statements (a `sql` operation's `up` and `down`): they must parse.
