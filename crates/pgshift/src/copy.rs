@@ -8,7 +8,7 @@
 //! written again after its replay is logged again and replayed again; a write still in flight
 //! is invisible to the batch, and so is its logged key: it is replayed once committed.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::exec::Executor;
 use crate::plan::CatchUpSpec;
 use crate::quote::ident;
@@ -17,7 +17,6 @@ const BATCH: i64 = 10_000;
 
 /// Replays the log until a batch finds fewer than `BATCH / 10` keys.
 pub async fn catch_up(exec: &Executor, spec: &CatchUpSpec) -> Result<u64> {
-    let client = exec.client();
     let k = ident(&spec.key);
     let take = format!(
         "WITH taken AS (DELETE FROM {log} WHERE seq IN (SELECT seq FROM {log} ORDER BY seq LIMIT $1) RETURNING k)
@@ -32,39 +31,30 @@ pub async fn catch_up(exec: &Executor, spec: &CatchUpSpec) -> Result<u64> {
         "INSERT INTO {} ({}) SELECT {} FROM {} WHERE {k} = ANY($1::text[]::{}[])",
         spec.shadow, spec.columns, spec.from_source, spec.source, spec.key_type
     );
-    let lock_timeout = format!("{}ms", exec.settings().lock_timeout.as_millis().max(1));
+    let what = format!("catching up {} with {}", spec.shadow, spec.source);
     let mut replayed = 0u64;
     loop {
-        client
-            .batch_execute(&format!(
-                "BEGIN; SET LOCAL lock_timeout = {}",
-                crate::quote::literal(&lock_timeout)
-            ))
+        // Through the executor: a batch that meets a client's row lock or a deadlock is rolled
+        // back and retried (the keys go back to the log with it), as every batch is.
+        let n = exec
+            .data_transaction(&what, |client| {
+                let (take, remove, copy) = (take.clone(), remove.clone(), copy.clone());
+                Box::pin(async move {
+                    let keys: Vec<String> = client
+                        .query_one(take.as_str(), &[&BATCH])
+                        .await?
+                        .try_get(0)?;
+                    if !keys.is_empty() {
+                        client.execute(remove.as_str(), &[&keys]).await?;
+                        client.execute(copy.as_str(), &[&keys]).await?;
+                    }
+                    Ok(keys.len())
+                })
+            })
             .await?;
-        let outcome = async {
-            let keys: Vec<String> = client.query_one(take.as_str(), &[&BATCH]).await?.get(0);
-            if !keys.is_empty() {
-                client.execute(remove.as_str(), &[&keys]).await?;
-                client.execute(copy.as_str(), &[&keys]).await?;
-            }
-            Ok::<usize, tokio_postgres::Error>(keys.len())
-        }
-        .await;
-        match outcome {
-            Ok(n) => {
-                client.batch_execute("COMMIT").await?;
-                replayed += n as u64;
-                if (n as i64) < BATCH / 10 {
-                    return Ok(replayed);
-                }
-            }
-            Err(e) => {
-                let _ = client.batch_execute("ROLLBACK").await;
-                return Err(Error::Statement {
-                    context: format!("catching up {} with {}", spec.shadow, spec.source),
-                    source: e,
-                });
-            }
+        replayed += n as u64;
+        if (n as i64) < BATCH / 10 {
+            return Ok(replayed);
         }
     }
 }

@@ -282,6 +282,57 @@ impl Executor {
         &self.observer
     }
 
+    /// Runs `work` in one transaction on the main connection with the executor's policy for
+    /// data batches: `lock_timeout` and the DML `statement_timeout` set locally, the whole
+    /// transaction retried with capped, jittered backoff while a lock is not granted in time
+    /// or a deadlock is detected (naming the blockers seen, up to `--max-lock-wait`), any other
+    /// error rolled back and returned with `what`. `work` may run more than once: it must do
+    /// everything from the start each time.
+    pub async fn data_transaction<T, F>(&self, what: &str, mut work: F) -> Result<T>
+    where
+        F: for<'c> FnMut(
+            &'c Client,
+        ) -> std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>
+                    + Send
+                    + 'c,
+            >,
+        >,
+    {
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        let mut blockers_seen: Vec<BlockerReport> = Vec::new();
+        let (lock_timeout, statement_timeout) = self.settings.timeouts(StatementKind::Dml);
+        loop {
+            attempt += 1;
+            let outcome = async {
+                self.client.batch_execute("BEGIN").await?;
+                self.set_timeouts(lock_timeout, statement_timeout, true)
+                    .await?;
+                let value = work(&self.client).await?;
+                self.client.batch_execute("COMMIT").await?;
+                Ok::<T, tokio_postgres::Error>(value)
+            };
+            let outcome = self.watched(what, outcome, &mut blockers_seen).await;
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(e) => {
+                    let _ = self.client.batch_execute("ROLLBACK").await;
+                    if is_lock_failure(&e) {
+                        self.pause_before_retry(what, attempt, started, &blockers_seen)
+                            .await?;
+                        continue;
+                    }
+                    return Err(Error::Statement {
+                        context: what.to_owned(),
+                        source: e,
+                    });
+                }
+            }
+        }
+    }
+
     /// Runs `steps` and then `finish` (pgshift's own bookkeeping, e.g. the journal entry that
     /// says these steps are done) in one transaction, retrying the whole transaction when a
     /// lock is not granted in time.
@@ -434,30 +485,42 @@ impl Executor {
         blockers_seen: &mut Vec<BlockerReport>,
     ) -> std::result::Result<(), tokio_postgres::Error> {
         let sql = step.sql.as_str();
-        let started = Instant::now();
         // Notices of pgshift's own statements before this one are not the user's.
         self.notices.take();
-        let statement = self.client.batch_execute(sql);
-        tokio::pin!(statement);
+        let result = self
+            .watched(sql, self.client.batch_execute(sql), blockers_seen)
+            .await;
+        // The connection hands a notice over before the statement's own end.
+        let notices = self.notices.take();
+        if step.from_user {
+            for n in notices {
+                self.observer.exec_event(&ExecEvent::Notice {
+                    statement: abbreviate(sql, 200),
+                    severity: n.severity,
+                    message: n.message,
+                    hint: n.hint,
+                });
+            }
+        }
+        result
+    }
+
+    /// Awaits `work` while the monitor connection watches for sessions that block the main
+    /// one: each is kept in `blockers_seen` (for the report if the wait gives up) and
+    /// reported as it appears.
+    async fn watched<T, E>(
+        &self,
+        what: &str,
+        work: impl std::future::Future<Output = std::result::Result<T, E>>,
+        blockers_seen: &mut Vec<BlockerReport>,
+    ) -> std::result::Result<T, E> {
+        let started = Instant::now();
+        tokio::pin!(work);
         let mut next_poll = Duration::from_millis(30);
         let mut last_reported: Vec<i32> = Vec::new();
         loop {
             tokio::select! {
-                result = &mut statement => {
-                    // The connection hands a notice over before the statement's own end.
-                    let notices = self.notices.take();
-                    if step.from_user {
-                        for n in notices {
-                            self.observer.exec_event(&ExecEvent::Notice {
-                                statement: abbreviate(sql, 200),
-                                severity: n.severity,
-                                message: n.message,
-                                hint: n.hint,
-                            });
-                        }
-                    }
-                    return result;
-                }
+                result = &mut work => return result,
                 _ = tokio::time::sleep(next_poll) => {
                     // Poll often at first (lock timeouts are short), then back off so that a
                     // long concurrent build is not watched at 10 Hz for hours.
@@ -476,7 +539,7 @@ impl Executor {
                     if pids != last_reported {
                         last_reported = pids;
                         self.observer.exec_event(&ExecEvent::Waiting {
-                            statement: abbreviate(sql, 200),
+                            statement: abbreviate(what, 200),
                             waited_ms: started.elapsed().as_millis() as u64,
                             blockers,
                         });

@@ -1,0 +1,116 @@
+//! The executor's policy for data transactions, at the library level: a transaction that
+//! meets a held row lock is rolled back and retried with backoff until the lock is free,
+//! and gives up at the cap naming the session that held it.
+
+use pgshift::conn::ConnectionSpec;
+use pgshift::exec::{ExecEvent, ExecSettings, Executor, Observer};
+use pgshift_testkit::TestDb;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Keeps what the executor reports.
+#[derive(Default)]
+struct Seen(Mutex<Vec<ExecEvent>>);
+
+impl Observer for Seen {
+    fn exec_event(&self, event: &ExecEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+async fn setup(max_lock_wait: Duration) -> (TestDb, Executor, Arc<Seen>, tokio_postgres::Client) {
+    let db = TestDb::new().await;
+    let holder = db.client().await;
+    holder
+        .batch_execute("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 0);")
+        .await
+        .unwrap();
+    let seen = Arc::new(Seen::default());
+    let settings = ExecSettings {
+        lock_timeout: Duration::from_millis(50),
+        max_lock_wait,
+        backoff_initial: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(100),
+        ..ExecSettings::default()
+    };
+    let spec = ConnectionSpec::resolve(Some(&db.url)).unwrap();
+    let exec = Executor::connect(&spec, settings, seen.clone())
+        .await
+        .unwrap();
+    (db, exec, seen, holder)
+}
+
+fn bump<'c>(
+    client: &'c tokio_postgres::Client,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'c>,
+> {
+    Box::pin(async move {
+        client
+            .execute("UPDATE t SET v = v + 1 WHERE id = 1", &[])
+            .await
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_row_lock_is_waited_out_by_retries_not_by_queueing() {
+    let (_db, exec, seen, holder) = setup(Duration::from_secs(10)).await;
+    holder
+        .batch_execute("BEGIN; SELECT * FROM t WHERE id = 1 FOR UPDATE;")
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        holder.batch_execute("COMMIT").await.unwrap();
+        holder
+    });
+    let t0 = Instant::now();
+    let rows = exec.data_transaction("bump t", bump).await.unwrap();
+    assert_eq!(rows, 1);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        t0.elapsed()
+    );
+    let holder = release.await.unwrap();
+    let v: i32 = holder
+        .query_one("SELECT v FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 1, "the work ran once, in the attempt that committed");
+    let retries = seen
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, ExecEvent::LockTimeout { .. }))
+        .count();
+    assert!(retries >= 2, "{retries} retries reported");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_the_cap_it_gives_up_naming_the_blocker() {
+    let (_db, exec, _seen, holder) = setup(Duration::from_millis(400)).await;
+    holder
+        .batch_execute("BEGIN; SELECT * FROM t WHERE id = 1 FOR UPDATE;")
+        .await
+        .unwrap();
+    let pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let err = exec.data_transaction("bump t", bump).await.unwrap_err();
+    match &err {
+        pgshift::Error::LockWaitExceeded {
+            attempts, blockers, ..
+        } => {
+            assert!(*attempts >= 2, "{err}");
+            assert!(blockers.iter().any(|b| b.pid == pid), "{err}");
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(err.exit_code(), 1);
+    holder.batch_execute("ROLLBACK").await.unwrap();
+}
