@@ -519,19 +519,10 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
                 } else {
                     pgshift::backfill::Control::Cancel
                 };
-                let n = pgshift::backfill::control(&client, control).await?;
-                let (command, event) = control.audit();
-                pgshift::state::record_event(
+                let n = pgshift::backfill::control_and_record(
                     &client,
                     &pgshift::conn::Who::current(&spec),
-                    &pgshift::state::Event {
-                        command,
-                        event,
-                        migration: None,
-                        ok: true,
-                        duration_ms: Some(0),
-                        detail: serde_json::json!({ "backfills": n }),
-                    },
+                    control,
                 )
                 .await?;
                 let to = control.state();

@@ -1136,6 +1136,31 @@ impl Control {
     }
 }
 
+/// `pgshift backfill pause|cancel` from another terminal: [`control`], then the audit
+/// event that says who did it and to how many backfills; returns how many.
+pub async fn control_and_record(
+    client: &Client,
+    who: &crate::conn::Who,
+    c: Control,
+) -> Result<u64> {
+    let n = control(client, c).await?;
+    let (command, event) = c.audit();
+    state::record_event(
+        client,
+        who,
+        &state::Event {
+            command,
+            event,
+            migration: None,
+            ok: true,
+            duration_ms: Some(0),
+            detail: serde_json::json!({ "backfills": n }),
+        },
+    )
+    .await?;
+    Ok(n)
+}
+
 /// `pgshift backfill pause|resume|cancel`: sets the state of every unfinished backfill;
 /// returns how many it changed.
 pub async fn control(client: &Client, control: Control) -> Result<u64> {

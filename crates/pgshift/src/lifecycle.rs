@@ -289,8 +289,8 @@ pub async fn start(
     }
     let stored = state::stored_plan(client, &file.name).await?;
     let (plan, resumed) = match stored {
-        Some((plan, _, _)) => (
-            serde_json::from_value::<Plan>(plan).map_err(|e| {
+        Some(stored) => (
+            serde_json::from_value::<Plan>(stored.plan).map_err(|e| {
                 Error::CannotResume(format!(
                     "the stored plan of {} cannot be read: {e}",
                     file.name
@@ -503,24 +503,32 @@ async fn run_stored_phase(
 }
 
 async fn load(client: &tokio_postgres::Client, name: &str) -> Result<(Plan, Migration)> {
-    let Some((plan, _, source)) = state::stored_plan(client, name).await? else {
+    let Some(stored) = state::stored_plan(client, name).await? else {
         return Err(Error::CannotResume(format!(
             "migration {name} has no stored plan"
         )));
     };
-    let plan: Plan = serde_json::from_value(plan).map_err(|e| {
+    let plan: Plan = serde_json::from_value(stored.plan).map_err(|e| {
         Error::CannotResume(format!("the stored plan of {name} cannot be read: {e}"))
     })?;
-    // The stored source is what was started; its format is found by trying each.
+    // The stored source is what was started, in the format its record names.
+    let format = match stored.kind.as_str() {
+        "yaml" => crate::model::Format::Yaml,
+        "json" => crate::model::Format::Json,
+        "toml" => crate::model::Format::Toml,
+        other => {
+            return Err(Error::CannotResume(format!(
+                "migration {name} is recorded as kind {other:?}, which has no stored plan to resume"
+            )))
+        }
+    };
     let path = std::path::Path::new(name);
-    let migration = [
-        crate::model::Format::Yaml,
-        crate::model::Format::Json,
-        crate::model::Format::Toml,
-    ]
-    .into_iter()
-    .find_map(|f| crate::model::parse_migration(path, &source, f).ok())
-    .ok_or_else(|| Error::CannotResume(format!("the stored source of {name} no longer parses")))?;
+    let migration = crate::model::parse_migration(path, &stored.source, format).map_err(|d| {
+        Error::CannotResume(format!(
+            "the stored source of {name} no longer parses: {}",
+            d.message
+        ))
+    })?;
     Ok((plan, migration))
 }
 

@@ -522,21 +522,35 @@ pub fn forget_sql(name: &str) -> String {
     )
 }
 
-/// The stored plan and version schema of a migration.
-pub async fn stored_plan(
-    client: &Client,
-    name: &str,
-) -> Result<Option<(serde_json::Value, String, String)>> {
+/// What was stored when a migration started: its plan, version schema, source and the
+/// source's kind (`yaml`, `json`, `toml`).
+pub struct StoredPlan {
+    pub plan: serde_json::Value,
+    pub version_schema: String,
+    pub source: String,
+    pub kind: String,
+}
+
+/// The stored plan of a migration.
+pub async fn stored_plan(client: &Client, name: &str) -> Result<Option<StoredPlan>> {
     let row = client
         .query_opt(
             &format!(
-                "SELECT plan, version_schema, source FROM {} WHERE name = $1 AND plan IS NOT NULL",
+                "SELECT plan, version_schema, source, kind FROM {} WHERE name = $1 AND plan IS NOT NULL",
                 table("migrations")
             ),
             &[&name],
         )
         .await?;
-    Ok(row.map(|r| (r.get(0), r.get(1), r.get(2))))
+    row.map(|r| {
+        Ok(StoredPlan {
+            plan: r.try_get(0)?,
+            version_schema: r.try_get(1)?,
+            source: r.try_get(2)?,
+            kind: r.try_get(3)?,
+        })
+    })
+    .transpose()
 }
 
 /// The newest version schema that exists (what a client of the latest version should use)
