@@ -266,6 +266,32 @@ async fn a_server_that_never_answers_times_out_and_is_named() {
         waited < std::time::Duration::from_secs(15),
         "gave up after {waited:?}, not after about 2 s"
     );
+    // The same for the commands that change the database (their executor's connections).
+    for command in [
+        &["migrate"][..],
+        &["start", "0001_x.sql"][..],
+        &["complete"][..],
+    ] {
+        let t0 = std::time::Instant::now();
+        // Bounded here too, so that a command that hangs fails the test instead of hanging it.
+        let out = tokio::time::timeout(
+            std::time::Duration::from_secs(40),
+            finish(&mut pgshift(&url, dir.path(), command)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{command:?} hung against a server that never answers"));
+        assert_eq!(out.code, 1, "{command:?}: {out:?}");
+        assert!(
+            out.stderr.contains("connect_timeout"),
+            "{command:?}: {}",
+            out.stderr
+        );
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(15),
+            "{command:?} waited {:?}",
+            t0.elapsed()
+        );
+    }
     // Without connect_timeout, the default of 10 s applies (and also with the URL's TLS
     // default, which sends an SSLRequest first).
     let url = format!("postgres://app@127.0.0.1:{port}/shop");

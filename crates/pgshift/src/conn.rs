@@ -256,20 +256,7 @@ impl ConnectionSpec {
     /// Opens a connection; its driver task runs on the current tokio runtime. Gives up after
     /// the connect timeout, naming the host.
     pub async fn connect(&self) -> Result<Client> {
-        let Some(limit) = self.timeout else {
-            return self.connect_now().await;
-        };
-        match tokio::time::timeout(limit, self.connect_now()).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Connect {
-                target: self.describe(),
-                message: format!(
-                    "no answer from the server within {} s (connect_timeout)",
-                    limit.as_secs()
-                ),
-                hint: "check that the host and port are those of a PostgreSQL server and that nothing between drops the connection; raise the limit with ?connect_timeout=N in the URL or PGCONNECT_TIMEOUT".to_owned(),
-            }),
-        }
+        self.connect_with(None).await
     }
 
     /// A connection for a command that promises to change nothing (plan, status, latest):
@@ -287,12 +274,26 @@ impl ConnectionSpec {
     /// truncated", deprecation warnings) are kept in [`Notices`] for the caller to show.
     pub async fn connect_with_notices(&self) -> Result<(Client, Notices)> {
         let notices = Notices::default();
-        let client = self.connect_now_with(Some(notices.clone())).await?;
+        let client = self.connect_with(Some(notices.clone())).await?;
         Ok((client, notices))
     }
 
-    async fn connect_now(&self) -> Result<Client> {
-        self.connect_now_with(None).await
+    /// Every connection goes through here, under the connect timeout.
+    async fn connect_with(&self, notices: Option<Notices>) -> Result<Client> {
+        let Some(limit) = self.timeout else {
+            return self.connect_now_with(notices).await;
+        };
+        match tokio::time::timeout(limit, self.connect_now_with(notices)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Connect {
+                target: self.describe(),
+                message: format!(
+                    "no answer from the server within {} s (connect_timeout)",
+                    limit.as_secs()
+                ),
+                hint: "check that the host and port are those of a PostgreSQL server and that nothing between drops the connection; raise the limit with ?connect_timeout=N in the URL or PGCONNECT_TIMEOUT".to_owned(),
+            }),
+        }
     }
 
     async fn connect_now_with(&self, notices: Option<Notices>) -> Result<Client> {
