@@ -259,7 +259,7 @@ fn html(runs: &[ScenarioRun]) -> String {
 /// `max_ms`: the top of the latency axis, the same for every scenario of the report.
 fn chart(run: &ScenarioRun, max_ms: f64) -> String {
     let t = &run.traffic;
-    // The phase names sit in two rows above the plot, never over its dots.
+    // The phase names sit in up to three rows above the plot, never over its dots.
     let (w, h, left, bottom, top) = (960.0, 345.0, 70.0, 44.0, 52.0);
     let plot_w = w - left - 10.0;
     let plot_h = h - bottom - top;

@@ -1095,7 +1095,7 @@ async fn planner_rows(client: &tokio_postgres::Client, target: &str) -> Option<i
         )
         .await
         .ok()?;
-    let plan: serde_json::Value = row.get(0);
+    let plan: serde_json::Value = row.try_get(0).ok()?;
     plan.get(0)?
         .get("Plan")?
         .get("Plan Rows")?

@@ -156,10 +156,11 @@ pub struct Step {
     pub kind: StatementKind,
     /// Set for concurrent index statements: what to look for when a build fails or resumes.
     pub concurrent_index: Option<ConcurrentIndex>,
-    /// The user's own statement (a `.sql` migration's): the server's notices and warnings
-    /// on it are passed on. pgshift's own statements (`DROP ... IF EXISTS` and the like)
-    /// keep theirs to themselves.
-    pub from_user: bool,
+    /// Where the user wrote the statement (`path:line` of a `.sql` migration), named when it
+    /// fails. Set only for the user's own statements: the server's notices and warnings on
+    /// them are passed on, while pgshift's own (`DROP ... IF EXISTS` and the like) keep
+    /// theirs to themselves.
+    pub origin: Option<String>,
 }
 
 impl Step {
@@ -168,7 +169,7 @@ impl Step {
             sql: sql.into(),
             kind: StatementKind::Ddl,
             concurrent_index: None,
-            from_user: false,
+            origin: None,
         }
     }
 }
@@ -356,7 +357,7 @@ impl Executor {
                 .await;
             match outcome {
                 Ok(()) => return Ok(()),
-                Err((failed_sql, e)) => {
+                Err((failed_sql, origin, e)) => {
                     // The transaction is aborted (or gone, if COMMIT failed); roll it back so
                     // the connection is usable and every lock is released before we wait.
                     let _ = self.client.batch_execute("ROLLBACK").await;
@@ -366,7 +367,7 @@ impl Executor {
                         continue;
                     }
                     return Err(Error::Statement {
-                        context: format!("statement failed: {}", abbreviate(&failed_sql, 200)),
+                        context: failed_context(origin.as_deref(), &failed_sql),
                         source: e,
                     });
                 }
@@ -379,19 +380,19 @@ impl Executor {
         steps: &[Step],
         finish: &[String],
         blockers_seen: &mut Vec<BlockerReport>,
-    ) -> std::result::Result<(), (String, tokio_postgres::Error)> {
+    ) -> std::result::Result<(), (String, Option<String>, tokio_postgres::Error)> {
         self.client
             .batch_execute("BEGIN")
             .await
-            .map_err(|e| ("BEGIN".to_owned(), e))?;
+            .map_err(|e| ("BEGIN".to_owned(), None, e))?;
         for step in steps {
             let (lock_timeout, statement_timeout) = self.settings.timeouts(step.kind);
             self.set_timeouts(lock_timeout, statement_timeout, true)
                 .await
-                .map_err(|e| (step.sql.clone(), e))?;
+                .map_err(|e| (step.sql.clone(), step.origin.clone(), e))?;
             self.execute_watched(step, blockers_seen)
                 .await
-                .map_err(|e| (step.sql.clone(), e))?;
+                .map_err(|e| (step.sql.clone(), step.origin.clone(), e))?;
         }
         // Bookkeeping writes touch only pgshift's tables, but they too get a lock timeout.
         self.set_timeouts(
@@ -400,17 +401,17 @@ impl Executor {
             true,
         )
         .await
-        .map_err(|e| ("SET".to_owned(), e))?;
+        .map_err(|e| ("SET".to_owned(), None, e))?;
         for sql in finish {
             self.client
                 .batch_execute(sql)
                 .await
-                .map_err(|e| (sql.clone(), e))?;
+                .map_err(|e| (sql.clone(), None, e))?;
         }
         self.client
             .batch_execute("COMMIT")
             .await
-            .map_err(|e| ("COMMIT".to_owned(), e))
+            .map_err(|e| ("COMMIT".to_owned(), None, e))
     }
 
     /// Runs one statement outside a transaction block. `resuming` says that an earlier,
@@ -452,7 +453,7 @@ impl Executor {
                         continue;
                     }
                     return Err(Error::Statement {
-                        context: format!("statement failed: {}", abbreviate(&step.sql, 200)),
+                        context: failed_context(step.origin.as_deref(), &step.sql),
                         source: e,
                     });
                 }
@@ -492,7 +493,7 @@ impl Executor {
             .await;
         // The connection hands a notice over before the statement's own end.
         let notices = self.notices.take();
-        if step.from_user {
+        if step.origin.is_some() {
             for n in notices {
                 self.observer.exec_event(&ExecEvent::Notice {
                     statement: abbreviate(sql, 200),
@@ -724,7 +725,7 @@ impl Executor {
                 ),
                 kind: StatementKind::Concurrent,
                 concurrent_index: None,
-                from_user: false,
+                origin: None,
             };
             Box::pin(self.run_alone(&drop, false)).await?;
             self.observer.exec_event(&ExecEvent::InvalidIndexDropped {
@@ -754,6 +755,14 @@ fn is_reindex_copy(name: &str) -> bool {
 
 /// A lock that was not granted in time (55P03) or a deadlock (40P01): the transaction rolled
 /// back and can be tried again.
+/// `path:line: statement failed: <the statement>` (the place when the user wrote it).
+fn failed_context(origin: Option<&str>, sql: &str) -> String {
+    match origin {
+        Some(at) => format!("{at}: statement failed: {}", abbreviate(sql, 200)),
+        None => format!("statement failed: {}", abbreviate(sql, 200)),
+    }
+}
+
 fn is_lock_failure(e: &tokio_postgres::Error) -> bool {
     matches!(
         e.code(),

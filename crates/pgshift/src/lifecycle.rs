@@ -6,6 +6,7 @@
 use crate::catalog::Catalog;
 use crate::conn::Who;
 use crate::diag::Diagnostic;
+use crate::error::Refusal;
 use crate::error::{Error, Result};
 use crate::event::RunEvent;
 use crate::exec::{Executor, Step};
@@ -279,7 +280,7 @@ pub async fn start(
     if let Some((open, status)) = open_migration(client).await? {
         if open != file.name {
             return Err(Error::refused(
-                crate::error::Refusal::AnotherOpen,
+                Refusal::AnotherOpen,
                 format!(
                     "migration {open} is open ({status}); only one migration can be open at a time"
                 ),
@@ -352,14 +353,14 @@ pub async fn complete(
     let client = exec.client();
     let Some((name, status)) = open_migration(client).await? else {
         return Err(Error::refused(
-            crate::error::Refusal::NoMigrationOpen,
+            Refusal::NoMigrationOpen,
             "no migration is open",
             Some("pgshift status lists them; pgshift start <file> opens one"),
         ));
     };
     if !matches!(status, MigrationState::Started | MigrationState::Completing) {
         return Err(Error::refused(
-            crate::error::Refusal::WrongPhase,
+            Refusal::WrongPhase,
             format!("migration {name} did not finish its start (status {status})"),
             Some("run pgshift start on it again to finish it, or pgshift rollback"),
         ));
@@ -409,14 +410,14 @@ pub async fn rollback(
     let client = exec.client();
     let Some((name, status)) = open_migration(client).await? else {
         return Err(Error::refused(
-            crate::error::Refusal::NoMigrationOpen,
+            Refusal::NoMigrationOpen,
             "no migration is open",
             Some("pgshift status lists them"),
         ));
     };
     if status == MigrationState::Completing {
         return Err(Error::refused(
-            crate::error::Refusal::WrongPhase,
+            Refusal::WrongPhase,
             format!("migration {name} is being completed; a rollback now could lose data"),
             Some("run pgshift complete again to finish it"),
         ));
@@ -632,7 +633,7 @@ async fn run_together(
                     sql: sql.clone(),
                     kind: *kind,
                     concurrent_index: None,
-                    from_user: false,
+                    origin: None,
                 };
                 let finish = [state::step_done_sql(
                     name,
@@ -727,7 +728,7 @@ async fn run_phase(
                     sql: sql.clone(),
                     kind: *kind,
                     concurrent_index: None,
-                    from_user: false,
+                    origin: None,
                 };
                 exec.run_transaction(&[s], &finish).await?;
             }
@@ -743,7 +744,7 @@ async fn run_phase(
                     sql: sql.clone(),
                     kind: *kind,
                     concurrent_index: concurrent_index.clone(),
-                    from_user: false,
+                    origin: None,
                 };
                 exec.run_alone(&s, journaled == Some(StepState::Running))
                     .await?;

@@ -12,6 +12,7 @@
 //! a migration with no concurrent statement is one transaction and simply runs again.
 
 use crate::conn::{ConnectionSpec, Who};
+use crate::error::Refusal;
 use crate::error::{EditedMigration, Error, Result};
 use crate::exec::{Executor, Step};
 use crate::source::{self, Body, MigrationFile};
@@ -363,7 +364,7 @@ pub async fn start(
             .any(|r| r.name == file.name && r.status == MigrationState::Applied)
         {
             return Err(Error::refused(
-                crate::error::Refusal::AlreadyApplied,
+                Refusal::AlreadyApplied,
                 format!("migration {} is already applied", file.name),
                 None,
             ));
@@ -396,8 +397,7 @@ fn check_in_folder(file: &MigrationFile, files: &[MigrationFile], dir: &Path) ->
     {
         return Ok(());
     }
-    Err(Error::refused(
-                crate::error::Refusal::NotInFolder,
+    Err(Error::refused(Refusal::NotInFolder,
         format!(
             "{} is not in the migrations folder {}",
             file.path.display(),
@@ -433,8 +433,7 @@ fn check_nothing_pending_before(
     if waiting.is_empty() {
         return Ok(());
     }
-    Err(Error::refused(
-                crate::error::Refusal::OutOfOrder,
+    Err(Error::refused(Refusal::OutOfOrder,
         format!(
             "{} sorts after migration(s) that are not applied yet: {}",
             file.name,
@@ -723,8 +722,7 @@ fn plan_run<'a>(
                 .map(|f| f.name.as_str())
                 .collect();
             if !older.is_empty() {
-                return Err(Error::refused(
-                crate::error::Refusal::OutOfOrder,
+                return Err(Error::refused(Refusal::OutOfOrder,
                     format!(
                         "pending migration(s) {} sort before {}, which is already applied",
                         older.join(", "),
@@ -767,12 +765,13 @@ fn segments(statements: &[SqlStatement]) -> Vec<Segment<'_>> {
     out
 }
 
-fn step_of(s: &SqlStatement) -> Step {
+/// A statement of a `.sql` file as an executor step, with where the file has it.
+fn step_of(file: &MigrationFile, s: &SqlStatement) -> Step {
     Step {
         sql: s.sql.clone(),
         kind: s.kind,
         concurrent_index: s.concurrent_index.clone(),
-        from_user: true,
+        origin: Some(format!("{}:{}", file.path.display(), s.line)),
     }
 }
 
@@ -825,32 +824,15 @@ async fn apply_sql(
         if last {
             finish.push(state::mark_applied_sql(&file.name));
         }
-        // A failed statement is named by its file and line.
-        let at = |e: Error| match e {
-            Error::Statement { context, source } => {
-                let failed = match segment {
-                    Segment::Transaction(stmts) => stmts
-                        .iter()
-                        .find(|s| context.contains(&crate::exec::abbreviate(&s.sql, 200)))
-                        .unwrap_or(&stmts[0]),
-                    Segment::Alone(s) => s,
-                };
-                Error::Statement {
-                    context: format!("{}:{}: {context}", file.path.display(), failed.line),
-                    source,
-                }
-            }
-            other => other,
-        };
         match segment {
             Segment::Transaction(stmts) => {
-                let steps: Vec<Step> = stmts.iter().map(step_of).collect();
-                exec.run_transaction(&steps, &finish).await.map_err(at)?;
+                let steps: Vec<Step> = stmts.iter().map(|s| step_of(file, s)).collect();
+                exec.run_transaction(&steps, &finish).await?;
             }
             Segment::Alone(stmt) => {
                 let resuming = journaled == Some(StepState::Running);
                 state::step_running(client, &file.name, PHASE_APPLY, number, &description).await?;
-                exec.run_alone(&step_of(stmt), resuming).await.map_err(|e| {
+                exec.run_alone(&step_of(file, stmt), resuming).await.map_err(|e| {
                     if resuming {
                         Error::CannotResume(format!(
                             "{}:{}: this statement was interrupted in an earlier run and may have been partly done; running it again failed:\n{e}\nhint: check what the statement did, undo or finish it by hand, then run pgshift migrate again",
@@ -858,7 +840,7 @@ async fn apply_sql(
                             stmt.line
                         ))
                     } else {
-                        at(e)
+                        e
                     }
                 })?;
                 exec.run_transaction(&[], &finish).await?;
@@ -978,9 +960,10 @@ pub async fn status(
         if !files.iter().any(|f| f.name == r.name) {
             entries.push(StatusEntry {
                 name: r.name.clone(),
-                status: match r.status {
-                    MigrationState::Applied | MigrationState::Skipped => MigrationStatus::Missing,
-                    _ => record_status(r),
+                status: if r.status.is_done() {
+                    MigrationStatus::Missing
+                } else {
+                    record_status(r)
                 },
                 file: None,
                 kind: Some(r.kind.clone()),
@@ -1139,14 +1122,14 @@ pub async fn mark_applied(
         if let Some(r) = records.iter().find(|r| r.name == file.name) {
             if r.status == MigrationState::Applied {
                 return Err(Error::refused(
-                    crate::error::Refusal::AlreadyApplied,
+                    Refusal::AlreadyApplied,
                     format!("migration {} is already applied", file.name),
                     None,
                 ));
             }
             if r.status.is_open() {
                 return Err(Error::refused(
-                    crate::error::Refusal::AnotherOpen,
+                    Refusal::AnotherOpen,
                     format!("migration {} is open ({})", file.name, r.status),
                     Some(
                         "complete it (pgshift complete) or roll it back (pgshift rollback) instead",
@@ -1383,8 +1366,7 @@ fn check_budget(
         .iter()
         .filter(|s| s.phase != "rollback")
         .max_by(|a, b| a.estimate_s.total_cmp(&b.estimate_s));
-    Err(Error::refused(
-                crate::error::Refusal::OverDeployBudget,
+    Err(Error::refused(Refusal::OverDeployBudget,
         format!(
             "migration {} is estimated at {:.0} s, over the deploy budget of {:.0} s; nothing was changed{}",
             file.name,
@@ -1417,8 +1399,6 @@ pub struct DataMigration {
     pub last_error: Option<String>,
 }
 
-/// The recorded data migrations: name → (checksum, status, rows, by, host, started, finished,
-/// duration, error).
 /// The data migrations in `data_dir`; a folder that does not exist holds none (data
 /// migrations are optional, and most projects have no folder for them).
 fn discover_data(data_dir: &Path) -> Result<Vec<MigrationFile>> {
@@ -1428,6 +1408,8 @@ fn discover_data(data_dir: &Path) -> Result<Vec<MigrationFile>> {
     source::discover(data_dir)
 }
 
+/// The recorded data migrations: name → (checksum, status, rows, by, host, started, finished,
+/// duration, error).
 async fn data_records(
     client: &tokio_postgres::Client,
 ) -> Result<std::collections::BTreeMap<String, (String, DataMigration)>> {
@@ -1624,7 +1606,7 @@ pub async fn data_run(
                 match body {
                     Body::Sql(statements) => {
                         // The rows the statements changed are not counted here (0).
-                        let steps: Vec<Step> = statements.iter().map(step_of).collect();
+                        let steps: Vec<Step> = statements.iter().map(|s| step_of(file, s)).collect();
                         exec.run_transaction(&steps, &[done_sql("0")]).await?;
                         Ok(0)
                     }

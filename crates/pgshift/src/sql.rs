@@ -64,7 +64,8 @@ pub fn split(path: &Path, source: &str) -> Result<Vec<SqlStatement>, Diagnostic>
     };
     // The server would cut the name with only a NOTICE; a structured file is refused for
     // the same name, and so is this.
-    if let Some((at, name)) = long_identifiers(source).into_iter().next() {
+    let scanned = scan(source);
+    if let Some((at, name)) = scanned.long_identifiers.into_iter().next() {
         return Err(Diagnostic::at_offset(
             path,
             source,
@@ -77,7 +78,7 @@ pub fn split(path: &Path, source: &str) -> Result<Vec<SqlStatement>, Diagnostic>
         .with_hint("shorten the name to 63 bytes or fewer: a cut name no longer matches what the file says, and two names that start alike become one"));
     }
     let mut out = Vec::new();
-    let tokens = token_starts(source);
+    let tokens = scanned.starts;
     for raw in &parsed.protobuf.stmts {
         let start = usize::try_from(raw.stmt_location).unwrap_or(0);
         let end = match usize::try_from(raw.stmt_len) {
@@ -339,23 +340,22 @@ fn piece_offset(source: &str, piece: &str) -> Option<usize> {
     (at >= base && at <= base + source.len()).then(|| at - base)
 }
 
-/// Offsets of every token that is not a comment.
-pub(crate) fn token_starts(source: &str) -> Vec<usize> {
-    tokens(source)
+/// What one scan of a file tells: where each token that is not a comment starts, and the
+/// identifiers longer than PostgreSQL keeps (offset, name as written; the parser has cut
+/// them already).
+pub(crate) struct Scanned {
+    pub starts: Vec<usize>,
+    pub long_identifiers: Vec<(usize, String)>,
+}
+
+pub(crate) fn scan(source: &str) -> Scanned {
+    let tokens = pg_query::scan(source).map(|s| s.tokens).unwrap_or_default();
+    let starts = tokens
         .iter()
         .filter(|t| t.token != Token::SqlComment as i32 && t.token != Token::CComment as i32)
         .filter_map(|t| usize::try_from(t.start).ok())
-        .collect()
-}
-
-fn tokens(source: &str) -> Vec<pg_query::protobuf::ScanToken> {
-    pg_query::scan(source).map(|s| s.tokens).unwrap_or_default()
-}
-
-/// Identifiers longer than PostgreSQL keeps, as written (the parser has cut them
-/// already): (offset, name).
-pub(crate) fn long_identifiers(source: &str) -> Vec<(usize, String)> {
-    tokens(source)
+        .collect();
+    let long_identifiers = tokens
         .iter()
         .filter(|t| t.token == Token::Ident as i32)
         .filter_map(|t| {
@@ -367,7 +367,11 @@ pub(crate) fn long_identifiers(source: &str) -> Vec<(usize, String)> {
             };
             (name.len() > crate::quote::MAX_IDENTIFIER_BYTES).then_some((t.start as usize, name))
         })
-        .collect()
+        .collect();
+    Scanned {
+        starts,
+        long_identifiers,
+    }
 }
 
 #[cfg(test)]

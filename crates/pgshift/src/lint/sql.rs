@@ -5,7 +5,6 @@
 use super::config::SqlExecutor;
 use super::{Linted, RawFinding};
 use crate::locks::{self, LockMode};
-use crate::sql::{long_identifiers, token_starts};
 use pg_query::protobuf::{
     AlterTableType, ConstrType, ObjectType, TransactionStmtKind, VariableSetKind,
 };
@@ -84,8 +83,10 @@ pub(crate) fn lint(source: &str, executor: SqlExecutor, assume_lock_timeout: boo
             anchors: Vec::new(),
         };
     }
-    let starts = token_starts(source);
-    let long = long_identifiers(source);
+    let crate::sql::Scanned {
+        starts,
+        long_identifiers: long,
+    } = crate::sql::scan(source);
     let mut anchors = Vec::new();
     for raw in &parsed.protobuf.stmts {
         let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {

@@ -273,10 +273,10 @@ impl NotNullGuard<'_> {
 
     /// CREATE FUNCTION and CREATE TRIGGER, one step.
     pub fn create(&self) -> PlannedStep {
+        // PostgreSQL's own words, names as they are (it does not escape them either).
         let message = format!(
             "null value in column \"{}\" of relation \"{}\" violates not-null constraint",
-            self.shown.replace('"', "\"\""),
-            self.table.replace('"', "\"\"")
+            self.shown, self.table
         );
         let body = format!(
             "BEGIN\n  RAISE EXCEPTION USING ERRCODE = 'not_null_violation', MESSAGE = {}, COLUMN = {}, TABLE = {}, SCHEMA = {};\nEND\n",

@@ -344,25 +344,26 @@ impl CopyTable<'_> {
                     ));
                 }
                 "f" => {
-                    let rewritten =
-                        rewrite_constraint_definition(&shadow, &k.name, &k.definition, &[], &[]);
-                    if let Err((e, _)) = &rewritten {
-                        steps
+                    match rewrite_constraint_definition(&shadow, &k.name, &k.definition, &[], &[]) {
+                        Err((e, _)) => steps
                             .unplannable
-                            .push(format!("foreign key {} ({}): {e}", k.name, k.definition));
-                    }
-                    if let Ok(sql) = rewritten {
-                        steps.after_backfill.push(sql_step(
-                            format!("foreign key {} on {shadow_name}, not validated yet", k.name),
-                            sql,
-                        ));
-                        validations.push(sql_step(
-                            format!("validate foreign key {} on {shadow_name}", k.name),
-                            format!(
-                                "ALTER TABLE {shadow} VALIDATE CONSTRAINT {}",
-                                ident(&k.name)
-                            ),
-                        ));
+                            .push(format!("foreign key {} ({}): {e}", k.name, k.definition)),
+                        Ok(sql) => {
+                            steps.after_backfill.push(sql_step(
+                                format!(
+                                    "foreign key {} on {shadow_name}, not validated yet",
+                                    k.name
+                                ),
+                                sql,
+                            ));
+                            validations.push(sql_step(
+                                format!("validate foreign key {} on {shadow_name}", k.name),
+                                format!(
+                                    "ALTER TABLE {shadow} VALIDATE CONSTRAINT {}",
+                                    ident(&k.name)
+                                ),
+                            ));
+                        }
                     }
                 }
                 _ => {}

@@ -488,34 +488,36 @@ impl Duplication<'_> {
                         &columns,
                         &referenced,
                     );
-                    if let Err((e, _)) = &rewritten {
-                        steps
-                            .unplannable
-                            .push(format!("constraint {} ({}): {e}", k.name, k.definition));
-                    }
-                    if let Ok(sql) = rewritten {
-                        let add = sql_step(
-                            format!(
-                                "constraint {} recreated on the copies, not validated yet",
-                                k.name
-                            ),
-                            sql,
-                        );
-                        if referenced.is_empty() {
-                            steps.start.push(add);
-                        } else {
-                            late.push(add);
+                    let sql = match rewritten {
+                        Ok(sql) => sql,
+                        Err((e, _)) => {
+                            steps
+                                .unplannable
+                                .push(format!("constraint {} ({}): {e}", k.name, k.definition));
+                            continue;
                         }
-                        steps.complete.push(sql_step(
-                            format!("validate the copy of constraint {}", k.name),
-                            format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&tmp)),
-                        ));
-                        renames.push(format!(
-                            "ALTER TABLE {table} RENAME CONSTRAINT {} TO {}",
-                            ident(&tmp),
-                            ident(&k.name)
-                        ));
+                    };
+                    let add = sql_step(
+                        format!(
+                            "constraint {} recreated on the copies, not validated yet",
+                            k.name
+                        ),
+                        sql,
+                    );
+                    if referenced.is_empty() {
+                        steps.start.push(add);
+                    } else {
+                        late.push(add);
                     }
+                    steps.complete.push(sql_step(
+                        format!("validate the copy of constraint {}", k.name),
+                        format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&tmp)),
+                    ));
+                    renames.push(format!(
+                        "ALTER TABLE {table} RENAME CONSTRAINT {} TO {}",
+                        ident(&tmp),
+                        ident(&k.name)
+                    ));
                 }
                 // An exclusion constraint cannot be attached from an index: it is added again
                 // after the swap (this scans the table under the swap's lock).
