@@ -904,3 +904,144 @@ async fn needless_backfills_are_skipped_and_nulls_fail_as_not_null_violations() 
         "complete drops the guard"
     );
 }
+
+/// The trigger paths of this change (a dual write that recomputes only what changed, the NOT
+/// NULL guard, a constant `down`) on a table shaped like a production one, run by a
+/// non-superuser owner: grants for an application role, row-level security with a tenant
+/// policy, an `updated_at` trigger, a publication, a view and a foreign key pointing in.
+#[tokio::test(flavor = "multi_thread")]
+async fn dual_writes_and_the_not_null_guard_on_a_production_shaped_table_as_its_owner() {
+    let db = TestDb::new().await;
+    let admin = db.client().await;
+    admin
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shop_owner') THEN CREATE ROLE shop_owner LOGIN; END IF;
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'shop_app') THEN CREATE ROLE shop_app LOGIN; END IF;
+             END $$;
+             GRANT CREATE ON DATABASE {db} TO shop_owner;
+             GRANT CREATE, USAGE ON SCHEMA public TO shop_owner;
+             CREATE TABLE customers (id bigint PRIMARY KEY);
+             CREATE TABLE orders (
+                 id bigint PRIMARY KEY, tenant text NOT NULL, customer_id bigint REFERENCES customers,
+                 price int NOT NULL, notes text, updated_at timestamptz);
+             CREATE TABLE order_items (id bigint PRIMARY KEY, order_id bigint REFERENCES orders);
+             INSERT INTO customers VALUES (1);
+             INSERT INTO orders SELECT g, CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END, 1, g, 'note ' || g, NULL
+               FROM generate_series(1, 200) g;
+             INSERT INTO order_items VALUES (1, 1);
+             CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $f$BEGIN NEW.updated_at := now(); RETURN NEW; END$f$;
+             CREATE TRIGGER orders_touch BEFORE UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION touch();
+             ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY tenant ON orders USING (tenant = current_setting('app.tenant', true))
+               WITH CHECK (tenant = current_setting('app.tenant', true));
+             CREATE PUBLICATION orders_pub FOR TABLE orders;
+             CREATE VIEW order_prices AS SELECT id, price FROM orders;
+             GRANT SELECT, INSERT, UPDATE ON orders TO shop_app;
+             ALTER TABLE customers OWNER TO shop_owner;
+             ALTER TABLE orders OWNER TO shop_owner;
+             ALTER TABLE order_items OWNER TO shop_owner;
+             ALTER VIEW order_prices OWNER TO shop_owner;
+             ALTER FUNCTION touch() OWNER TO shop_owner;",
+            db = pgshift::quote::ident(&db.name)
+        ))
+        .await
+        .unwrap();
+    let as_role = |role: &str| db.url.replacen("postgres@", &format!("{role}@"), 1);
+    let m = Migrations::new(&[(
+        "0001_cents.yaml",
+        "operations:\n  - add_column:\n      table: orders\n      up: price * 100\n      column:\n        name: price_cents\n        type: bigint\n        nullable: false\n  - drop_column:\n      table: orders\n      column: notes\n      down: \"'n/a'\"\n",
+    )]);
+    let file = m.path().join("0001_cents.yaml");
+    let owner_url = as_role("shop_owner");
+    let start = finish(&mut pgshift(
+        &owner_url,
+        &m.path(),
+        &["start", file.to_str().unwrap()],
+    ))
+    .await;
+    assert_eq!(start.code, 0, "{}", start.all());
+
+    // The application role writes through the old version, under its tenant policy.
+    let (app, conn) = tokio_postgres::connect(&as_role("shop_app"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    app.batch_execute(
+        "SET app.tenant = 'a'; UPDATE orders SET price = 7 WHERE id = 2; UPDATE orders SET tenant = 'a' WHERE id = 4;",
+    )
+    .await
+    .unwrap();
+    let row = admin
+        .query_one(
+            "SELECT price_cents, notes, updated_at IS NOT NULL FROM orders WHERE id = 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        row.get::<_, i64>(0),
+        700,
+        "up follows the price the old version changed"
+    );
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("note 2"));
+    assert!(row.get::<_, bool>(2), "the table's own trigger still fires");
+    assert_eq!(
+        scalar_i64(&admin, "SELECT price_cents FROM orders WHERE id = 4").await,
+        400,
+        "an update of another column keeps up's value"
+    );
+
+    // The owner writes through the new version: a constant down keeps the old clients'
+    // notes, an insert gets it, and a NULL is a NOT NULL violation naming the column.
+    let (owner, conn) = tokio_postgres::connect(&owner_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    owner
+        .batch_execute(
+            "SET search_path = public_0001_cents;
+             UPDATE orders SET price = 9, price_cents = 900 WHERE id = 3;
+             INSERT INTO orders (id, tenant, customer_id, price, price_cents) VALUES (500, 'a', 1, 1, 100);",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&admin, "SELECT notes FROM orders WHERE id = 3")
+            .await
+            .as_deref(),
+        Some("note 3")
+    );
+    assert_eq!(
+        text(&admin, "SELECT notes FROM orders WHERE id = 500")
+            .await
+            .as_deref(),
+        Some("n/a")
+    );
+    let err = owner
+        .batch_execute("UPDATE orders SET price_cents = NULL WHERE id = 5")
+        .await
+        .unwrap_err();
+    let db_err = err.as_db_error().unwrap();
+    assert_eq!(
+        (db_err.code().code(), db_err.column()),
+        ("23502", Some("price_cents"))
+    );
+
+    let done = finish(&mut pgshift(&owner_url, &m.path(), &["complete"])).await;
+    assert_eq!(done.code, 0, "{}", done.all());
+    // Everything that hung on the table is still there.
+    let kept = text(
+        &admin,
+        "SELECT concat_ws(',',
+            has_table_privilege('shop_app', 'orders', 'UPDATE'),
+            (SELECT relrowsecurity FROM pg_class WHERE oid = 'orders'::regclass),
+            (SELECT count(*) FROM pg_policy WHERE polrelid = 'orders'::regclass),
+            (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'orders'::regclass AND NOT tgisinternal),
+            (SELECT count(*) FROM pg_publication_tables WHERE pubname = 'orders_pub' AND tablename = 'orders'),
+            (SELECT count(*) FROM order_prices),
+            (SELECT attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'price_cents'))",
+    )
+    .await;
+    assert_eq!(kept.as_deref(), Some("t,t,1,1,1,201,t"));
+}
