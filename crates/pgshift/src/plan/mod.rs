@@ -163,6 +163,14 @@ pub struct OpSteps {
     pub unplannable: Vec<String>,
 }
 
+impl OpSteps {
+    /// The value of something the plan carries over to a copy, or `None` with why it cannot
+    /// recorded in [`OpSteps::unplannable`] (the operation is then refused).
+    pub(crate) fn carry<T>(&mut self, carried: Result<T, String>) -> Option<T> {
+        carried.map_err(|why| self.unplannable.push(why)).ok()
+    }
+}
+
 /// One operation behind one trait: check it, say how the new version sees the schema,
 /// and plan its steps.
 pub trait OperationPlan {

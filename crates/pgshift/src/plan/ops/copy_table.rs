@@ -18,7 +18,7 @@
 //! and constraints' names, and the old table's sequences. Rollback drops the copy, the log
 //! and the triggers.
 
-use super::{index_copy_sql, rewrite_constraint_definition, Invalid};
+use super::{constraint_copy, index_copy_sql, Invalid};
 use crate::model::{AlterColumn, Column};
 use crate::plan::triggers::{function_sql, row_trigger_sql, row_variables};
 use crate::plan::{
@@ -281,12 +281,8 @@ impl CopyTable<'_> {
             if kind == Some("x") {
                 continue;
             }
-            let (tmp, sql) = match index_copy_sql(ix, &shadow_name, false) {
-                Ok(copy) => copy,
-                Err(e) => {
-                    steps.unplannable.push(e);
-                    continue;
-                }
+            let Some((tmp, sql)) = steps.carry(index_copy_sql(ix, &shadow_name, false)) else {
+                continue;
             };
             match (&ix.constraint, kind) {
                 (Some(constraint), Some(k @ ("p" | "u"))) => {
@@ -344,26 +340,18 @@ impl CopyTable<'_> {
                     ));
                 }
                 "f" => {
-                    match rewrite_constraint_definition(&shadow, &k.name, &k.definition, &[], &[]) {
-                        Err((e, _)) => steps
-                            .unplannable
-                            .push(format!("foreign key {} ({}): {e}", k.name, k.definition)),
-                        Ok(sql) => {
-                            steps.after_backfill.push(sql_step(
-                                format!(
-                                    "foreign key {} on {shadow_name}, not validated yet",
-                                    k.name
-                                ),
-                                sql,
-                            ));
-                            validations.push(sql_step(
-                                format!("validate foreign key {} on {shadow_name}", k.name),
-                                format!(
-                                    "ALTER TABLE {shadow} VALIDATE CONSTRAINT {}",
-                                    ident(&k.name)
-                                ),
-                            ));
-                        }
+                    if let Some(sql) = steps.carry(constraint_copy(&shadow, &k.name, k, &[], &[])) {
+                        steps.after_backfill.push(sql_step(
+                            format!("foreign key {} on {shadow_name}, not validated yet", k.name),
+                            sql,
+                        ));
+                        validations.push(sql_step(
+                            format!("validate foreign key {} on {shadow_name}", k.name),
+                            format!(
+                                "ALTER TABLE {shadow} VALIDATE CONSTRAINT {}",
+                                ident(&k.name)
+                            ),
+                        ));
                     }
                 }
                 _ => {}

@@ -4,9 +4,7 @@
 //! fills the copy; complete validates the constraints, drops the old column and gives the
 //! copy its name, in one short transaction.
 
-use super::{
-    columns_named, index_copy, references_sql, rename_column_refs, rewrite_constraint_definition,
-};
+use super::{columns_named, constraint_copy, index_copy, references_sql, rename_column_refs};
 use crate::model::ForeignKeyReference;
 use crate::plan::triggers::{self, DualWrite};
 use crate::plan::{
@@ -481,21 +479,10 @@ impl Duplication<'_> {
                         .filter(|(t, ..)| k.foreign_table.as_deref() == Some(t.as_str()))
                         .map(|(_, old, new)| (old.clone(), new.clone()))
                         .collect();
-                    let rewritten = rewrite_constraint_definition(
-                        &table,
-                        &tmp,
-                        &k.definition,
-                        &columns,
-                        &referenced,
-                    );
-                    let sql = match rewritten {
-                        Ok(sql) => sql,
-                        Err((e, _)) => {
-                            steps
-                                .unplannable
-                                .push(format!("constraint {} ({}): {e}", k.name, k.definition));
-                            continue;
-                        }
+                    let Some(sql) =
+                        steps.carry(constraint_copy(&table, &tmp, k, &columns, &referenced))
+                    else {
+                        continue;
                     };
                     let add = sql_step(
                         format!(
@@ -544,7 +531,7 @@ impl Duplication<'_> {
             {
                 continue;
             }
-            let (build, name_back) = match index_copy(
+            let Some((build, name_back)) = steps.carry(index_copy(
                 ctx,
                 ix,
                 kind,
@@ -552,12 +539,8 @@ impl Duplication<'_> {
                 false,
                 &columns,
                 format!("index {} recreated on the copies, concurrently", ix.name),
-            ) {
-                Ok(copy) => copy,
-                Err(e) => {
-                    steps.unplannable.push(e);
-                    continue;
-                }
+            )) else {
+                continue;
             };
             steps.after_backfill.push(build);
             renames.push(name_back);

@@ -16,7 +16,7 @@
 //! Rollback drops the triggers and the new table.
 
 use super::{action_sql, Invalid};
-use super::{columns_named, index_copy, not_internal, rewrite_constraint_definition};
+use super::{columns_named, constraint_copy, index_copy, not_internal};
 use crate::model::{Extract, ReferentialAction};
 use crate::plan::triggers::{self, BACKFILL_OFF};
 use crate::plan::{
@@ -447,16 +447,9 @@ impl Extract {
                 // Through its index, below.
                 continue;
             }
-            let sql =
-                match rewrite_constraint_definition(&into, &k.name, &k.definition, &to_new, &[]) {
-                    Ok(sql) => sql,
-                    Err((e, _)) => {
-                        steps
-                            .unplannable
-                            .push(format!("constraint {} ({}): {e}", k.name, k.definition));
-                        continue;
-                    }
-                };
+            let Some(sql) = steps.carry(constraint_copy(&into, &k.name, k, &to_new, &[])) else {
+                continue;
+            };
             steps.start.push(sql_step(
                 format!(
                     "constraint {} recreated on {}, not validated yet",
@@ -489,7 +482,7 @@ impl Extract {
                 }
                 continue;
             }
-            let (build, name_back) = match index_copy(
+            let Some((build, name_back)) = steps.carry(index_copy(
                 ctx,
                 ix,
                 kind,
@@ -497,12 +490,8 @@ impl Extract {
                 true,
                 &to_new,
                 format!("index {} recreated on {}, concurrently", ix.name, self.into),
-            ) {
-                Ok(copy) => copy,
-                Err(e) => {
-                    steps.unplannable.push(e);
-                    continue;
-                }
+            )) else {
+                continue;
             };
             steps.after_backfill.push(build);
             renames.push(name_back);

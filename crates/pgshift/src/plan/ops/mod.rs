@@ -323,6 +323,19 @@ fn index_copy_sql(
     Ok((tmp, sql))
 }
 
+/// A constraint's definition rewritten for its copy (see [`rewrite_constraint_definition`]),
+/// or why not, naming the constraint.
+fn constraint_copy(
+    table: &str,
+    new_name: &str,
+    k: &crate::catalog::Constraint,
+    renames: &[(String, String)],
+    referenced_renames: &[(String, String)],
+) -> Result<String, String> {
+    rewrite_constraint_definition(table, new_name, &k.definition, renames, referenced_renames)
+        .map_err(|(e, _)| format!("constraint {} ({}): {e}", k.name, k.definition))
+}
+
 /// `ALTER TABLE <table> ADD CONSTRAINT <new_name> <definition> NOT VALID` over the renamed
 /// columns, for a CHECK or FOREIGN KEY constraint from `pg_get_constraintdef`.
 fn rewrite_constraint_definition(
