@@ -6,9 +6,11 @@ mod output;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use output::{Output, Printer};
+use pgshift::commands;
 use pgshift::conn::ConnectionSpec;
-use pgshift::exec::{ExecSettings, Executor};
-use pgshift::runner;
+use pgshift::event::RunEvent;
+use pgshift::exec::ExecSettings;
+use pgshift::session::Session;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -418,15 +420,16 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         index_builds: cli.index_builds,
         ..ExecSettings::default()
     };
+    let events = |event: &RunEvent| printer.run_event(event);
     match cli.command {
         Command::Init => {
-            let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
-            let upgrade = runner::init(&spec, &exec).await?;
+            let s = session(&spec, settings, &printer, &cli.schema, &events).await?;
+            let upgrade = commands::init(&s).await?;
             printer.init(&spec, &upgrade);
         }
         Command::Status { history: false, .. } => {
             let client = spec.connect_read_only().await?;
-            let report = runner::status(&spec, &client, &cli.dir).await?;
+            let report = commands::status(&spec, &client, &cli.dir).await?;
             printer.status(&report);
         }
         Command::Status {
@@ -434,11 +437,11 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             limit,
         } => {
             let client = spec.connect_read_only().await?;
-            printer.history(&runner::history(&client, limit).await?);
+            printer.history(&commands::history(&client, limit).await?);
         }
         Command::MarkApplied { name, reason } => {
-            let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
-            runner::mark_applied(&spec, &exec, &cli.dir, &cli.schema, &name, &reason).await?;
+            let s = session(&spec, settings, &printer, &cli.schema, &events).await?;
+            commands::mark_applied(&s, &cli.dir, &name, &reason).await?;
             printer.done("marked applied (not run)", &name);
         }
         Command::Start {
@@ -447,31 +450,24 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             no_lint,
         } => {
             let lint = lint_settings(no_lint)?;
-            let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
-            let version_schema = runner::start(
-                &spec,
-                &exec,
-                &file,
-                &cli.dir,
-                &cli.schema,
-                &runner::StartOptions {
-                    allow_out_of_order,
-                    lint,
-                },
-                &|event| printer.run_event(event),
-            )
-            .await?;
+            let s = session(&spec, settings, &printer, &cli.schema, &events).await?;
+            let options = commands::StartOptions {
+                allow_out_of_order,
+                lint,
+            };
+            let version_schema = commands::start(&s, &file, &cli.dir, &options).await?;
             printer.started(&version_schema);
         }
         Command::Plan { file: Some(file) } => {
             let client = spec.connect_read_only().await?;
-            let report = runner::plan(&client, &file, &cli.schema, settings.lock_timeout).await?;
+            let report = commands::plan(&client, &file, &cli.schema, settings.lock_timeout).await?;
             printer.plan(&report);
         }
         Command::Plan { file: None } => {
             let client = spec.connect_read_only().await?;
             let plans =
-                runner::plan_pending(&client, &cli.dir, &cli.schema, settings.lock_timeout).await?;
+                commands::plan_pending(&client, &cli.dir, &cli.schema, settings.lock_timeout)
+                    .await?;
             printer.pending_plans(&plans);
         }
         Command::Data { action, data_dir } => {
@@ -479,32 +475,23 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             match action {
                 DataAction::Status => {
                     let client = spec.connect_read_only().await?;
-                    printer.data_status(&runner::data_status(&client, &data_dir).await?);
+                    printer.data_status(&commands::data_status(&client, &data_dir).await?);
                 }
                 DataAction::Run => {
-                    let exec =
-                        Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
-                    let applied =
-                        runner::data_run(&spec, &exec, &data_dir, &cli.schema, &|event| {
-                            printer.run_event(event)
-                        })
-                        .await?;
+                    let s = session(&spec, settings, &printer, &cli.schema, &events).await?;
+                    let applied = commands::data_run(&s, &data_dir).await?;
                     printer.data_run(&applied);
                 }
             }
         }
         Command::Complete => {
-            let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
-            let name =
-                runner::complete(&spec, &exec, &cli.schema, &|event| printer.run_event(event))
-                    .await?;
+            let s = session(&spec, settings, &printer, &cli.schema, &events).await?;
+            let name = commands::complete(&s).await?;
             printer.done("completed", &name);
         }
         Command::Rollback => {
-            let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
-            let name =
-                runner::rollback(&spec, &exec, &cli.schema, &|event| printer.run_event(event))
-                    .await?;
+            let s = session(&spec, settings, &printer, &cli.schema, &events).await?;
+            let name = commands::rollback(&s).await?;
             printer.done("rolled back", &name);
         }
         Command::Backfill { action } => match action {
@@ -513,34 +500,25 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
                 printer.backfills(&pgshift::backfill::status(&client).await?);
             }
             BackfillAction::Pause | BackfillAction::Cancel => {
-                let client = spec.connect().await?;
+                let s = session(&spec, settings, &printer, &cli.schema, &events).await?;
                 let control = if matches!(action, BackfillAction::Pause) {
                     pgshift::backfill::Control::Pause
                 } else {
                     pgshift::backfill::Control::Cancel
                 };
-                let n = pgshift::backfill::control_and_record(
-                    &client,
-                    &pgshift::conn::Who::current(&spec),
-                    control,
-                )
-                .await?;
+                let n = commands::backfill_steer(&s, control).await?;
                 let to = control.state();
                 printer.backfill_control(to, n, None);
             }
             BackfillAction::Resume => {
-                let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
-                let (n, continued) =
-                    runner::resume_backfills(&spec, &exec, &cli.schema, &|event| {
-                        printer.run_event(event)
-                    })
-                    .await?;
+                let s = session(&spec, settings, &printer, &cli.schema, &events).await?;
+                let (n, continued) = commands::backfill_resume(&s).await?;
                 printer.backfill_control("running", n, continued.as_deref());
             }
         },
         Command::Latest { what } => {
             let client = spec.connect_read_only().await?;
-            let latest = runner::latest_schema(&client, &cli.schema).await?;
+            let latest = commands::latest_schema(&client, &cli.schema).await?;
             // The base schema is what the URL already selects when it is public.
             let search_path = (latest.version_schema || latest.schema != "public")
                 .then_some(latest.schema.as_str());
@@ -560,8 +538,8 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
             no_lint,
         } => {
             let lint = lint_settings(no_lint)?;
-            let exec = Executor::connect(&spec, settings, Arc::new(printer.clone())).await?;
-            let options = runner::MigrateOptions {
+            let s = session(&spec, settings, &printer, &cli.schema, &events).await?;
+            let options = commands::MigrateOptions {
                 allow_out_of_order,
                 complete,
                 include_manual,
@@ -569,10 +547,7 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
                 deploy_budget,
                 lint,
             };
-            let report = runner::migrate(&spec, &exec, &cli.dir, &cli.schema, &options, &|event| {
-                printer.run_event(event)
-            })
-            .await?;
+            let report = commands::migrate(&s, &cli.dir, &options).await?;
             printer.migrate(&report);
         }
         Command::Demo { .. } | Command::Lint { .. } => {
@@ -580,6 +555,17 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A session over a new executor, its events printed.
+async fn session<'a>(
+    spec: &ConnectionSpec,
+    settings: ExecSettings,
+    printer: &Printer,
+    schema: &str,
+    events: &'a (dyn Fn(&RunEvent) + Sync),
+) -> pgshift::Result<Session<'a>> {
+    Session::connect(spec, settings, Arc::new(printer.clone()), schema, events).await
 }
 
 /// The lint settings `migrate` and `start` check files with: pgshift.toml in the current

@@ -2,9 +2,10 @@
 //! stdout and progress events are JSON lines on stderr.
 
 use indicatif::{ProgressBar, ProgressStyle};
+use pgshift::commands::{MigrateReport, MigrationStatus, StatusReport};
 use pgshift::conn::ConnectionSpec;
+use pgshift::event::RunEvent;
 use pgshift::exec::{ExecEvent, Observer};
-use pgshift::runner::{MigrateReport, MigrationStatus, RunEvent, StatusReport};
 use pgshift::state::StateUpgrade;
 use serde::Serialize;
 use std::io::IsTerminal;
@@ -272,7 +273,7 @@ impl Printer {
         }
     }
 
-    pub fn pending_plans(&self, plans: &[pgshift::runner::PendingPlan]) {
+    pub fn pending_plans(&self, plans: &[pgshift::commands::PendingPlan]) {
         match self.output {
             Output::Json => println!(
                 "{}",
@@ -297,7 +298,7 @@ impl Printer {
         }
     }
 
-    pub fn history(&self, events: &[pgshift::runner::HistoryEvent]) {
+    pub fn history(&self, events: &[pgshift::commands::HistoryEvent]) {
         match self.output {
             Output::Json => println!(
                 "{}",
@@ -329,7 +330,7 @@ impl Printer {
         }
     }
 
-    pub fn data_status(&self, list: &[pgshift::runner::DataMigration]) {
+    pub fn data_status(&self, list: &[pgshift::commands::DataMigration]) {
         match self.output {
             Output::Json => println!(
                 "{}",
@@ -393,7 +394,7 @@ impl Printer {
     }
 
     /// `latest schema|url`: the value alone on stdout, so that scripts can use it.
-    pub fn latest(&self, what: &str, value: &str, latest: &pgshift::runner::Latest) {
+    pub fn latest(&self, what: &str, value: &str, latest: &pgshift::commands::Latest) {
         match self.output {
             Output::Human => {
                 println!("{value}");

@@ -185,6 +185,76 @@ pub fn discover(dir: &Path) -> Result<Vec<MigrationFile>> {
     Ok(files)
 }
 
+impl MigrationFile {
+    /// `path:line:col: error: operation N (kind): message`, at the operation's place in the file.
+    pub(crate) fn operation_diagnostic(
+        &self,
+        index: usize,
+        kind: impl std::fmt::Display,
+        message: &str,
+    ) -> Diagnostic {
+        let (line, col) = operation_location(&self.source, index);
+        Diagnostic::at_line_col(
+            &self.path,
+            &self.source,
+            line,
+            col,
+            format!("operation {} ({kind}): {message}", index + 1),
+        )
+    }
+
+    /// Where field `key` with `value` is written inside the n-th operation (YAML `key: value`,
+    /// TOML `key = value`, JSON `"key": value`), for pointing at the field rather than the
+    /// operation; None when it cannot be found (a value on several lines, say).
+    pub(crate) fn field_location(
+        &self,
+        index: usize,
+        key: &str,
+        value: &str,
+    ) -> Option<(usize, usize)> {
+        let source = &self.source;
+        let (from, _) = operation_location(source, index);
+        let to = match operation_location(source, index + 1) {
+            (1, 1) => usize::MAX,
+            (line, _) => line,
+        };
+        let first_value_line = value.lines().next().unwrap_or(value).trim();
+        source
+            .lines()
+            .enumerate()
+            .skip(from - 1)
+            .take_while(|(i, _)| i + 1 < to)
+            .find_map(|(i, line)| {
+                let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
+                let names_key = [format!("{key}:"), format!("{key} ="), format!("\"{key}\"")]
+                    .iter()
+                    .any(|k| trimmed.starts_with(k.as_str()));
+                let col = line.find(trimmed).unwrap_or(0) + 1;
+                (names_key && line.contains(first_value_line)).then_some((i + 1, col))
+            })
+    }
+}
+
+/// Where the n-th operation starts in the file (best effort: the n-th line that opens an
+/// operation), for pointing a diagnostic at it.
+fn operation_location(source: &str, index: usize) -> (usize, usize) {
+    source
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
+            let opens = crate::model::OPERATION_NAMES.iter().any(|k| {
+                trimmed.starts_with(&format!("{k}:"))
+                    || trimmed.starts_with(&format!("\"{k}\""))
+                    || trimmed.starts_with(&format!("{{\"{k}\""))
+                    || trimmed.starts_with(&format!("[operations.{k}]"))
+            });
+            opens.then(|| (i + 1, line.len() - line.trim_start().len() + 1))
+        })
+        .nth(index)
+        .unwrap_or((1, 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

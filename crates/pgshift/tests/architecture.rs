@@ -112,3 +112,30 @@ fn the_cycle_finder_finds_a_cycle() {
     edges.insert("d".to_owned(), BTreeSet::from(["a".to_owned()]));
     assert_eq!(cycles(&edges), vec![vec!["a", "b", "c", "a"]]);
 }
+
+/// The execution layer (commands, phases, checks, the backfill engine, the executor, the
+/// state schema, the session) is read in order by whoever carries it on: no file of it
+/// over 600 lines.
+#[test]
+fn no_file_of_the_execution_layer_is_over_600_lines() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    for folder in ["commands", "phases", "checks", "backfill", "exec", "state"] {
+        rust_files(&src.join(folder), &mut files);
+    }
+    for file in ["session.rs", "copy.rs", "lock.rs", "event.rs"] {
+        files.push(src.join(file));
+    }
+    assert!(
+        files.len() > 25,
+        "the execution layer was not found: {files:?}"
+    );
+    let long: Vec<String> = files
+        .iter()
+        .filter_map(|f| {
+            let lines = std::fs::read_to_string(f).unwrap().lines().count();
+            (lines > 600).then(|| format!("{} ({lines} lines)", f.display()))
+        })
+        .collect();
+    assert!(long.is_empty(), "over 600 lines: {}", long.join(", "));
+}

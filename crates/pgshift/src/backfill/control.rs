@@ -1,0 +1,104 @@
+//! `pgshift backfill pause|resume|cancel`: the state of the unfinished backfills, which a
+//! running backfill reads before every batch.
+
+use crate::error::Result;
+use crate::state;
+use tokio_postgres::Client;
+
+/// What `pgshift backfill pause|resume|cancel` asks of the unfinished backfills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Pause,
+    Resume,
+    Cancel,
+}
+
+impl Control {
+    /// The state the backfills are set to, and the states they may be in before.
+    pub(super) fn transition(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            Control::Pause => ("paused", &["running"]),
+            Control::Resume => ("running", &["paused", "cancelled"]),
+            Control::Cancel => ("cancelled", &["running", "paused"]),
+        }
+    }
+
+    /// The state the backfills end in, for output.
+    pub fn state(self) -> &'static str {
+        self.transition().0
+    }
+
+    /// (command, audit event) for the audit log.
+    pub fn audit(self) -> (&'static str, &'static str) {
+        match self {
+            Control::Pause => ("backfill pause", "backfills_paused"),
+            Control::Resume => ("backfill resume", "backfills_resumed"),
+            Control::Cancel => ("backfill cancel", "backfills_cancelled"),
+        }
+    }
+}
+
+/// `pgshift backfill pause|cancel` from another terminal: [`control`], then the audit
+/// event that says who did it and to how many backfills; returns how many.
+pub async fn control_and_record(
+    client: &Client,
+    who: &crate::conn::Who,
+    c: Control,
+) -> Result<u64> {
+    let n = control(client, c).await?;
+    let (command, event) = c.audit();
+    state::record_event(
+        client,
+        who,
+        &state::Event {
+            command,
+            event,
+            migration: None,
+            ok: true,
+            duration_ms: Some(0),
+            detail: serde_json::json!({ "backfills": n }),
+        },
+    )
+    .await?;
+    Ok(n)
+}
+
+/// `pgshift backfill pause|resume|cancel`: sets the state of every unfinished backfill;
+/// returns how many it changed.
+pub async fn control(client: &Client, control: Control) -> Result<u64> {
+    let (to, from) = control.transition();
+    if state::installed_version(client).await?.unwrap_or(0) < 3 {
+        return Ok(0);
+    }
+    Ok(client
+        .execute(
+            &format!(
+                "UPDATE {} SET state = $1, updated_at = clock_timestamp() WHERE state = ANY($2)",
+                state::table("backfills")
+            ),
+            &[&to, &from],
+        )
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_resume_and_cancel_move_only_from_where_they_can() {
+        assert_eq!(Control::Pause.transition(), ("paused", &["running"][..]));
+        assert_eq!(
+            Control::Resume.transition(),
+            ("running", &["paused", "cancelled"][..])
+        );
+        assert_eq!(
+            Control::Cancel.transition(),
+            ("cancelled", &["running", "paused"][..])
+        );
+        // Nothing moves a finished backfill.
+        for c in [Control::Pause, Control::Resume, Control::Cancel] {
+            assert!(!c.transition().1.contains(&"done"));
+        }
+    }
+}

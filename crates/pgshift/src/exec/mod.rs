@@ -1,0 +1,315 @@
+//! The lock-safe executor: the only code that changes the database's schema.
+//!
+//! A DDL statement that waits for a lock makes every later query on its table queue behind
+//! it, reads included. So every statement runs with a short `lock_timeout`; when the lock is
+//! not granted in time the whole transaction rolls back (releasing every lock it held), waits
+//! a capped, jittered, growing delay, and tries again, until a cap on the total wait. While a
+//! statement waits, a second connection asks `pg_blocking_pids` who holds it up and reports
+//! them. No statement ever runs without a lock timeout.
+//!
+//! Statements that PostgreSQL refuses inside a transaction (CONCURRENTLY, VACUUM) run on
+//! their own. A concurrent index build that fails leaves an INVALID index behind; the
+//! executor finds it, drops it (concurrently) and builds again.
+
+mod concurrent;
+mod transaction;
+
+pub use transaction::backoff_delay;
+
+use crate::conn::ConnectionSpec;
+use crate::error::{Error, Result};
+pub use crate::event::{abbreviate, BlockerReport, ExecEvent};
+use crate::sql::{ConcurrentIndex, StatementKind};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::Client;
+
+/// How the executor waits and retries.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExecSettings {
+    /// lock_timeout for DDL and data statements.
+    #[serde(with = "millis")]
+    pub lock_timeout: Duration,
+    /// lock_timeout for statements that run outside a transaction. They take weaker locks
+    /// (CREATE INDEX CONCURRENTLY takes SHARE UPDATE EXCLUSIVE, which queues no reader or
+    /// writer), but they also wait for older transactions to end, so they get longer.
+    #[serde(with = "millis")]
+    pub concurrent_lock_timeout: Duration,
+    /// Cap on the total time spent trying to get a step's locks, retries included.
+    #[serde(with = "millis")]
+    pub max_lock_wait: Duration,
+    #[serde(with = "millis")]
+    pub backoff_initial: Duration,
+    #[serde(with = "millis")]
+    pub backoff_max: Duration,
+    /// statement_timeout per kind of statement; zero means none.
+    #[serde(with = "millis")]
+    pub ddl_statement_timeout: Duration,
+    #[serde(with = "millis")]
+    pub dml_statement_timeout: Duration,
+    #[serde(with = "millis")]
+    pub concurrent_statement_timeout: Duration,
+    pub backfill: BackfillSettings,
+    /// How many of the steps that may run at the same time (a table copy's index builds)
+    /// do, at most.
+    pub index_builds: u32,
+}
+
+/// How backfills pace themselves.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackfillSettings {
+    /// Batches are sized so that each takes about this long.
+    #[serde(with = "millis")]
+    pub batch_time: Duration,
+    pub first_batch_rows: i64,
+    pub min_batch_rows: i64,
+    pub max_batch_rows: i64,
+    /// A pause after every batch.
+    #[serde(with = "millis")]
+    pub delay: Duration,
+    /// Throttle while a replica's replay is this many bytes behind (pg_stat_replication).
+    pub max_replica_lag_bytes: Option<i64>,
+    /// Throttle while this query returns true.
+    pub throttle_query: Option<String>,
+    /// VACUUM the table after this many updated rows, so dead rows are reused instead of
+    /// the table doubling in size.
+    pub vacuum_every_rows: i64,
+    /// Parallel workers, each over its own key (or block) range, each on its own connection.
+    /// Decided when a backfill first starts; a resumed backfill keeps its number.
+    pub workers: u32,
+}
+
+impl Default for BackfillSettings {
+    fn default() -> Self {
+        BackfillSettings {
+            batch_time: Duration::from_millis(150),
+            first_batch_rows: 1000,
+            min_batch_rows: 100,
+            max_batch_rows: 50_000,
+            delay: Duration::ZERO,
+            max_replica_lag_bytes: None,
+            throttle_query: None,
+            vacuum_every_rows: 100_000,
+            workers: 1,
+        }
+    }
+}
+
+impl Default for ExecSettings {
+    fn default() -> Self {
+        ExecSettings {
+            lock_timeout: Duration::from_millis(200),
+            concurrent_lock_timeout: Duration::from_secs(60),
+            max_lock_wait: Duration::from_secs(60),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            ddl_statement_timeout: Duration::from_secs(300),
+            dml_statement_timeout: Duration::ZERO,
+            concurrent_statement_timeout: Duration::ZERO,
+            backfill: BackfillSettings::default(),
+            index_builds: 2,
+        }
+    }
+}
+
+impl ExecSettings {
+    fn timeouts(&self, kind: StatementKind) -> (Duration, Duration) {
+        match kind {
+            StatementKind::Ddl => (self.lock_timeout, self.ddl_statement_timeout),
+            StatementKind::Dml => (self.lock_timeout, self.dml_statement_timeout),
+            StatementKind::Concurrent => (
+                self.concurrent_lock_timeout,
+                self.concurrent_statement_timeout,
+            ),
+        }
+    }
+
+    /// Refuses settings that would let a statement wait for a lock without limit.
+    pub fn validate(&self) -> Result<()> {
+        if self.lock_timeout.is_zero() || self.concurrent_lock_timeout.is_zero() {
+            return Err(Error::usage(
+                "a lock timeout of zero would let a statement queue every client behind it without limit",
+                Some("give --lock-timeout and --concurrent-lock-timeout a positive duration such as 200ms"),
+            ));
+        }
+        if !(1..=64).contains(&self.backfill.workers) {
+            return Err(Error::usage(
+                format!("{} backfill workers: there must be between 1 and 64", self.backfill.workers),
+                Some("give --backfill-workers a number such as 2 (one per spare CPU core of the server)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+mod millis {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}
+
+/// One statement for the executor.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub sql: String,
+    pub kind: StatementKind,
+    /// Set for concurrent index statements: what to look for when a build fails or resumes.
+    pub concurrent_index: Option<ConcurrentIndex>,
+    /// Where the user wrote the statement (`path:line` of a `.sql` migration), named when it
+    /// fails. Set only for the user's own statements: the server's notices and warnings on
+    /// them are passed on, while pgshift's own (`DROP ... IF EXISTS` and the like) keep
+    /// theirs to themselves.
+    pub origin: Option<String>,
+}
+
+impl Step {
+    pub fn ddl(sql: impl Into<String>) -> Step {
+        Step {
+            sql: sql.into(),
+            kind: StatementKind::Ddl,
+            concurrent_index: None,
+            origin: None,
+        }
+    }
+}
+
+/// Receives executor and runner events (the CLI prints them).
+pub trait Observer: Send + Sync {
+    fn exec_event(&self, event: &ExecEvent);
+}
+
+/// An observer that drops everything.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn exec_event(&self, _: &ExecEvent) {}
+}
+
+/// Runs statements on one connection, lock-safely, watching for blockers from a second.
+pub struct Executor {
+    spec: ConnectionSpec,
+    client: Client,
+    notices: crate::conn::Notices,
+    monitor: Client,
+    backend_pid: i32,
+    server_version: i32,
+    settings: ExecSettings,
+    observer: Arc<dyn Observer>,
+}
+
+impl Executor {
+    /// Opens the main and the monitor connections.
+    pub async fn connect(
+        spec: &ConnectionSpec,
+        settings: ExecSettings,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Executor> {
+        settings.validate()?;
+        let (client, notices) = spec.connect_with_notices().await?;
+        let monitor = spec.connect().await?;
+        let row = client
+            .query_one(
+                "SELECT pg_backend_pid(), current_setting('server_version_num')::int",
+                &[],
+            )
+            .await?;
+        let backend_pid: i32 = row.get(0);
+        let server_version: i32 = row.get(1);
+        // If pgshift dies, the server notices within a second and rolls back what this
+        // session was doing, instead of holding its locks until the statement ends.
+        if server_version >= 140000 {
+            client
+                .batch_execute("SET client_connection_check_interval = '1s'")
+                .await?;
+        }
+        Ok(Executor {
+            spec: spec.clone(),
+            client,
+            notices,
+            monitor,
+            backend_pid,
+            server_version,
+            settings,
+            observer,
+        })
+    }
+
+    /// One more connection to the same database (a parallel backfill worker's), with the same
+    /// dead-client check as the main one.
+    pub async fn connect_another(&self) -> Result<Client> {
+        let client = self.spec.connect().await?;
+        if self.server_version >= 140000 {
+            client
+                .batch_execute("SET client_connection_check_interval = '1s'")
+                .await?;
+        }
+        Ok(client)
+    }
+
+    /// A second executor on the same database with the same settings and the main
+    /// connection's search_path (the plans' statements name tables as it resolves them),
+    /// for steps that run at the same time.
+    pub async fn another(&self) -> Result<Executor> {
+        let other =
+            Executor::connect(&self.spec, self.settings.clone(), self.observer.clone()).await?;
+        let path: String = self
+            .client
+            .query_one("SELECT current_setting('search_path')", &[])
+            .await?
+            .get(0);
+        other
+            .client
+            .query_one("SELECT set_config('search_path', $1, false)", &[&path])
+            .await?;
+        Ok(other)
+    }
+
+    /// What the executor's connections connect to.
+    pub fn spec(&self) -> &ConnectionSpec {
+        &self.spec
+    }
+
+    /// `server_version_num` of the server, read at connect.
+    pub fn server_version(&self) -> i32 {
+        self.server_version
+    }
+
+    /// The main connection, for reads and for writes to pgshift's own state tables.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn settings(&self) -> &ExecSettings {
+        &self.settings
+    }
+
+    pub fn observer(&self) -> &Arc<dyn Observer> {
+        &self.observer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_lock_timeout_is_refused() {
+        let s = ExecSettings {
+            lock_timeout: Duration::ZERO,
+            ..ExecSettings::default()
+        };
+        assert_eq!(s.validate().unwrap_err().exit_code(), 2);
+    }
+
+    #[test]
+    fn abbreviation_is_one_line() {
+        assert_eq!(
+            abbreviate("ALTER TABLE\n  t ADD x int", 100),
+            "ALTER TABLE t ADD x int"
+        );
+        assert_eq!(abbreviate("abcdef", 3), "abc…");
+    }
+}

@@ -1,0 +1,236 @@
+//! The phases: what runs a migration's steps, journaled so that the same command after a
+//! crash continues where the last one stopped.
+//!
+//! [`run_phase`] runs the steps of one phase of a stored plan in order; [`structured`] is the
+//! life of an expand/contract migration (start, complete, rollback) over it; [`sql`] applies a
+//! raw SQL migration in journaled segments.
+
+pub mod sql;
+pub mod structured;
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::event::RunEvent;
+use crate::exec::Step;
+use crate::model::Migration;
+use crate::plan::{self, Action, PlannedStep, VirtualSchema};
+use crate::session::Session;
+use crate::state::{self, MigrationState, StepState};
+use std::time::Instant;
+
+/// The event of step `index` (0-based) of `total` done, begun at `t0`.
+fn step_done(name: &str, index: usize, total: usize, step: &PlannedStep, t0: Instant) -> RunEvent {
+    RunEvent::StepDone {
+        migration: name.to_owned(),
+        step: index + 1,
+        of: total,
+        what: step.description.clone(),
+        ms: t0.elapsed().as_millis() as u64,
+    }
+}
+
+/// The event of step `index` (0-based) skipped, done by an earlier run.
+fn done_before(name: &str, index: usize) -> RunEvent {
+    RunEvent::StepSkipped {
+        migration: name.to_owned(),
+        step: index + 1,
+        reason: "done in an earlier run".to_owned(),
+    }
+}
+
+fn runs_together(step: &PlannedStep) -> bool {
+    matches!(
+        step.action,
+        Action::Sql {
+            transactional: true,
+            together: true,
+            ..
+        }
+    )
+}
+
+/// Runs the steps numbered `which` (0-based) at the same time, up to `index_builds` at
+/// once (each executor takes the next step as soon as it is free), each in its own
+/// transaction with its own journal entry: a run killed halfway leaves each either done
+/// and journaled or not begun.
+async fn run_together(
+    s: &Session<'_>,
+    name: &str,
+    phase: &str,
+    steps: &[PlannedStep],
+    which: &[usize],
+) -> Result<()> {
+    let exec = s.exec();
+    let at_once = (exec.settings().index_builds.max(1) as usize).min(which.len().max(1));
+    let mut others = Vec::new();
+    for _ in 1..at_once {
+        others.push(exec.another().await?);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let total = steps.len();
+    let executors = std::iter::once(exec).chain(others.iter());
+    futures_util::future::try_join_all(executors.map(|on| {
+        let next = &next;
+        async move {
+            while let Some(&k) = which.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+            {
+                let step = &steps[k];
+                let Action::Sql { sql, kind, .. } = &step.action else {
+                    continue;
+                };
+                let t0 = Instant::now();
+                let statement = Step {
+                    sql: sql.clone(),
+                    kind: *kind,
+                    concurrent_index: None,
+                    origin: None,
+                };
+                let finish = [state::step_done_sql(
+                    name,
+                    phase,
+                    k as i32 + 1,
+                    &step.description,
+                )];
+                on.run_transaction(&[statement], &finish).await?;
+                s.emit(&step_done(name, k, total, step, t0));
+            }
+            Ok::<(), Error>(())
+        }
+    }))
+    .await?;
+    Ok(())
+}
+
+/// Runs the steps of one phase, skipping those the journal says are done. The last step's
+/// transaction also records `final_status` (None: forget the migration, after rollback).
+pub(crate) async fn run_phase(
+    s: &Session<'_>,
+    name: &str,
+    phase: &str,
+    steps: &[PlannedStep],
+    migration: &Migration,
+    version_schema: &str,
+    final_status: Option<MigrationState>,
+) -> Result<()> {
+    let exec = s.exec();
+    let client = s.client();
+    let schema = s.schema();
+    let journal = state::journal(client, name, phase).await?;
+    let total = steps.len();
+    let final_sql = match final_status {
+        None => state::forget_sql(name),
+        Some(status) => state::set_status_sql(name, status),
+    };
+    // Whether the last step was done by an earlier run (killed after its commit): then its
+    // transaction set the final status before this run set the phase's status again.
+    let mut last_done_before = false;
+    let mut ran_together = 0;
+    // The journal's state of step `k` (0-based).
+    let journaled = |k: usize| {
+        journal
+            .iter()
+            .find(|(n, _)| *n == k as i32 + 1)
+            .map(|(_, s)| *s)
+    };
+    for (i, step) in steps.iter().enumerate() {
+        if i < ran_together {
+            continue;
+        }
+        let number = i as i32 + 1;
+        let last = i + 1 == total;
+        if runs_together(step) && !last {
+            // This step and the next ones that run together (never the phase's last,
+            // whose transaction also records the migration's status).
+            ran_together = (i..total - 1)
+                .find(|&k| !runs_together(&steps[k]))
+                .unwrap_or(total - 1);
+            let mut pending = Vec::new();
+            for k in i..ran_together {
+                if journaled(k) == Some(StepState::Done) {
+                    s.emit(&done_before(name, k));
+                } else {
+                    pending.push(k);
+                }
+            }
+            run_together(s, name, phase, steps, &pending).await?;
+            continue;
+        }
+        let journaled = journaled(i);
+        if journaled == Some(StepState::Done) {
+            last_done_before = last;
+            s.emit(&done_before(name, i));
+            continue;
+        }
+        let t0 = Instant::now();
+        let mut finish = vec![state::step_done_sql(name, phase, number, &step.description)];
+        if last && final_status.is_some() {
+            finish.push(final_sql.clone());
+        }
+        match &step.action {
+            Action::Sql {
+                sql,
+                kind,
+                transactional: true,
+                ..
+            } => {
+                let s = Step {
+                    sql: sql.clone(),
+                    kind: *kind,
+                    concurrent_index: None,
+                    origin: None,
+                };
+                exec.run_transaction(&[s], &finish).await?;
+            }
+            Action::Sql {
+                sql,
+                kind,
+                transactional: false,
+                concurrent_index,
+                ..
+            } => {
+                state::step_running(client, name, phase, number, &step.description).await?;
+                let s = Step {
+                    sql: sql.clone(),
+                    kind: *kind,
+                    concurrent_index: concurrent_index.clone(),
+                    origin: None,
+                };
+                exec.run_alone(&s, journaled == Some(StepState::Running))
+                    .await?;
+                exec.run_transaction(&[], &finish).await?;
+            }
+            Action::Backfill(spec) => {
+                state::step_running(client, name, phase, number, &step.description).await?;
+                crate::backfill::run(s, name, number, spec).await?;
+                exec.run_transaction(&[], &finish).await?;
+            }
+            Action::CatchUp(spec) => {
+                state::step_running(client, name, phase, number, &step.description).await?;
+                crate::copy::catch_up(exec, spec).await?;
+                exec.run_transaction(&[], &finish).await?;
+            }
+            Action::VersionSchema => {
+                let catalog = Catalog::load(client, schema).await?;
+                let mut vs = VirtualSchema::from_catalog(&catalog);
+                for op in &migration.operations {
+                    plan::operation_plan(op).apply(&mut vs);
+                }
+                let mut stmts: Vec<Step> = vec![Step::ddl(format!(
+                    "DROP SCHEMA IF EXISTS {} CASCADE",
+                    crate::quote::ident(version_schema)
+                ))];
+                stmts.extend(
+                    plan::version_schema_sql(schema, version_schema, &vs)
+                        .into_iter()
+                        .map(Step::ddl),
+                );
+                exec.run_transaction(&stmts, &finish).await?;
+            }
+        }
+        s.emit(&step_done(name, i, total, step, t0));
+    }
+    if total == 0 || final_status.is_none() || last_done_before {
+        client.batch_execute(&final_sql).await?;
+    }
+    Ok(())
+}
