@@ -9,7 +9,7 @@
 //! is invisible to the batch, and so is its logged key: it is replayed once committed.
 
 use crate::error::Result;
-use crate::exec::Executor;
+use crate::exec::{Executor, Policy};
 use crate::plan::CatchUpSpec;
 use crate::quote::ident;
 
@@ -37,20 +37,26 @@ pub async fn catch_up(exec: &Executor, spec: &CatchUpSpec) -> Result<u64> {
         // Through the executor: a batch that meets a client's row lock or a deadlock is rolled
         // back and retried (the keys go back to the log with it), as every batch is.
         let n = exec
-            .data_transaction(&what, |client| {
-                let (take, remove, copy) = (take.clone(), remove.clone(), copy.clone());
-                Box::pin(async move {
-                    let keys: Vec<String> = client
-                        .query_one(take.as_str(), &[&BATCH])
-                        .await?
-                        .try_get(0)?;
-                    if !keys.is_empty() {
-                        client.execute(remove.as_str(), &[&keys]).await?;
-                        client.execute(copy.as_str(), &[&keys]).await?;
+            .transaction(
+                Policy::Batch {
+                    statement_timeout: None,
+                },
+                &what,
+                |client| {
+                    let (take, remove, copy) = (&take, &remove, &copy);
+                    async move {
+                        let keys: Vec<String> = client
+                            .query_one(take.as_str(), &[&BATCH])
+                            .await?
+                            .try_get(0)?;
+                        if !keys.is_empty() {
+                            client.execute(remove.as_str(), &[&keys]).await?;
+                            client.execute(copy.as_str(), &[&keys]).await?;
+                        }
+                        Ok(keys.len())
                     }
-                    Ok(keys.len())
-                })
-            })
+                },
+            )
             .await?;
         replayed += n as u64;
         if (n as i64) < BATCH / 10 {

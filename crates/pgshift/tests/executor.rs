@@ -3,7 +3,7 @@
 //! and gives up at the cap naming the session that held it.
 
 use pgshift::conn::ConnectionSpec;
-use pgshift::exec::{ExecEvent, ExecSettings, Executor, Observer};
+use pgshift::exec::{ExecEvent, ExecSettings, Executor, Observer, Policy};
 use pgshift_testkit::TestDb;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,16 +40,10 @@ async fn setup(max_lock_wait: Duration) -> (TestDb, Executor, Arc<Seen>, tokio_p
     (db, exec, seen, holder)
 }
 
-fn bump<'c>(
-    client: &'c tokio_postgres::Client,
-) -> std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<u64, tokio_postgres::Error>> + Send + 'c>,
-> {
-    Box::pin(async move {
-        client
-            .execute("UPDATE t SET v = v + 1 WHERE id = 1", &[])
-            .await
-    })
+async fn bump(client: &tokio_postgres::Client) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute("UPDATE t SET v = v + 1 WHERE id = 1", &[])
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,7 +59,16 @@ async fn a_held_row_lock_is_waited_out_by_retries_not_by_queueing() {
         holder
     });
     let t0 = Instant::now();
-    let rows = exec.data_transaction("bump t", bump).await.unwrap();
+    let rows = exec
+        .transaction(
+            Policy::Batch {
+                statement_timeout: None,
+            },
+            "bump t",
+            bump,
+        )
+        .await
+        .unwrap();
     assert_eq!(rows, 1);
     assert!(
         t0.elapsed() >= Duration::from_millis(500),
@@ -101,7 +104,16 @@ async fn past_the_cap_it_gives_up_naming_the_blocker() {
         .await
         .unwrap()
         .get(0);
-    let err = exec.data_transaction("bump t", bump).await.unwrap_err();
+    let err = exec
+        .transaction(
+            Policy::Batch {
+                statement_timeout: None,
+            },
+            "bump t",
+            bump,
+        )
+        .await
+        .unwrap_err();
     match &err {
         pgshift::Error::LockWaitExceeded {
             attempts, blockers, ..

@@ -4,12 +4,13 @@
 
 use super::{Position, Run, Walk};
 use crate::error::{Error, Result};
-use crate::exec::BackfillSettings;
+use crate::exec::{BackfillSettings, Policy};
 use crate::plan::{expression, BackfillSpec};
 use crate::quote::{ident, qualified};
 use crate::state;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
 
 impl Run<'_> {
     /// One batch and its bookkeeping, in one transaction; retried when a row lock is not
@@ -27,53 +28,48 @@ impl Run<'_> {
         size: i64,
         position: &Position,
     ) -> Result<(i64, bool, Position, i64)> {
-        let mut attempt = 0u32;
         let mut size = size;
-        let mut cap = (self.settings.batch_time.as_millis() * 3 / 2).max(100);
-        loop {
-            attempt += 1;
-            // One round trip: BEGIN and this transaction's settings.
-            self.client
-                .batch_execute(&format!(
-                    "BEGIN; SET LOCAL pgshift.backfill = 'on'; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = '{cap}ms'",
-                    crate::quote::literal(&self.lock_timeout)
-                ))
-                .await?;
-            let outcome = self.batch_in_transaction(size, position).await;
+        let mut cap = (self.settings.batch_time.as_millis() as u64 * 3 / 2).max(100);
+        let what = format!("backfill batch on {}", self.target);
+        for _ in 0..50 {
+            let policy = Policy::Batch {
+                statement_timeout: Some(Duration::from_millis(cap)),
+            };
+            // The executor retries the batch while a row lock is not granted in time.
+            let outcome = self
+                .exec
+                .transaction(policy, &what, |client| async move {
+                    client
+                        .batch_execute("SET LOCAL pgshift.backfill = 'on'")
+                        .await?;
+                    self.batch_in_transaction(client, size, position).await
+                })
+                .await;
             match outcome {
-                Ok((rows, finished, next)) => {
-                    self.client.batch_execute("COMMIT").await?;
-                    return Ok((rows, finished, next, size));
-                }
-                Err(e) => {
-                    let _ = self.client.batch_execute("ROLLBACK").await;
-                    if e.code() == Some(&SqlState::QUERY_CANCELED) && attempt < 50 {
-                        if size > 1 {
-                            size = (size / 4).max(1);
-                        } else {
-                            // One row (or one page) still over the cap: the server is
-                            // loaded, not the batch too big. Allow it longer, up to 30 s,
-                            // rather than end the run.
-                            cap = (cap * 2).min(30_000);
-                        }
-                        continue;
+                Ok((rows, finished, next)) => return Ok((rows, finished, next, size)),
+                Err(Error::Statement { source, .. })
+                    if source.code() == Some(&SqlState::QUERY_CANCELED) =>
+                {
+                    if size > 1 {
+                        size = (size / 4).max(1);
+                    } else {
+                        // One row (or one page) still over the cap: the server is loaded,
+                        // not the batch too big. Allow it longer, up to 30 s, rather than
+                        // end the run.
+                        cap = (cap * 2).min(30_000);
                     }
-                    let retryable = matches!(e.code(), Some(c) if *c == SqlState::LOCK_NOT_AVAILABLE || *c == SqlState::T_R_DEADLOCK_DETECTED);
-                    if !retryable || attempt >= 50 {
-                        return Err(Error::Statement {
-                            context: format!("backfill batch on {} failed", self.target),
-                            source: e,
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt.min(20))))
-                        .await;
                 }
+                Err(e) => return Err(e),
             }
         }
+        Err(Error::CannotResume(format!(
+            "{what}: 50 batches in a row were cut short by their time cap, the last of {size} row(s) or page(s) at {cap} ms; pgshift backfill resume continues when the server is less loaded"
+        )))
     }
 
     pub(super) async fn batch_in_transaction(
         &self,
+        client: &Client,
         size: i64,
         position: &Position,
     ) -> std::result::Result<(i64, bool, Position), tokio_postgres::Error> {
@@ -102,8 +98,7 @@ impl Run<'_> {
                 let offset = size - 1;
                 let mut upper_params = params.clone();
                 upper_params.push(&offset);
-                let upper: Option<Vec<String>> = self
-                    .client
+                let upper: Option<Vec<String>> = client
                     .query_opt(upper_sql.as_str(), &upper_params)
                     .await?
                     .map(|r| r.get(0));
@@ -118,11 +113,8 @@ impl Run<'_> {
                     );
                 }
                 let update_sql = if finished { update_sql.0 } else { update_sql.1 };
-                let updated = self
-                    .client
-                    .execute(update_sql.as_str(), &update_params)
-                    .await? as i64;
-                self.client
+                let updated = client.execute(update_sql.as_str(), &update_params).await? as i64;
+                client
                     .execute(
                         &format!(
                             "UPDATE {progress} SET cursor = coalesce($2, cursor), rows_done = rows_done + $3, batch_size = $4,
@@ -176,11 +168,10 @@ impl Run<'_> {
                         self.condition
                     ))
                 };
-                let updated = self
-                    .client
+                let updated = client
                     .execute(sql.as_str(), &[&from, &to, &self.start_xid])
                     .await? as i64;
-                self.client
+                client
                     .execute(
                         &format!(
                             "UPDATE {progress} SET pages_done = $2, rows_done = rows_done + $3, batch_size = $4,

@@ -2,8 +2,8 @@
 //! running backfill reads before every batch.
 
 use crate::error::Result;
+use crate::exec::{Executor, Policy};
 use crate::state;
-use tokio_postgres::Client;
 
 /// What `pgshift backfill pause|resume|cancel` asks of the unfinished backfills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,14 +41,14 @@ impl Control {
 /// `pgshift backfill pause|cancel` from another terminal: [`control`], then the audit
 /// event that says who did it and to how many backfills; returns how many.
 pub async fn control_and_record(
-    client: &Client,
+    exec: &Executor,
     who: &crate::conn::Who,
     c: Control,
 ) -> Result<u64> {
-    let n = control(client, c).await?;
+    let n = control(exec, c).await?;
     let (command, event) = c.audit();
     state::record_event(
-        client,
+        exec,
         who,
         &state::Event {
             command,
@@ -65,20 +65,20 @@ pub async fn control_and_record(
 
 /// `pgshift backfill pause|resume|cancel`: sets the state of every unfinished backfill;
 /// returns how many it changed.
-pub async fn control(client: &Client, control: Control) -> Result<u64> {
+pub async fn control(exec: &Executor, control: Control) -> Result<u64> {
     let (to, from) = control.transition();
-    if state::installed_version(client).await?.unwrap_or(0) < 3 {
+    if state::installed_version(exec.client()).await?.unwrap_or(0) < 3 {
         return Ok(0);
     }
-    Ok(client
-        .execute(
-            &format!(
-                "UPDATE {} SET state = $1, updated_at = clock_timestamp() WHERE state = ANY($2)",
-                state::table("backfills")
-            ),
-            &[&to, &from],
-        )
-        .await?)
+    let sql = format!(
+        "UPDATE {} SET state = $1, updated_at = clock_timestamp() WHERE state = ANY($2)",
+        state::table("backfills")
+    );
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&to, &from];
+    exec.transaction(Policy::Bookkeeping, &sql, |client| {
+        client.execute(sql.as_str(), &params)
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -18,12 +18,11 @@
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 pub use crate::event::Progress;
-use crate::exec::BackfillSettings;
+use crate::exec::{BackfillSettings, Executor, Policy};
 use crate::plan::BackfillSpec;
 use crate::quote::qualified;
 use crate::session::Session;
 use crate::state;
-use tokio_postgres::Client;
 
 mod batch;
 mod control;
@@ -61,9 +60,9 @@ struct Position {
 }
 
 struct Run<'a> {
-    client: &'a Client,
+    /// This part's executor (the first part's is the command's own).
+    exec: &'a Executor,
     settings: &'a BackfillSettings,
-    lock_timeout: String,
     /// This part's row in `pgshift.backfills`.
     id: i64,
     /// Where this part ends: its last key (inclusive), or the page after its last (one
@@ -143,7 +142,7 @@ pub async fn run(s: &Session<'_>, migration: &str, step: i32, spec: &BackfillSpe
         n => n,
     };
     let parts = register(
-        client,
+        exec,
         migration,
         step,
         spec,
@@ -161,18 +160,17 @@ pub async fn run(s: &Session<'_>, migration: &str, step: i32, spec: &BackfillSpe
         .as_deref()
         .map(|c| format!(" AND ({c})"))
         .unwrap_or_default();
-    let lock_timeout = format!("{}ms", exec.settings().lock_timeout.as_millis().max(1));
     let pending: Vec<Part> = parts.into_iter().filter(|p| p.state != "done").collect();
-    // One connection per pending part; the first uses the executor's own.
+    // One executor per pending part; the first is the command's own.
     let mut others = Vec::new();
     for _ in 1..pending.len() {
-        others.push(exec.connect_another().await?);
+        others.push(exec.another().await?);
     }
     // And one per part for its vacuums, unless vacuuming is off.
-    let mut vacuum_clients = Vec::new();
+    let mut vacuum_executors = Vec::new();
     if settings.vacuum_every_rows > 0 && write.leaves_dead_rows() {
         for _ in 0..pending.len() {
-            vacuum_clients.push(exec.connect_another().await?);
+            vacuum_executors.push(exec.another().await?);
         }
     }
     let runs: Vec<(Run, Part)> = pending
@@ -180,13 +178,12 @@ pub async fn run(s: &Session<'_>, migration: &str, step: i32, spec: &BackfillSpe
         .enumerate()
         .map(|(i, part)| {
             let run = Run {
-                client: if i == 0 { client } else { &others[i - 1] },
+                exec: if i == 0 { exec } else { &others[i - 1] },
                 settings,
-                lock_timeout: lock_timeout.clone(),
                 id: part.id,
                 upper: part.upper.clone(),
                 start_xid: part.start_xid,
-                vacuum: Vacuum::new(vacuum_clients.pop()),
+                vacuum: Vacuum::new(vacuum_executors.pop()),
                 target: target.clone(),
                 write: write.clone(),
                 condition: condition.clone(),
@@ -225,7 +222,7 @@ pub async fn run(s: &Session<'_>, migration: &str, step: i32, spec: &BackfillSpe
 /// interrupted run left, whatever their number. Returns them in order.
 #[allow(clippy::too_many_arguments)]
 async fn register(
-    client: &Client,
+    exec: &Executor,
     migration: &str,
     step: i32,
     spec: &BackfillSpec,
@@ -236,6 +233,7 @@ async fn register(
     total_estimate: i64,
     workers: u32,
 ) -> Result<Vec<Part>> {
+    let client = exec.client();
     let table = state::table("backfills");
     let existing: i64 = client
         .query_one(
@@ -247,27 +245,42 @@ async fn register(
     if existing == 0 {
         // (start cursor, start page, upper bound) per part.
         let bounds = split(client, spec, target, walk, total_estimate, workers).await?;
-        client.batch_execute("BEGIN").await?;
-        for (part, (cursor, pages_done, upper)) in bounds.iter().enumerate() {
-            let inserted = client
-                .execute(
-                    &format!(
-                        "INSERT INTO {table} (migration, step, part, table_schema, table_name, spec, batch_size, state, total_estimate, cursor, pages_done, upper_bound, start_xid)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $9, $10, $11, pg_snapshot_xmax(pg_current_snapshot())::text::bigint)
-                         ON CONFLICT (migration, step, part) DO NOTHING"
-                    ),
-                    &[&migration, &step, &(part as i32), &spec.schema, &spec.table, spec_json, &(first_size as i32), &total_estimate, cursor, pages_done, upper],
-                )
-                .await;
-            if let Err(e) = inserted {
-                let _ = client.batch_execute("ROLLBACK").await;
-                return Err(e.into());
+        let insert = format!(
+            "INSERT INTO {table} (migration, step, part, table_schema, table_name, spec, batch_size, state, total_estimate, cursor, pages_done, upper_bound, start_xid)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', $8, $9, $10, $11, pg_snapshot_xmax(pg_current_snapshot())::text::bigint)
+             ON CONFLICT (migration, step, part) DO NOTHING"
+        );
+        let what = format!("registering the backfill of {target}");
+        exec.transaction(Policy::Bookkeeping, &what, |client| {
+            let (insert, bounds) = (&insert, &bounds);
+            async move {
+                for (part, (cursor, pages_done, upper)) in bounds.iter().enumerate() {
+                    client
+                        .execute(
+                            insert.as_str(),
+                            &[
+                                &migration,
+                                &step,
+                                &(part as i32),
+                                &spec.schema,
+                                &spec.table,
+                                spec_json,
+                                &(first_size as i32),
+                                &total_estimate,
+                                cursor,
+                                pages_done,
+                                upper,
+                            ],
+                        )
+                        .await?;
+                }
+                Ok(())
             }
-        }
-        client.batch_execute("COMMIT").await?;
+        })
+        .await?;
     }
-    let rows = client
-        .query(
+    let rows = exec
+        .bookkeeping_query(
             &format!(
                 "UPDATE {table} AS b
                    SET state = CASE WHEN b.state = 'done' THEN 'done' ELSE 'running' END, updated_at = clock_timestamp()
@@ -277,25 +290,25 @@ async fn register(
             &[&migration, &step],
         )
         .await?;
-    let mut parts: Vec<(i32, Part)> = rows
+    let mut parts = rows
         .iter()
         .map(|r| {
-            (
-                r.get(0),
+            Ok((
+                r.try_get::<_, i32>(0)?,
                 Part {
-                    id: r.get(1),
-                    state: r.get(2),
-                    batch_size: r.get::<_, i32>(3) as i64,
+                    id: r.try_get(1)?,
+                    state: r.try_get(2)?,
+                    batch_size: r.try_get::<_, i32>(3)? as i64,
                     position: Position {
-                        cursor: r.get(4),
-                        pages_done: r.get(5),
+                        cursor: r.try_get(4)?,
+                        pages_done: r.try_get(5)?,
                     },
-                    upper: r.get(6),
-                    start_xid: r.get(7),
+                    upper: r.try_get(6)?,
+                    start_xid: r.try_get(7)?,
                 },
-            )
+            ))
         })
-        .collect();
+        .collect::<Result<Vec<(i32, Part)>>>()?;
     parts.sort_by_key(|(n, _)| *n);
     Ok(parts.into_iter().map(|(_, p)| p).collect())
 }

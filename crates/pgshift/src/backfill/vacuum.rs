@@ -1,6 +1,6 @@
 //! The vacuum of a part, in the background on a connection of its own.
 
-use tokio_postgres::Client;
+use crate::exec::Executor;
 
 /// A part's vacuums: `VACUUM (INDEX_CLEANUP OFF, SKIP_LOCKED)` (outside a transaction) so that
 /// later batches reuse the space of the row versions this backfill left dead, run on a
@@ -9,21 +9,21 @@ use tokio_postgres::Client;
 /// SKIP_LOCKED: never wait behind another vacuum. A vacuum that fails (its lock not granted in
 /// time) is skipped, and says so in the progress record.
 pub(super) struct Vacuum {
-    client: Option<std::sync::Arc<Client>>,
+    exec: Option<std::sync::Arc<Executor>>,
     running: std::sync::Mutex<Option<tokio::task::JoinHandle<Option<String>>>>,
 }
 
 impl Vacuum {
-    pub(super) fn new(client: Option<Client>) -> Vacuum {
+    pub(super) fn new(exec: Option<Executor>) -> Vacuum {
         Vacuum {
-            client: client.map(std::sync::Arc::new),
+            exec: exec.map(std::sync::Arc::new),
             running: std::sync::Mutex::new(None),
         }
     }
 
     /// Starts a vacuum unless one still runs: (started, why the previous one failed).
-    pub(super) fn start(&self, target: &str, lock_timeout: &str) -> (bool, Option<String>) {
-        let Some(client) = &self.client else {
+    pub(super) fn start(&self, target: &str) -> (bool, Option<String>) {
+        let Some(exec) = &self.exec else {
             return (false, None);
         };
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -39,17 +39,13 @@ impl Vacuum {
                 None => None,
             }
         });
-        let client = client.clone();
-        let set = format!("SET lock_timeout = {}", crate::quote::literal(lock_timeout));
+        let exec = exec.clone();
         let sql = format!("VACUUM (INDEX_CLEANUP OFF, SKIP_LOCKED) {target}");
         *running = Some(tokio::spawn(async move {
-            // Two round trips: a multi-statement string would run as one implicit
-            // transaction, and VACUUM refuses to run inside one.
-            let result = match client.batch_execute(&set).await {
-                Ok(()) => client.batch_execute(&sql).await,
-                Err(e) => Err(e),
-            };
-            result.err().map(|e| crate::error::pg_error_text(&e))
+            exec.maintenance(&sql).await.err().map(|e| match e {
+                crate::Error::Statement { source, .. } => crate::error::pg_error_text(&source),
+                other => other.to_string(),
+            })
         }));
         (true, previous)
     }

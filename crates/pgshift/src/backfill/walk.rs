@@ -24,7 +24,8 @@ impl Run<'_> {
         loop {
             // Control from another terminal, checked before every batch.
             let control: String = self
-                .client
+                .exec
+                .client()
                 .query_one(
                     &format!(
                         "SELECT state FROM {} WHERE id = $1",
@@ -75,17 +76,20 @@ impl Run<'_> {
                     self.note_throttle(&format!("vacuum skipped: {why}"))
                         .await?;
                 }
-                let done: i64 = self
-                    .client
-                    .query_one(
+                let done = self
+                    .exec
+                    .bookkeeping_query(
                         &format!(
                             "UPDATE {} SET state = 'done', finished_at = clock_timestamp(), throttle_reason = NULL WHERE id = $1 RETURNING rows_done",
                             state::table("backfills")
                         ),
                         &[&self.id],
                     )
-                    .await?
-                    .get(0);
+                    .await?;
+                let done: i64 = match done.first() {
+                    Some(row) => row.try_get(0)?,
+                    None => 0,
+                };
                 self.report(migration, table, started, &mut last_report, on_event, true)
                     .await?;
                 return Ok(done);
@@ -96,7 +100,7 @@ impl Run<'_> {
             {
                 // Started in the background; while the last one still runs, this waits for
                 // a later batch.
-                let (started, skipped) = self.vacuum.start(&self.target, &self.lock_timeout);
+                let (started, skipped) = self.vacuum.start(&self.target);
                 if started {
                     since_vacuum = 0;
                 }
@@ -116,8 +120,8 @@ impl Run<'_> {
     /// The first throttle that applies, if any. A check that fails throttles too.
     pub(super) async fn throttle(&self, table: &str) -> Option<String> {
         if let Some(max) = self.settings.max_replica_lag_bytes {
-            match self
-                .client
+            match self.exec
+                .client()
                 .query_one(
                     "SELECT coalesce(max(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)), 0)::bigint FROM pg_stat_replication",
                     &[],
@@ -134,7 +138,8 @@ impl Run<'_> {
             }
         }
         match self
-            .client
+            .exec
+            .client()
             .query_one(
                 "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = $1::text::regclass",
                 &[&self.target],
@@ -155,7 +160,7 @@ impl Run<'_> {
             }
         }
         if let Some(q) = &self.settings.throttle_query {
-            match self.client.query_one(q.as_str(), &[]).await {
+            match self.exec.client().query_one(q.as_str(), &[]).await {
                 Ok(r) => match r.try_get::<_, Option<bool>>(0) {
                     Ok(Some(true)) => return Some(format!("the throttle query says so: {q}")),
                     Ok(_) => {}
@@ -175,8 +180,8 @@ impl Run<'_> {
     }
 
     pub(super) async fn note_throttle(&self, reason: &str) -> Result<()> {
-        self.client
-            .execute(
+        self.exec
+            .bookkeeping_query(
                 &format!(
                     "UPDATE {} SET throttle_reason = $2, updated_at = clock_timestamp() WHERE id = $1",
                     state::table("backfills")
@@ -200,7 +205,7 @@ impl Run<'_> {
             return Ok(());
         }
         *last = Instant::now();
-        if let Some(mut p) = status_of(self.client, self.id).await? {
+        if let Some(mut p) = status_of(self.exec.client(), self.id).await? {
             p.migration = migration.to_owned();
             p.table = table.to_owned();
             // The rate of this run, not of all runs.

@@ -204,8 +204,8 @@ pub async fn data_run(s: &Session<'_>, data_dir: &Path) -> Result<Vec<(String, i
                 resumed,
             });
             let t0 = Instant::now();
-            client
-                .execute(
+            s.exec()
+                .bookkeeping_query(
                     &format!(
                         "INSERT INTO {table} AS d (name, checksum, kind, status, run_by, run_from_host)
                          VALUES ($1, $2, $3, 'running', $4, $5)
@@ -251,7 +251,7 @@ pub async fn data_run(s: &Session<'_>, data_dir: &Path) -> Result<Vec<(String, i
                                 .await?;
                             }
                         }
-                        client.batch_execute(&done_sql(&rows.to_string())).await?;
+                        s.exec().bookkeeping("recording the data migration", &[done_sql(&rows.to_string())]).await?;
                         Ok(rows)
                     }
                 }
@@ -261,8 +261,9 @@ pub async fn data_run(s: &Session<'_>, data_dir: &Path) -> Result<Vec<(String, i
             let (ok, detail) = match &outcome {
                 Ok(rows) => (true, serde_json::json!({ "rows": rows, "checksum": file.checksum })),
                 Err(e) => {
-                    let _ = client
-                        .execute(
+                    let _ = s
+                        .exec()
+                        .bookkeeping_query(
                             &format!("UPDATE {table} SET status = 'failed', last_error = $2 WHERE name = $1"),
                             &[&file.name, &e.to_string()],
                         )
@@ -271,7 +272,7 @@ pub async fn data_run(s: &Session<'_>, data_dir: &Path) -> Result<Vec<(String, i
                 }
             };
             let _ = state::record_event(
-                client,
+                s.exec(),
                 s.who(),
                 &Event {
                     command: "data run",

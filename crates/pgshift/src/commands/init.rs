@@ -14,7 +14,7 @@ pub async fn init(s: &Session<'_>) -> Result<state::StateUpgrade> {
     let result = async {
         let upgrade = state::ensure(s.exec()).await?;
         state::record_event(
-            client,
+            s.exec(),
             s.who(),
             &Event {
                 command: "init",

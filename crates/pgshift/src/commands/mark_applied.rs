@@ -47,18 +47,21 @@ pub async fn mark_applied(s: &Session<'_>, dir: &Path, name: &str, reason: &str)
             }
         }
         state::begin_migration(
-            client,
+            s.exec(),
             &file.name,
             &file.checksum,
             file.kind.as_str(),
             s.who(),
         )
         .await?;
-        client
-            .batch_execute(&state::mark_applied_sql(&file.name))
+        s.exec()
+            .bookkeeping(
+                "recording the migration",
+                &[state::mark_applied_sql(&file.name)],
+            )
             .await?;
         state::record_event(
-            client,
+            s.exec(),
             s.who(),
             &Event {
                 command: "mark-applied",

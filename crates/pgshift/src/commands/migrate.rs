@@ -135,10 +135,10 @@ pub async fn migrate(
                 d.skipped_in(options.environment.as_deref()),
                 options.environment.as_deref(),
             ) {
-                state::mark_skipped(client, &file.name, &file.checksum, file.kind.as_str(), s.who(), env)
+                state::mark_skipped(s.exec(), &file.name, &file.checksum, file.kind.as_str(), s.who(), env)
                     .await?;
                 state::record_event(
-                    client,
+                    s.exec(),
                     s.who(),
                     &Event {
                         command: "migrate",
@@ -212,7 +212,7 @@ pub async fn migrate(
                     let ms = t0.elapsed().as_millis() as u64;
                     if matches!(body, Body::Sql(_)) {
                         state::record_event(
-                            client,
+                            s.exec(),
                             s.who(),
                             &Event {
                                 command: "migrate",
@@ -242,9 +242,9 @@ pub async fn migrate(
                     if matches!(body, Body::Sql(_)) {
                         let message = e.to_string();
                         // Best effort: the connection may be what failed.
-                        let _ = state::mark_failed(client, &file.name, &message).await;
+                        let _ = state::mark_failed(s.exec(), &file.name, &message).await;
                         let _ = state::record_event(
-                            client,
+                            s.exec(),
                             s.who(),
                             &Event {
                                 command: "migrate",

@@ -104,10 +104,14 @@ pub(super) async fn forget_edited(
         .iter()
         .find(|r| r.name == file.name)
         .map(|r| r.checksum.clone());
-    let client = s.client();
-    client.batch_execute(&state::forget_sql(&file.name)).await?;
+    s.exec()
+        .bookkeeping(
+            "forgetting the edited migration",
+            &[state::forget_sql(&file.name)],
+        )
+        .await?;
     state::record_event(
-        client,
+        s.exec(),
         s.who(),
         &Event {
             command,

@@ -11,6 +11,28 @@ use crate::sql::{ConcurrentIndex, StatementKind};
 use std::time::Instant;
 
 impl Executor {
+    /// Maintenance that may be skipped (a backfill's VACUUM with SKIP_LOCKED): outside a
+    /// transaction, under `lock_timeout` and the concurrent statement timeout, one attempt;
+    /// a failure is returned for the caller to note, never retried.
+    pub async fn maintenance(&self, sql: &str) -> Result<()> {
+        let (lock_timeout, statement_timeout) = (
+            self.settings.lock_timeout,
+            self.settings.concurrent_statement_timeout,
+        );
+        let outcome = async {
+            // Two round trips: a multi-statement string would run as one implicit
+            // transaction, and VACUUM refuses to run inside one.
+            self.set_timeouts(lock_timeout, statement_timeout, false)
+                .await?;
+            self.client.batch_execute(sql).await
+        }
+        .await;
+        outcome.map_err(|e| Error::Statement {
+            context: failed_context(None, sql),
+            source: e,
+        })
+    }
+
     /// interrupted run may already have done (part of) this statement's work.
     pub async fn run_alone(&self, step: &Step, resuming: bool) -> Result<()> {
         if resuming {

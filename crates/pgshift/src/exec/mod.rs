@@ -24,6 +24,19 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::Client;
 
+/// What a transaction is for, and so the policy it runs under ([`Executor::transaction`]).
+/// Schema changes run under the statement kinds' own timeouts ([`Executor::run_transaction`]),
+/// and statements that cannot run in a transaction alone ([`Executor::run_alone`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// A batch of rows (a backfill's, a catch-up's): `lock_timeout` and the DML
+    /// `statement_timeout`, or the batch's own cap; the sessions that block it are named.
+    Batch { statement_timeout: Option<Duration> },
+    /// pgshift's own bookkeeping (records, the journal, the audit log): `lock_timeout` and
+    /// the DDL `statement_timeout`.
+    Bookkeeping,
+}
+
 /// How the executor waits and retries.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ExecSettings {

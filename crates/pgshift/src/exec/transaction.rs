@@ -2,7 +2,7 @@
 //! statement_timeout, the whole transaction retried with capped, jittered backoff while a
 //! lock is not granted in time, and the sessions that block it named.
 
-use super::{Executor, Step};
+use super::{Executor, Policy, Step};
 use crate::error::{Error, Result};
 use crate::event::{abbreviate, BlockerReport, ExecEvent};
 use crate::sql::StatementKind;
@@ -12,43 +12,49 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
 impl Executor {
-    /// Runs `work` in one transaction on the main connection with the executor's policy for
-    /// data batches: `lock_timeout` and the DML `statement_timeout` set locally, the whole
-    /// transaction retried with capped, jittered backoff while a lock is not granted in time
-    /// or a deadlock is detected (naming the blockers seen, up to `--max-lock-wait`), any other
-    /// error rolled back and returned with `what`. `work` may run more than once: it must do
-    /// everything from the start each time.
-    pub async fn data_transaction<T, F>(&self, what: &str, mut work: F) -> Result<T>
+    /// Runs `work` in one transaction on the main connection under `policy`: the policy's
+    /// `lock_timeout` and `statement_timeout` set locally (with BEGIN, in one round trip), the
+    /// whole transaction retried with capped, jittered backoff while a lock is not granted in
+    /// time or a deadlock is detected (naming the blockers seen, up to `--max-lock-wait`), any
+    /// other error rolled back and returned with `what`. `work` may run more than once: it
+    /// must do everything from the start each time.
+    pub async fn transaction<'c, T, F, Fut>(
+        &'c self,
+        policy: Policy,
+        what: &str,
+        mut work: F,
+    ) -> Result<T>
     where
-        F: for<'c> FnMut(
-            &'c Client,
-        ) -> std::pin::Pin<
-            Box<
-                dyn std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>
-                    + Send
-                    + 'c,
-            >,
-        >,
+        F: FnMut(&'c Client) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
     {
         let started = Instant::now();
         let mut attempt = 0u32;
         let mut blockers_seen: Vec<BlockerReport> = Vec::new();
-        let (lock_timeout, statement_timeout) = self.settings.timeouts(StatementKind::Dml);
+        let (lock_timeout, statement_timeout) = self.policy_timeouts(policy);
+        let begin = format!(
+            "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+            lock_timeout.as_millis().max(1),
+            statement_timeout.as_millis()
+        );
+        let client: &'c Client = &self.client;
         loop {
             attempt += 1;
             let outcome = async {
-                self.client.batch_execute("BEGIN").await?;
-                self.set_timeouts(lock_timeout, statement_timeout, true)
-                    .await?;
-                let value = work(&self.client).await?;
-                self.client.batch_execute("COMMIT").await?;
+                client.batch_execute(&begin).await?;
+                let value = work(client).await?;
+                client.batch_execute("COMMIT").await?;
                 Ok::<T, tokio_postgres::Error>(value)
             };
-            let outcome = self.watched(what, outcome, &mut blockers_seen).await;
+            // Bookkeeping touches only pgshift's tables: nobody to name, nothing to watch.
+            let outcome = match policy {
+                Policy::Bookkeeping => outcome.await,
+                Policy::Batch { .. } => self.watched(what, outcome, &mut blockers_seen).await,
+            };
             match outcome {
                 Ok(value) => return Ok(value),
                 Err(e) => {
-                    let _ = self.client.batch_execute("ROLLBACK").await;
+                    let _ = client.batch_execute("ROLLBACK").await;
                     if is_lock_failure(&e) {
                         self.pause_before_retry(what, attempt, started, &blockers_seen)
                             .await?;
@@ -60,6 +66,42 @@ impl Executor {
                     });
                 }
             }
+        }
+    }
+
+    /// pgshift's own bookkeeping (a record, the journal, the audit log): `sql` in one
+    /// transaction under [`Policy::Bookkeeping`].
+    pub async fn bookkeeping(&self, what: &str, sql: &[String]) -> Result<()> {
+        self.transaction(Policy::Bookkeeping, what, |client| async move {
+            for s in sql {
+                client.batch_execute(s).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// One bookkeeping statement with parameters, under [`Policy::Bookkeeping`]; its rows.
+    pub async fn bookkeeping_query(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>> {
+        self.transaction(Policy::Bookkeeping, sql, |client| client.query(sql, params))
+            .await
+    }
+
+    /// (lock_timeout, statement_timeout) of a transaction under `policy`.
+    fn policy_timeouts(&self, policy: Policy) -> (Duration, Duration) {
+        match policy {
+            Policy::Batch { statement_timeout } => {
+                let (lock, statement) = self.settings.timeouts(StatementKind::Dml);
+                (lock, statement_timeout.unwrap_or(statement))
+            }
+            Policy::Bookkeeping => (
+                self.settings.lock_timeout,
+                self.settings.ddl_statement_timeout,
+            ),
         }
     }
 

@@ -188,7 +188,7 @@ pub(crate) async fn run_phase(
                 concurrent_index,
                 ..
             } => {
-                state::step_running(client, name, phase, number, &step.description).await?;
+                state::step_running(exec, name, phase, number, &step.description).await?;
                 let s = Step {
                     sql: sql.clone(),
                     kind: *kind,
@@ -200,12 +200,12 @@ pub(crate) async fn run_phase(
                 exec.run_transaction(&[], &finish).await?;
             }
             Action::Backfill(spec) => {
-                state::step_running(client, name, phase, number, &step.description).await?;
+                state::step_running(exec, name, phase, number, &step.description).await?;
                 crate::backfill::run(s, name, number, spec).await?;
                 exec.run_transaction(&[], &finish).await?;
             }
             Action::CatchUp(spec) => {
-                state::step_running(client, name, phase, number, &step.description).await?;
+                state::step_running(exec, name, phase, number, &step.description).await?;
                 crate::copy::catch_up(exec, spec).await?;
                 exec.run_transaction(&[], &finish).await?;
             }
@@ -230,7 +230,8 @@ pub(crate) async fn run_phase(
         s.emit(&step_done(name, i, total, step, t0));
     }
     if total == 0 || final_status.is_none() || last_done_before {
-        client.batch_execute(&final_sql).await?;
+        exec.bookkeeping("recording the phase", std::slice::from_ref(&final_sql))
+            .await?;
     }
     Ok(())
 }

@@ -63,7 +63,7 @@ pub async fn apply(
 ) -> Result<()> {
     let client = s.client();
     state::begin_migration(
-        client,
+        s.exec(),
         &file.name,
         &file.checksum,
         file.kind.as_str(),
@@ -94,8 +94,11 @@ pub async fn apply(
                 reason: "done in an earlier run".to_owned(),
             });
             if last {
-                client
-                    .batch_execute(&state::mark_applied_sql(&file.name))
+                s.exec()
+                    .bookkeeping(
+                        "recording the migration",
+                        &[state::mark_applied_sql(&file.name)],
+                    )
                     .await?;
             }
             continue;
@@ -117,7 +120,8 @@ pub async fn apply(
             }
             Segment::Alone(stmt) => {
                 let resuming = journaled == Some(StepState::Running);
-                state::step_running(client, &file.name, PHASE_APPLY, number, &description).await?;
+                state::step_running(s.exec(), &file.name, PHASE_APPLY, number, &description)
+                    .await?;
                 s.exec().run_alone(&step_of(file, stmt), resuming).await.map_err(|e| {
                     if resuming {
                         Error::CannotResume(format!(

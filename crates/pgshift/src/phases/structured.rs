@@ -71,7 +71,7 @@ pub async fn start(
                 checks::plan_with_catalog(client, file, migration, s.schema(), !rows_checked)
                     .await?;
             state::begin_migration(
-                client,
+                s.exec(),
                 &file.name,
                 &file.checksum,
                 file.kind.as_str(),
@@ -81,7 +81,7 @@ pub async fn start(
             let json =
                 serde_json::to_value(&plan).map_err(|e| Error::CannotResume(e.to_string()))?;
             state::store_plan(
-                client,
+                s.exec(),
                 &file.name,
                 &plan.version_schema,
                 &json,
@@ -92,8 +92,11 @@ pub async fn start(
         }
     };
     if resumed {
-        client
-            .batch_execute(&state::set_status_sql(&file.name, MigrationState::Running))
+        s.exec()
+            .bookkeeping(
+                "recording the phase",
+                &[state::set_status_sql(&file.name, MigrationState::Running)],
+            )
             .await?;
     }
     s.emit(&RunEvent::MigrationStarted {
@@ -226,8 +229,11 @@ async fn run_stored_phase(s: &Session<'_>, name: &str, phase: Phase) -> Result<S
             &plan.rollback,
         ),
     };
-    client
-        .batch_execute(&state::set_status_sql(name, running))
+    s.exec()
+        .bookkeeping(
+            "recording the phase",
+            &[state::set_status_sql(name, running)],
+        )
         .await?;
     let t0 = Instant::now();
     let result = run_phase(
@@ -281,12 +287,11 @@ async fn finish(
     t0: Instant,
     result: &Result<()>,
 ) -> Result<()> {
-    let client = s.client();
     if let Err(e) = result {
-        let _ = state::record_phase_error(client, name, &e.to_string()).await;
+        let _ = state::record_phase_error(s.exec(), name, &e.to_string()).await;
     }
     state::record_event(
-        client,
+        s.exec(),
         s.who(),
         &Event {
             command,

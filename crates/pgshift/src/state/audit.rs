@@ -3,7 +3,7 @@
 use super::*;
 use crate::conn::Who;
 use crate::error::Result;
-use tokio_postgres::Client;
+use crate::exec::Executor;
 
 /// One entry of the audit log.
 #[derive(Debug, Clone)]
@@ -17,10 +17,10 @@ pub struct Event<'a> {
 }
 
 /// Appends an event to the audit log.
-pub async fn record_event(client: &Client, who: &Who, event: &Event<'_>) -> Result<()> {
+pub async fn record_event(exec: &Executor, who: &Who, event: &Event<'_>) -> Result<()> {
     let result = if event.ok { "ok" } else { "error" };
-    client
-        .execute(
+    exec
+        .bookkeeping_query(
             &format!(
                 "INSERT INTO {} (command, event, migration, result, duration_ms, os_user, host, application_name, pgshift_version, detail)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",

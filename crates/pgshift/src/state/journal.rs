@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::error::Result;
+use crate::exec::Executor;
 use crate::quote::literal;
 use tokio_postgres::Client;
 
@@ -53,14 +54,14 @@ pub fn step_done_sql(migration: &str, phase: &str, step: i32, description: &str)
 /// Journals that a step which cannot run in a transaction is about to start, so that a run
 /// after a crash knows it may have been (partly) done.
 pub async fn step_running(
-    client: &Client,
+    exec: &Executor,
     migration: &str,
     phase: &str,
     step: i32,
     description: &str,
 ) -> Result<()> {
-    client
-        .execute(
+    exec
+        .bookkeeping_query(
             &format!(
                 "INSERT INTO {} (migration, phase, step, description, status) VALUES ($1, $2, $3, $4, 'running')
                  ON CONFLICT (migration, phase, step) DO UPDATE SET status = 'running', started_at = clock_timestamp()",

@@ -3,20 +3,21 @@
 use super::*;
 use crate::conn::Who;
 use crate::error::Result;
+use crate::exec::Executor;
 use crate::quote::literal;
 use tokio_postgres::Client;
 
 /// Records a migration as skipped in `environment` (not run).
 pub async fn mark_skipped(
-    client: &Client,
+    exec: &Executor,
     name: &str,
     checksum: &str,
     kind: &str,
     who: &Who,
     environment: &str,
 ) -> Result<()> {
-    client
-        .execute(
+    exec
+        .bookkeeping_query(
             &format!(
                 "INSERT INTO {} AS m (name, checksum, kind, status, applied_by, applied_from_host, application_name, pgshift_version, environment, completed_at, duration_ms)
                  VALUES ($1, $2, $3, 'skipped', $4, $5, $6, $7, $8, clock_timestamp(), 0)
@@ -93,14 +94,14 @@ pub async fn migrations(client: &Client) -> Result<Vec<MigrationRecord>> {
 
 /// Records that a migration starts (or starts again after a failure or a crash).
 pub async fn begin_migration(
-    client: &Client,
+    exec: &Executor,
     name: &str,
     checksum: &str,
     kind: &str,
     who: &Who,
 ) -> Result<()> {
-    client
-        .execute(
+    exec
+        .bookkeeping_query(
             &format!(
                 "INSERT INTO {} AS m (name, checksum, kind, status, applied_by, applied_from_host, application_name, pgshift_version)
                  VALUES ($1, $2, $3, 'running', $4, $5, $6, $7)
@@ -130,21 +131,20 @@ pub fn mark_applied_sql(name: &str) -> String {
 
 /// Stores the plan of a structured migration when its start begins.
 pub async fn store_plan(
-    client: &Client,
+    exec: &Executor,
     name: &str,
     version_schema: &str,
     plan: &serde_json::Value,
     source: &str,
 ) -> Result<()> {
-    client
-        .execute(
-            &format!(
-                "UPDATE {} SET version_schema = $2, plan = $3, source = $4 WHERE name = $1",
-                table("migrations")
-            ),
-            &[&name, &version_schema, plan, &source],
-        )
-        .await?;
+    exec.bookkeeping_query(
+        &format!(
+            "UPDATE {} SET version_schema = $2, plan = $3, source = $4 WHERE name = $1",
+            table("migrations")
+        ),
+        &[&name, &version_schema, plan, &source],
+    )
+    .await?;
     Ok(())
 }
 
@@ -234,22 +234,21 @@ pub async fn latest_version_schema(client: &Client) -> Result<Option<(String, St
 
 /// Records why a phase of an open migration stopped, keeping its status (`running`,
 /// `completing`, `rolling_back`) so that the same command resumes it.
-pub async fn record_phase_error(client: &Client, name: &str, error: &str) -> Result<()> {
-    client
-        .execute(
-            &format!(
-                "UPDATE {} SET last_error = $2 WHERE name = $1",
-                table("migrations")
-            ),
-            &[&name, &error],
-        )
-        .await?;
+pub async fn record_phase_error(exec: &Executor, name: &str, error: &str) -> Result<()> {
+    exec.bookkeeping_query(
+        &format!(
+            "UPDATE {} SET last_error = $2 WHERE name = $1",
+            table("migrations")
+        ),
+        &[&name, &error],
+    )
+    .await?;
     Ok(())
 }
 
-pub async fn mark_failed(client: &Client, name: &str, error: &str) -> Result<()> {
-    client
-        .execute(
+pub async fn mark_failed(exec: &Executor, name: &str, error: &str) -> Result<()> {
+    exec
+        .bookkeeping_query(
             &format!(
                 "UPDATE {} SET status = 'failed', last_error = $2 WHERE name = $1 AND status IN ('running', 'completing', 'rolling_back')",
                 table("migrations")
