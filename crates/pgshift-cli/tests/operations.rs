@@ -658,3 +658,47 @@ async fn complete_refuses_after_writes_around_triggers(
         assert!(r.stderr.contains(e), "missing {e:?} in:\n{}", r.all());
     }
 }
+
+/// The version schema of a migration with `sql` operations is refreshed from the catalog when
+/// its step runs: a table and a column the sql made have views, and the migration's own
+/// rename is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_version_schema_after_sql_operations_shows_what_they_made_and_keeps_renames() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE orders (id int PRIMARY KEY, note text); INSERT INTO orders VALUES (1, 'a');",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_mixed.yaml",
+        "operations:\n  - rename_column:\n      table: orders\n      from: note\n      to: remark\n  - sql:\n      up: CREATE TABLE audit (id int); ALTER TABLE orders ADD COLUMN seen boolean DEFAULT false\n      down: DROP TABLE audit; ALTER TABLE orders DROP COLUMN seen\n",
+    )]);
+    let file = m.path().join("0001_mixed.yaml");
+    let plan = run_ok(&db, &m.path(), &["plan", file.to_str().unwrap()]).await;
+    assert!(
+        plan.stdout.contains("made or dropped since"),
+        "{}",
+        plan.all()
+    );
+    run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
+    let columns = |table: &'static str| {
+        let raw = &raw;
+        async move {
+            raw.query(
+                "SELECT column_name::text FROM information_schema.columns WHERE table_schema = 'public_0001_mixed' AND table_name = $1 ORDER BY ordinal_position",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(columns("orders").await, ["id", "remark", "seen"]);
+    assert_eq!(columns("audit").await, ["id"]);
+    run_ok(&db, &m.path(), &["rollback"]).await;
+    assert!(!table_exists(&raw, "public.audit").await);
+}

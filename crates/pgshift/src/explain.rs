@@ -135,6 +135,7 @@ pub fn report(name: &str, plan: &Plan, catalog: &Catalog, lock_timeout: Duration
                 phase,
                 i + 1,
                 step,
+                &plan.version_schema,
                 &sizes,
                 &index_table,
                 lock_timeout,
@@ -181,6 +182,7 @@ fn step_report(
     phase: &'static str,
     number: usize,
     step: &PlannedStep,
+    version_schema: &str,
     sizes: &Sizes,
     index_table: &dyn Fn(&str) -> Option<String>,
     lock_timeout: Duration,
@@ -290,10 +292,34 @@ fn step_report(
                 c.source
             ));
         }
-        Action::VersionSchema => {
+        Action::RefreshVersionSchema { planned, .. } => {
             r.kind = "version_schema";
-            r.note =
-                Some("creates views in the new version schema (no lock on any table)".to_owned());
+            // The views as planned; the tables and columns the sql operations make are added
+            // when the step runs.
+            for sql in crate::plan::version_schema_statements(
+                &sizes.catalog.schema,
+                version_schema,
+                planned,
+            ) {
+                r.statements.push(StatementReport {
+                    sql,
+                    locks: Vec::new(),
+                    work: Work::Catalog,
+                    work_on: None,
+                    estimate_s: 0.0,
+                });
+            }
+            r.note = Some(
+                "the views as planned; when the step runs, a table or column made or dropped since (by a sql operation or anyone else) is added or left out (no lock on any table)"
+                    .to_owned(),
+            );
+        }
+        Action::LegacyVersionSchema => {
+            r.kind = "version_schema";
+            r.note = Some(
+                "creates views in the new version schema, refreshed from the catalog after the sql operations ran (no lock on any table)"
+                    .to_owned(),
+            );
         }
     }
     r

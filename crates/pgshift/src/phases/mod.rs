@@ -12,8 +12,7 @@ use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::event::RunEvent;
 use crate::exec::Step;
-use crate::model::Migration;
-use crate::plan::{self, Action, PlannedStep, VirtualSchema};
+use crate::plan::{self, Action, PlannedStep};
 use crate::session::Session;
 use crate::state::{self, MigrationState, StepState};
 use std::time::Instant;
@@ -108,7 +107,6 @@ pub(crate) async fn run_phase(
     name: &str,
     phase: &str,
     steps: &[PlannedStep],
-    migration: &Migration,
     version_schema: &str,
     final_status: Option<MigrationState>,
 ) -> Result<()> {
@@ -209,22 +207,19 @@ pub(crate) async fn run_phase(
                 crate::copy::catch_up(exec, spec).await?;
                 exec.run_transaction(&[], &finish).await?;
             }
-            Action::VersionSchema => {
+            Action::RefreshVersionSchema { planned, known } => {
                 let catalog = Catalog::load(client, schema).await?;
-                let mut vs = VirtualSchema::from_catalog(&catalog);
-                for op in &migration.operations {
-                    plan::operation_plan(op).apply(&mut vs);
-                }
-                let mut stmts: Vec<Step> = vec![Step::ddl(format!(
-                    "DROP SCHEMA IF EXISTS {} CASCADE",
-                    crate::quote::ident(version_schema)
-                ))];
-                stmts.extend(
-                    plan::version_schema_sql(schema, version_schema, &vs)
-                        .into_iter()
-                        .map(Step::ddl),
-                );
+                let vs = planned.refreshed(&catalog, known);
+                let stmts: Vec<Step> = plan::version_schema_statements(schema, version_schema, &vs)
+                    .into_iter()
+                    .map(Step::ddl)
+                    .collect();
                 exec.run_transaction(&stmts, &finish).await?;
+            }
+            Action::LegacyVersionSchema => {
+                return Err(Error::CannotResume(format!(
+                    "the start of {name} was planned by an earlier pgshift, whose version schema step this one does not run\nhint: pgshift rollback undoes it; then pgshift start the file again"
+                )));
             }
         }
         s.emit(&step_done(name, i, total, step, t0));

@@ -109,7 +109,6 @@ pub async fn start(
         &file.name,
         "start",
         &plan.start,
-        migration,
         &plan.version_schema,
         Some(MigrationState::Started),
     )
@@ -144,7 +143,7 @@ pub async fn complete(s: &Session<'_>) -> Result<String> {
 /// The plan's checks, before complete changes anything (once complete has begun, they
 /// passed). A failure is recorded like a failed phase; the migration stays open.
 async fn verify(s: &Session<'_>, name: &str) -> Result<()> {
-    let (plan, _) = load(s.client(), name).await?;
+    let plan = load(s.client(), name).await?;
     for spec in &plan.verify {
         let t0 = Instant::now();
         match crate::checks::verify::run(s.client(), s.exec().server_version(), spec).await {
@@ -207,7 +206,7 @@ pub async fn resume_start(s: &Session<'_>) -> Result<Option<String>> {
 /// records the outcome.
 async fn run_stored_phase(s: &Session<'_>, name: &str, phase: Phase) -> Result<String> {
     let client = s.client();
-    let (plan, migration) = load(client, name).await?;
+    let plan = load(client, name).await?;
     // (journal phase, status while it runs, status at the end: None forgets the migration)
     let (label, running, done, steps) = match phase {
         Phase::Start => (
@@ -236,48 +235,20 @@ async fn run_stored_phase(s: &Session<'_>, name: &str, phase: Phase) -> Result<S
         )
         .await?;
     let t0 = Instant::now();
-    let result = run_phase(
-        s,
-        name,
-        label,
-        steps,
-        &migration,
-        &plan.version_schema,
-        done,
-    )
-    .await;
+    let result = run_phase(s, name, label, steps, &plan.version_schema, done).await;
     finish(s, label, name, t0, &result).await?;
     result.map(|_| name.to_owned())
 }
 
-async fn load(client: &tokio_postgres::Client, name: &str) -> Result<(Plan, Migration)> {
+/// The stored plan of migration `name`: all that complete, rollback and a resumed start run.
+async fn load(client: &tokio_postgres::Client, name: &str) -> Result<Plan> {
     let Some(stored) = state::stored_plan(client, name).await? else {
         return Err(Error::CannotResume(format!(
             "migration {name} has no stored plan"
         )));
     };
-    let plan: Plan = serde_json::from_value(stored.plan).map_err(|e| {
-        Error::CannotResume(format!("the stored plan of {name} cannot be read: {e}"))
-    })?;
-    // The stored source is what was started, in the format its record names.
-    let format = match stored.kind.as_str() {
-        "yaml" => crate::model::Format::Yaml,
-        "json" => crate::model::Format::Json,
-        "toml" => crate::model::Format::Toml,
-        other => {
-            return Err(Error::CannotResume(format!(
-                "migration {name} is recorded as kind {other:?}, which has no stored plan to resume"
-            )))
-        }
-    };
-    let path = std::path::Path::new(name);
-    let migration = crate::model::parse_migration(path, &stored.source, format).map_err(|d| {
-        Error::CannotResume(format!(
-            "the stored source of {name} no longer parses: {}",
-            d.message
-        ))
-    })?;
-    Ok((plan, migration))
+    serde_json::from_value(stored.plan)
+        .map_err(|e| Error::CannotResume(format!("the stored plan of {name} cannot be read: {e}")))
 }
 
 async fn finish(

@@ -19,6 +19,7 @@ use crate::catalog::Catalog;
 use crate::model::{Migration, Operation};
 use crate::quote::{ident, qualified};
 use crate::sql::{ConcurrentIndex, StatementKind};
+use std::collections::BTreeMap;
 
 /// Prefix of every object pgshift creates for an open migration.
 pub const INTERNAL_PREFIX: &str = "_pgshift_";
@@ -50,9 +51,20 @@ pub enum Action {
     Backfill(BackfillSpec),
     /// Replay the rows written to a table since its copy began, until few are left.
     CatchUp(CatchUpSpec),
-    /// Create the new version's schema of views (computed when it runs, from the live
-    /// catalog, so that tables made by `sql` operations are included).
-    VersionSchema,
+    /// Create the new version's schema of views: one per table of the planned schema, with
+    /// the migration's mapping of names, brought up to date when the step runs with the
+    /// tables and columns made or dropped since it was planned (by the migration's `sql`
+    /// operations, or by anyone else meanwhile), read from the catalog.
+    RefreshVersionSchema {
+        planned: VirtualSchema,
+        /// The tables and columns the catalog had when the step was planned.
+        known: BTreeMap<String, Vec<String>>,
+    },
+    /// What an earlier pgshift stored for the version schema: views computed from the stored
+    /// source when the step ran. Read so that such a migration can still be rolled back or
+    /// completed; a start interrupted before this step is refused (roll back, start again).
+    #[serde(rename = "version_schema")]
+    LegacyVersionSchema,
 }
 
 /// New values for existing rows: `set` pairs of (physical column, SQL expression over the
@@ -277,7 +289,10 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
     start.extend(after_backfill);
     start.push(PlannedStep {
         description: format!("create the version schema {}", ctx.version_schema),
-        action: Action::VersionSchema,
+        action: Action::RefreshVersionSchema {
+            planned: vs,
+            known: VirtualSchema::known(ctx.catalog),
+        },
     });
 
     // Complete: the previous version's views go first (they use columns complete drops).
@@ -311,8 +326,17 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
 }
 
 /// The statements that create the version schema for `vs`.
-pub fn version_schema_sql(schema: &str, version_schema: &str, vs: &VirtualSchema) -> Vec<String> {
-    let mut out = vec![format!("CREATE SCHEMA {}", ident(version_schema))];
+/// The statements that (re)create the version schema: the schema dropped if it is there (a
+/// run that is resumed makes it again), then created with one view per table.
+pub fn version_schema_statements(
+    schema: &str,
+    version_schema: &str,
+    vs: &VirtualSchema,
+) -> Vec<String> {
+    let mut out = vec![
+        format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(version_schema)),
+        format!("CREATE SCHEMA {}", ident(version_schema)),
+    ];
     for (name, table) in &vs.tables {
         let columns: Vec<String> = table
             .columns

@@ -4,12 +4,12 @@
 use crate::catalog::Catalog;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct VirtualSchema {
     pub tables: BTreeMap<String, VTable>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct VTable {
     pub physical: String,
     pub columns: Vec<VColumn>,
@@ -28,7 +28,7 @@ pub struct VTable {
 }
 
 /// A foreign key that references a table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VReference {
     pub constraint: String,
     /// The referencing table and its columns (physical).
@@ -38,7 +38,7 @@ pub struct VReference {
     pub referenced: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VColumn {
     pub name: String,
     pub physical: String,
@@ -157,5 +157,73 @@ impl VirtualSchema {
                 Some(format!("columns of {table}: {}", names.join(", "))),
             )
         })
+    }
+}
+
+impl VirtualSchema {
+    /// The tables and columns `catalog` has (pgshift's own included): what a version schema
+    /// planned against it knew of.
+    pub fn known(catalog: &Catalog) -> BTreeMap<String, Vec<String>> {
+        catalog
+            .tables
+            .values()
+            .map(|t| {
+                (
+                    t.name.clone(),
+                    t.columns.iter().map(|c| c.name.clone()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// The planned schema brought up to date with `catalog` as it is when the version schema
+    /// is made, `known` being what the catalog had when it was planned: the migration's own
+    /// mapping of each table and column is kept; a table or column the catalog no longer
+    /// has is left out; a table or column made since (by a `sql` operation, or by anyone
+    /// else meanwhile) that no planned one maps is added under its own name. What the
+    /// migration hides (a dropped column, say) stays hidden: it was known.
+    pub fn refreshed(
+        &self,
+        catalog: &Catalog,
+        known: &BTreeMap<String, Vec<String>>,
+    ) -> VirtualSchema {
+        let internal = |name: &str| name.starts_with(super::INTERNAL_PREFIX);
+        let new_since = |table: &str, column: &str| {
+            !internal(column)
+                && !known
+                    .get(table)
+                    .is_some_and(|c| c.iter().any(|k| k == column))
+        };
+        let mut out = VirtualSchema::default();
+        for (name, planned) in &self.tables {
+            let Some(now) = catalog.table(&planned.physical) else {
+                continue;
+            };
+            let mut table = planned.clone();
+            table
+                .columns
+                .retain(|c| now.columns.iter().any(|n| n.name == c.physical));
+            for c in &now.columns {
+                let mapped = table.columns.iter().any(|p| p.physical == c.name);
+                if !mapped && new_since(&now.name, &c.name) {
+                    table.columns.push(VColumn {
+                        name: c.name.clone(),
+                        physical: c.name.clone(),
+                        complete_name: c.name.clone(),
+                        data_type: c.data_type.clone(),
+                        not_null: c.not_null,
+                    });
+                }
+            }
+            out.tables.insert(name.clone(), table);
+        }
+        let live = VirtualSchema::from_catalog(catalog);
+        for (name, table) in live.tables {
+            let mapped = self.tables.values().any(|t| t.physical == table.physical);
+            if !mapped && !known.contains_key(&name) && !out.tables.contains_key(&name) {
+                out.tables.insert(name, table);
+            }
+        }
+        out
     }
 }
