@@ -508,12 +508,16 @@ async fn run(cli: Cli, printer: Printer) -> anyhow::Result<()> {
                 };
                 let n = commands::backfill_steer(&s, control).await?;
                 let to = control.state();
-                printer.backfill_control(to, n, None);
+                printer.backfill_control(to.as_str(), n, None);
             }
             BackfillAction::Resume => {
                 let s = session(&spec, settings, &printer, &cli.schema, &events).await?;
                 let (n, continued) = commands::backfill_resume(&s).await?;
-                printer.backfill_control("running", n, continued.as_deref());
+                printer.backfill_control(
+                    pgshift::state::BackfillState::Running.as_str(),
+                    n,
+                    continued.as_deref(),
+                );
             }
         },
         Command::Latest { what } => {

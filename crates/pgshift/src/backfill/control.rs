@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::exec::{Executor, Policy};
-use crate::state;
+use crate::state::{self, AuditEvent, BackfillState};
 
 /// What `pgshift backfill pause|resume|cancel` asks of the unfinished backfills.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,25 +15,26 @@ pub enum Control {
 
 impl Control {
     /// The state the backfills are set to, and the states they may be in before.
-    pub(super) fn transition(self) -> (&'static str, &'static [&'static str]) {
+    pub(super) fn transition(self) -> (BackfillState, &'static [BackfillState]) {
+        use BackfillState::*;
         match self {
-            Control::Pause => ("paused", &["running"]),
-            Control::Resume => ("running", &["paused", "cancelled"]),
-            Control::Cancel => ("cancelled", &["running", "paused"]),
+            Control::Pause => (Paused, &[Running]),
+            Control::Resume => (Running, &[Paused, Cancelled]),
+            Control::Cancel => (Cancelled, &[Running, Paused]),
         }
     }
 
     /// The state the backfills end in, for output.
-    pub fn state(self) -> &'static str {
+    pub fn state(self) -> BackfillState {
         self.transition().0
     }
 
     /// (command, audit event) for the audit log.
-    pub fn audit(self) -> (&'static str, &'static str) {
+    pub fn audit(self) -> (&'static str, AuditEvent) {
         match self {
-            Control::Pause => ("backfill pause", "backfills_paused"),
-            Control::Resume => ("backfill resume", "backfills_resumed"),
-            Control::Cancel => ("backfill cancel", "backfills_cancelled"),
+            Control::Pause => ("backfill pause", AuditEvent::BackfillsPaused),
+            Control::Resume => ("backfill resume", AuditEvent::BackfillsResumed),
+            Control::Cancel => ("backfill cancel", AuditEvent::BackfillsCancelled),
         }
     }
 }
@@ -74,6 +75,7 @@ pub async fn control(exec: &Executor, control: Control) -> Result<u64> {
         "UPDATE {} SET state = $1, updated_at = clock_timestamp() WHERE state = ANY($2)",
         state::table("backfills")
     );
+    let (to, from): (&str, Vec<&str>) = (to.as_str(), from.iter().map(|s| s.as_str()).collect());
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&to, &from];
     exec.transaction(Policy::Bookkeeping, &sql, |client| {
         client.execute(sql.as_str(), &params)
@@ -87,18 +89,19 @@ mod tests {
 
     #[test]
     fn pause_resume_and_cancel_move_only_from_where_they_can() {
-        assert_eq!(Control::Pause.transition(), ("paused", &["running"][..]));
+        use BackfillState::*;
+        assert_eq!(Control::Pause.transition(), (Paused, &[Running][..]));
         assert_eq!(
             Control::Resume.transition(),
-            ("running", &["paused", "cancelled"][..])
+            (Running, &[Paused, Cancelled][..])
         );
         assert_eq!(
             Control::Cancel.transition(),
-            ("cancelled", &["running", "paused"][..])
+            (Cancelled, &[Running, Paused][..])
         );
         // Nothing moves a finished backfill.
         for c in [Control::Pause, Control::Resume, Control::Cancel] {
-            assert!(!c.transition().1.contains(&"done"));
+            assert!(!c.transition().1.contains(&Done));
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::exec::{BackfillSettings, Executor, Policy};
 use crate::plan::BackfillSpec;
 use crate::quote::qualified;
 use crate::session::Session;
-use crate::state;
+use crate::state::{self, BackfillState};
 
 mod batch;
 mod control;
@@ -82,7 +82,7 @@ struct Run<'a> {
 /// One part's row as registered: (id, state, rows_done, batch_size, position, upper bound).
 struct Part {
     id: i64,
-    state: String,
+    state: BackfillState,
     batch_size: i64,
     position: Position,
     upper: Option<Vec<String>>,
@@ -160,7 +160,10 @@ pub async fn run(s: &Session<'_>, migration: &str, step: i32, spec: &BackfillSpe
         .as_deref()
         .map(|c| format!(" AND ({c})"))
         .unwrap_or_default();
-    let pending: Vec<Part> = parts.into_iter().filter(|p| p.state != "done").collect();
+    let pending: Vec<Part> = parts
+        .into_iter()
+        .filter(|p| p.state != BackfillState::Done)
+        .collect();
     // One executor per pending part; the first is the command's own.
     let mut others = Vec::new();
     for _ in 1..pending.len() {
@@ -297,7 +300,7 @@ async fn register(
                 r.try_get::<_, i32>(0)?,
                 Part {
                     id: r.try_get(1)?,
-                    state: r.try_get(2)?,
+                    state: BackfillState::parse(r.try_get(2)?)?,
                     batch_size: r.try_get::<_, i32>(3)? as i64,
                     position: Position {
                         cursor: r.try_get(4)?,

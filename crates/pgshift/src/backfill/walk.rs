@@ -6,7 +6,7 @@ use super::status::status_of;
 use super::{Position, Run, Walk};
 use crate::error::{Error, Result};
 use crate::event::RunEvent;
-use crate::state;
+use crate::state::{self, BackfillState};
 use std::time::{Duration, Instant};
 
 impl Run<'_> {
@@ -35,13 +35,13 @@ impl Run<'_> {
                 )
                 .await?
                 .get(0);
-            match control.as_str() {
-                "cancelled" => {
+            match BackfillState::parse(&control)? {
+                BackfillState::Cancelled => {
                     return Err(Error::CannotResume(format!(
                         "the backfill of {table} was cancelled (pgshift backfill cancel); pgshift rollback undoes the migration, pgshift backfill resume continues it"
                     )))
                 }
-                "paused" => {
+                BackfillState::Paused => {
                     self.note_throttle("paused (pgshift backfill resume continues)").await?;
                     self.report(migration, table, started, &mut last_report, on_event, true).await?;
                     tokio::time::sleep(Duration::from_millis(250)).await;

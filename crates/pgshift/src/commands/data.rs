@@ -8,7 +8,7 @@ use crate::phases::sql;
 use crate::quote;
 use crate::session::Session;
 use crate::source::{self, Body, MigrationFile};
-use crate::state::{self, Event};
+use crate::state::{self, AuditEvent, Event};
 use std::path::Path;
 use std::time::Instant;
 
@@ -276,7 +276,7 @@ pub async fn data_run(s: &Session<'_>, data_dir: &Path) -> Result<Vec<(String, i
                 s.who(),
                 &Event {
                     command: "data run",
-                    event: if ok { "data_migration_applied" } else { "data_migration_failed" },
+                    event: if ok { AuditEvent::DataMigrationApplied } else { AuditEvent::DataMigrationFailed },
                     migration: Some(&file.name),
                     ok,
                     duration_ms: Some(ms),

@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::lock;
 use crate::session::Session;
-use crate::state::{self, Event};
+use crate::state::{self, AuditEvent, Event};
 use std::time::Instant;
 
 /// Creates or upgrades the state schema and records it in the audit log.
@@ -18,7 +18,7 @@ pub async fn init(s: &Session<'_>) -> Result<state::StateUpgrade> {
             s.who(),
             &Event {
                 command: "init",
-                event: "state_schema",
+                event: AuditEvent::StateSchema,
                 migration: None,
                 ok: true,
                 duration_ms: Some(t0.elapsed().as_millis() as i64),

@@ -4,7 +4,7 @@
 use crate::error::{Error, Refusal, Result};
 use crate::session::Session;
 use crate::source;
-use crate::state::{self, Event, MigrationState};
+use crate::state::{self, AuditEvent, Event, MigrationState};
 use std::path::Path;
 
 /// Records migration `name` of `dir` as applied, with `reason`.
@@ -65,7 +65,7 @@ pub async fn mark_applied(s: &Session<'_>, dir: &Path, name: &str, reason: &str)
             s.who(),
             &Event {
                 command: "mark-applied",
-                event: "migration_marked_applied",
+                event: AuditEvent::MigrationMarkedApplied,
                 migration: Some(&file.name),
                 ok: true,
                 duration_ms: Some(0),

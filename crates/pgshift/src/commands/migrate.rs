@@ -14,7 +14,7 @@ use crate::lock;
 use crate::phases::{sql, structured};
 use crate::session::Session;
 use crate::source::{self, Body, MigrationFile};
-use crate::state::{self, Event, MigrationState};
+use crate::state::{self, AuditEvent, Event, MigrationState};
 use std::path::Path;
 use std::time::Instant;
 
@@ -142,7 +142,7 @@ pub async fn migrate(
                     s.who(),
                     &Event {
                         command: "migrate",
-                        event: "migration_skipped",
+                        event: AuditEvent::MigrationSkipped,
                         migration: Some(&file.name),
                         ok: true,
                         duration_ms: Some(0),
@@ -216,7 +216,7 @@ pub async fn migrate(
                             s.who(),
                             &Event {
                                 command: "migrate",
-                                event: "migration_applied",
+                                event: AuditEvent::MigrationApplied,
                                 migration: Some(&file.name),
                                 ok: true,
                                 duration_ms: Some(ms as i64),
@@ -248,7 +248,7 @@ pub async fn migrate(
                             s.who(),
                             &Event {
                                 command: "migrate",
-                                event: "migration_failed",
+                                event: AuditEvent::MigrationFailed,
                                 migration: Some(&file.name),
                                 ok: false,
                                 duration_ms: Some(t0.elapsed().as_millis() as i64),

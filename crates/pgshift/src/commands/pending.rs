@@ -6,7 +6,7 @@ use crate::error::{EditedMigration, Error, Refusal, Result};
 use crate::event::RunEvent;
 use crate::session::Session;
 use crate::source::{Body, MigrationFile};
-use crate::state::{self, Event, MigrationRecord, MigrationState};
+use crate::state::{self, AuditEvent, Event, MigrationRecord, MigrationState};
 
 /// The state schema's version (None before pgshift touched the database) and the recorded
 /// migrations (none before there is a state schema).
@@ -115,7 +115,7 @@ pub(super) async fn forget_edited(
         s.who(),
         &Event {
             command,
-            event: "migration_edited_after_failure",
+            event: AuditEvent::MigrationEditedAfterFailure,
             migration: Some(&file.name),
             ok: true,
             duration_ms: None,

@@ -14,7 +14,7 @@ use crate::event::RunEvent;
 use crate::exec::Step;
 use crate::plan::{self, Action, PlannedStep};
 use crate::session::Session;
-use crate::state::{self, MigrationState, StepState};
+use crate::state::{self, MigrationState, Phase, StepState};
 use std::time::Instant;
 
 /// The event of step `index` (0-based) of `total` done, begun at `t0`.
@@ -55,7 +55,7 @@ fn runs_together(step: &PlannedStep) -> bool {
 async fn run_together(
     s: &Session<'_>,
     name: &str,
-    phase: &str,
+    phase: Phase,
     steps: &[PlannedStep],
     which: &[usize],
 ) -> Result<()> {
@@ -105,7 +105,7 @@ async fn run_together(
 pub(crate) async fn run_phase(
     s: &Session<'_>,
     name: &str,
-    phase: &str,
+    phase: Phase,
     steps: &[PlannedStep],
     version_schema: &str,
     final_status: Option<MigrationState>,

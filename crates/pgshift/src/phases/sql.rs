@@ -13,11 +13,8 @@ use crate::exec::Step;
 use crate::session::Session;
 use crate::source::MigrationFile;
 use crate::sql::SqlStatement;
-use crate::state::{self, StepState};
+use crate::state::{self, Phase, StepState};
 use std::time::Instant;
-
-/// The journal phase of a raw SQL migration.
-const PHASE_APPLY: &str = "apply";
 
 /// Statements grouped the way they run: a transaction, or one statement alone.
 #[derive(Debug)]
@@ -70,7 +67,7 @@ pub async fn apply(
         s.who(),
     )
     .await?;
-    let journal = state::journal(client, &file.name, PHASE_APPLY).await?;
+    let journal = state::journal(client, &file.name, Phase::Apply).await?;
     let segments = segments(statements);
     let total = segments.len();
     for (i, segment) in segments.iter().enumerate() {
@@ -106,7 +103,7 @@ pub async fn apply(
         let t0 = Instant::now();
         let mut finish = vec![state::step_done_sql(
             &file.name,
-            PHASE_APPLY,
+            Phase::Apply,
             number,
             &description,
         )];
@@ -120,7 +117,7 @@ pub async fn apply(
             }
             Segment::Alone(stmt) => {
                 let resuming = journaled == Some(StepState::Running);
-                state::step_running(s.exec(), &file.name, PHASE_APPLY, number, &description)
+                state::step_running(s.exec(), &file.name, Phase::Apply, number, &description)
                     .await?;
                 s.exec().run_alone(&step_of(file, stmt), resuming).await.map_err(|e| {
                     if resuming {

@@ -11,7 +11,7 @@ use crate::model::Migration;
 use crate::plan::Plan;
 use crate::session::Session;
 use crate::source::MigrationFile;
-use crate::state::{self, Event, MigrationState};
+use crate::state::{self, AuditEvent, Event, MigrationState, Phase};
 use std::time::Instant;
 
 /// The open migration, if any: (name, status).
@@ -19,7 +19,8 @@ pub async fn open_migration(
     client: &tokio_postgres::Client,
 ) -> Result<Option<(String, MigrationState)>> {
     let open: Vec<MigrationState> = MigrationState::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|m| m.is_open())
         .collect();
     let row = client
@@ -107,13 +108,13 @@ pub async fn start(
     let result = run_phase(
         s,
         &file.name,
-        "start",
+        Phase::Start,
         &plan.start,
         &plan.version_schema,
         Some(MigrationState::Started),
     )
     .await;
-    finish(s, "start", &file.name, t0, &result).await?;
+    finish(s, Phase::Start, &file.name, t0, &result).await?;
     result.map(|_| plan.version_schema)
 }
 
@@ -156,7 +157,7 @@ async fn verify(s: &Session<'_>, name: &str) -> Result<()> {
             }),
             Err(e) => {
                 let failed = Err(e);
-                finish(s, "complete", name, t0, &failed).await?;
+                finish(s, Phase::Complete, name, t0, &failed).await?;
                 return failed;
             }
         }
@@ -184,13 +185,6 @@ pub async fn rollback(s: &Session<'_>) -> Result<String> {
     run_stored_phase(s, &name, Phase::Rollback).await
 }
 
-#[derive(Clone, Copy)]
-enum Phase {
-    Start,
-    Complete,
-    Rollback,
-}
-
 /// Continues the open migration's interrupted start from its stored plan (what
 /// `pgshift backfill resume` does when no pgshift is running it).
 pub async fn resume_start(s: &Session<'_>) -> Result<Option<String>> {
@@ -208,25 +202,18 @@ async fn run_stored_phase(s: &Session<'_>, name: &str, phase: Phase) -> Result<S
     let client = s.client();
     let plan = load(client, name).await?;
     // (journal phase, status while it runs, status at the end: None forgets the migration)
-    let (label, running, done, steps) = match phase {
+    let (running, done, steps) = match phase {
         Phase::Start => (
-            "start",
             MigrationState::Running,
             Some(MigrationState::Started),
             &plan.start,
         ),
         Phase::Complete => (
-            "complete",
             MigrationState::Completing,
             Some(MigrationState::Applied),
             &plan.complete,
         ),
-        Phase::Rollback => (
-            "rollback",
-            MigrationState::RollingBack,
-            None,
-            &plan.rollback,
-        ),
+        Phase::Rollback | Phase::Apply => (MigrationState::RollingBack, None, &plan.rollback),
     };
     s.exec()
         .bookkeeping(
@@ -235,8 +222,8 @@ async fn run_stored_phase(s: &Session<'_>, name: &str, phase: Phase) -> Result<S
         )
         .await?;
     let t0 = Instant::now();
-    let result = run_phase(s, name, label, steps, &plan.version_schema, done).await;
-    finish(s, label, name, t0, &result).await?;
+    let result = run_phase(s, name, phase, steps, &plan.version_schema, done).await;
+    finish(s, phase, name, t0, &result).await?;
     result.map(|_| name.to_owned())
 }
 
@@ -253,7 +240,7 @@ async fn load(client: &tokio_postgres::Client, name: &str) -> Result<Plan> {
 
 async fn finish(
     s: &Session<'_>,
-    command: &str,
+    phase: Phase,
     name: &str,
     t0: Instant,
     result: &Result<()>,
@@ -265,12 +252,12 @@ async fn finish(
         s.exec(),
         s.who(),
         &Event {
-            command,
-            event: match (command, result.is_ok()) {
-                ("start", true) => "migration_started",
-                ("complete", true) => "migration_completed",
-                ("rollback", true) => "migration_rolled_back",
-                _ => "migration_failed",
+            command: phase.as_str(),
+            event: match (phase, result.is_ok()) {
+                (Phase::Start, true) => AuditEvent::MigrationStarted,
+                (Phase::Complete, true) => AuditEvent::MigrationCompleted,
+                (Phase::Rollback, true) => AuditEvent::MigrationRolledBack,
+                _ => AuditEvent::MigrationFailed,
             },
             migration: Some(name),
             ok: result.is_ok(),

@@ -9,7 +9,7 @@ use crate::exec::Executor;
 #[derive(Debug, Clone)]
 pub struct Event<'a> {
     pub command: &'a str,
-    pub event: &'a str,
+    pub event: AuditEvent,
     pub migration: Option<&'a str>,
     pub ok: bool,
     pub duration_ms: Option<i64>,
@@ -28,7 +28,7 @@ pub async fn record_event(exec: &Executor, who: &Who, event: &Event<'_>) -> Resu
             ),
             &[
                 &event.command,
-                &event.event,
+                &event.event.as_str(),
                 &event.migration,
                 &result,
                 &event.duration_ms,

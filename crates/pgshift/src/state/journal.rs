@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 pub async fn journal(
     client: &Client,
     migration: &str,
-    phase: &str,
+    phase: Phase,
 ) -> Result<Vec<(i32, StepState)>> {
     let rows = client
         .query(
@@ -19,34 +19,23 @@ pub async fn journal(
                 "SELECT step, status FROM {} WHERE migration = $1 AND phase = $2 ORDER BY step",
                 table("steps")
             ),
-            &[&migration, &phase],
+            &[&migration, &phase.as_str()],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let status: String = r.get(1);
-            (
-                r.get(0),
-                if status == "done" {
-                    StepState::Done
-                } else {
-                    StepState::Running
-                },
-            )
-        })
-        .collect())
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, StepState::parse(r.try_get(1)?)?)))
+        .collect()
 }
 
 /// SQL that journals a step as done; runs in the step's own transaction where it has one.
-pub fn step_done_sql(migration: &str, phase: &str, step: i32, description: &str) -> String {
+pub fn step_done_sql(migration: &str, phase: Phase, step: i32, description: &str) -> String {
     format!(
         "INSERT INTO {} (migration, phase, step, description, status, finished_at)
          VALUES ({}, {}, {step}, {}, 'done', clock_timestamp())
          ON CONFLICT (migration, phase, step) DO UPDATE SET status = 'done', finished_at = clock_timestamp()",
         table("steps"),
         literal(migration),
-        literal(phase),
+        literal(phase.as_str()),
         literal(description)
     )
 }
@@ -56,7 +45,7 @@ pub fn step_done_sql(migration: &str, phase: &str, step: i32, description: &str)
 pub async fn step_running(
     exec: &Executor,
     migration: &str,
-    phase: &str,
+    phase: Phase,
     step: i32,
     description: &str,
 ) -> Result<()> {
@@ -67,7 +56,7 @@ pub async fn step_running(
                  ON CONFLICT (migration, phase, step) DO UPDATE SET status = 'running', started_at = clock_timestamp()",
                 table("steps")
             ),
-            &[&migration, &phase, &step, &description],
+            &[&migration, &phase.as_str(), &step, &description],
         )
         .await?;
     Ok(())

@@ -1,11 +1,14 @@
 //! The state schema's DDL, one upgrade step per version.
 
-use super::{MigrationState, SCHEMA};
+use super::{BackfillState, MigrationState, StepState, SCHEMA};
 use crate::quote::ident;
 
 /// The DDL that brings the state schema from `version - 1` to `version`.
 pub(super) fn upgrade(version: i32) -> Vec<String> {
     let s = ident(SCHEMA);
+    // The CHECK lists of the states pgshift writes, from the enums that name them.
+    let steps = StepState::sql_list(StepState::ALL);
+    let backfills = BackfillState::sql_list(BackfillState::ALL);
     match version {
         1 => vec![
             format!(
@@ -35,7 +38,7 @@ pub(super) fn upgrade(version: i32) -> Vec<String> {
                     phase text NOT NULL,
                     step int NOT NULL,
                     description text NOT NULL,
-                    status text NOT NULL CHECK (status IN ('running', 'done')),
+                    status text NOT NULL CHECK (status IN ({steps})),
                     started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
                     finished_at timestamptz,
                     PRIMARY KEY (migration, phase, step)
@@ -106,7 +109,7 @@ pub(super) fn upgrade(version: i32) -> Vec<String> {
                 rows_done bigint NOT NULL DEFAULT 0,
                 total_estimate bigint NOT NULL DEFAULT 0,
                 batch_size int NOT NULL,
-                state text NOT NULL CHECK (state IN ('running', 'paused', 'cancelled', 'done')),
+                state text NOT NULL CHECK (state IN ({backfills})),
                 throttle_reason text,
                 started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
                 updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -134,7 +137,7 @@ pub(super) fn upgrade(version: i32) -> Vec<String> {
             format!(
                 "ALTER TABLE {s}.migrations ADD CONSTRAINT migrations_status_check
                     CHECK (status IN ({}))",
-                MigrationState::sql_list(&MigrationState::ALL)
+                MigrationState::sql_list(MigrationState::ALL)
             ),
         ],
         // Data migrations (`pgshift data run`), tracked apart from schema migrations.
@@ -156,5 +159,23 @@ pub(super) fn upgrade(version: i32) -> Vec<String> {
             )"
         )],
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_check_lists_are_the_enums_values() {
+        let all: String = (1..=crate::state::VERSION).flat_map(upgrade).collect();
+        assert!(
+            all.contains("CHECK (status IN ('running', 'done'))"),
+            "{all}"
+        );
+        assert!(
+            all.contains("CHECK (state IN ('running', 'paused', 'cancelled', 'done'))"),
+            "{all}"
+        );
     }
 }
