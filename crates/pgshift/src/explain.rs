@@ -201,12 +201,11 @@ fn step_report(
     };
     match &step.action {
         Action::Sql {
-            sql,
-            transactional,
+            statement,
             together,
-            ..
         } => {
-            if !transactional {
+            let sql = &statement.sql;
+            if !statement.transactional {
                 r.kind = "sql_outside_transaction";
             }
             if *together {

@@ -8,7 +8,7 @@
 use crate::diag::Diagnostic;
 use crate::error::{Error, Result};
 use crate::model::{self, Format, Migration};
-use crate::sql::{self, SqlStatement};
+use crate::sql::{self, Statement};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -57,7 +57,7 @@ pub struct MigrationFile {
 /// A migration file parsed and checked into what it will run.
 #[derive(Debug, Clone)]
 pub enum Body {
-    Sql(Vec<SqlStatement>),
+    Sql(Vec<Statement>),
     Operations(Migration),
 }
 

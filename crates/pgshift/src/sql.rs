@@ -44,20 +44,61 @@ pub enum ConcurrentIndex {
     },
 }
 
-/// One statement of a `.sql` migration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SqlStatement {
+/// One statement, wherever it comes from: a `.sql` file's (split here), a plan's step, or
+/// pgshift's own; what the executor runs. Stored in plans as part of a step.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Statement {
     pub sql: String,
-    /// 1-based line of the statement's first character in its file.
-    pub line: usize,
     pub kind: StatementKind,
     /// False for statements PostgreSQL refuses to run inside a transaction block.
     pub transactional: bool,
+    /// Set for concurrent index statements: what to look for when a build fails or resumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrent_index: Option<ConcurrentIndex>,
+    /// 1-based line of the statement's first character in the user's file; 0 for a
+    /// statement pgshift made.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub line: usize,
+    /// Where the user wrote the statement (`path:line`), named when it fails. Set only for
+    /// the user's own statements: the server's notices and warnings on them are passed on,
+    /// while pgshift's own (`DROP ... IF EXISTS` and the like) keep theirs to themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl Statement {
+    /// A statement of pgshift's own that runs in a transaction.
+    pub fn ddl(sql: impl Into<String>) -> Statement {
+        Statement {
+            sql: sql.into(),
+            kind: StatementKind::Ddl,
+            transactional: true,
+            concurrent_index: None,
+            line: 0,
+            origin: None,
+        }
+    }
+
+    /// A statement of pgshift's own that runs outside a transaction (CONCURRENTLY).
+    pub fn concurrent(
+        sql: impl Into<String>,
+        concurrent_index: Option<ConcurrentIndex>,
+    ) -> Statement {
+        Statement {
+            kind: StatementKind::Concurrent,
+            transactional: false,
+            concurrent_index,
+            ..Statement::ddl(sql)
+        }
+    }
 }
 
 /// Splits `source` into statements and classifies each.
-pub fn split(path: &Path, source: &str) -> Result<Vec<SqlStatement>, Diagnostic> {
+pub fn split(path: &Path, source: &str) -> Result<Vec<Statement>, Diagnostic> {
     let parsed = match pg_query::parse(source) {
         Ok(p) => p,
         Err(e) => return Err(locate_parse_error(path, source, &e)),
@@ -108,7 +149,9 @@ pub fn split(path: &Path, source: &str) -> Result<Vec<SqlStatement>, Diagnostic>
             )
             .with_hint("remove it: pgshift runs each migration's statements in a transaction itself, and statements that cannot run in one (CONCURRENTLY, VACUUM) on their own"));
         }
-        out.push(classify(text.to_owned(), line, node));
+        let mut stmt = classify(text.to_owned(), line, node);
+        stmt.origin = Some(format!("{}:{line}", path.display()));
+        out.push(stmt);
     }
     if out.is_empty() {
         return Err(Diagnostic::at_line_col(
@@ -139,18 +182,15 @@ pub(crate) fn is_transactional(node: &Node) -> bool {
     classify(String::new(), 0, Some(node)).transactional
 }
 
-fn classify(sql: String, line: usize, node: Option<&Node>) -> SqlStatement {
-    let mut stmt = SqlStatement {
-        sql,
+fn classify(sql: String, line: usize, node: Option<&Node>) -> Statement {
+    let mut stmt = Statement {
         line,
-        kind: StatementKind::Ddl,
-        transactional: true,
-        concurrent_index: None,
+        ..Statement::ddl(sql)
     };
     let Some(node) = node else {
         return stmt;
     };
-    let non_transactional = |stmt: &mut SqlStatement| {
+    let non_transactional = |stmt: &mut Statement| {
         stmt.kind = StatementKind::Concurrent;
         stmt.transactional = false;
     };
@@ -378,7 +418,7 @@ pub(crate) fn scan(source: &str) -> Scanned {
 mod tests {
     use super::*;
 
-    fn split_ok(src: &str) -> Vec<SqlStatement> {
+    fn split_ok(src: &str) -> Vec<Statement> {
         split(Path::new("m.sql"), src).unwrap()
     }
 

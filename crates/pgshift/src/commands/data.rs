@@ -3,8 +3,6 @@
 
 use crate::error::{EditedMigration, Error, Result};
 use crate::event::RunEvent;
-use crate::exec::Step;
-use crate::phases::sql;
 use crate::quote;
 use crate::session::Session;
 use crate::source::{self, Body, MigrationFile};
@@ -227,8 +225,7 @@ pub async fn data_run(s: &Session<'_>, data_dir: &Path) -> Result<Vec<(String, i
                 match body {
                     Body::Sql(statements) => {
                         // The rows the statements changed are not counted here (0).
-                        let steps: Vec<Step> = statements.iter().map(|st| sql::step_of(file, st)).collect();
-                        s.exec().run_transaction(&steps, &[done_sql("0")]).await?;
+                        s.exec().run_transaction(statements, &[done_sql("0")]).await?;
                         Ok(0)
                     }
                     Body::Operations(m) => {

@@ -6,7 +6,7 @@ use crate::checks;
 use crate::error::{Error, Result};
 use crate::session::set_search_path;
 use crate::source::{self, Body, MigrationFile};
-use crate::sql::SqlStatement;
+use crate::sql::Statement;
 use std::path::Path;
 
 /// `pgshift plan <file>`: the file's steps with their locks, their work and estimates, from
@@ -71,10 +71,10 @@ pub async fn plan_pending(
 
 /// A raw SQL migration as steps: its statements in one transaction, which holds every lock
 /// until it commits; those that cannot run in one run alone.
-fn sql_plan(statements: &[SqlStatement]) -> crate::plan::Plan {
+fn sql_plan(statements: &[Statement]) -> crate::plan::Plan {
     let mut start: Vec<crate::plan::PlannedStep> = Vec::new();
-    let mut group: Vec<&SqlStatement> = Vec::new();
-    let flush = |group: &mut Vec<&SqlStatement>, start: &mut Vec<crate::plan::PlannedStep>| {
+    let mut group: Vec<&Statement> = Vec::new();
+    let flush = |group: &mut Vec<&Statement>, start: &mut Vec<crate::plan::PlannedStep>| {
         if let (Some(first), Some(last)) = (group.first(), group.last()) {
             start.push(crate::plan::sql_step(
                 if group.len() == 1 {

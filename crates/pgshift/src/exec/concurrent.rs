@@ -3,11 +3,12 @@
 //! dropped (concurrently) before the statement runs again.
 
 use super::transaction::{failed_context, is_lock_failure};
-use super::{Executor, Step};
+use super::Executor;
 use crate::error::{Error, Result};
 use crate::event::{abbreviate, ExecEvent};
 use crate::quote;
-use crate::sql::{ConcurrentIndex, StatementKind};
+use crate::sql::ConcurrentIndex;
+use crate::sql::Statement;
 use std::time::Instant;
 
 impl Executor {
@@ -34,7 +35,7 @@ impl Executor {
     }
 
     /// interrupted run may already have done (part of) this statement's work.
-    pub async fn run_alone(&self, step: &Step, resuming: bool) -> Result<()> {
+    pub async fn run_alone(&self, step: &Statement, resuming: bool) -> Result<()> {
         if resuming {
             if let Some(reason) = self.already_done(step).await? {
                 self.observer.exec_event(&ExecEvent::AlreadyDone {
@@ -80,7 +81,7 @@ impl Executor {
     }
 
     /// For a resumed concurrent statement: has it already done its work?
-    pub(super) async fn already_done(&self, step: &Step) -> Result<Option<String>> {
+    pub(super) async fn already_done(&self, step: &Statement) -> Result<Option<String>> {
         match &step.concurrent_index {
             Some(ConcurrentIndex::Create {
                 schema,
@@ -123,7 +124,7 @@ impl Executor {
     /// (schema, index name).
     pub(super) async fn invalid_indexes_of_target(
         &self,
-        step: &Step,
+        step: &Statement,
     ) -> Result<Vec<(String, String)>> {
         let (schema, table, index) = match &step.concurrent_index {
             Some(ConcurrentIndex::Create { schema, table, .. }) => (schema, Some(table), None),
@@ -160,7 +161,7 @@ impl Executor {
     /// nothing is dropped for it.
     pub(super) async fn drop_leftovers(
         &self,
-        step: &Step,
+        step: &Statement,
         invalid_before: Option<&[(String, String)]>,
     ) -> Result<()> {
         let leftovers: Vec<(String, String)> = match &step.concurrent_index {
@@ -196,15 +197,13 @@ impl Executor {
             _ => Vec::new(),
         };
         for (schema, name) in leftovers {
-            let drop = Step {
-                sql: format!(
+            let drop = Statement::concurrent(
+                format!(
                     "DROP INDEX CONCURRENTLY IF EXISTS {}",
                     quote::qualified(&schema, &name)
                 ),
-                kind: StatementKind::Concurrent,
-                concurrent_index: None,
-                origin: None,
-            };
+                None,
+            );
             Box::pin(self.run_alone(&drop, false)).await?;
             self.observer.exec_event(&ExecEvent::InvalidIndexDropped {
                 index: format!("{schema}.{name}"),

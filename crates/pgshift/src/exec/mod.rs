@@ -19,7 +19,7 @@ pub use transaction::backoff_delay;
 use crate::conn::ConnectionSpec;
 use crate::error::{Error, Result};
 pub use crate::event::{abbreviate, BlockerReport, ExecEvent};
-use crate::sql::{ConcurrentIndex, StatementKind};
+use crate::sql::StatementKind;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::Client;
@@ -161,31 +161,6 @@ mod millis {
         s: S,
     ) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
-    }
-}
-
-/// One statement for the executor.
-#[derive(Debug, Clone)]
-pub struct Step {
-    pub sql: String,
-    pub kind: StatementKind,
-    /// Set for concurrent index statements: what to look for when a build fails or resumes.
-    pub concurrent_index: Option<ConcurrentIndex>,
-    /// Where the user wrote the statement (`path:line` of a `.sql` migration), named when it
-    /// fails. Set only for the user's own statements: the server's notices and warnings on
-    /// them are passed on, while pgshift's own (`DROP ... IF EXISTS` and the like) keep
-    /// theirs to themselves.
-    pub origin: Option<String>,
-}
-
-impl Step {
-    pub fn ddl(sql: impl Into<String>) -> Step {
-        Step {
-            sql: sql.into(),
-            kind: StatementKind::Ddl,
-            concurrent_index: None,
-            origin: None,
-        }
     }
 }
 

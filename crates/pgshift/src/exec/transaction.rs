@@ -2,9 +2,10 @@
 //! statement_timeout, the whole transaction retried with capped, jittered backoff while a
 //! lock is not granted in time, and the sessions that block it named.
 
-use super::{Executor, Policy, Step};
+use super::{Executor, Policy};
 use crate::error::{Error, Result};
 use crate::event::{abbreviate, BlockerReport, ExecEvent};
+use crate::sql::Statement;
 use crate::sql::StatementKind;
 use rand::Rng;
 use std::time::{Duration, Instant};
@@ -108,7 +109,7 @@ impl Executor {
     /// Runs `steps` and then `finish` (pgshift's own bookkeeping, e.g. the journal entry that
     /// says these steps are done) in one transaction, retrying the whole transaction when a
     /// lock is not granted in time.
-    pub async fn run_transaction(&self, steps: &[Step], finish: &[String]) -> Result<()> {
+    pub async fn run_transaction(&self, steps: &[Statement], finish: &[String]) -> Result<()> {
         if let Some(step) = steps.iter().find(|s| s.kind == StatementKind::Concurrent) {
             return Err(Error::usage(
                 format!(
@@ -148,7 +149,7 @@ impl Executor {
 
     pub(super) async fn transaction_attempt(
         &self,
-        steps: &[Step],
+        steps: &[Statement],
         finish: &[String],
         blockers_seen: &mut Vec<BlockerReport>,
     ) -> std::result::Result<(), (String, Option<String>, tokio_postgres::Error)> {
@@ -206,7 +207,7 @@ impl Executor {
     /// Runs `sql` while the monitor connection watches for sessions that block it.
     pub(super) async fn execute_watched(
         &self,
-        step: &Step,
+        step: &Statement,
         blockers_seen: &mut Vec<BlockerReport>,
     ) -> std::result::Result<(), tokio_postgres::Error> {
         let sql = step.sql.as_str();

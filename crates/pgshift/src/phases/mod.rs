@@ -11,9 +11,9 @@ pub mod structured;
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 use crate::event::RunEvent;
-use crate::exec::Step;
 use crate::plan::{self, Action, PlannedStep};
 use crate::session::Session;
+use crate::sql::Statement;
 use crate::state::{self, MigrationState, Phase, StepState};
 use std::time::Instant;
 
@@ -39,12 +39,8 @@ fn done_before(name: &str, index: usize) -> RunEvent {
 
 fn runs_together(step: &PlannedStep) -> bool {
     matches!(
-        step.action,
-        Action::Sql {
-            transactional: true,
-            together: true,
-            ..
-        }
+        &step.action,
+        Action::Sql { statement, together: true } if statement.transactional
     )
 }
 
@@ -74,23 +70,18 @@ async fn run_together(
             while let Some(&k) = which.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
             {
                 let step = &steps[k];
-                let Action::Sql { sql, kind, .. } = &step.action else {
+                let Action::Sql { statement, .. } = &step.action else {
                     continue;
                 };
                 let t0 = Instant::now();
-                let statement = Step {
-                    sql: sql.clone(),
-                    kind: *kind,
-                    concurrent_index: None,
-                    origin: None,
-                };
                 let finish = [state::step_done_sql(
                     name,
                     phase,
                     k as i32 + 1,
                     &step.description,
                 )];
-                on.run_transaction(&[statement], &finish).await?;
+                on.run_transaction(std::slice::from_ref(statement), &finish)
+                    .await?;
                 s.emit(&step_done(name, k, total, step, t0));
             }
             Ok::<(), Error>(())
@@ -165,35 +156,13 @@ pub(crate) async fn run_phase(
             finish.push(final_sql.clone());
         }
         match &step.action {
-            Action::Sql {
-                sql,
-                kind,
-                transactional: true,
-                ..
-            } => {
-                let s = Step {
-                    sql: sql.clone(),
-                    kind: *kind,
-                    concurrent_index: None,
-                    origin: None,
-                };
-                exec.run_transaction(&[s], &finish).await?;
+            Action::Sql { statement, .. } if statement.transactional => {
+                exec.run_transaction(std::slice::from_ref(statement), &finish)
+                    .await?;
             }
-            Action::Sql {
-                sql,
-                kind,
-                transactional: false,
-                concurrent_index,
-                ..
-            } => {
+            Action::Sql { statement, .. } => {
                 state::step_running(exec, name, phase, number, &step.description).await?;
-                let s = Step {
-                    sql: sql.clone(),
-                    kind: *kind,
-                    concurrent_index: concurrent_index.clone(),
-                    origin: None,
-                };
-                exec.run_alone(&s, journaled == Some(StepState::Running))
+                exec.run_alone(statement, journaled == Some(StepState::Running))
                     .await?;
                 exec.run_transaction(&[], &finish).await?;
             }
@@ -210,10 +179,11 @@ pub(crate) async fn run_phase(
             Action::RefreshVersionSchema { planned, known } => {
                 let catalog = Catalog::load(client, schema).await?;
                 let vs = planned.refreshed(&catalog, known);
-                let stmts: Vec<Step> = plan::version_schema_statements(schema, version_schema, &vs)
-                    .into_iter()
-                    .map(Step::ddl)
-                    .collect();
+                let stmts: Vec<Statement> =
+                    plan::version_schema_statements(schema, version_schema, &vs)
+                        .into_iter()
+                        .map(Statement::ddl)
+                        .collect();
                 exec.run_transaction(&stmts, &finish).await?;
             }
             Action::LegacyVersionSchema => {

@@ -9,21 +9,20 @@
 
 use crate::error::{Error, Result};
 use crate::event::RunEvent;
-use crate::exec::Step;
 use crate::session::Session;
 use crate::source::MigrationFile;
-use crate::sql::SqlStatement;
+use crate::sql::Statement;
 use crate::state::{self, Phase, StepState};
 use std::time::Instant;
 
 /// Statements grouped the way they run: a transaction, or one statement alone.
 #[derive(Debug)]
 enum Segment<'a> {
-    Transaction(&'a [SqlStatement]),
-    Alone(&'a SqlStatement),
+    Transaction(&'a [Statement]),
+    Alone(&'a Statement),
 }
 
-fn segments(statements: &[SqlStatement]) -> Vec<Segment<'_>> {
+fn segments(statements: &[Statement]) -> Vec<Segment<'_>> {
     let mut out = Vec::new();
     let mut start = 0;
     for (i, s) in statements.iter().enumerate() {
@@ -41,23 +40,9 @@ fn segments(statements: &[SqlStatement]) -> Vec<Segment<'_>> {
     out
 }
 
-/// A statement of a `.sql` file as an executor step, with where the file has it.
-pub(crate) fn step_of(file: &MigrationFile, s: &SqlStatement) -> Step {
-    Step {
-        sql: s.sql.clone(),
-        kind: s.kind,
-        concurrent_index: s.concurrent_index.clone(),
-        origin: Some(format!("{}:{}", file.path.display(), s.line)),
-    }
-}
-
 /// Applies the statements of `file` as journaled segments; the last segment's transaction
 /// also marks the migration applied.
-pub async fn apply(
-    s: &Session<'_>,
-    file: &MigrationFile,
-    statements: &[SqlStatement],
-) -> Result<()> {
+pub async fn apply(s: &Session<'_>, file: &MigrationFile, statements: &[Statement]) -> Result<()> {
     let client = s.client();
     state::begin_migration(
         s.exec(),
@@ -112,14 +97,13 @@ pub async fn apply(
         }
         match segment {
             Segment::Transaction(stmts) => {
-                let steps: Vec<Step> = stmts.iter().map(|s| step_of(file, s)).collect();
-                s.exec().run_transaction(&steps, &finish).await?;
+                s.exec().run_transaction(stmts, &finish).await?;
             }
             Segment::Alone(stmt) => {
                 let resuming = journaled == Some(StepState::Running);
                 state::step_running(s.exec(), &file.name, Phase::Apply, number, &description)
                     .await?;
-                s.exec().run_alone(&step_of(file, stmt), resuming).await.map_err(|e| {
+                s.exec().run_alone(stmt, resuming).await.map_err(|e| {
                     if resuming {
                         Error::CannotResume(format!(
                             "{}:{}: this statement was interrupted in an earlier run and may have been partly done; running it again failed:\n{e}\nhint: check what the statement did, undo or finish it by hand, then run pgshift migrate again",

@@ -18,7 +18,7 @@ pub use virtual_schema::{VColumn, VReference, VTable, VirtualSchema};
 use crate::catalog::Catalog;
 use crate::model::{Migration, Operation};
 use crate::quote::{ident, qualified};
-use crate::sql::{ConcurrentIndex, StatementKind};
+use crate::sql::{ConcurrentIndex, Statement};
 use std::collections::BTreeMap;
 
 /// Prefix of every object pgshift creates for an open migration.
@@ -36,11 +36,8 @@ pub struct PlannedStep {
 pub enum Action {
     /// One statement for the lock-safe executor.
     Sql {
-        sql: String,
-        kind: StatementKind,
-        transactional: bool,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        concurrent_index: Option<ConcurrentIndex>,
+        #[serde(flatten)]
+        statement: Statement,
         /// Runs at the same time as the neighbouring steps that say so too, each on its own
         /// connection in its own transaction, each journaled on its own (the index builds
         /// of a table's copy, which take SHARE locks that do not conflict).
@@ -368,10 +365,7 @@ pub fn sql_step(description: impl Into<String>, sql: impl Into<String>) -> Plann
     PlannedStep {
         description: description.into(),
         action: Action::Sql {
-            sql: sql.into(),
-            kind: StatementKind::Ddl,
-            transactional: true,
-            concurrent_index: None,
+            statement: Statement::ddl(sql),
             together: false,
         },
     }
@@ -395,10 +389,7 @@ pub fn concurrent_step(
     PlannedStep {
         description: description.into(),
         action: Action::Sql {
-            sql: sql.into(),
-            kind: StatementKind::Concurrent,
-            transactional: false,
-            concurrent_index,
+            statement: Statement::concurrent(sql, concurrent_index),
             together: false,
         },
     }
@@ -424,4 +415,34 @@ pub fn drop_index_step(description: impl Into<String>, schema: &str, index: &str
 /// expression is unchanged by them.
 pub fn expression(text: &str) -> String {
     format!("({})", text.trim().trim_end_matches(';').trim())
+}
+
+#[cfg(test)]
+mod stored_step_tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_sql_step_keeps_its_shape_and_earlier_plans_still_read() {
+        let step = concurrent_step("build", "CREATE INDEX CONCURRENTLY i ON t (x)", None);
+        let json = serde_json::to_value(&step).unwrap();
+        assert_eq!(
+            json["action"],
+            serde_json::json!({"type": "sql", "sql": "CREATE INDEX CONCURRENTLY i ON t (x)", "kind": "concurrent", "transactional": false})
+        );
+        // What an earlier pgshift stored, before the statement was one type.
+        let earlier: PlannedStep = serde_json::from_value(serde_json::json!({
+            "description": "d",
+            "action": {"type": "sql", "sql": "ALTER TABLE t ADD x int", "kind": "ddl", "transactional": true, "together": true}
+        }))
+        .unwrap();
+        assert_eq!(
+            earlier.action,
+            Action::Sql {
+                statement: Statement::ddl("ALTER TABLE t ADD x int"),
+                together: true
+            }
+        );
+        let round: PlannedStep = serde_json::from_value(json).unwrap();
+        assert_eq!(round, step);
+    }
 }

@@ -8,8 +8,9 @@
 //! `events` is append-only: a trigger refuses UPDATE, DELETE and TRUNCATE on it.
 
 use crate::error::{Error, Result};
-use crate::exec::{Executor, Step};
+use crate::exec::Executor;
 use crate::quote::{ident, literal};
+use crate::sql::Statement;
 use tokio_postgres::Client;
 
 mod audit;
@@ -97,8 +98,8 @@ pub async fn ensure(exec: &Executor) -> Result<StateUpgrade> {
         let record_version = if from.is_none() && version == 1 {
             // Created in the same transaction as the first version's tables, so that a
             // reader sees either no state schema or a complete one.
-            steps.push(Step::ddl(format!("CREATE SCHEMA IF NOT EXISTS {s}")));
-            steps.push(Step::ddl(format!(
+            steps.push(Statement::ddl(format!("CREATE SCHEMA IF NOT EXISTS {s}")));
+            steps.push(Statement::ddl(format!(
                 "CREATE TABLE {s}.state_version (
                     version int NOT NULL,
                     upgraded_at timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -116,7 +117,7 @@ pub async fn ensure(exec: &Executor) -> Result<StateUpgrade> {
                 literal(env!("CARGO_PKG_VERSION"))
             )
         };
-        steps.extend(upgrade(version).into_iter().map(Step::ddl));
+        steps.extend(upgrade(version).into_iter().map(Statement::ddl));
         exec.run_transaction(&steps, &[record_version]).await?;
     }
     Ok(StateUpgrade { from, to: VERSION })

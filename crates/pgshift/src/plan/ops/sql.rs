@@ -19,10 +19,9 @@ fn steps(text: &str, what: &str) -> Vec<PlannedStep> {
                 .map(|s| PlannedStep {
                     description: format!("{what}: {}", crate::exec::abbreviate(&s.sql, 60)),
                     action: Action::Sql {
-                        sql: s.sql,
-                        kind: s.kind,
-                        transactional: s.transactional,
-                        concurrent_index: s.concurrent_index,
+                        // The migration's own SQL, but not a file's line: pgshift's message
+                        // names the operation.
+                        statement: crate::sql::Statement { origin: None, ..s },
                         together: false,
                     },
                 })
