@@ -635,3 +635,36 @@ async fn json_errors_carry_a_code_message_hint_and_place() {
         "{v}"
     );
 }
+
+/// A state schema edited by hand (a status pgshift never writes, a column of another type)
+/// is an error that names what is wrong, never a panic.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_state_schema_edited_by_hand_is_an_error_not_a_panic() {
+    let db = TestDb::new().await;
+    let m = Migrations::new(&[("0001_t.sql", "CREATE TABLE t (id bigint PRIMARY KEY);\n")]);
+    run_ok(&db, &m.path(), &["migrate"]).await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "ALTER TABLE pgshift.migrations DROP CONSTRAINT migrations_status_check;
+         UPDATE pgshift.migrations SET status = 'half-done';",
+    )
+    .await
+    .unwrap();
+    let st = run(&db, &m.path(), &["status"]).await;
+    assert_eq!(st.code, 1, "{}", st.all());
+    assert!(
+        st.stderr.contains("\"half-done\"") && st.stderr.contains("never writes"),
+        "{}",
+        st.all()
+    );
+    raw.batch_execute(
+        "UPDATE pgshift.migrations SET status = 'applied';
+         ALTER TABLE pgshift.events DISABLE TRIGGER USER;
+         ALTER TABLE pgshift.events ALTER COLUMN duration_ms TYPE text;",
+    )
+    .await
+    .unwrap();
+    let history = run(&db, &m.path(), &["status", "--history"]).await;
+    assert_eq!(history.code, 1, "{}", history.all());
+    assert!(!history.stderr.contains("panicked"), "{}", history.all());
+}

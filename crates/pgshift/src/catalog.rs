@@ -106,7 +106,7 @@ impl Catalog {
         let server_version_num: i32 = client
             .query_one("SELECT current_setting('server_version_num')::int", &[])
             .await?
-            .get(0);
+            .try_get(0)?;
         let mut tables: BTreeMap<String, Table> = BTreeMap::new();
         let rows = client
             .query(

@@ -20,7 +20,7 @@ pub async fn acquire(client: &Client) -> Result<()> {
             &[&KEY_CLASS, &KEY_RUNNER],
         )
         .await?
-        .get(0);
+        .try_get(0)?;
     if got {
         return Ok(());
     }
@@ -63,14 +63,14 @@ async fn holder(client: &Client) -> Result<LockHolder> {
         .await?;
     Ok(match row {
         Some(r) => LockHolder {
-            pid: r.get(0),
-            user: r.get(1),
-            application_name: r.get(2),
+            pid: r.try_get(0)?,
+            user: r.try_get(1)?,
+            application_name: r.try_get(2)?,
             client_addr: r
-                .get::<_, Option<String>>(3)
+                .try_get::<_, Option<String>>(3)?
                 .or(Some("local socket".to_owned())),
-            backend_start: r.get(4),
-            state: r.get(5),
+            backend_start: r.try_get(4)?,
+            state: r.try_get(5)?,
         },
         None => LockHolder::default(),
     })

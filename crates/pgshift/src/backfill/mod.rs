@@ -123,7 +123,7 @@ pub async fn run(s: &Session<'_>, migration: &str, step: i32, spec: &BackfillSpe
                     &[&target],
                 )
                 .await?
-                .get(0);
+                .try_get(0)?;
             Walk::Blocks {
                 pages,
                 range_scan: catalog.server_version_num >= 140000,
@@ -216,7 +216,7 @@ pub async fn run(s: &Session<'_>, migration: &str, step: i32, spec: &BackfillSpe
             &[&migration, &step],
         )
         .await?
-        .get(0);
+        .try_get(0)?;
     Ok(done)
 }
 
@@ -244,7 +244,7 @@ async fn register(
             &[&migration, &step],
         )
         .await?
-        .get(0);
+        .try_get(0)?;
     if existing == 0 {
         // (start cursor, start page, upper bound) per part.
         let bounds = split(client, spec, target, walk, total_estimate, workers).await?;

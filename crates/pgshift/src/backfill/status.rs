@@ -5,19 +5,19 @@ use crate::event::Progress;
 use crate::state;
 use tokio_postgres::Client;
 
-pub(super) fn progress_row(r: &tokio_postgres::Row) -> Progress {
-    let rows_done: i64 = r.get(3);
-    let total_estimate: i64 = r.get(4);
-    let elapsed: f64 = r.get(5);
+pub(super) fn progress_row(r: &tokio_postgres::Row) -> Result<Progress> {
+    let rows_done: i64 = r.try_get(3)?;
+    let total_estimate: i64 = r.try_get(4)?;
+    let elapsed: f64 = r.try_get(5)?;
     let rate = if elapsed > 0.0 {
         rows_done as f64 / elapsed
     } else {
         0.0
     };
-    let state: String = r.get(2);
-    Progress {
-        migration: r.get(0),
-        table: r.get(1),
+    let state: String = r.try_get(2)?;
+    Ok(Progress {
+        migration: r.try_get(0)?,
+        table: r.try_get(1)?,
         eta_seconds: (rate > 0.0 && state != "done")
             .then(|| ((total_estimate - rows_done).max(0) as f64) / rate),
         state,
@@ -25,10 +25,10 @@ pub(super) fn progress_row(r: &tokio_postgres::Row) -> Progress {
         total_estimate,
         rows_per_second: (rate * 10.0).round() / 10.0,
         elapsed_seconds: (elapsed * 10.0).round() / 10.0,
-        batch_size: r.get::<_, i32>(6) as i64,
-        throttle_reason: r.get(7),
-        workers: r.get::<_, i32>(8) as i64,
-    }
+        batch_size: r.try_get::<_, i32>(6)? as i64,
+        throttle_reason: r.try_get(7)?,
+        workers: r.try_get::<_, i32>(8)? as i64,
+    })
 }
 
 /// Progress of whole backfills, their parts summed, from `pgshift.backfills` rows that
@@ -61,7 +61,7 @@ pub(super) async fn status_of(client: &Client, id: i64) -> Result<Option<Progres
             &[&id],
         )
         .await?;
-    Ok(row.as_ref().map(progress_row))
+    row.as_ref().map(progress_row).transpose()
 }
 
 /// `pgshift backfill status`: the backfills of the open (or most recent) migration.
@@ -78,5 +78,5 @@ pub async fn status(client: &Client) -> Result<Vec<Progress>> {
             &[],
         )
         .await?;
-    Ok(rows.iter().map(progress_row).collect())
+    rows.iter().map(progress_row).collect()
 }

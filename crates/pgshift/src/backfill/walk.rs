@@ -34,7 +34,7 @@ impl Run<'_> {
                     &[&self.id],
                 )
                 .await?
-                .get(0);
+                .try_get(0)?;
             match BackfillState::parse(&control)? {
                 BackfillState::Cancelled => {
                     return Err(Error::CannotResume(format!(

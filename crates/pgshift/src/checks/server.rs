@@ -23,31 +23,7 @@ pub(super) async fn check_on_server(
     use crate::quote::qualified;
     let mut diagnostics = Vec::new();
     for (i, op) in migration.operations.iter().enumerate() {
-        let mut types: Vec<&str> = Vec::new();
-        let mut ups: Vec<(&str, &str)> = Vec::new();
-        match op {
-            Operation::CreateTable(t) => {
-                types.extend(t.columns.iter().map(|c| c.data_type.as_str()))
-            }
-            Operation::AddColumn(a) => {
-                types.push(&a.column.data_type);
-                if let Some(up) = &a.up {
-                    ups.push((&a.table, up));
-                }
-            }
-            Operation::AlterColumn(a) => {
-                if let Some(t) = &a.data_type {
-                    types.push(t);
-                }
-                if let Some(up) = &a.up {
-                    ups.push((&a.table, up));
-                }
-            }
-            Operation::CreateConstraint(c) => {
-                ups.extend(c.up.values().map(|u| (c.table.as_str(), u.as_str())))
-            }
-            _ => {}
-        }
+        let crate::model::Fragments { types, ups } = op.fragments();
         // (field, its value, message, hint)
         let mut problems: Vec<(&str, &str, String, &str)> = Vec::new();
         for ty in types {

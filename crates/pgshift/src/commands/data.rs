@@ -59,30 +59,29 @@ async fn data_records(
             &[],
         )
         .await?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|r| {
-            let name: String = r.get(0);
-            (
+            let name: String = r.try_get(0)?;
+            Ok((
                 name.clone(),
                 (
-                    r.get::<_, String>(1),
+                    r.try_get::<_, String>(1)?,
                     DataMigration {
                         name,
-                        status: r.get(2),
+                        status: r.try_get(2)?,
                         file: String::new(),
-                        rows: Some(r.get(3)),
-                        run_by: Some(r.get(4)),
-                        run_from_host: Some(r.get(5)),
-                        started_at: r.get(6),
-                        finished_at: r.get(7),
-                        duration_ms: r.get(8),
-                        last_error: r.get(9),
+                        rows: Some(r.try_get(3)?),
+                        run_by: Some(r.try_get(4)?),
+                        run_from_host: Some(r.try_get(5)?),
+                        started_at: r.try_get(6)?,
+                        finished_at: r.try_get(7)?,
+                        duration_ms: r.try_get(8)?,
+                        last_error: r.try_get(9)?,
                     },
                 ),
-            )
+            ))
         })
-        .collect())
+        .collect()
 }
 
 /// `pgshift data status`: every data migration file with what is recorded of it.

@@ -36,19 +36,20 @@ pub async fn history(client: &tokio_postgres::Client, limit: i64) -> Result<Vec<
             &[&limit],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| HistoryEvent {
-            at: r.get(0),
-            command: r.get(1),
-            event: r.get(2),
-            migration: r.get(3),
-            result: r.get(4),
-            duration_ms: r.get(5),
-            os_user: r.get(6),
-            host: r.get(7),
-            db_user: r.get(8),
-            detail: r.get(9),
+    rows.iter()
+        .map(|r| {
+            Ok(HistoryEvent {
+                at: r.try_get(0)?,
+                command: r.try_get(1)?,
+                event: r.try_get(2)?,
+                migration: r.try_get(3)?,
+                result: r.try_get(4)?,
+                duration_ms: r.try_get(5)?,
+                os_user: r.try_get(6)?,
+                host: r.try_get(7)?,
+                db_user: r.try_get(8)?,
+                detail: r.try_get(9)?,
+            })
         })
-        .collect())
+        .collect()
 }

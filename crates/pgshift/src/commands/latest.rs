@@ -31,8 +31,11 @@ pub async fn latest_schema(client: &tokio_postgres::Client, base: &str) -> Resul
             &[&migration],
         )
         .await?;
+    let names = later_sql
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<std::result::Result<Vec<String>, _>>()?;
     let note = (!later_sql.is_empty()).then(|| {
-        let names: Vec<String> = later_sql.iter().map(|r| r.get(0)).collect();
         format!(
             "raw SQL migration(s) {} ran after {schema} was made: its views do not show their changes; clients that need them use the tables in {base} (after pgshift complete)",
             names.join(", ")

@@ -204,8 +204,8 @@ impl Executor {
                 &[],
             )
             .await?;
-        let backend_pid: i32 = row.get(0);
-        let server_version: i32 = row.get(1);
+        let backend_pid: i32 = row.try_get(0)?;
+        let server_version: i32 = row.try_get(1)?;
         // If pgshift dies, the server notices within a second and rolls back what this
         // session was doing, instead of holding its locks until the statement ends.
         if server_version >= 140000 {
@@ -247,7 +247,7 @@ impl Executor {
             .client
             .query_one("SELECT current_setting('search_path')", &[])
             .await?
-            .get(0);
+            .try_get(0)?;
         other
             .client
             .query_one("SELECT set_config('search_path', $1, false)", &[&path])

@@ -5,51 +5,106 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
-/// One operation: a map with one key naming it, `{ create_table: { ... } }` in YAML/JSON,
-/// `[operations.create_table]` under `[[operations]]` in TOML.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Operation {
-    CreateTable(CreateTable),
-    DropTable(DropTable),
-    RenameTable(RenameTable),
-    AddColumn(AddColumn),
-    DropColumn(DropColumn),
-    RenameColumn(RenameColumn),
-    AlterColumn(AlterColumn),
-    CreateIndex(CreateIndex),
-    DropIndex(DropIndex),
-    CreateConstraint(CreateConstraint),
-    DropConstraint(DropConstraint),
-    DropMulticolumnConstraint(DropMulticolumnConstraint),
-    RenameConstraint(RenameConstraint),
-    SetReplicaIdentity(SetReplicaIdentity),
-    Sql(RawSql),
-    Update(Update),
-    AlterPrimaryKey(AlterPrimaryKey),
-    Extract(Extract),
+/// The one list of operations: (variant, the name written in files, the type it holds).
+/// Everything that enumerates operations expands it with a macro of its own: the enum, its
+/// names, its parsing and its kind (here), the planner's dispatch (`plan::ops`). Adding an
+/// operation is a line here, its type, and its planner.
+macro_rules! with_operations {
+    ($then:ident) => {
+        $then! {
+            CreateTable = "create_table" (CreateTable),
+            DropTable = "drop_table" (DropTable),
+            RenameTable = "rename_table" (RenameTable),
+            AddColumn = "add_column" (AddColumn),
+            DropColumn = "drop_column" (DropColumn),
+            RenameColumn = "rename_column" (RenameColumn),
+            AlterColumn = "alter_column" (AlterColumn),
+            CreateIndex = "create_index" (CreateIndex),
+            DropIndex = "drop_index" (DropIndex),
+            CreateConstraint = "create_constraint" (CreateConstraint),
+            DropConstraint = "drop_constraint" (DropConstraint),
+            DropMulticolumnConstraint = "drop_multicolumn_constraint" (DropMulticolumnConstraint),
+            RenameConstraint = "rename_constraint" (RenameConstraint),
+            SetReplicaIdentity = "set_replica_identity" (SetReplicaIdentity),
+            Sql = "sql" (RawSql),
+            Update = "update" (Update),
+            AlterPrimaryKey = "alter_primary_key" (AlterPrimaryKey),
+            Extract = "extract" (Extract),
+        }
+    };
+}
+pub(crate) use with_operations;
+
+macro_rules! operation_enum {
+    ($($variant:ident = $name:literal ($ty:ty)),+ $(,)?) => {
+        /// One operation: a map with one key naming it, `{ create_table: { ... } }` in
+        /// YAML/JSON, `[operations.create_table]` under `[[operations]]` in TOML.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Operation {
+            $($variant($ty)),+
+        }
+
+        /// The operation names, as written in files.
+        pub const OPERATION_NAMES: &[&str] = &[$($name),+];
+
+        impl Operation {
+            /// The operation's name as written in a file.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Operation::$variant(_) => $name),+
+                }
+            }
+        }
+
+        /// The operation named `key`, its body read from `map`.
+        fn operation_named<'de, A: serde::de::MapAccess<'de>>(
+            key: &str,
+            map: &mut A,
+        ) -> Result<Operation, A::Error> {
+            match key {
+                $($name => Ok(Operation::$variant(map.next_value()?)),)+
+                other => Err(A::Error::unknown_variant(other, OPERATION_NAMES)),
+            }
+        }
+    };
+}
+with_operations!(operation_enum);
+
+/// The SQL fragments of an operation that the server is asked about before anything
+/// changes: the types it names, and each `up` expression with the table it reads.
+#[derive(Debug, Default, PartialEq)]
+pub struct Fragments<'a> {
+    pub types: Vec<&'a str>,
+    /// (table, expression over the old version's columns)
+    pub ups: Vec<(&'a str, &'a str)>,
 }
 
-/// The operation names, as written in files.
-pub const OPERATION_NAMES: &[&str] = &[
-    "create_table",
-    "drop_table",
-    "rename_table",
-    "add_column",
-    "drop_column",
-    "rename_column",
-    "alter_column",
-    "create_index",
-    "drop_index",
-    "create_constraint",
-    "drop_constraint",
-    "drop_multicolumn_constraint",
-    "rename_constraint",
-    "set_replica_identity",
-    "sql",
-    "update",
-    "alter_primary_key",
-    "extract",
-];
+impl Operation {
+    /// The fragments this operation carries (see [`Fragments`]).
+    pub fn fragments(&self) -> Fragments<'_> {
+        let mut f = Fragments::default();
+        match self {
+            Operation::CreateTable(t) => f
+                .types
+                .extend(t.columns.iter().map(|c| c.data_type.as_str())),
+            Operation::AddColumn(a) => {
+                f.types.push(&a.column.data_type);
+                f.ups
+                    .extend(a.up.as_deref().map(|up| (a.table.as_str(), up)));
+            }
+            Operation::AlterColumn(a) => {
+                f.types.extend(a.data_type.as_deref());
+                f.ups
+                    .extend(a.up.as_deref().map(|up| (a.table.as_str(), up)));
+            }
+            Operation::CreateConstraint(c) => f
+                .ups
+                .extend(c.up.values().map(|u| (c.table.as_str(), u.as_str()))),
+            _ => {}
+        }
+        f
+    }
+}
 
 impl<'de> Deserialize<'de> for Operation {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -71,29 +126,7 @@ impl<'de> Deserialize<'de> for Operation {
                         "empty operation: give one key naming the operation, such as create_table",
                     ));
                 };
-                let op = match key.as_str() {
-                    "create_table" => Operation::CreateTable(map.next_value()?),
-                    "drop_table" => Operation::DropTable(map.next_value()?),
-                    "rename_table" => Operation::RenameTable(map.next_value()?),
-                    "add_column" => Operation::AddColumn(map.next_value()?),
-                    "drop_column" => Operation::DropColumn(map.next_value()?),
-                    "rename_column" => Operation::RenameColumn(map.next_value()?),
-                    "alter_column" => Operation::AlterColumn(map.next_value()?),
-                    "create_index" => Operation::CreateIndex(map.next_value()?),
-                    "drop_index" => Operation::DropIndex(map.next_value()?),
-                    "create_constraint" => Operation::CreateConstraint(map.next_value()?),
-                    "drop_constraint" => Operation::DropConstraint(map.next_value()?),
-                    "drop_multicolumn_constraint" => {
-                        Operation::DropMulticolumnConstraint(map.next_value()?)
-                    }
-                    "rename_constraint" => Operation::RenameConstraint(map.next_value()?),
-                    "set_replica_identity" => Operation::SetReplicaIdentity(map.next_value()?),
-                    "sql" => Operation::Sql(map.next_value()?),
-                    "update" => Operation::Update(map.next_value()?),
-                    "alter_primary_key" => Operation::AlterPrimaryKey(map.next_value()?),
-                    "extract" => Operation::Extract(map.next_value()?),
-                    other => return Err(A::Error::unknown_variant(other, OPERATION_NAMES)),
-                };
+                let op = operation_named(&key, &mut map)?;
                 if let Some(extra) = map.next_key::<String>()? {
                     return Err(A::Error::custom(format!(
                         "one operation per list item: `{extra}` follows `{key}` in the same item; start a new item for it"
@@ -104,32 +137,6 @@ impl<'de> Deserialize<'de> for Operation {
         }
 
         d.deserialize_map(OperationVisitor)
-    }
-}
-
-impl Operation {
-    /// The operation's name as written in a file.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Operation::CreateTable(_) => "create_table",
-            Operation::DropTable(_) => "drop_table",
-            Operation::RenameTable(_) => "rename_table",
-            Operation::AddColumn(_) => "add_column",
-            Operation::DropColumn(_) => "drop_column",
-            Operation::RenameColumn(_) => "rename_column",
-            Operation::AlterColumn(_) => "alter_column",
-            Operation::CreateIndex(_) => "create_index",
-            Operation::DropIndex(_) => "drop_index",
-            Operation::CreateConstraint(_) => "create_constraint",
-            Operation::DropConstraint(_) => "drop_constraint",
-            Operation::DropMulticolumnConstraint(_) => "drop_multicolumn_constraint",
-            Operation::RenameConstraint(_) => "rename_constraint",
-            Operation::SetReplicaIdentity(_) => "set_replica_identity",
-            Operation::Sql(_) => "sql",
-            Operation::Update(_) => "update",
-            Operation::AlterPrimaryKey(_) => "alter_primary_key",
-            Operation::Extract(_) => "extract",
-        }
     }
 }
 

@@ -189,7 +189,7 @@ pub trait OperationPlan {
     /// Changes the virtual schema into what the new version sees.
     fn apply(&self, vs: &mut VirtualSchema);
     /// The operation's steps; `vs` is the schema before this operation.
-    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps;
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> ops::Planned;
 }
 
 /// The planner of an operation.
@@ -230,16 +230,19 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
     let mut rollbacks = Vec::new();
     for (i, op) in migration.operations.iter().enumerate() {
         let planner = operation_plan(op);
-        if let Err((message, hint)) = planner.validate(&vs) {
-            errors.push(OpError {
-                operation: i,
-                kind: op.kind(),
-                message,
-                hint,
-            });
-            continue;
-        }
-        let steps = planner.plan(ctx, &vs);
+        // Validated first: a planner plans only what its validation accepted.
+        let steps = match planner.validate(&vs).and_then(|()| planner.plan(ctx, &vs)) {
+            Ok(steps) => steps,
+            Err((message, hint)) => {
+                errors.push(OpError {
+                    operation: i,
+                    kind: op.kind(),
+                    message,
+                    hint,
+                });
+                continue;
+            }
+        };
         if !steps.unplannable.is_empty() {
             errors.push(OpError {
                 operation: i,

@@ -213,7 +213,7 @@ pub async fn latest_version_schema(client: &Client) -> Result<Option<(String, St
             &[&table("migrations")],
         )
         .await?
-        .get(0);
+        .try_get(0)?;
     if !exists {
         return Ok(None);
     }
@@ -229,7 +229,7 @@ pub async fn latest_version_schema(client: &Client) -> Result<Option<(String, St
             &[],
         )
         .await?;
-    Ok(row.map(|r| (r.get(0), r.get(1))))
+    row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).transpose()
 }
 
 /// Records why a phase of an open migration stopped, keeping its status (`running`,

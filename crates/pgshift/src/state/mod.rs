@@ -55,7 +55,7 @@ pub async fn installed_version(client: &Client) -> Result<Option<i32>> {
             &[&table("state_version")],
         )
         .await?
-        .get(0);
+        .try_get(0)?;
     if !exists {
         return Ok(None);
     }
@@ -65,7 +65,7 @@ pub async fn installed_version(client: &Client) -> Result<Option<i32>> {
             &[],
         )
         .await?;
-    Ok(row.map(|r| r.get(0)))
+    row.map(|r| r.try_get(0)).transpose().map_err(Into::into)
 }
 
 /// What `ensure` did.

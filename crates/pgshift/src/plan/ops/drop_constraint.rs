@@ -57,7 +57,7 @@ impl OperationPlan for DropConstraint {
         }
     }
 
-    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
-        drop_constraint_steps(ctx, vs, &self.table, &self.name)
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
+        Ok(drop_constraint_steps(ctx, vs, &self.table, &self.name))
     }
 }

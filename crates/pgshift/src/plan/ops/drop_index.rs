@@ -11,14 +11,16 @@ impl OperationPlan for DropIndex {
 
     fn apply(&self, _vs: &mut VirtualSchema) {}
 
-    fn plan(&self, ctx: &PlanContext, _vs: &VirtualSchema) -> OpSteps {
-        OpSteps {
-            complete: vec![drop_index_step(
-                format!("drop index {}", self.name),
-                ctx.schema,
-                &self.name,
-            )],
-            ..OpSteps::default()
-        }
+    fn plan(&self, ctx: &PlanContext, _vs: &VirtualSchema) -> super::Planned {
+        Ok({
+            OpSteps {
+                complete: vec![drop_index_step(
+                    format!("drop index {}", self.name),
+                    ctx.schema,
+                    &self.name,
+                )],
+                ..OpSteps::default()
+            }
+        })
     }
 }

@@ -3,7 +3,7 @@
 use super::drop_constraint::{drop_constraint_steps, require_constraint};
 use super::Invalid;
 use crate::model::DropMulticolumnConstraint;
-use crate::plan::{OpSteps, OperationPlan, PlanContext, VirtualSchema};
+use crate::plan::{OperationPlan, PlanContext, VirtualSchema};
 
 impl OperationPlan for DropMulticolumnConstraint {
     fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
@@ -16,7 +16,7 @@ impl OperationPlan for DropMulticolumnConstraint {
         }
     }
 
-    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
-        drop_constraint_steps(ctx, vs, &self.table, &self.name)
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
+        Ok(drop_constraint_steps(ctx, vs, &self.table, &self.name))
     }
 }

@@ -14,17 +14,19 @@ impl OperationPlan for DropTable {
         vs.tables.remove(&self.name);
     }
 
-    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
-        let physical = vs
-            .table(&self.name)
-            .map(|t| t.physical.clone())
-            .unwrap_or_default();
-        OpSteps {
-            complete: vec![sql_step(
-                format!("drop table {}", self.name),
-                format!("DROP TABLE IF EXISTS {}", qualified(ctx.schema, &physical)),
-            )],
-            ..OpSteps::default()
-        }
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
+        Ok({
+            let physical = vs
+                .table(&self.name)
+                .map(|t| t.physical.clone())
+                .unwrap_or_default();
+            OpSteps {
+                complete: vec![sql_step(
+                    format!("drop table {}", self.name),
+                    format!("DROP TABLE IF EXISTS {}", qualified(ctx.schema, &physical)),
+                )],
+                ..OpSteps::default()
+            }
+        })
     }
 }

@@ -26,30 +26,30 @@ use super::OperationPlan;
 use crate::model::{self, Operation, ReferentialAction};
 use crate::quote::{ident, qualified};
 
-pub(super) fn dispatch(op: &Operation) -> &dyn OperationPlan {
-    match op {
-        Operation::CreateTable(o) => o,
-        Operation::DropTable(o) => o,
-        Operation::RenameTable(o) => o,
-        Operation::AddColumn(o) => o,
-        Operation::DropColumn(o) => o,
-        Operation::RenameColumn(o) => o,
-        Operation::AlterColumn(o) => o,
-        Operation::CreateIndex(o) => o,
-        Operation::DropIndex(o) => o,
-        Operation::CreateConstraint(o) => o,
-        Operation::DropConstraint(o) => o,
-        Operation::DropMulticolumnConstraint(o) => o,
-        Operation::RenameConstraint(o) => o,
-        Operation::SetReplicaIdentity(o) => o,
-        Operation::Sql(o) => o,
-        Operation::Update(o) => o,
-        Operation::AlterPrimaryKey(o) => o,
-        Operation::Extract(o) => o,
-    }
+macro_rules! dispatch_table {
+    ($($variant:ident = $name:literal ($ty:ty)),+ $(,)?) => {
+        pub(super) fn dispatch(op: &Operation) -> &dyn OperationPlan {
+            match op {
+                $(Operation::$variant(o) => o),+
+            }
+        }
+    };
 }
+crate::model::with_operations!(dispatch_table);
 
 type Invalid = (String, Option<String>);
+
+/// What an operation's planner returns: its steps, or why it cannot plan them.
+pub(crate) type Planned = Result<super::OpSteps, Invalid>;
+
+/// The refusal of a plan whose table or column is not there (validation reports it first;
+/// a planner never plans around it silently).
+fn missing(what: &str, name: &str) -> Invalid {
+    (
+        format!("{what} {name} is not in the schema this operation is planned against"),
+        Some("check the name, and the operations before this one".to_owned()),
+    )
+}
 
 /// Refuses names in pgshift's own namespace.
 fn not_internal(name: &str) -> Result<(), Invalid> {

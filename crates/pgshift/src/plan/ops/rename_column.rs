@@ -29,7 +29,7 @@ impl OperationPlan for RenameColumn {
         }
     }
 
-    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
         rename_column_steps(ctx, vs, &self.table, &self.from, &self.to)
     }
 }
@@ -41,17 +41,17 @@ pub(super) fn rename_column_steps(
     table: &str,
     from: &str,
     to: &str,
-) -> OpSteps {
+) -> super::Planned {
     let Some(t) = vs.table(table) else {
-        return OpSteps::default();
+        return Err(super::missing("table", table));
+    };
+    let Some(column) = t.column(from) else {
+        return Err(super::missing("column", from));
     };
     // At complete: the name the column has by then (a duplicated column's copy has taken
     // the column's name in the swap before this step).
-    let physical = t
-        .column(from)
-        .map(|c| c.complete_name.clone())
-        .unwrap_or_default();
-    OpSteps {
+    let physical = column.complete_name.clone();
+    Ok(OpSteps {
         complete: vec![sql_step(
             format!("rename column {table}.{from} to {to}"),
             format!(
@@ -62,5 +62,5 @@ pub(super) fn rename_column_steps(
             ),
         )],
         ..OpSteps::default()
-    }
+    })
 }

@@ -25,22 +25,24 @@ impl OperationPlan for RenameConstraint {
         }
     }
 
-    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
-        let physical = vs
-            .table(&self.table)
-            .map(|t| t.physical.clone())
-            .unwrap_or_default();
-        OpSteps {
-            complete: vec![sql_step(
-                format!("rename constraint {} to {}", self.from, self.to),
-                format!(
-                    "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
-                    qualified(ctx.schema, &physical),
-                    ident(&self.from),
-                    ident(&self.to)
-                ),
-            )],
-            ..OpSteps::default()
-        }
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
+        Ok({
+            let physical = vs
+                .table(&self.table)
+                .map(|t| t.physical.clone())
+                .unwrap_or_default();
+            OpSteps {
+                complete: vec![sql_step(
+                    format!("rename constraint {} to {}", self.from, self.to),
+                    format!(
+                        "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+                        qualified(ctx.schema, &physical),
+                        ident(&self.from),
+                        ident(&self.to)
+                    ),
+                )],
+                ..OpSteps::default()
+            }
+        })
     }
 }

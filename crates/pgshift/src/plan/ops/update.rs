@@ -22,29 +22,31 @@ impl OperationPlan for Update {
 
     fn apply(&self, _vs: &mut VirtualSchema) {}
 
-    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> OpSteps {
-        let Some(t) = vs.table(&self.table) else {
-            return OpSteps::default();
-        };
-        OpSteps {
-            backfills: vec![BackfillSpec {
-                schema: ctx.schema.to_owned(),
-                table: t.physical.clone(),
-                condition: self.condition.clone(),
-                insert: None,
-                set: self
-                    .set
-                    .iter()
-                    .map(|(col, expr)| {
-                        let physical = t
-                            .column(col)
-                            .map(|c| c.physical.clone())
-                            .unwrap_or_else(|| col.clone());
-                        (physical, expr.clone())
-                    })
-                    .collect(),
-            }],
-            ..OpSteps::default()
-        }
+    fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
+        Ok({
+            let Some(t) = vs.table(&self.table) else {
+                return Err(super::missing("table", &self.table));
+            };
+            OpSteps {
+                backfills: vec![BackfillSpec {
+                    schema: ctx.schema.to_owned(),
+                    table: t.physical.clone(),
+                    condition: self.condition.clone(),
+                    insert: None,
+                    set: self
+                        .set
+                        .iter()
+                        .map(|(col, expr)| {
+                            let physical = t
+                                .column(col)
+                                .map(|c| c.physical.clone())
+                                .unwrap_or_else(|| col.clone());
+                            (physical, expr.clone())
+                        })
+                        .collect(),
+                }],
+                ..OpSteps::default()
+            }
+        })
     }
 }
