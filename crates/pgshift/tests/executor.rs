@@ -126,3 +126,60 @@ async fn past_the_cap_it_gives_up_naming_the_blocker() {
     assert_eq!(err.exit_code(), 1);
     holder.batch_execute("ROLLBACK").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bookkeeping_waits_out_a_held_lock_by_retries_too() {
+    let (_db, exec, seen, holder) = setup(Duration::from_secs(10)).await;
+    holder
+        .batch_execute("BEGIN; SELECT * FROM t WHERE id = 1 FOR UPDATE;")
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        holder.batch_execute("COMMIT").await.unwrap();
+    });
+    let rows = exec
+        .bookkeeping_query("UPDATE t SET v = v + 10 WHERE id = 1 RETURNING v", &[])
+        .await
+        .unwrap();
+    release.await.unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), 10);
+    let retries = seen
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, ExecEvent::LockTimeout { .. }))
+        .count();
+    assert!(retries >= 1, "{retries} retries reported");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_over_its_own_cap_is_cancelled_and_says_so() {
+    let (_db, exec, _seen, _holder) = setup(Duration::from_secs(10)).await;
+    let policy = Policy::Batch {
+        statement_timeout: Some(Duration::from_millis(50)),
+    };
+    let err = exec
+        .transaction(policy, "slow batch", |client| async move {
+            client.batch_execute("SELECT pg_sleep(2)").await
+        })
+        .await
+        .unwrap_err();
+    match &err {
+        pgshift::Error::Statement { source, .. } => assert_eq!(
+            source.code(),
+            Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+            "{err}"
+        ),
+        other => panic!("{other}"),
+    }
+    // The connection is usable again: the transaction was rolled back.
+    let v: i32 = exec
+        .client()
+        .query_one("SELECT v FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, 0);
+}
