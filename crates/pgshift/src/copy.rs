@@ -40,6 +40,7 @@ pub async fn catch_up(exec: &Executor, spec: &CatchUpSpec) -> Result<u64> {
             .transaction(
                 Policy::Batch {
                     statement_timeout: None,
+                    settings: &[],
                 },
                 &what,
                 |client| {

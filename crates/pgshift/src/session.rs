@@ -81,6 +81,23 @@ impl<'a> Session<'a> {
         self.events
     }
 
+    /// Records that migration `file` starts (or starts again after a failure or a crash).
+    pub(crate) async fn begin_migration(&self, file: &crate::source::MigrationFile) -> Result<()> {
+        state::begin_migration(
+            &self.exec,
+            &file.name,
+            &file.checksum,
+            file.kind.as_str(),
+            &self.who,
+        )
+        .await
+    }
+
+    /// Appends `event` to the audit log, as done by who runs this session.
+    pub(crate) async fn record(&self, event: &state::Event<'_>) -> Result<()> {
+        state::record_event(&self.exec, &self.who, event).await
+    }
+
     /// Takes the advisory lock, makes sure the state schema is current, runs `f`, releases
     /// the lock whatever `f` returned.
     pub(crate) async fn locked<T, F, Fut>(&self, f: F) -> Result<T>

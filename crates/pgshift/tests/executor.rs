@@ -12,6 +12,18 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct Seen(Mutex<Vec<ExecEvent>>);
 
+impl Seen {
+    /// How many retries after a lock timeout were reported.
+    fn lock_timeouts(&self) -> usize {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, ExecEvent::LockTimeout { .. }))
+            .count()
+    }
+}
+
 impl Observer for Seen {
     fn exec_event(&self, event: &ExecEvent) {
         self.0.lock().unwrap().push(event.clone());
@@ -40,6 +52,12 @@ async fn setup(max_lock_wait: Duration) -> (TestDb, Executor, Arc<Seen>, tokio_p
     (db, exec, seen, holder)
 }
 
+/// A batch under the executor's own timeouts.
+const BATCH: Policy = Policy::Batch {
+    statement_timeout: None,
+    settings: &[],
+};
+
 async fn bump(client: &tokio_postgres::Client) -> Result<u64, tokio_postgres::Error> {
     client
         .execute("UPDATE t SET v = v + 1 WHERE id = 1", &[])
@@ -59,16 +77,7 @@ async fn a_held_row_lock_is_waited_out_by_retries_not_by_queueing() {
         holder
     });
     let t0 = Instant::now();
-    let rows = exec
-        .transaction(
-            Policy::Batch {
-                statement_timeout: None,
-            },
-            "bump t",
-            bump,
-        )
-        .await
-        .unwrap();
+    let rows = exec.transaction(BATCH, "bump t", bump).await.unwrap();
     assert_eq!(rows, 1);
     assert!(
         t0.elapsed() >= Duration::from_millis(500),
@@ -82,13 +91,7 @@ async fn a_held_row_lock_is_waited_out_by_retries_not_by_queueing() {
         .unwrap()
         .get(0);
     assert_eq!(v, 1, "the work ran once, in the attempt that committed");
-    let retries = seen
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| matches!(e, ExecEvent::LockTimeout { .. }))
-        .count();
+    let retries = seen.lock_timeouts();
     assert!(retries >= 2, "{retries} retries reported");
 }
 
@@ -104,16 +107,7 @@ async fn past_the_cap_it_gives_up_naming_the_blocker() {
         .await
         .unwrap()
         .get(0);
-    let err = exec
-        .transaction(
-            Policy::Batch {
-                statement_timeout: None,
-            },
-            "bump t",
-            bump,
-        )
-        .await
-        .unwrap_err();
+    let err = exec.transaction(BATCH, "bump t", bump).await.unwrap_err();
     match &err {
         pgshift::Error::LockWaitExceeded {
             attempts, blockers, ..
@@ -144,13 +138,7 @@ async fn bookkeeping_waits_out_a_held_lock_by_retries_too() {
         .unwrap();
     release.await.unwrap();
     assert_eq!(rows[0].get::<_, i32>(0), 10);
-    let retries = seen
-        .0
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| matches!(e, ExecEvent::LockTimeout { .. }))
-        .count();
+    let retries = seen.lock_timeouts();
     assert!(retries >= 1, "{retries} retries reported");
 }
 
@@ -159,6 +147,7 @@ async fn a_batch_over_its_own_cap_is_cancelled_and_says_so() {
     let (_db, exec, _seen, _holder) = setup(Duration::from_secs(10)).await;
     let policy = Policy::Batch {
         statement_timeout: Some(Duration::from_millis(50)),
+        settings: &[],
     };
     let err = exec
         .transaction(policy, "slow batch", |client| async move {

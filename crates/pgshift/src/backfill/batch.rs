@@ -34,15 +34,14 @@ impl Run<'_> {
         for _ in 0..50 {
             let policy = Policy::Batch {
                 statement_timeout: Some(Duration::from_millis(cap)),
+                // The dual-write triggers know a backfill's own writes by it.
+                settings: &[("pgshift.backfill", "on")],
             };
             // The executor retries the batch while a row lock is not granted in time.
             let outcome = self
                 .exec
-                .transaction(policy, &what, |client| async move {
-                    client
-                        .batch_execute("SET LOCAL pgshift.backfill = 'on'")
-                        .await?;
-                    self.batch_in_transaction(client, size, position).await
+                .transaction(policy, &what, |client| {
+                    self.batch_in_transaction(client, size, position)
                 })
                 .await;
             match outcome {

@@ -267,10 +267,7 @@ pub async fn data_run(s: &Session<'_>, data_dir: &Path) -> Result<Vec<(String, i
                     (false, serde_json::json!({ "error": e.to_string() }))
                 }
             };
-            let _ = state::record_event(
-                s.exec(),
-                s.who(),
-                &Event {
+            let _ = s.record(&Event {
                     command: "data run",
                     event: if ok { AuditEvent::DataMigrationApplied } else { AuditEvent::DataMigrationFailed },
                     migration: Some(&file.name),

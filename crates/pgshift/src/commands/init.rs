@@ -13,18 +13,14 @@ pub async fn init(s: &Session<'_>) -> Result<state::StateUpgrade> {
     let t0 = Instant::now();
     let result = async {
         let upgrade = state::ensure(s.exec()).await?;
-        state::record_event(
-            s.exec(),
-            s.who(),
-            &Event {
-                command: "init",
-                event: AuditEvent::StateSchema,
-                migration: None,
-                ok: true,
-                duration_ms: Some(t0.elapsed().as_millis() as i64),
-                detail: serde_json::json!({ "from": upgrade.from, "to": upgrade.to }),
-            },
-        )
+        s.record(&Event {
+            command: "init",
+            event: AuditEvent::StateSchema,
+            migration: None,
+            ok: true,
+            duration_ms: Some(t0.elapsed().as_millis() as i64),
+            detail: serde_json::json!({ "from": upgrade.from, "to": upgrade.to }),
+        })
         .await?;
         Ok(upgrade)
     }

@@ -46,32 +46,21 @@ pub async fn mark_applied(s: &Session<'_>, dir: &Path, name: &str, reason: &str)
                 ));
             }
         }
-        state::begin_migration(
-            s.exec(),
-            &file.name,
-            &file.checksum,
-            file.kind.as_str(),
-            s.who(),
-        )
-        .await?;
+        s.begin_migration(file).await?;
         s.exec()
             .bookkeeping(
                 "recording the migration",
                 &[state::mark_applied_sql(&file.name)],
             )
             .await?;
-        state::record_event(
-            s.exec(),
-            s.who(),
-            &Event {
-                command: "mark-applied",
-                event: AuditEvent::MigrationMarkedApplied,
-                migration: Some(&file.name),
-                ok: true,
-                duration_ms: Some(0),
-                detail: serde_json::json!({ "reason": reason, "checksum": file.checksum }),
-            },
-        )
+        s.record(&Event {
+            command: "mark-applied",
+            event: AuditEvent::MigrationMarkedApplied,
+            migration: Some(&file.name),
+            ok: true,
+            duration_ms: Some(0),
+            detail: serde_json::json!({ "reason": reason, "checksum": file.checksum }),
+        })
         .await
     })
     .await

@@ -137,10 +137,7 @@ pub async fn migrate(
             ) {
                 state::mark_skipped(s.exec(), &file.name, &file.checksum, file.kind.as_str(), s.who(), env)
                     .await?;
-                state::record_event(
-                    s.exec(),
-                    s.who(),
-                    &Event {
+                s.record(&Event {
                         command: "migrate",
                         event: AuditEvent::MigrationSkipped,
                         migration: Some(&file.name),
@@ -211,10 +208,7 @@ pub async fn migrate(
                 Ok(()) => {
                     let ms = t0.elapsed().as_millis() as u64;
                     if matches!(body, Body::Sql(_)) {
-                        state::record_event(
-                            s.exec(),
-                            s.who(),
-                            &Event {
+                        s.record(&Event {
                                 command: "migrate",
                                 event: AuditEvent::MigrationApplied,
                                 migration: Some(&file.name),
@@ -243,10 +237,7 @@ pub async fn migrate(
                         let message = e.to_string();
                         // Best effort: the connection may be what failed.
                         let _ = state::mark_failed(s.exec(), &file.name, &message).await;
-                        let _ = state::record_event(
-                            s.exec(),
-                            s.who(),
-                            &Event {
+                        let _ = s.record(&Event {
                                 command: "migrate",
                                 event: AuditEvent::MigrationFailed,
                                 migration: Some(&file.name),

@@ -110,18 +110,14 @@ pub(super) async fn forget_edited(
             &[state::forget_sql(&file.name)],
         )
         .await?;
-    state::record_event(
-        s.exec(),
-        s.who(),
-        &Event {
-            command,
-            event: AuditEvent::MigrationEditedAfterFailure,
-            migration: Some(&file.name),
-            ok: true,
-            duration_ms: None,
-            detail: serde_json::json!({ "old_checksum": old, "checksum": file.checksum }),
-        },
-    )
+    s.record(&Event {
+        command,
+        event: AuditEvent::MigrationEditedAfterFailure,
+        migration: Some(&file.name),
+        ok: true,
+        duration_ms: None,
+        detail: serde_json::json!({ "old_checksum": old, "checksum": file.checksum }),
+    })
     .await
 }
 

@@ -31,7 +31,12 @@ use tokio_postgres::Client;
 pub enum Policy {
     /// A batch of rows (a backfill's, a catch-up's): `lock_timeout` and the DML
     /// `statement_timeout`, or the batch's own cap; the sessions that block it are named.
-    Batch { statement_timeout: Option<Duration> },
+    Batch {
+        statement_timeout: Option<Duration>,
+        /// Settings of the batch's own (`SET LOCAL name = 'value'`), sent with BEGIN:
+        /// names pgshift writes, never a file's.
+        settings: &'static [(&'static str, &'static str)],
+    },
     /// pgshift's own bookkeeping (records, the journal, the audit log): `lock_timeout` and
     /// the DDL `statement_timeout`.
     Bookkeeping,
@@ -181,7 +186,9 @@ pub struct Executor {
     spec: ConnectionSpec,
     client: Client,
     notices: crate::conn::Notices,
-    monitor: Client,
+    /// Watches for sessions that block the main connection; shared by the executors that
+    /// [`Executor::another`] makes (its queries are short and pipelined).
+    monitor: Arc<Client>,
     backend_pid: i32,
     server_version: i32,
     settings: ExecSettings,
@@ -195,9 +202,18 @@ impl Executor {
         settings: ExecSettings,
         observer: Arc<dyn Observer>,
     ) -> Result<Executor> {
+        let monitor = Arc::new(spec.connect().await?);
+        Executor::connect_with_monitor(spec, settings, observer, monitor).await
+    }
+
+    async fn connect_with_monitor(
+        spec: &ConnectionSpec,
+        settings: ExecSettings,
+        observer: Arc<dyn Observer>,
+        monitor: Arc<Client>,
+    ) -> Result<Executor> {
         settings.validate()?;
         let (client, notices) = spec.connect_with_notices().await?;
-        let monitor = spec.connect().await?;
         let row = client
             .query_one(
                 "SELECT pg_backend_pid(), current_setting('server_version_num')::int",
@@ -225,24 +241,17 @@ impl Executor {
         })
     }
 
-    /// One more connection to the same database (a parallel backfill worker's), with the same
-    /// dead-client check as the main one.
-    pub async fn connect_another(&self) -> Result<Client> {
-        let client = self.spec.connect().await?;
-        if self.server_version >= 140000 {
-            client
-                .batch_execute("SET client_connection_check_interval = '1s'")
-                .await?;
-        }
-        Ok(client)
-    }
-
     /// A second executor on the same database with the same settings and the main
     /// connection's search_path (the plans' statements name tables as it resolves them),
-    /// for steps that run at the same time.
+    /// for steps that run at the same time. It shares this executor's monitor connection.
     pub async fn another(&self) -> Result<Executor> {
-        let other =
-            Executor::connect(&self.spec, self.settings.clone(), self.observer.clone()).await?;
+        let other = Executor::connect_with_monitor(
+            &self.spec,
+            self.settings.clone(),
+            self.observer.clone(),
+            self.monitor.clone(),
+        )
+        .await?;
         let path: String = self
             .client
             .query_one("SELECT current_setting('search_path')", &[])

@@ -33,11 +33,22 @@ impl Executor {
         let mut attempt = 0u32;
         let mut blockers_seen: Vec<BlockerReport> = Vec::new();
         let (lock_timeout, statement_timeout) = self.policy_timeouts(policy);
-        let begin = format!(
+        let mut begin = format!(
             "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
             lock_timeout.as_millis().max(1),
             statement_timeout.as_millis()
         );
+        if let Policy::Batch { settings, .. } = policy {
+            for (name, value) in settings {
+                debug_assert!(name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_'));
+                begin.push_str(&format!(
+                    "; SET LOCAL {name} = {}",
+                    crate::quote::literal(value)
+                ));
+            }
+        }
         let client: &'c Client = &self.client;
         loop {
             attempt += 1;
@@ -50,7 +61,13 @@ impl Executor {
             // Bookkeeping touches only pgshift's tables: nobody to name, nothing to watch.
             let outcome = match policy {
                 Policy::Bookkeeping => outcome.await,
-                Policy::Batch { .. } => self.watched(what, outcome, &mut blockers_seen).await,
+                // A batch is looked at only once it may be waiting for a lock: most end
+                // well before, and a blocker poll per batch would load the hot loop.
+                Policy::Batch { .. } => {
+                    let first_poll = lock_timeout.mul_f64(0.8).max(Duration::from_millis(30));
+                    self.watched(what, outcome, first_poll, &mut blockers_seen)
+                        .await
+                }
             };
             match outcome {
                 Ok(value) => return Ok(value),
@@ -95,7 +112,9 @@ impl Executor {
     /// (lock_timeout, statement_timeout) of a transaction under `policy`.
     fn policy_timeouts(&self, policy: Policy) -> (Duration, Duration) {
         match policy {
-            Policy::Batch { statement_timeout } => {
+            Policy::Batch {
+                statement_timeout, ..
+            } => {
                 let (lock, statement) = self.settings.timeouts(StatementKind::Dml);
                 (lock, statement_timeout.unwrap_or(statement))
             }
@@ -214,7 +233,12 @@ impl Executor {
         // Notices of pgshift's own statements before this one are not the user's.
         self.notices.take();
         let result = self
-            .watched(sql, self.client.batch_execute(sql), blockers_seen)
+            .watched(
+                sql,
+                self.client.batch_execute(sql),
+                Duration::from_millis(30),
+                blockers_seen,
+            )
             .await;
         // The connection hands a notice over before the statement's own end.
         let notices = self.notices.take();
@@ -238,11 +262,12 @@ impl Executor {
         &self,
         what: &str,
         work: impl std::future::Future<Output = std::result::Result<T, E>>,
+        first_poll: Duration,
         blockers_seen: &mut Vec<BlockerReport>,
     ) -> std::result::Result<T, E> {
         let started = Instant::now();
         tokio::pin!(work);
-        let mut next_poll = Duration::from_millis(30);
+        let mut next_poll = first_poll;
         let mut last_reported: Vec<i32> = Vec::new();
         loop {
             tokio::select! {

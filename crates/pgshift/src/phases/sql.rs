@@ -44,14 +44,7 @@ fn segments(statements: &[Statement]) -> Vec<Segment<'_>> {
 /// also marks the migration applied.
 pub async fn apply(s: &Session<'_>, file: &MigrationFile, statements: &[Statement]) -> Result<()> {
     let client = s.client();
-    state::begin_migration(
-        s.exec(),
-        &file.name,
-        &file.checksum,
-        file.kind.as_str(),
-        s.who(),
-    )
-    .await?;
+    s.begin_migration(file).await?;
     let journal = state::journal(client, &file.name, Phase::Apply).await?;
     let segments = segments(statements);
     let total = segments.len();

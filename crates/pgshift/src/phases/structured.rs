@@ -71,14 +71,7 @@ pub async fn start(
             let (plan, _) =
                 checks::plan_with_catalog(client, file, migration, s.schema(), !rows_checked)
                     .await?;
-            state::begin_migration(
-                s.exec(),
-                &file.name,
-                &file.checksum,
-                file.kind.as_str(),
-                s.who(),
-            )
-            .await?;
+            s.begin_migration(file).await?;
             let json =
                 serde_json::to_value(&plan).map_err(|e| Error::CannotResume(e.to_string()))?;
             state::store_plan(
@@ -248,25 +241,21 @@ async fn finish(
     if let Err(e) = result {
         let _ = state::record_phase_error(s.exec(), name, &e.to_string()).await;
     }
-    state::record_event(
-        s.exec(),
-        s.who(),
-        &Event {
-            command: phase.as_str(),
-            event: match (phase, result.is_ok()) {
-                (Phase::Start, true) => AuditEvent::MigrationStarted,
-                (Phase::Complete, true) => AuditEvent::MigrationCompleted,
-                (Phase::Rollback, true) => AuditEvent::MigrationRolledBack,
-                _ => AuditEvent::MigrationFailed,
-            },
-            migration: Some(name),
-            ok: result.is_ok(),
-            duration_ms: Some(t0.elapsed().as_millis() as i64),
-            detail: match result {
-                Ok(()) => serde_json::json!({}),
-                Err(e) => serde_json::json!({ "error": e.to_string() }),
-            },
+    s.record(&Event {
+        command: phase.as_str(),
+        event: match (phase, result.is_ok()) {
+            (Phase::Start, true) => AuditEvent::MigrationStarted,
+            (Phase::Complete, true) => AuditEvent::MigrationCompleted,
+            (Phase::Rollback, true) => AuditEvent::MigrationRolledBack,
+            _ => AuditEvent::MigrationFailed,
         },
-    )
+        migration: Some(name),
+        ok: result.is_ok(),
+        duration_ms: Some(t0.elapsed().as_millis() as i64),
+        detail: match result {
+            Ok(()) => serde_json::json!({}),
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        },
+    })
     .await
 }

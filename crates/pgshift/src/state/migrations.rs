@@ -207,14 +207,7 @@ pub async fn stored_plan(client: &Client, name: &str) -> Result<Option<StoredPla
 /// and its migration.
 pub async fn latest_version_schema(client: &Client) -> Result<Option<(String, String)>> {
     // Before the state schema exists (a plan checked before anything is created).
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass($1::text) IS NOT NULL",
-            &[&table("migrations")],
-        )
-        .await?
-        .try_get(0)?;
-    if !exists {
+    if !has_table(client, "migrations").await? {
         return Ok(None);
     }
     let row = client

@@ -47,16 +47,17 @@ pub fn table(name: &str) -> String {
     crate::quote::qualified(SCHEMA, name)
 }
 
+/// Whether table `name` of the state schema exists (before `init`, none does).
+pub(crate) async fn has_table(client: &Client, name: &str) -> Result<bool> {
+    Ok(client
+        .query_one("SELECT to_regclass($1::text) IS NOT NULL", &[&table(name)])
+        .await?
+        .try_get(0)?)
+}
+
 /// The state schema's recorded version, or `None` if it was never created.
 pub async fn installed_version(client: &Client) -> Result<Option<i32>> {
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regclass($1) IS NOT NULL",
-            &[&table("state_version")],
-        )
-        .await?
-        .try_get(0)?;
-    if !exists {
+    if !has_table(client, "state_version").await? {
         return Ok(None);
     }
     let row = client
