@@ -17,12 +17,7 @@ async fn client_on(db: &TestDb, search_path: &str) -> tokio_postgres::Client {
     c
 }
 
-async fn text(c: &tokio_postgres::Client, sql: &str) -> Option<String> {
-    c.query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .get(0)
-}
+use common::scalar_text as text;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn add_column_with_up_serves_both_versions_rolls_back_and_completes() {

@@ -25,12 +25,10 @@ struct Case {
     done: &'static [(&'static str, &'static str)],
 }
 
+/// The text `sql` returns, "NULL" for NULL.
 async fn text(c: &tokio_postgres::Client, sql: &str) -> String {
-    let row = c
-        .query_one(sql, &[])
+    common::scalar_text(c, sql)
         .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    row.get::<_, Option<String>>(0)
         .unwrap_or_else(|| "NULL".to_owned())
 }
 

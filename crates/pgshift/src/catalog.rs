@@ -120,15 +120,15 @@ impl Catalog {
             )
             .await?;
         for r in &rows {
-            let name: String = r.get(0);
+            let name: String = r.try_get(0)?;
             tables.insert(
                 name.clone(),
                 Table {
                     name,
-                    estimated_rows: r.get(1),
-                    replica_identity: r.get(2),
-                    replica_index: r.get(3),
-                    heap_bytes: r.get(4),
+                    estimated_rows: r.try_get(1)?,
+                    replica_identity: r.try_get(2)?,
+                    replica_index: r.try_get(3)?,
+                    heap_bytes: r.try_get(4)?,
                     ..Table::default()
                 },
             );
@@ -148,16 +148,16 @@ impl Catalog {
             )
             .await?;
         for r in &rows {
-            let table: String = r.get(0);
+            let table: String = r.try_get(0)?;
             if let Some(t) = tables.get_mut(&table) {
                 t.columns.push(Column {
-                    name: r.get(1),
-                    data_type: r.get(2),
-                    not_null: r.get(3),
-                    default: r.get(4),
-                    identity: r.get(5),
-                    generated: r.get(6),
-                    comment: r.get(7),
+                    name: r.try_get(1)?,
+                    data_type: r.try_get(2)?,
+                    not_null: r.try_get(3)?,
+                    default: r.try_get(4)?,
+                    identity: r.try_get(5)?,
+                    generated: r.try_get(6)?,
+                    comment: r.try_get(7)?,
                     owned_sequence: None,
                 });
             }
@@ -177,12 +177,12 @@ impl Catalog {
             )
             .await?;
         for r in &rows {
-            let (table, column): (String, String) = (r.get(0), r.get(1));
+            let (table, column): (String, String) = (r.try_get(0)?, r.try_get(1)?);
             if let Some(c) = tables
                 .get_mut(&table)
                 .and_then(|t| t.columns.iter_mut().find(|c| c.name == column))
             {
-                c.owned_sequence = Some((r.get(2), r.get(3)));
+                c.owned_sequence = Some((r.try_get(2)?, r.try_get(3)?));
             }
         }
         let rows = client
@@ -202,15 +202,15 @@ impl Catalog {
             )
             .await?;
         for r in &rows {
-            let table: String = r.get(0);
+            let table: String = r.try_get(0)?;
             if let Some(t) = tables.get_mut(&table) {
                 let constraint = Constraint {
-                    name: r.get(1),
-                    kind: r.get(2),
-                    columns: r.get(3),
-                    definition: r.get(4),
-                    foreign_table: r.get(5),
-                    foreign_columns: r.get(6),
+                    name: r.try_get(1)?,
+                    kind: r.try_get(2)?,
+                    columns: r.try_get(3)?,
+                    definition: r.try_get(4)?,
+                    foreign_table: r.try_get(5)?,
+                    foreign_columns: r.try_get(6)?,
                 };
                 if constraint.kind == "p" {
                     t.primary_key = constraint.columns.clone();
@@ -231,8 +231,8 @@ impl Catalog {
             )
             .await?;
         for r in &rows {
-            let table: String = r.get(0);
-            let column: String = r.get(1);
+            let table: String = r.try_get(0)?;
+            let column: String = r.try_get(1)?;
             if let Some(t) = tables.get_mut(&table) {
                 if !t.referenced_columns.contains(&column) {
                     t.referenced_columns.push(column);
@@ -260,18 +260,18 @@ impl Catalog {
             .await?;
         let mut indexes = BTreeMap::new();
         for r in &rows {
-            let table: String = r.get(0);
-            let name: String = r.get(1);
+            let table: String = r.try_get(0)?;
+            let name: String = r.try_get(1)?;
             indexes.insert(name.clone(), table.clone());
-            let usable: bool = r.get(2);
+            let usable: bool = r.try_get(2)?;
             if let Some(t) = tables.get_mut(&table) {
                 if usable {
-                    t.unique_not_null_keys.push(r.get(3));
+                    t.unique_not_null_keys.push(r.try_get(3)?);
                 }
                 t.indexes.push(Index {
                     name,
-                    definition: r.get(4),
-                    constraint: r.get(5),
+                    definition: r.try_get(4)?,
+                    constraint: r.try_get(5)?,
                 });
             }
         }
@@ -282,8 +282,8 @@ impl Catalog {
             )
             .await?
             .iter()
-            .map(|r| r.get(0))
-            .collect();
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?;
         Ok(Catalog {
             schema: schema.to_owned(),
             tables,

@@ -109,6 +109,15 @@ pub async fn scalar_i64(client: &tokio_postgres::Client, sql: &str) -> i64 {
         .get(0)
 }
 
+/// The one text value `sql` returns (None for NULL).
+pub async fn scalar_text(client: &tokio_postgres::Client, sql: &str) -> Option<String> {
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
 pub async fn table_exists(client: &tokio_postgres::Client, qualified: &str) -> bool {
     client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&qualified])

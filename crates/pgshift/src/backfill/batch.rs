@@ -100,7 +100,8 @@ impl Run<'_> {
                 let upper: Option<Vec<String>> = client
                     .query_opt(upper_sql.as_str(), &upper_params)
                     .await?
-                    .map(|r| r.get(0));
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
                 // ...then one range update between the cursor and that key (to the end of
                 // the table when fewer than `size` keys are left).
                 let finished = upper.is_none();

@@ -47,7 +47,7 @@ pub(super) async fn split(
             for i in 1..n {
                 let offset = total_estimate * i / n;
                 match client.query_opt(sql.as_str(), &[&offset]).await? {
-                    Some(r) => splits.push(r.get(0)),
+                    Some(r) => splits.push(r.try_get(0)?),
                     None => break,
                 }
             }
@@ -110,7 +110,7 @@ pub(super) async fn histogram_splits(
     let Some(row) = row else {
         return Ok(None);
     };
-    let histogram: Vec<String> = row.get(0);
+    let histogram: Vec<String> = row.try_get(0)?;
     let buckets = histogram.len() as i64 - 1;
     if buckets < 2 * n {
         return Ok(None);

@@ -129,7 +129,7 @@ impl Run<'_> {
                 .await
             {
                 Ok(r) => {
-                    let lag: i64 = r.get(0);
+                    let lag: i64 = r.try_get(0).unwrap_or(0);
                     if lag > max {
                         return Some(format!("a replica's replay is {lag} bytes behind (limit {max})"));
                     }
@@ -147,7 +147,7 @@ impl Run<'_> {
             .await
         {
             Ok(r) => {
-                let waiting: i64 = r.get(0);
+                let waiting: i64 = r.try_get(0).unwrap_or(0);
                 if waiting > 0 {
                     return Some(format!("{waiting} session(s) wait for a lock on {table}"));
                 }

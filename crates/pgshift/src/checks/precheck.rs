@@ -117,8 +117,8 @@ async fn conversion_read_only(
         .await;
     let (rows, of, samples) = match fast {
         Ok(r) => {
-            let rows: i64 = r.get(0);
-            let of: i64 = r.get(1);
+            let rows: i64 = r.try_get(0)?;
+            let of: i64 = r.try_get(1)?;
             if rows == 0 {
                 return Ok(None);
             }
@@ -129,8 +129,8 @@ async fn conversion_read_only(
                 )
                 .await?
                 .iter()
-                .map(|r| r.get(0))
-                .collect();
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
             (rows, of, samples)
         }
         Err(e) if is_data_error(&e) => {
@@ -166,7 +166,7 @@ async fn cannot_fail(
             &[&cast_to, &new_type],
         )
         .await?;
-    let (cast_to, new_type): (Option<String>, Option<String>) = (row.get(0), row.get(1));
+    let (cast_to, new_type): (Option<String>, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
     Ok(match (cast_to, new_type) {
         (Some(a), Some(b)) => a == b && widens(old_type, &b),
         _ => false,
@@ -288,7 +288,7 @@ END
             &[],
         )
         .await?;
-    Ok((r.get(0), r.get(1), r.get(2)))
+    Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))
 }
 
 #[cfg(test)]

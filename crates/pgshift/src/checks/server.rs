@@ -23,10 +23,10 @@ pub(super) async fn check_on_server(
     use crate::quote::qualified;
     let mut diagnostics = Vec::new();
     for (i, op) in migration.operations.iter().enumerate() {
-        let crate::model::Fragments { types, ups } = op.fragments();
+        let crate::model::Fragments { types, ups, .. } = op.fragments();
         // (field, its value, message, hint)
         let mut problems: Vec<(&str, &str, String, &str)> = Vec::new();
-        for ty in types {
+        for ty in types.iter().map(|t| t.data_type) {
             // serial and friends are CREATE TABLE shorthand, not types: check what they stand for.
             let checked = crate::sql::serial_type(&ty.trim().to_ascii_lowercase()).unwrap_or(ty);
             if let Err(e) = client.prepare(&format!("SELECT NULL::{checked}")).await {

@@ -108,10 +108,10 @@ async fn check(client: &Client, server_version: i32, spec: &VerifySpec) -> Resul
         .await?;
     let mut v = Verification {
         description: spec.description.clone(),
-        rows: counts.get(0),
-        missing: counts.get(1),
-        different: counts.get(2),
-        other_rows: counts.get(3),
+        rows: counts.try_get(0)?,
+        missing: counts.try_get(1)?,
+        different: counts.try_get(2)?,
+        other_rows: counts.try_get(3)?,
         extra: 0,
         samples: Vec::new(),
         method: "row by row",
@@ -143,7 +143,10 @@ async fn check(client: &Client, server_version: i32, spec: &VerifySpec) -> Resul
                 &[],
             )
             .await?;
-        v.samples = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        v.samples = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()?;
     }
     Ok(v)
 }
@@ -176,7 +179,7 @@ async fn column_types(
             ],
         )
         .await?;
-    Ok((row.get(0), row.get(1)))
+    Ok((row.try_get(0)?, row.try_get(1)?))
 }
 
 /// `Some` when both tables have as many rows and the same checksum; `None` when they do
@@ -217,8 +220,8 @@ async fn checksums_agree(
             client
                 .batch_execute("RELEASE SAVEPOINT pgshift_checksum")
                 .await?;
-            let (rows, sum): (i64, Option<i64>) = (r.get(0), r.get(1));
-            let (other_rows, other_sum): (i64, Option<i64>) = (r.get(2), r.get(3));
+            let (rows, sum): (i64, Option<i64>) = (r.try_get(0)?, r.try_get(1)?);
+            let (other_rows, other_sum): (i64, Option<i64>) = (r.try_get(2)?, r.try_get(3)?);
             Ok(
                 (rows == other_rows && sum == other_sum).then(|| Verification {
                     description: spec.description.clone(),
@@ -283,17 +286,17 @@ async fn hash_calls(client: &Client, table: &str, columns: &[String]) -> Result<
             &[&table, &columns],
         )
         .await?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            let conversion = match r.get::<_, &str>(0) {
-                "text" => Conversion::Text,
-                "utc" => Conversion::Utc,
-                _ => Conversion::None,
-            };
-            r.get::<_, Option<String>>(1).map(|f| (f, conversion))
-        })
-        .collect())
+    let mut found = Vec::new();
+    for r in &rows {
+        let conversion = match r.try_get::<_, &str>(0)? {
+            "text" => Conversion::Text,
+            "utc" => Conversion::Utc,
+            _ => Conversion::None,
+        };
+        let function: Option<String> = r.try_get(1)?;
+        found.push(function.map(|f| (f, conversion)));
+    }
+    Ok(found)
 }
 
 /// One row's 64-bit hash: each column hashed by its type's function with its position as

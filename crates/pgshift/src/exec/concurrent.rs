@@ -117,7 +117,7 @@ impl Executor {
                 &[&name, &schema],
             )
             .await?;
-        Ok(row.map(|r| r.get(0)))
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
     /// The INVALID indexes on the table a concurrent statement works on, as
@@ -150,7 +150,10 @@ impl Executor {
                 &[schema, &table, &index],
             )
             .await?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()?)
     }
 
     /// Drops what a failed concurrent statement left behind: for CREATE INDEX CONCURRENTLY
@@ -217,7 +220,7 @@ impl Executor {
             .client
             .query_one("SELECT coalesce(current_schema()::text, 'public')", &[])
             .await?;
-        Ok(row.get(0))
+        Ok(row.try_get(0)?)
     }
 }
 

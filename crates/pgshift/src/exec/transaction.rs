@@ -315,15 +315,17 @@ impl Executor {
             .await?;
         Ok(rows
             .iter()
-            .map(|r| BlockerReport {
-                pid: r.get(0),
-                state: r.get(1),
-                query: r.get(2),
-                xact_age_s: r.get(3),
-                user: r.get(4),
-                application_name: r.get(5),
+            .map(|r| {
+                Ok(BlockerReport {
+                    pid: r.try_get(0)?,
+                    state: r.try_get(1)?,
+                    query: r.try_get(2)?,
+                    xact_age_s: r.try_get(3)?,
+                    user: r.try_get(4)?,
+                    application_name: r.try_get(5)?,
+                })
             })
-            .collect())
+            .collect::<Result<_, tokio_postgres::Error>>()?)
     }
 
     pub(super) async fn pause_before_retry(

@@ -6,7 +6,7 @@
 use super::config::SqlExecutor;
 use super::sql::type_problems;
 use super::{Linted, RawFinding};
-use crate::model::{Column, ConstraintType, Migration, Operation};
+use crate::model::{Migration, Operation};
 
 pub(crate) fn lint(source: &str, migration: &Migration) -> Linted {
     let starts = operation_starts(source, &migration.operations);
@@ -24,38 +24,12 @@ pub(crate) fn lint(source: &str, migration: &Migration) -> Linted {
             anchor,
             findings: &mut findings,
         };
-        match op {
-            Operation::CreateTable(t) => {
-                let keys: Vec<&String> = t
-                    .constraints
-                    .iter()
-                    .filter(|k| {
-                        matches!(
-                            k.kind,
-                            ConstraintType::PrimaryKey | ConstraintType::ForeignKey
-                        )
-                    })
-                    .flat_map(|k| &k.columns)
-                    .collect();
-                for c in &t.columns {
-                    let key = c.pk || c.references.is_some() || keys.contains(&&c.name);
-                    at.column(c, key);
-                }
-            }
-            Operation::AddColumn(a) => {
-                let key = a.column.pk || a.column.references.is_some();
-                at.column(&a.column, key);
-            }
-            Operation::AlterColumn(a) => {
-                if let Some(t) = &a.data_type {
-                    at.data_type(&a.column, t, a.references.is_some());
-                }
-            }
-            Operation::AlterPrimaryKey(a) => at.data_type(&a.table, &a.data_type, true),
-            // `down` is left alone: it undoes what `up` did (drops what up created)
-            // while the migration is open, before any client uses it.
-            Operation::Sql(s) => at.sql(&s.up),
-            _ => {}
+        let fragments = op.fragments();
+        for t in &fragments.types {
+            at.data_type(t.column, t.data_type, t.key);
+        }
+        for sql in &fragments.sql {
+            at.sql(sql);
         }
     }
     Linted { findings, anchors }
@@ -110,10 +84,6 @@ impl At<'_> {
             .and_then(|s| s.find(needle))
             .map(|i| after.max(self.start) + i)
             .unwrap_or(self.start)
-    }
-
-    fn column(&mut self, c: &Column, key: bool) {
-        self.data_type(&c.name, &c.data_type, key);
     }
 
     fn data_type(&mut self, column: &str, data_type: &str, key: bool) {

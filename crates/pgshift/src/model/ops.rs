@@ -70,41 +70,131 @@ macro_rules! operation_enum {
 }
 with_operations!(operation_enum);
 
-/// The SQL fragments of an operation that the server is asked about before anything
-/// changes: the types it names, and each `up` expression with the table it reads.
+/// The SQL fragments of an operation, which the server checks and lint iterate instead
+/// of each keeping its own `match`: the types it names, each `up` expression with the
+/// table it reads, and the raw SQL it runs.
 #[derive(Debug, Default, PartialEq)]
 pub struct Fragments<'a> {
-    pub types: Vec<&'a str>,
+    pub types: Vec<TypeUse<'a>>,
     /// (table, expression over the old version's columns)
     pub ups: Vec<(&'a str, &'a str)>,
+    /// Raw SQL the operation runs as written (a `sql` operation's `up`; its `down` only
+    /// undoes it while the migration is open, before any client uses it).
+    pub sql: Vec<&'a str>,
 }
 
-impl Operation {
-    /// The fragments this operation carries (see [`Fragments`]).
-    pub fn fragments(&self) -> Fragments<'_> {
-        let mut f = Fragments::default();
-        match self {
-            Operation::CreateTable(t) => f
-                .types
-                .extend(t.columns.iter().map(|c| c.data_type.as_str())),
-            Operation::AddColumn(a) => {
-                f.types.push(&a.column.data_type);
-                f.ups
-                    .extend(a.up.as_deref().map(|up| (a.table.as_str(), up)));
+/// A type an operation gives a column.
+#[derive(Debug, PartialEq)]
+pub struct TypeUse<'a> {
+    /// The column (for `alter_primary_key`, the table whose key it is).
+    pub column: &'a str,
+    pub data_type: &'a str,
+    /// Whether the column is (or points at) a key: int keys are linted as such.
+    pub key: bool,
+}
+
+/// What each operation lists of its fragments (see [`Fragments`]); an operation that
+/// names no type, expression or SQL keeps the empty default.
+pub trait HasFragments {
+    fn fragments<'a>(&'a self, _into: &mut Fragments<'a>) {}
+}
+
+macro_rules! fragments_dispatch {
+    ($($variant:ident = $name:literal ($ty:ty)),+ $(,)?) => {
+        impl Operation {
+            /// The fragments this operation carries (see [`Fragments`]).
+            pub fn fragments(&self) -> Fragments<'_> {
+                let mut f = Fragments::default();
+                match self {
+                    $(Operation::$variant(op) => HasFragments::fragments(op, &mut f)),+
+                }
+                f
             }
-            Operation::AlterColumn(a) => {
-                f.types.extend(a.data_type.as_deref());
-                f.ups
-                    .extend(a.up.as_deref().map(|up| (a.table.as_str(), up)));
-            }
-            Operation::CreateConstraint(c) => f
-                .ups
-                .extend(c.up.values().map(|u| (c.table.as_str(), u.as_str()))),
-            _ => {}
         }
-        f
+    };
+}
+with_operations!(fragments_dispatch);
+
+impl HasFragments for CreateTable {
+    fn fragments<'a>(&'a self, f: &mut Fragments<'a>) {
+        let keys: Vec<&String> = self
+            .constraints
+            .iter()
+            .filter(|k| {
+                matches!(
+                    k.kind,
+                    ConstraintType::PrimaryKey | ConstraintType::ForeignKey
+                )
+            })
+            .flat_map(|k| &k.columns)
+            .collect();
+        f.types.extend(self.columns.iter().map(|c| TypeUse {
+            column: &c.name,
+            data_type: &c.data_type,
+            key: c.pk || c.references.is_some() || keys.contains(&&c.name),
+        }));
     }
 }
+
+impl HasFragments for AddColumn {
+    fn fragments<'a>(&'a self, f: &mut Fragments<'a>) {
+        f.types.push(TypeUse {
+            column: &self.column.name,
+            data_type: &self.column.data_type,
+            key: self.column.pk || self.column.references.is_some(),
+        });
+        f.ups
+            .extend(self.up.as_deref().map(|up| (self.table.as_str(), up)));
+    }
+}
+
+impl HasFragments for AlterColumn {
+    fn fragments<'a>(&'a self, f: &mut Fragments<'a>) {
+        f.types.extend(self.data_type.as_deref().map(|t| TypeUse {
+            column: &self.column,
+            data_type: t,
+            key: self.references.is_some(),
+        }));
+        f.ups
+            .extend(self.up.as_deref().map(|up| (self.table.as_str(), up)));
+    }
+}
+
+impl HasFragments for CreateConstraint {
+    fn fragments<'a>(&'a self, f: &mut Fragments<'a>) {
+        f.ups
+            .extend(self.up.values().map(|u| (self.table.as_str(), u.as_str())));
+    }
+}
+
+impl HasFragments for AlterPrimaryKey {
+    fn fragments<'a>(&'a self, f: &mut Fragments<'a>) {
+        f.types.push(TypeUse {
+            column: &self.table,
+            data_type: &self.data_type,
+            key: true,
+        });
+    }
+}
+
+impl HasFragments for RawSql {
+    fn fragments<'a>(&'a self, f: &mut Fragments<'a>) {
+        f.sql.push(&self.up);
+    }
+}
+
+impl HasFragments for DropTable {}
+impl HasFragments for RenameTable {}
+impl HasFragments for DropColumn {}
+impl HasFragments for RenameColumn {}
+impl HasFragments for CreateIndex {}
+impl HasFragments for DropIndex {}
+impl HasFragments for DropConstraint {}
+impl HasFragments for DropMulticolumnConstraint {}
+impl HasFragments for RenameConstraint {}
+impl HasFragments for SetReplicaIdentity {}
+impl HasFragments for Update {}
+impl HasFragments for Extract {}
 
 impl<'de> Deserialize<'de> for Operation {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -59,140 +59,137 @@ impl OperationPlan for AddColumn {
     }
 
     fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
-        Ok({
-            if let Some(copy) = self.copy() {
-                return copy.plan(ctx, vs);
-            }
-            let Some(t) = vs.table(&self.table) else {
-                return Err(super::missing("table", &self.table));
-            };
-            let c = &self.column;
-            let table = qualified(ctx.schema, &t.physical);
-            let col = ident(&c.name);
-            let volatile_default = c
-                .default
-                .as_deref()
-                .is_some_and(|d| is_volatile(d, &ctx.catalog.volatile_functions));
-            // A constant default is stored once (PostgreSQL 11+) and every existing row reads
-            // it, and old clients' inserts get it too: an `up` that says the same fills nothing
-            // that the default does not, so there is no trigger and no backfill.
-            let constant_default = c
-                .default
-                .as_deref()
-                .filter(|d| !volatile_default && !same_expression(d, "NULL"));
-            let up = self
-                .up
-                .as_deref()
-                .filter(|u| !constant_default.is_some_and(|d| same_expression(u, d)));
-            // NOT NULL with such a default is a catalog change too: no row can be NULL.
-            let not_null_inline = !c.nullable && constant_default.is_some() && up.is_none();
-            // The definition without NOT NULL / UNIQUE / CHECK / REFERENCES: those come as
-            // separate, lock-safe steps below.
-            let mut bare = c.clone();
-            bare.nullable = !not_null_inline;
-            bare.unique = false;
-            bare.check = None;
-            bare.references = None;
-            let mut steps = OpSteps::default();
+        if let Some(copy) = self.copy() {
+            return copy.plan(ctx, vs);
+        }
+        let Some(t) = vs.table(&self.table) else {
+            return Err(super::missing("table", &self.table));
+        };
+        let c = &self.column;
+        let table = qualified(ctx.schema, &t.physical);
+        let col = ident(&c.name);
+        let volatile_default = c
+            .default
+            .as_deref()
+            .is_some_and(|d| is_volatile(d, &ctx.catalog.volatile_functions));
+        // A constant default is stored once (PostgreSQL 11+) and every existing row reads
+        // it, and old clients' inserts get it too: an `up` that says the same fills nothing
+        // that the default does not, so there is no trigger and no backfill.
+        let constant_default = c
+            .default
+            .as_deref()
+            .filter(|d| !volatile_default && !same_expression(d, "NULL"));
+        let up = self
+            .up
+            .as_deref()
+            .filter(|u| !constant_default.is_some_and(|d| same_expression(u, d)));
+        // NOT NULL with such a default is a catalog change too: no row can be NULL.
+        let not_null_inline = !c.nullable && constant_default.is_some() && up.is_none();
+        // The definition without NOT NULL / UNIQUE / CHECK / REFERENCES: those come as
+        // separate, lock-safe steps below.
+        let mut bare = c.clone();
+        bare.nullable = !not_null_inline;
+        bare.unique = false;
+        bare.check = None;
+        bare.references = None;
+        let mut steps = OpSteps::default();
+        steps.start.push(sql_step(
+            format!("add column {}.{}", self.table, c.name),
+            format!(
+                "ALTER TABLE {table} ADD COLUMN {}",
+                column_definition(ctx, vs, &bare, &c.name, !volatile_default)
+            ),
+        ));
+        if let (true, Some(d)) = (volatile_default, &c.default) {
             steps.start.push(sql_step(
-                format!("add column {}.{}", self.table, c.name),
                 format!(
-                    "ALTER TABLE {table} ADD COLUMN {}",
-                    column_definition(ctx, vs, &bare, &c.name, !volatile_default)
-                ),
-            ));
-            if let (true, Some(d)) = (volatile_default, &c.default) {
-                steps.start.push(sql_step(
-                    format!(
                     "set the default of {}.{} (volatile: not evaluated for existing rows in place)",
                     self.table, c.name
                 ),
-                    format!("ALTER TABLE {table} ALTER COLUMN {col} SET DEFAULT {d}"),
-                ));
+                format!("ALTER TABLE {table} ALTER COLUMN {col} SET DEFAULT {d}"),
+            ));
+        }
+        if let Some(comment) = &c.comment {
+            steps.start.push(sql_step(
+                format!("comment on column {}.{}", self.table, c.name),
+                format!("COMMENT ON COLUMN {table}.{col} IS {}", literal(comment)),
+            ));
+        }
+        let fill = up
+            .map(str::to_owned)
+            .or_else(|| c.default.clone().filter(|_| volatile_default));
+        let trigger = internal_name("trg", &[&t.physical, &c.name]);
+        if let Some(up) = up {
+            let mut new_version = t.clone();
+            self.apply_to(&mut new_version);
+            let dual = DualWrite {
+                schema: ctx.schema,
+                table: &t.physical,
+                name: trigger.clone(),
+                version_schema: &ctx.version_schema,
+                old_version: t,
+                new_version: &new_version,
+                up: vec![(c.name.clone(), up.to_owned())],
+                down: Vec::new(),
             }
-            if let Some(comment) = &c.comment {
-                steps.start.push(sql_step(
-                    format!("comment on column {}.{}", self.table, c.name),
-                    format!("COMMENT ON COLUMN {table}.{col} IS {}", literal(comment)),
-                ));
-            }
-            let fill = up
-                .map(str::to_owned)
-                .or_else(|| c.default.clone().filter(|_| volatile_default));
-            let trigger = internal_name("trg", &[&t.physical, &c.name]);
-            if let Some(up) = up {
-                let mut new_version = t.clone();
-                self.apply_to(&mut new_version);
-                let dual = DualWrite {
-                    schema: ctx.schema,
-                    table: &t.physical,
-                    name: trigger.clone(),
-                    version_schema: &ctx.version_schema,
-                    old_version: t,
-                    new_version: &new_version,
-                    up: vec![(c.name.clone(), up.to_owned())],
-                    down: Vec::new(),
-                }
-                .create();
-                steps.start.extend(dual);
-            }
-            if let Some(expr) = fill {
-                steps.backfills.push(BackfillSpec {
-                    schema: ctx.schema.to_owned(),
-                    condition: None,
-                    insert: None,
-                    table: t.physical.clone(),
-                    set: vec![(c.name.clone(), expr)],
-                });
-            }
-            let in_place = InPlace {
-                ctx,
-                vs,
-                table_name: &self.table,
-                physical_table: &t.physical,
-                column: &c.name,
-            };
-            if !c.nullable && !not_null_inline {
-                in_place.not_null(&mut steps);
-            }
-            if let Some(check) = &c.check {
-                in_place.check(check, &mut steps);
-            }
-            if let Some(r) = &c.references {
-                in_place.foreign_key(r, &mut steps);
-            }
-            if c.unique {
-                let constraint =
-                    crate::plan::naming::fit(&format!("{}_{}_key", t.physical, c.name));
-                in_place.unique(&constraint, &mut steps);
-            }
-            if up.is_some() {
-                // Last at complete: old-version writes keep getting `up` while the constraints
-                // are validated.
-                steps
-                    .complete
-                    .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
-            }
-            let drop_column = format!("ALTER TABLE {table} DROP COLUMN IF EXISTS {col}");
-            steps.rollback.push(if up.is_some() {
-                triggers::drop_with(
-                    ctx.schema,
-                    &t.physical,
-                    &trigger,
-                    format!(
-                        "drop column {}.{} and its dual-write trigger",
-                        self.table, c.name
-                    ),
-                    vec![drop_column],
-                )
-            } else {
-                sql_step(
-                    format!("drop column {}.{}", self.table, c.name),
-                    drop_column,
-                )
+            .create();
+            steps.start.extend(dual);
+        }
+        if let Some(expr) = fill {
+            steps.backfills.push(BackfillSpec {
+                schema: ctx.schema.to_owned(),
+                condition: None,
+                insert: None,
+                table: t.physical.clone(),
+                set: vec![(c.name.clone(), expr)],
             });
+        }
+        let in_place = InPlace {
+            ctx,
+            vs,
+            table_name: &self.table,
+            physical_table: &t.physical,
+            column: &c.name,
+        };
+        if !c.nullable && !not_null_inline {
+            in_place.not_null(&mut steps);
+        }
+        if let Some(check) = &c.check {
+            in_place.check(check, &mut steps);
+        }
+        if let Some(r) = &c.references {
+            in_place.foreign_key(r, &mut steps);
+        }
+        if c.unique {
+            let constraint = crate::plan::naming::fit(&format!("{}_{}_key", t.physical, c.name));
+            in_place.unique(&constraint, &mut steps);
+        }
+        if up.is_some() {
+            // Last at complete: old-version writes keep getting `up` while the constraints
+            // are validated.
             steps
-        })
+                .complete
+                .extend(triggers::drop(ctx.schema, &t.physical, &trigger));
+        }
+        let drop_column = format!("ALTER TABLE {table} DROP COLUMN IF EXISTS {col}");
+        steps.rollback.push(if up.is_some() {
+            triggers::drop_with(
+                ctx.schema,
+                &t.physical,
+                &trigger,
+                format!(
+                    "drop column {}.{} and its dual-write trigger",
+                    self.table, c.name
+                ),
+                vec![drop_column],
+            )
+        } else {
+            sql_step(
+                format!("drop column {}.{}", self.table, c.name),
+                drop_column,
+            )
+        });
+        Ok(steps)
     }
 }
 

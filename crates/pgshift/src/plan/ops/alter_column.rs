@@ -130,92 +130,90 @@ impl AlterColumn {
     }
 
     fn plan_in_place(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
-        Ok({
-            let Some(t) = vs.table(&self.table) else {
-                return Err(super::missing("table", &self.table));
-            };
-            let Some(col) = t.column(&self.column) else {
-                return Err(super::missing("column", &self.column));
-            };
-            let table = qualified(ctx.schema, &t.physical);
-            let column = ident(&col.physical);
-            let before = ctx
-                .catalog
-                .table(&t.physical)
-                .and_then(|ct| ct.column(&col.physical));
-            let mut steps = OpSteps::default();
-            if let Some(comment) = &self.comment {
-                steps.start.push(sql_step(
-                    format!("comment on column {}.{}", self.table, self.column),
+        let Some(t) = vs.table(&self.table) else {
+            return Err(super::missing("table", &self.table));
+        };
+        let Some(col) = t.column(&self.column) else {
+            return Err(super::missing("column", &self.column));
+        };
+        let table = qualified(ctx.schema, &t.physical);
+        let column = ident(&col.physical);
+        let before = ctx
+            .catalog
+            .table(&t.physical)
+            .and_then(|ct| ct.column(&col.physical));
+        let mut steps = OpSteps::default();
+        if let Some(comment) = &self.comment {
+            steps.start.push(sql_step(
+                format!("comment on column {}.{}", self.table, self.column),
+                format!(
+                    "COMMENT ON COLUMN {table}.{column} IS {}",
+                    comment
+                        .as_deref()
+                        .map(literal)
+                        .unwrap_or_else(|| "NULL".to_owned())
+                ),
+            ));
+            let old = before.and_then(|c| c.comment.as_deref());
+            steps.rollback.push(sql_step(
+                format!("restore the comment of {}.{}", self.table, self.column),
+                format!(
+                    "COMMENT ON COLUMN {table}.{column} IS {}",
+                    old.map(literal).unwrap_or_else(|| "NULL".to_owned())
+                ),
+            ));
+        }
+        if let Some(default) = &self.default {
+            steps.start.push(sql_step(
+                format!("default of {}.{}", self.table, self.column),
+                match default {
+                    Some(d) => {
+                        format!("ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT {d}")
+                    }
+                    None => format!("ALTER TABLE {table} ALTER COLUMN {column} DROP DEFAULT"),
+                },
+            ));
+            steps.rollback.push(sql_step(
+                format!("restore the default of {}.{}", self.table, self.column),
+                match before.and_then(|c| c.default.as_deref()) {
+                    Some(d) => {
+                        format!("ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT {d}")
+                    }
+                    None => format!("ALTER TABLE {table} ALTER COLUMN {column} DROP DEFAULT"),
+                },
+            ));
+        }
+        let in_place = InPlace {
+            ctx,
+            vs,
+            table_name: &self.table,
+            physical_table: &t.physical,
+            column: &col.physical,
+        };
+        if self.nullable == Some(false) && !col.not_null {
+            in_place.not_null(&mut steps);
+        }
+        if let Some(c) = &self.check {
+            in_place.check(c, &mut steps);
+        }
+        if let Some(r) = &self.references {
+            in_place.foreign_key(r, &mut steps);
+        }
+        if let Some(u) = &self.unique {
+            in_place.unique(&u.name, &mut steps);
+        }
+        if let Some(new_type) = &self.data_type {
+            if !same_type(&col.data_type, new_type) {
+                steps.complete.push(sql_step(
                     format!(
-                        "COMMENT ON COLUMN {table}.{column} IS {}",
-                        comment
-                            .as_deref()
-                            .map(literal)
-                            .unwrap_or_else(|| "NULL".to_owned())
+                        "type of {}.{} to {new_type} (binary-coercible: no rewrite)",
+                        self.table, self.column
                     ),
-                ));
-                let old = before.and_then(|c| c.comment.as_deref());
-                steps.rollback.push(sql_step(
-                    format!("restore the comment of {}.{}", self.table, self.column),
-                    format!(
-                        "COMMENT ON COLUMN {table}.{column} IS {}",
-                        old.map(literal).unwrap_or_else(|| "NULL".to_owned())
-                    ),
+                    format!("ALTER TABLE {table} ALTER COLUMN {column} TYPE {new_type}"),
                 ));
             }
-            if let Some(default) = &self.default {
-                steps.start.push(sql_step(
-                    format!("default of {}.{}", self.table, self.column),
-                    match default {
-                        Some(d) => {
-                            format!("ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT {d}")
-                        }
-                        None => format!("ALTER TABLE {table} ALTER COLUMN {column} DROP DEFAULT"),
-                    },
-                ));
-                steps.rollback.push(sql_step(
-                    format!("restore the default of {}.{}", self.table, self.column),
-                    match before.and_then(|c| c.default.as_deref()) {
-                        Some(d) => {
-                            format!("ALTER TABLE {table} ALTER COLUMN {column} SET DEFAULT {d}")
-                        }
-                        None => format!("ALTER TABLE {table} ALTER COLUMN {column} DROP DEFAULT"),
-                    },
-                ));
-            }
-            let in_place = InPlace {
-                ctx,
-                vs,
-                table_name: &self.table,
-                physical_table: &t.physical,
-                column: &col.physical,
-            };
-            if self.nullable == Some(false) && !col.not_null {
-                in_place.not_null(&mut steps);
-            }
-            if let Some(c) = &self.check {
-                in_place.check(c, &mut steps);
-            }
-            if let Some(r) = &self.references {
-                in_place.foreign_key(r, &mut steps);
-            }
-            if let Some(u) = &self.unique {
-                in_place.unique(&u.name, &mut steps);
-            }
-            if let Some(new_type) = &self.data_type {
-                if !same_type(&col.data_type, new_type) {
-                    steps.complete.push(sql_step(
-                        format!(
-                            "type of {}.{} to {new_type} (binary-coercible: no rewrite)",
-                            self.table, self.column
-                        ),
-                        format!("ALTER TABLE {table} ALTER COLUMN {column} TYPE {new_type}"),
-                    ));
-                }
-            }
-            steps
-        })
+        }
+        Ok(steps)
     }
 }
 

@@ -190,60 +190,58 @@ impl OperationPlan for AlterPrimaryKey {
     }
 
     fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
-        Ok({
-            let tables = self.tables(vs);
-            let mut steps = OpSteps::default();
-            let mut swap = Vec::new();
-            let mut what = Vec::new();
-            let mut rollbacks = Vec::new();
-            // The key's table first at start: its unique index is built before the other
-            // tables' foreign keys to it (each table adds those after its own indexes).
-            for d in self.duplications(&tables, vs, Some(ctx)) {
-                let (s, table_swap) = d.plan_parts(ctx, vs);
-                what.push(format!(
-                    "{}.{}",
-                    d.table,
-                    d.columns
-                        .iter()
-                        .map(|c| c.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ));
-                steps.start.extend(s.start);
-                steps.backfills.extend(s.backfills);
-                steps.after_backfill.extend(s.after_backfill);
-                steps.complete.extend(s.complete);
-                // Rollback and swap go the other way: the referencing tables' copies (and
-                // their foreign keys to the key's copy) go before the key's copy.
-                rollbacks.insert(0, s.rollback);
-                swap.insert(0, table_swap);
-            }
-            steps.rollback = rollbacks.concat();
-            // The old foreign keys go first, by name: dropping the old key column would refuse
-            // while one (a table's reference to itself, say) still depends on it.
-            if let Some(t) = vs.table(&self.table) {
-                let drops: Vec<String> = t
-                    .referenced_by
+        let tables = self.tables(vs);
+        let mut steps = OpSteps::default();
+        let mut swap = Vec::new();
+        let mut what = Vec::new();
+        let mut rollbacks = Vec::new();
+        // The key's table first at start: its unique index is built before the other
+        // tables' foreign keys to it (each table adds those after its own indexes).
+        for d in self.duplications(&tables, vs, Some(ctx)) {
+            let (s, table_swap) = d.plan_parts(ctx, vs);
+            what.push(format!(
+                "{}.{}",
+                d.table,
+                d.columns
                     .iter()
-                    .map(|r| {
-                        format!(
-                            "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
-                            qualified(ctx.schema, &r.table),
-                            ident(&r.constraint)
-                        )
-                    })
-                    .collect();
-                swap.insert(0, drops);
-            }
-            steps.complete.push(sql_step(
-                format!(
-                    "swap {} for their {} copies, in one transaction",
-                    what.join(", "),
-                    self.data_type
-                ),
-                swap.concat().join(";\n"),
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ));
-            steps
-        })
+            steps.start.extend(s.start);
+            steps.backfills.extend(s.backfills);
+            steps.after_backfill.extend(s.after_backfill);
+            steps.complete.extend(s.complete);
+            // Rollback and swap go the other way: the referencing tables' copies (and
+            // their foreign keys to the key's copy) go before the key's copy.
+            rollbacks.insert(0, s.rollback);
+            swap.insert(0, table_swap);
+        }
+        steps.rollback = rollbacks.concat();
+        // The old foreign keys go first, by name: dropping the old key column would refuse
+        // while one (a table's reference to itself, say) still depends on it.
+        if let Some(t) = vs.table(&self.table) {
+            let drops: Vec<String> = t
+                .referenced_by
+                .iter()
+                .map(|r| {
+                    format!(
+                        "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}",
+                        qualified(ctx.schema, &r.table),
+                        ident(&r.constraint)
+                    )
+                })
+                .collect();
+            swap.insert(0, drops);
+        }
+        steps.complete.push(sql_step(
+            format!(
+                "swap {} for their {} copies, in one transaction",
+                what.join(", "),
+                self.data_type
+            ),
+            swap.concat().join(";\n"),
+        ));
+        Ok(steps)
     }
 }

@@ -139,384 +139,377 @@ impl CopyTable<'_> {
     }
 
     pub fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
-        Ok({
-            let table = self.table;
-            let column = self.change.column();
-            let ty = self.change.new_type();
-            let Some(t) = vs.table(table) else {
-                return Err(super::missing("table", table));
-            };
-            let Some(ct) = ctx.catalog.table(&t.physical) else {
-                return Err(super::missing("table", &t.physical));
-            };
-            let [key] = t.primary_key.as_slice() else {
-                return Err((
-                    format!(
-                        "a copy of {table} needs a one-column primary key to replay its changes by"
-                    ),
-                    Some("add one first, or change the column in place".to_owned()),
-                ));
-            };
-            let key_type = ct
-                .column(key)
-                .map(|c| c.data_type.clone())
-                .unwrap_or_else(|| "bigint".to_owned());
-            let shadow_name = Self::shadow(&t.physical);
-            let log_name = internal_name("log", &[&t.physical]);
-            let source = qualified(ctx.schema, &t.physical);
-            let shadow = qualified(ctx.schema, &shadow_name);
-            let log = qualified(crate::state::SCHEMA, &log_name);
-            let k = ident(key);
-            // Every stored column written by the copy: (name, value from a source row, value
-            // back from a copy row; None for a column the table does not have).
-            let mut columns: Vec<(String, String, Option<String>)> = Vec::new();
-            for c in ct.columns.iter().filter(|c| c.generated.is_empty()) {
-                match &self.change {
-                    Change::Alter(op) if c.name == op.column => {
-                        let up = op
-                            .up
-                            .clone()
-                            .unwrap_or_else(|| format!("{}::{ty}", ident(&op.column)));
-                        let down = op
-                            .down
-                            .clone()
-                            .unwrap_or_else(|| format!("{}::{}", ident(&op.column), c.data_type));
-                        columns.push((c.name.clone(), up, Some(down)));
-                    }
-                    _ => columns.push((c.name.clone(), ident(&c.name), Some(ident(&c.name)))),
-                }
-            }
-            // A new column without `up` is left out: the copy's default fills it, row by row.
-            let mut shadow_change = match &self.change {
-                Change::Alter(op) => format!(
-                    "ALTER TABLE {shadow} ALTER COLUMN {} TYPE {ty} USING NULL",
-                    ident(&op.column)
+        let table = self.table;
+        let column = self.change.column();
+        let ty = self.change.new_type();
+        let Some(t) = vs.table(table) else {
+            return Err(super::missing("table", table));
+        };
+        let Some(ct) = ctx.catalog.table(&t.physical) else {
+            return Err(super::missing("table", &t.physical));
+        };
+        let [key] = t.primary_key.as_slice() else {
+            return Err((
+                format!(
+                    "a copy of {table} needs a one-column primary key to replay its changes by"
                 ),
-                Change::Add { column: c, up } => {
-                    if let Some(up) = up {
-                        columns.push((c.name.clone(), (*up).to_owned(), None));
-                    }
-                    let mut d = format!("ALTER TABLE {shadow} ADD COLUMN {} {ty}", ident(&c.name));
-                    if let Some(default) = &c.default {
-                        d.push_str(&format!(" DEFAULT {default}"));
-                    }
-                    if !c.nullable {
-                        d.push_str(" NOT NULL");
-                    }
-                    d
+                Some("add one first, or change the column in place".to_owned()),
+            ));
+        };
+        let key_type = ct
+            .column(key)
+            .map(|c| c.data_type.clone())
+            .unwrap_or_else(|| "bigint".to_owned());
+        let shadow_name = Self::shadow(&t.physical);
+        let log_name = internal_name("log", &[&t.physical]);
+        let source = qualified(ctx.schema, &t.physical);
+        let shadow = qualified(ctx.schema, &shadow_name);
+        let log = qualified(crate::state::SCHEMA, &log_name);
+        let k = ident(key);
+        // Every stored column written by the copy: (name, value from a source row, value
+        // back from a copy row; None for a column the table does not have).
+        let mut columns: Vec<(String, String, Option<String>)> = Vec::new();
+        for c in ct.columns.iter().filter(|c| c.generated.is_empty()) {
+            match &self.change {
+                Change::Alter(op) if c.name == op.column => {
+                    let up = op
+                        .up
+                        .clone()
+                        .unwrap_or_else(|| format!("{}::{ty}", ident(&op.column)));
+                    let down = op
+                        .down
+                        .clone()
+                        .unwrap_or_else(|| format!("{}::{}", ident(&op.column), c.data_type));
+                    columns.push((c.name.clone(), up, Some(down)));
                 }
-            };
-            if let Change::Add { column: c, .. } = &self.change {
-                if let Some(comment) = &c.comment {
-                    shadow_change.push_str(&format!(
-                        ";\nCOMMENT ON COLUMN {shadow}.{} IS {}",
-                        ident(&c.name),
-                        literal(comment)
-                    ));
-                }
+                _ => columns.push((c.name.clone(), ident(&c.name), Some(ident(&c.name)))),
             }
-            let names = columns
-                .iter()
-                .map(|(n, ..)| ident(n))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let from_source = columns
-                .iter()
-                .map(|(_, up, _)| crate::plan::expression(up))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let mut steps = OpSteps::default();
+        }
+        // A new column without `up` is left out: the copy's default fills it, row by row.
+        let mut shadow_change = match &self.change {
+            Change::Alter(op) => format!(
+                "ALTER TABLE {shadow} ALTER COLUMN {} TYPE {ty} USING NULL",
+                ident(&op.column)
+            ),
+            Change::Add { column: c, up } => {
+                if let Some(up) = up {
+                    columns.push((c.name.clone(), (*up).to_owned(), None));
+                }
+                let mut d = format!("ALTER TABLE {shadow} ADD COLUMN {} {ty}", ident(&c.name));
+                if let Some(default) = &c.default {
+                    d.push_str(&format!(" DEFAULT {default}"));
+                }
+                if !c.nullable {
+                    d.push_str(" NOT NULL");
+                }
+                d
+            }
+        };
+        if let Change::Add { column: c, .. } = &self.change {
+            if let Some(comment) = &c.comment {
+                shadow_change.push_str(&format!(
+                    ";\nCOMMENT ON COLUMN {shadow}.{} IS {}",
+                    ident(&c.name),
+                    literal(comment)
+                ));
+            }
+        }
+        let names = columns
+            .iter()
+            .map(|(n, ..)| ident(n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let from_source = columns
+            .iter()
+            .map(|(_, up, _)| crate::plan::expression(up))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut steps = OpSteps::default();
 
-            steps.start.push(sql_step(
-            format!("create {shadow_name}, an empty copy of {table} with {column} as {ty}"),
+        steps.start.push(sql_step(
+        format!("create {shadow_name}, an empty copy of {table} with {column} as {ty}"),
+        format!(
+            "CREATE TABLE {shadow} (LIKE {source} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS);\n{shadow_change}"
+        ),
+    ));
+        let log_trigger = internal_name("log", &[&t.physical]);
+        let log_body = format!(
+        "BEGIN\n  IF TG_OP <> 'INSERT' THEN\n    INSERT INTO {log} (k) VALUES (OLD.{k});\n  END IF;\n  IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.{k} IS DISTINCT FROM OLD.{k}) THEN\n    INSERT INTO {log} (k) VALUES (NEW.{k});\n  END IF;\n  RETURN NULL;\nEND\n"
+    );
+        steps.start.push(sql_step(
             format!(
-                "CREATE TABLE {shadow} (LIKE {source} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS);\n{shadow_change}"
+                "create the log of rows written to {} during the copy",
+                table
+            ),
+            format!(
+                "CREATE TABLE {log} (seq bigserial PRIMARY KEY, k {key_type} NOT NULL);\n{}",
+                function_sql(&log_trigger, &log_body)
             ),
         ));
-            let log_trigger = internal_name("log", &[&t.physical]);
-            let log_body = format!(
-            "BEGIN\n  IF TG_OP <> 'INSERT' THEN\n    INSERT INTO {log} (k) VALUES (OLD.{k});\n  END IF;\n  IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.{k} IS DISTINCT FROM OLD.{k}) THEN\n    INSERT INTO {log} (k) VALUES (NEW.{k});\n  END IF;\n  RETURN NULL;\nEND\n"
-        );
-            steps.start.push(sql_step(
-                format!(
-                    "create the log of rows written to {} during the copy",
-                    table
-                ),
-                format!(
-                    "CREATE TABLE {log} (seq bigserial PRIMARY KEY, k {key_type} NOT NULL);\n{}",
-                    function_sql(&log_trigger, &log_body)
-                ),
-            ));
-            steps.start.push(sql_step(
-                format!("create the logging trigger on {}", table),
-                row_trigger_sql(
-                    &log_trigger,
-                    &source,
-                    "AFTER INSERT OR UPDATE OR DELETE",
-                    None,
-                ),
-            ));
-            steps.backfills.push(BackfillSpec {
-                schema: ctx.schema.to_owned(),
-                table: t.physical.clone(),
-                set: Vec::new(),
-                condition: None,
-                insert: Some(InsertSpec {
-                    table: shadow_name.clone(),
-                    columns: columns
-                        .iter()
-                        .map(|(n, up, _)| (n.clone(), up.clone()))
-                        .collect(),
-                    conflict: Vec::new(),
-                }),
-            });
+        steps.start.push(sql_step(
+            format!("create the logging trigger on {}", table),
+            row_trigger_sql(
+                &log_trigger,
+                &source,
+                "AFTER INSERT OR UPDATE OR DELETE",
+                None,
+            ),
+        ));
+        steps.backfills.push(BackfillSpec {
+            schema: ctx.schema.to_owned(),
+            table: t.physical.clone(),
+            set: Vec::new(),
+            condition: None,
+            insert: Some(InsertSpec {
+                table: shadow_name.clone(),
+                columns: columns
+                    .iter()
+                    .map(|(n, up, _)| (n.clone(), up.clone()))
+                    .collect(),
+                conflict: Vec::new(),
+            }),
+        });
 
-            // Indexes in bulk on the filled copy (nobody else uses it yet), all at once: each
-            // build holds SHARE on the copy, and those do not conflict. Then the primary key and
-            // unique constraints on them (ACCESS EXCLUSIVE on the copy, so after the builds),
-            // then the other constraints.
-            let mut names_back = Vec::new();
-            let mut validations = Vec::new();
-            let mut attach = Vec::new();
-            for ix in &ct.indexes {
-                let kind = ix
-                    .constraint
-                    .as_ref()
-                    .and_then(|c| ct.constraints.get(c))
-                    .map(|c| c.kind.as_str());
-                if kind == Some("x") {
-                    continue;
-                }
-                let Some((tmp, sql)) = steps.carry(index_copy_sql(ix, &shadow_name, false)) else {
-                    continue;
-                };
-                match (&ix.constraint, kind) {
-                    (Some(constraint), Some(k @ ("p" | "u"))) => {
-                        attach.push(sql_step(
-                            format!("constraint {constraint} on {shadow_name}, on its index"),
-                            format!(
-                                "ALTER TABLE {shadow} ADD CONSTRAINT {} {} USING INDEX {}",
-                                ident(&tmp),
-                                if k == "p" { "PRIMARY KEY" } else { "UNIQUE" },
-                                ident(&tmp)
-                            ),
-                        ));
-                        names_back.push(format!(
-                            "ALTER TABLE {source} RENAME CONSTRAINT {} TO {}",
-                            ident(&tmp),
-                            ident(constraint)
-                        ));
-                    }
-                    _ => names_back.push(format!(
-                        "ALTER INDEX {} RENAME TO {}",
-                        qualified(ctx.schema, &tmp),
-                        ident(&ix.name)
-                    )),
-                }
-                steps.after_backfill.push(together_step(
-                    format!("index {} built on {shadow_name}", ix.name),
-                    sql,
-                ));
+        // Indexes in bulk on the filled copy (nobody else uses it yet), all at once: each
+        // build holds SHARE on the copy, and those do not conflict. Then the primary key and
+        // unique constraints on them (ACCESS EXCLUSIVE on the copy, so after the builds),
+        // then the other constraints.
+        let mut names_back = Vec::new();
+        let mut validations = Vec::new();
+        let mut attach = Vec::new();
+        for ix in &ct.indexes {
+            let kind = ix
+                .constraint
+                .as_ref()
+                .and_then(|c| ct.constraints.get(c))
+                .map(|c| c.kind.as_str());
+            if kind == Some("x") {
+                continue;
             }
-            steps.after_backfill.extend(attach);
-            for k in ct.constraints.values() {
-                match k.kind.as_str() {
-                    "c" => steps.after_backfill.push(sql_step(
+            let Some((tmp, sql)) = steps.carry(index_copy_sql(ix, &shadow_name, false)) else {
+                continue;
+            };
+            match (&ix.constraint, kind) {
+                (Some(constraint), Some(k @ ("p" | "u"))) => {
+                    attach.push(sql_step(
+                        format!("constraint {constraint} on {shadow_name}, on its index"),
+                        format!(
+                            "ALTER TABLE {shadow} ADD CONSTRAINT {} {} USING INDEX {}",
+                            ident(&tmp),
+                            if k == "p" { "PRIMARY KEY" } else { "UNIQUE" },
+                            ident(&tmp)
+                        ),
+                    ));
+                    names_back.push(format!(
+                        "ALTER TABLE {source} RENAME CONSTRAINT {} TO {}",
+                        ident(&tmp),
+                        ident(constraint)
+                    ));
+                }
+                _ => names_back.push(format!(
+                    "ALTER INDEX {} RENAME TO {}",
+                    qualified(ctx.schema, &tmp),
+                    ident(&ix.name)
+                )),
+            }
+            steps.after_backfill.push(together_step(
+                format!("index {} built on {shadow_name}", ix.name),
+                sql,
+            ));
+        }
+        steps.after_backfill.extend(attach);
+        for k in ct.constraints.values() {
+            match k.kind.as_str() {
+                "c" => steps.after_backfill.push(sql_step(
+                    format!("constraint {} on {shadow_name}", k.name),
+                    format!(
+                        "ALTER TABLE {shadow} ADD CONSTRAINT {} {}",
+                        ident(&k.name),
+                        k.definition
+                    ),
+                )),
+                "x" => {
+                    let tmp = internal_name("x", &[&k.name]);
+                    steps.after_backfill.push(sql_step(
                         format!("constraint {} on {shadow_name}", k.name),
                         format!(
                             "ALTER TABLE {shadow} ADD CONSTRAINT {} {}",
-                            ident(&k.name),
+                            ident(&tmp),
                             k.definition
                         ),
-                    )),
-                    "x" => {
-                        let tmp = internal_name("x", &[&k.name]);
+                    ));
+                    names_back.push(format!(
+                        "ALTER TABLE {source} RENAME CONSTRAINT {} TO {}",
+                        ident(&tmp),
+                        ident(&k.name)
+                    ));
+                }
+                "f" => {
+                    if let Some(sql) = steps.carry(constraint_copy(&shadow, &k.name, k, &[], &[])) {
                         steps.after_backfill.push(sql_step(
-                            format!("constraint {} on {shadow_name}", k.name),
+                            format!("foreign key {} on {shadow_name}, not validated yet", k.name),
+                            sql,
+                        ));
+                        validations.push(sql_step(
+                            format!("validate foreign key {} on {shadow_name}", k.name),
                             format!(
-                                "ALTER TABLE {shadow} ADD CONSTRAINT {} {}",
-                                ident(&tmp),
-                                k.definition
+                                "ALTER TABLE {shadow} VALIDATE CONSTRAINT {}",
+                                ident(&k.name)
                             ),
                         ));
-                        names_back.push(format!(
-                            "ALTER TABLE {source} RENAME CONSTRAINT {} TO {}",
-                            ident(&tmp),
-                            ident(&k.name)
-                        ));
                     }
-                    "f" => {
-                        if let Some(sql) =
-                            steps.carry(constraint_copy(&shadow, &k.name, k, &[], &[]))
-                        {
-                            steps.after_backfill.push(sql_step(
-                                format!(
-                                    "foreign key {} on {shadow_name}, not validated yet",
-                                    k.name
-                                ),
-                                sql,
-                            ));
-                            validations.push(sql_step(
-                                format!("validate foreign key {} on {shadow_name}", k.name),
-                                format!(
-                                    "ALTER TABLE {shadow} VALIDATE CONSTRAINT {}",
-                                    ident(&k.name)
-                                ),
-                            ));
-                        }
-                    }
-                    _ => {}
                 }
+                _ => {}
             }
+        }
 
-            // Catch up with the log, then switch to the triggers that keep both tables in step.
-            let replay_all = format!(
-            "DELETE FROM {shadow} AS s USING (SELECT DISTINCT k FROM {log}) AS l WHERE s.{k} = l.k;\nINSERT INTO {shadow} ({names}) SELECT {from_source} FROM {source} WHERE {k} IN (SELECT k FROM {log});\nDELETE FROM {log}"
-        );
-            steps.after_backfill.push(PlannedStep {
-                description: format!(
-                    "catch up {shadow_name} with the rows written to {} since the copy began",
-                    table
-                ),
-                action: crate::plan::Action::CatchUp(CatchUpSpec {
-                    source: source.clone(),
-                    shadow: shadow.clone(),
-                    log: log.clone(),
-                    key: key.clone(),
-                    key_type: key_type.clone(),
-                    columns: names.clone(),
-                    from_source: from_source.clone(),
-                }),
-            });
-            let old_view = vs.table(table).cloned().unwrap_or_default();
-            let mut new_view = old_view.clone();
-            self.apply_to_table(&mut new_view);
-            let to_copy = sync_body(
-                &ctx.version_schema,
-                false,
-                &source,
-                &old_view,
-                &shadow,
-                &columns
-                    .iter()
-                    .map(|(n, up, _)| (n.clone(), up.clone()))
-                    .collect::<Vec<_>>(),
-                key,
-            );
-            let to_source = sync_body(
-                &ctx.version_schema,
-                true,
-                &shadow,
-                &new_view,
-                &source,
-                &columns
-                    .iter()
-                    .filter_map(|(n, _, down)| Some((n.clone(), down.clone()?)))
-                    .collect::<Vec<_>>(),
-                key,
-            );
-            let sync_old = internal_name("sync", &[&t.physical]);
-            let sync_new = internal_name("sync", &[&shadow_name]);
-            steps.after_backfill.push(sql_step(
-            format!(
-                "block writes to {} for the last rows of the log, then keep {shadow_name} in step by triggers",
+        // Catch up with the log, then switch to the triggers that keep both tables in step.
+        let replay_all = format!(
+        "DELETE FROM {shadow} AS s USING (SELECT DISTINCT k FROM {log}) AS l WHERE s.{k} = l.k;\nINSERT INTO {shadow} ({names}) SELECT {from_source} FROM {source} WHERE {k} IN (SELECT k FROM {log});\nDELETE FROM {log}"
+    );
+        steps.after_backfill.push(PlannedStep {
+            description: format!(
+                "catch up {shadow_name} with the rows written to {} since the copy began",
                 table
             ),
-            [
-                format!("LOCK TABLE {source} IN SHARE ROW EXCLUSIVE MODE"),
-                replay_all,
-                format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&log_trigger)),
-                function_sql(&sync_old, &to_copy),
-                row_trigger_sql(&sync_old, &source, "AFTER INSERT OR UPDATE OR DELETE", None),
-                function_sql(&sync_new, &to_source),
-                row_trigger_sql(&sync_new, &shadow, "AFTER INSERT OR UPDATE OR DELETE", None),
-            ]
-            .join(";\n"),
-        ));
-
-            steps.verify.push(VerifySpec {
-                description: format!(
-                    "{shadow_name} holds every row of {} with equal values",
-                    table
-                ),
-                schema: ctx.schema.to_owned(),
-                table: t.physical.clone(),
+            action: crate::plan::Action::CatchUp(CatchUpSpec {
+                source: source.clone(),
+                shadow: shadow.clone(),
+                log: log.clone(),
                 key: key.clone(),
-                other: shadow_name.clone(),
-                other_key: key.clone(),
-                columns: columns
-                    .iter()
-                    .filter(|(n, ..)| n != column)
-                    .map(|(n, ..)| (n.clone(), n.clone()))
-                    .collect(),
-            });
-            steps.complete.extend(validations);
-            let mut swap = vec![
-                format!("LOCK TABLE {source}, {shadow} IN ACCESS EXCLUSIVE MODE"),
-                format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&sync_old)),
-                format!("DROP TRIGGER IF EXISTS {} ON {shadow}", ident(&sync_new)),
-            ];
-            let sequences: Vec<(String, &str)> = ct
-                .columns
+                key_type: key_type.clone(),
+                columns: names.clone(),
+                from_source: from_source.clone(),
+            }),
+        });
+        let old_view = vs.table(table).cloned().unwrap_or_default();
+        let mut new_view = old_view.clone();
+        self.apply_to_table(&mut new_view);
+        let to_copy = sync_body(
+            &ctx.version_schema,
+            false,
+            &source,
+            &old_view,
+            &shadow,
+            &columns
                 .iter()
-                .filter_map(|c| {
-                    Some((
-                        qualified(&c.owned_sequence.as_ref()?.0, &c.owned_sequence.as_ref()?.1),
-                        c.name.as_str(),
-                    ))
-                })
-                .collect();
-            for (seq, _) in &sequences {
-                swap.push(format!("ALTER SEQUENCE {seq} OWNED BY NONE"));
-            }
-            swap.push(format!("DROP TABLE {source}"));
-            swap.push(format!(
-                "ALTER TABLE {shadow} RENAME TO {}",
-                ident(&t.physical)
-            ));
-            swap.extend(names_back);
-            for (seq, column) in &sequences {
-                swap.push(format!(
-                    "ALTER SEQUENCE {seq} OWNED BY {source}.{}",
-                    ident(column)
-                ));
-            }
-            if ct.replica_identity == "f" {
-                swap.push(format!("ALTER TABLE {source} REPLICA IDENTITY FULL"));
-            }
-            for f in [&sync_old, &sync_new, &log_trigger] {
-                swap.push(format!(
-                    "DROP FUNCTION IF EXISTS {}()",
-                    qualified(crate::state::SCHEMA, f)
-                ));
-            }
-            swap.push(format!("DROP TABLE IF EXISTS {log}"));
-            steps.complete.push(sql_step(
-            format!(
-                "swap {shadow_name} in for {} (drop the old table, give the copy its names and sequences)",
+                .map(|(n, up, _)| (n.clone(), up.clone()))
+                .collect::<Vec<_>>(),
+            key,
+        );
+        let to_source = sync_body(
+            &ctx.version_schema,
+            true,
+            &shadow,
+            &new_view,
+            &source,
+            &columns
+                .iter()
+                .filter_map(|(n, _, down)| Some((n.clone(), down.clone()?)))
+                .collect::<Vec<_>>(),
+            key,
+        );
+        let sync_old = internal_name("sync", &[&t.physical]);
+        let sync_new = internal_name("sync", &[&shadow_name]);
+        steps.after_backfill.push(sql_step(
+        format!(
+            "block writes to {} for the last rows of the log, then keep {shadow_name} in step by triggers",
+            table
+        ),
+        [
+            format!("LOCK TABLE {source} IN SHARE ROW EXCLUSIVE MODE"),
+            replay_all,
+            format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&log_trigger)),
+            function_sql(&sync_old, &to_copy),
+            row_trigger_sql(&sync_old, &source, "AFTER INSERT OR UPDATE OR DELETE", None),
+            function_sql(&sync_new, &to_source),
+            row_trigger_sql(&sync_new, &shadow, "AFTER INSERT OR UPDATE OR DELETE", None),
+        ]
+        .join(";\n"),
+    ));
+
+        steps.verify.push(VerifySpec {
+            description: format!(
+                "{shadow_name} holds every row of {} with equal values",
                 table
             ),
-            swap.join(";\n"),
+            schema: ctx.schema.to_owned(),
+            table: t.physical.clone(),
+            key: key.clone(),
+            other: shadow_name.clone(),
+            other_key: key.clone(),
+            columns: columns
+                .iter()
+                .filter(|(n, ..)| n != column)
+                .map(|(n, ..)| (n.clone(), n.clone()))
+                .collect(),
+        });
+        steps.complete.extend(validations);
+        let mut swap = vec![
+            format!("LOCK TABLE {source}, {shadow} IN ACCESS EXCLUSIVE MODE"),
+            format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&sync_old)),
+            format!("DROP TRIGGER IF EXISTS {} ON {shadow}", ident(&sync_new)),
+        ];
+        let sequences: Vec<(String, &str)> = ct
+            .columns
+            .iter()
+            .filter_map(|c| {
+                Some((
+                    qualified(&c.owned_sequence.as_ref()?.0, &c.owned_sequence.as_ref()?.1),
+                    c.name.as_str(),
+                ))
+            })
+            .collect();
+        for (seq, _) in &sequences {
+            swap.push(format!("ALTER SEQUENCE {seq} OWNED BY NONE"));
+        }
+        swap.push(format!("DROP TABLE {source}"));
+        swap.push(format!(
+            "ALTER TABLE {shadow} RENAME TO {}",
+            ident(&t.physical)
         ));
-
-            let mut undo = vec![
-                format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&log_trigger)),
-                format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&sync_old)),
-                format!("DROP TABLE IF EXISTS {shadow}"),
-                format!("DROP TABLE IF EXISTS {log}"),
-            ];
-            for f in [&sync_old, &sync_new, &log_trigger] {
-                undo.push(format!(
-                    "DROP FUNCTION IF EXISTS {}()",
-                    qualified(crate::state::SCHEMA, f)
-                ));
-            }
-            steps.rollback.push(sql_step(
-                format!("drop {shadow_name}, the log and the triggers"),
-                undo.join(";\n"),
+        swap.extend(names_back);
+        for (seq, column) in &sequences {
+            swap.push(format!(
+                "ALTER SEQUENCE {seq} OWNED BY {source}.{}",
+                ident(column)
             ));
-            steps
-        })
+        }
+        if ct.replica_identity == "f" {
+            swap.push(format!("ALTER TABLE {source} REPLICA IDENTITY FULL"));
+        }
+        for f in [&sync_old, &sync_new, &log_trigger] {
+            swap.push(format!(
+                "DROP FUNCTION IF EXISTS {}()",
+                qualified(crate::state::SCHEMA, f)
+            ));
+        }
+        swap.push(format!("DROP TABLE IF EXISTS {log}"));
+        steps.complete.push(sql_step(
+        format!(
+            "swap {shadow_name} in for {} (drop the old table, give the copy its names and sequences)",
+            table
+        ),
+        swap.join(";\n"),
+    ));
+
+        let mut undo = vec![
+            format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&log_trigger)),
+            format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&sync_old)),
+            format!("DROP TABLE IF EXISTS {shadow}"),
+            format!("DROP TABLE IF EXISTS {log}"),
+        ];
+        for f in [&sync_old, &sync_new, &log_trigger] {
+            undo.push(format!(
+                "DROP FUNCTION IF EXISTS {}()",
+                qualified(crate::state::SCHEMA, f)
+            ));
+        }
+        steps.rollback.push(sql_step(
+            format!("drop {shadow_name}, the log and the triggers"),
+            undo.join(";\n"),
+        ));
+        Ok(steps)
     }
 
     fn apply_to_table(&self, t: &mut crate::plan::VTable) {

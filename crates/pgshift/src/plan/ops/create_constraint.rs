@@ -95,110 +95,108 @@ impl CreateConstraint {
     }
 
     fn plan_in_place(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
-        Ok({
-            let Some(t) = vs.table(&self.table) else {
-                return Err(super::missing("table", &self.table));
-            };
-            let k = &self.constraint;
-            let table = qualified(ctx.schema, &t.physical);
-            let cols: Vec<String> = k
-                .columns
-                .iter()
-                .map(|c| ident(t.column(c).map(|v| v.physical.as_str()).unwrap_or(c)))
-                .collect();
-            let cols = cols.join(", ");
-            let name = ident(&k.name);
-            let mut steps = OpSteps::default();
-            match k.kind {
-                ConstraintType::Check | ConstraintType::ForeignKey => {
-                    let body = if k.kind == ConstraintType::Check {
-                        format!(
-                            "CHECK ({}){}",
-                            k.check.as_deref().unwrap_or("true"),
-                            if k.no_inherit { " NO INHERIT" } else { "" }
-                        )
-                    } else {
-                        let r = self.reference();
-                        let target = r
-                            .as_ref()
-                            .and_then(|r| vs.table(&r.table).map(|t| t.physical.clone()))
-                            .unwrap_or_default();
-                        format!(
-                            "FOREIGN KEY ({cols}) REFERENCES {} ({}){}",
-                            qualified(ctx.schema, &target),
-                            r.as_ref()
-                                .map(|r| r
-                                    .columns
-                                    .iter()
-                                    .map(|c| ident(c))
-                                    .collect::<Vec<_>>()
-                                    .join(", "))
-                                .unwrap_or_default(),
-                            r.map(|r| r.clauses).unwrap_or_default()
-                        )
-                    };
-                    steps.start.push(sql_step(
-                        format!("constraint {} on {}, not validated yet", k.name, self.table),
-                        format!("ALTER TABLE {table} ADD CONSTRAINT {name} {body} NOT VALID"),
-                    ));
-                    steps.complete.push(sql_step(
-                        format!("validate constraint {}", k.name),
-                        format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}"),
-                    ));
-                    steps.rollback.push(sql_step(
-                        format!("drop constraint {}", k.name),
-                        format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}"),
-                    ));
-                }
-                ConstraintType::Unique | ConstraintType::PrimaryKey => {
-                    let index = internal_name("uq", &[&k.name]);
-                    let mut create = format!(
-                        "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({cols})",
-                        ident(&index)
-                    );
-                    if !k.index_parameters.include_columns.is_empty() {
-                        let inc: Vec<String> = k
-                            .index_parameters
-                            .include_columns
-                            .iter()
-                            .map(|c| ident(c))
-                            .collect();
-                        create.push_str(&format!(" INCLUDE ({})", inc.join(", ")));
-                    }
-                    if let Some(sp) = &k.index_parameters.storage_parameters {
-                        create.push_str(&format!(" WITH ({sp})"));
-                    }
-                    steps.start.push(concurrent_step(
-                        format!("unique index for {}, built concurrently", k.name),
-                        create,
-                        Some(ConcurrentIndex::Create {
-                            schema: Some(ctx.schema.to_owned()),
-                            table: t.physical.clone(),
-                            name: Some(index.clone()),
-                        }),
-                    ));
-                    let kind = if k.kind == ConstraintType::PrimaryKey {
-                        "PRIMARY KEY"
-                    } else {
-                        "UNIQUE"
-                    };
-                    steps.complete.push(sql_step(
-                        format!("{kind} constraint {} from its index", k.name),
-                        format!(
-                            "ALTER TABLE {table} ADD CONSTRAINT {name} {kind} USING INDEX {}",
-                            ident(&index)
-                        ),
-                    ));
-                    steps.rollback.push(drop_index_step(
-                        format!("drop the index for {}", k.name),
-                        ctx.schema,
-                        &index,
-                    ));
-                }
-                ConstraintType::Exclude => {}
+        let Some(t) = vs.table(&self.table) else {
+            return Err(super::missing("table", &self.table));
+        };
+        let k = &self.constraint;
+        let table = qualified(ctx.schema, &t.physical);
+        let cols: Vec<String> = k
+            .columns
+            .iter()
+            .map(|c| ident(t.column(c).map(|v| v.physical.as_str()).unwrap_or(c)))
+            .collect();
+        let cols = cols.join(", ");
+        let name = ident(&k.name);
+        let mut steps = OpSteps::default();
+        match k.kind {
+            ConstraintType::Check | ConstraintType::ForeignKey => {
+                let body = if k.kind == ConstraintType::Check {
+                    format!(
+                        "CHECK ({}){}",
+                        k.check.as_deref().unwrap_or("true"),
+                        if k.no_inherit { " NO INHERIT" } else { "" }
+                    )
+                } else {
+                    let r = self.reference();
+                    let target = r
+                        .as_ref()
+                        .and_then(|r| vs.table(&r.table).map(|t| t.physical.clone()))
+                        .unwrap_or_default();
+                    format!(
+                        "FOREIGN KEY ({cols}) REFERENCES {} ({}){}",
+                        qualified(ctx.schema, &target),
+                        r.as_ref()
+                            .map(|r| r
+                                .columns
+                                .iter()
+                                .map(|c| ident(c))
+                                .collect::<Vec<_>>()
+                                .join(", "))
+                            .unwrap_or_default(),
+                        r.map(|r| r.clauses).unwrap_or_default()
+                    )
+                };
+                steps.start.push(sql_step(
+                    format!("constraint {} on {}, not validated yet", k.name, self.table),
+                    format!("ALTER TABLE {table} ADD CONSTRAINT {name} {body} NOT VALID"),
+                ));
+                steps.complete.push(sql_step(
+                    format!("validate constraint {}", k.name),
+                    format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}"),
+                ));
+                steps.rollback.push(sql_step(
+                    format!("drop constraint {}", k.name),
+                    format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}"),
+                ));
             }
-            steps
-        })
+            ConstraintType::Unique | ConstraintType::PrimaryKey => {
+                let index = internal_name("uq", &[&k.name]);
+                let mut create = format!(
+                    "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({cols})",
+                    ident(&index)
+                );
+                if !k.index_parameters.include_columns.is_empty() {
+                    let inc: Vec<String> = k
+                        .index_parameters
+                        .include_columns
+                        .iter()
+                        .map(|c| ident(c))
+                        .collect();
+                    create.push_str(&format!(" INCLUDE ({})", inc.join(", ")));
+                }
+                if let Some(sp) = &k.index_parameters.storage_parameters {
+                    create.push_str(&format!(" WITH ({sp})"));
+                }
+                steps.start.push(concurrent_step(
+                    format!("unique index for {}, built concurrently", k.name),
+                    create,
+                    Some(ConcurrentIndex::Create {
+                        schema: Some(ctx.schema.to_owned()),
+                        table: t.physical.clone(),
+                        name: Some(index.clone()),
+                    }),
+                ));
+                let kind = if k.kind == ConstraintType::PrimaryKey {
+                    "PRIMARY KEY"
+                } else {
+                    "UNIQUE"
+                };
+                steps.complete.push(sql_step(
+                    format!("{kind} constraint {} from its index", k.name),
+                    format!(
+                        "ALTER TABLE {table} ADD CONSTRAINT {name} {kind} USING INDEX {}",
+                        ident(&index)
+                    ),
+                ));
+                steps.rollback.push(drop_index_step(
+                    format!("drop the index for {}", k.name),
+                    ctx.schema,
+                    &index,
+                ));
+            }
+            ConstraintType::Exclude => {}
+        }
+        Ok(steps)
     }
 }
 

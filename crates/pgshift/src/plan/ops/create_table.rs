@@ -263,57 +263,55 @@ impl OperationPlan for CreateTable {
     }
 
     fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
-        Ok({
-            let mut parts: Vec<String> = self
-                .columns
+        let mut parts: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| column_definition(ctx, vs, c, &c.name, true))
+            .collect();
+        let pk: Vec<String> = self
+            .columns
+            .iter()
+            .filter(|c| c.pk)
+            .map(|c| ident(&c.name))
+            .collect();
+        if !pk.is_empty() {
+            parts.push(format!("PRIMARY KEY ({})", pk.join(", ")));
+        }
+        parts.extend(
+            self.constraints
                 .iter()
-                .map(|c| column_definition(ctx, vs, c, &c.name, true))
-                .collect();
-            let pk: Vec<String> = self
-                .columns
-                .iter()
-                .filter(|c| c.pk)
-                .map(|c| ident(&c.name))
-                .collect();
-            if !pk.is_empty() {
-                parts.push(format!("PRIMARY KEY ({})", pk.join(", ")));
-            }
-            parts.extend(
-                self.constraints
-                    .iter()
-                    .map(|c| constraint_definition(ctx, vs, c)),
-            );
-            let table = qualified(ctx.schema, &self.name);
-            let mut start = vec![sql_step(
-                format!("create table {}", self.name),
-                format!("CREATE TABLE {table} ({})", parts.join(", ")),
-            )];
-            if let Some(comment) = &self.comment {
+                .map(|c| constraint_definition(ctx, vs, c)),
+        );
+        let table = qualified(ctx.schema, &self.name);
+        let mut start = vec![sql_step(
+            format!("create table {}", self.name),
+            format!("CREATE TABLE {table} ({})", parts.join(", ")),
+        )];
+        if let Some(comment) = &self.comment {
+            start.push(sql_step(
+                format!("comment on table {}", self.name),
+                format!("COMMENT ON TABLE {table} IS {}", literal(comment)),
+            ));
+        }
+        for c in &self.columns {
+            if let Some(comment) = &c.comment {
                 start.push(sql_step(
-                    format!("comment on table {}", self.name),
-                    format!("COMMENT ON TABLE {table} IS {}", literal(comment)),
+                    format!("comment on column {}.{}", self.name, c.name),
+                    format!(
+                        "COMMENT ON COLUMN {table}.{} IS {}",
+                        ident(&c.name),
+                        literal(comment)
+                    ),
                 ));
             }
-            for c in &self.columns {
-                if let Some(comment) = &c.comment {
-                    start.push(sql_step(
-                        format!("comment on column {}.{}", self.name, c.name),
-                        format!(
-                            "COMMENT ON COLUMN {table}.{} IS {}",
-                            ident(&c.name),
-                            literal(comment)
-                        ),
-                    ));
-                }
-            }
-            OpSteps {
-                start,
-                rollback: vec![sql_step(
-                    format!("drop table {}", self.name),
-                    format!("DROP TABLE IF EXISTS {table}"),
-                )],
-                ..OpSteps::default()
-            }
+        }
+        Ok(OpSteps {
+            start,
+            rollback: vec![sql_step(
+                format!("drop table {}", self.name),
+                format!("DROP TABLE IF EXISTS {table}"),
+            )],
+            ..OpSteps::default()
         })
     }
 }

@@ -19,44 +19,42 @@ impl OperationPlan for DropColumn {
     }
 
     fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
-        Ok({
-            let Some(t) = vs.table(&self.table) else {
-                return Err(super::missing("table", &self.table));
-            };
-            let physical = t
-                .column(&self.column)
-                .map(|c| c.physical.clone())
-                .unwrap_or_default();
-            let mut steps = OpSteps::default();
-            let trigger = internal_name("trg", &[&t.physical, &self.column]);
-            // The trigger (if any) goes in the same transaction as the column.
-            let mut drop = Vec::new();
-            if let Some(down) = &self.down {
-                drop = triggers::drop_sql(ctx.schema, &t.physical, &trigger);
-                let mut new_version = t.clone();
-                new_version.columns.retain(|c| c.name != self.column);
-                DualWrite {
-                    schema: ctx.schema,
-                    table: &t.physical,
-                    name: trigger.clone(),
-                    version_schema: &ctx.version_schema,
-                    old_version: t,
-                    new_version: &new_version,
-                    up: Vec::new(),
-                    down: vec![(physical.clone(), down.clone())],
-                }
-                .attach(&mut steps);
+        let Some(t) = vs.table(&self.table) else {
+            return Err(super::missing("table", &self.table));
+        };
+        let physical = t
+            .column(&self.column)
+            .map(|c| c.physical.clone())
+            .unwrap_or_default();
+        let mut steps = OpSteps::default();
+        let trigger = internal_name("trg", &[&t.physical, &self.column]);
+        // The trigger (if any) goes in the same transaction as the column.
+        let mut drop = Vec::new();
+        if let Some(down) = &self.down {
+            drop = triggers::drop_sql(ctx.schema, &t.physical, &trigger);
+            let mut new_version = t.clone();
+            new_version.columns.retain(|c| c.name != self.column);
+            DualWrite {
+                schema: ctx.schema,
+                table: &t.physical,
+                name: trigger.clone(),
+                version_schema: &ctx.version_schema,
+                old_version: t,
+                new_version: &new_version,
+                up: Vec::new(),
+                down: vec![(physical.clone(), down.clone())],
             }
-            drop.push(format!(
-                "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
-                qualified(ctx.schema, &t.physical),
-                ident(&physical)
-            ));
-            steps.complete.push(sql_step(
-                format!("drop column {}.{}", self.table, self.column),
-                drop.join(";\n"),
-            ));
-            steps
-        })
+            .attach(&mut steps);
+        }
+        drop.push(format!(
+            "ALTER TABLE {} DROP COLUMN IF EXISTS {}",
+            qualified(ctx.schema, &t.physical),
+            ident(&physical)
+        ));
+        steps.complete.push(sql_step(
+            format!("drop column {}.{}", self.table, self.column),
+            drop.join(";\n"),
+        ));
+        Ok(steps)
     }
 }

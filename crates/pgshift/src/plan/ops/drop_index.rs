@@ -12,15 +12,13 @@ impl OperationPlan for DropIndex {
     fn apply(&self, _vs: &mut VirtualSchema) {}
 
     fn plan(&self, ctx: &PlanContext, _vs: &VirtualSchema) -> super::Planned {
-        Ok({
-            OpSteps {
-                complete: vec![drop_index_step(
-                    format!("drop index {}", self.name),
-                    ctx.schema,
-                    &self.name,
-                )],
-                ..OpSteps::default()
-            }
+        Ok(OpSteps {
+            complete: vec![drop_index_step(
+                format!("drop index {}", self.name),
+                ctx.schema,
+                &self.name,
+            )],
+            ..OpSteps::default()
         })
     }
 }

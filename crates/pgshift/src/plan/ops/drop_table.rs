@@ -15,18 +15,16 @@ impl OperationPlan for DropTable {
     }
 
     fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
-        Ok({
-            let physical = vs
-                .table(&self.name)
-                .map(|t| t.physical.clone())
-                .unwrap_or_default();
-            OpSteps {
-                complete: vec![sql_step(
-                    format!("drop table {}", self.name),
-                    format!("DROP TABLE IF EXISTS {}", qualified(ctx.schema, &physical)),
-                )],
-                ..OpSteps::default()
-            }
+        let physical = vs
+            .table(&self.name)
+            .map(|t| t.physical.clone())
+            .unwrap_or_default();
+        Ok(OpSteps {
+            complete: vec![sql_step(
+                format!("drop table {}", self.name),
+                format!("DROP TABLE IF EXISTS {}", qualified(ctx.schema, &physical)),
+            )],
+            ..OpSteps::default()
         })
     }
 }

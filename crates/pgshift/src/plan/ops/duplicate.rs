@@ -97,20 +97,18 @@ impl Duplication<'_> {
     }
 
     pub fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
-        Ok({
-            let (mut steps, swap) = self.plan_parts(ctx, vs);
-            if !swap.is_empty() {
-                steps.complete.push(sql_step(
-                    format!(
-                        "swap {} on {} for their new copies",
-                        names(&self.columns),
-                        self.table
-                    ),
-                    swap.join(";\n"),
-                ));
-            }
-            steps
-        })
+        let (mut steps, swap) = self.plan_parts(ctx, vs);
+        if !swap.is_empty() {
+            steps.complete.push(sql_step(
+                format!(
+                    "swap {} on {} for their new copies",
+                    names(&self.columns),
+                    self.table
+                ),
+                swap.join(";\n"),
+            ));
+        }
+        Ok(steps)
     }
 
     /// The steps, without the swap at complete, and the swap's statements (for an

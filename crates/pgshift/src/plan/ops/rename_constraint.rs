@@ -26,23 +26,21 @@ impl OperationPlan for RenameConstraint {
     }
 
     fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
-        Ok({
-            let physical = vs
-                .table(&self.table)
-                .map(|t| t.physical.clone())
-                .unwrap_or_default();
-            OpSteps {
-                complete: vec![sql_step(
-                    format!("rename constraint {} to {}", self.from, self.to),
-                    format!(
-                        "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
-                        qualified(ctx.schema, &physical),
-                        ident(&self.from),
-                        ident(&self.to)
-                    ),
-                )],
-                ..OpSteps::default()
-            }
+        let physical = vs
+            .table(&self.table)
+            .map(|t| t.physical.clone())
+            .unwrap_or_default();
+        Ok(OpSteps {
+            complete: vec![sql_step(
+                format!("rename constraint {} to {}", self.from, self.to),
+                format!(
+                    "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+                    qualified(ctx.schema, &physical),
+                    ident(&self.from),
+                    ident(&self.to)
+                ),
+            )],
+            ..OpSteps::default()
         })
     }
 }

@@ -23,22 +23,20 @@ impl OperationPlan for RenameTable {
     }
 
     fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
-        Ok({
-            let physical = vs
-                .table(&self.from)
-                .map(|t| t.physical.clone())
-                .unwrap_or_default();
-            OpSteps {
-                complete: vec![sql_step(
-                    format!("rename table {} to {}", self.from, self.to),
-                    format!(
-                        "ALTER TABLE {} RENAME TO {}",
-                        qualified(ctx.schema, &physical),
-                        ident(&self.to)
-                    ),
-                )],
-                ..OpSteps::default()
-            }
+        let physical = vs
+            .table(&self.from)
+            .map(|t| t.physical.clone())
+            .unwrap_or_default();
+        Ok(OpSteps {
+            complete: vec![sql_step(
+                format!("rename table {} to {}", self.from, self.to),
+                format!(
+                    "ALTER TABLE {} RENAME TO {}",
+                    qualified(ctx.schema, &physical),
+                    ident(&self.to)
+                ),
+            )],
+            ..OpSteps::default()
         })
     }
 }

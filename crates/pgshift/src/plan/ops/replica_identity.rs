@@ -13,38 +13,36 @@ impl OperationPlan for SetReplicaIdentity {
     fn apply(&self, _vs: &mut VirtualSchema) {}
 
     fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
-        Ok({
-            let physical = vs
-                .table(&self.table)
-                .map(|t| t.physical.clone())
-                .unwrap_or_default();
-            let table = qualified(ctx.schema, &physical);
-            let identity = identity_sql(self.identity.kind, self.identity.index.as_deref());
-            // Rollback restores what the table had before start.
-            let before = ctx.catalog.table(&physical).map(|t| {
-                let kind = match t.replica_identity.as_str() {
-                    "n" => ReplicaIdentityType::Nothing,
-                    "f" => ReplicaIdentityType::Full,
-                    "i" => ReplicaIdentityType::Index,
-                    _ => ReplicaIdentityType::Default,
-                };
-                identity_sql(kind, t.replica_index.as_deref())
-            });
-            OpSteps {
-                start: vec![sql_step(
-                    format!("set the replica identity of {}", self.table),
-                    format!("ALTER TABLE {table} REPLICA IDENTITY {identity}"),
-                )],
-                rollback: before
-                    .map(|before| {
-                        vec![sql_step(
-                            format!("restore the replica identity of {}", self.table),
-                            format!("ALTER TABLE {table} REPLICA IDENTITY {before}"),
-                        )]
-                    })
-                    .unwrap_or_default(),
-                ..OpSteps::default()
-            }
+        let physical = vs
+            .table(&self.table)
+            .map(|t| t.physical.clone())
+            .unwrap_or_default();
+        let table = qualified(ctx.schema, &physical);
+        let identity = identity_sql(self.identity.kind, self.identity.index.as_deref());
+        // Rollback restores what the table had before start.
+        let before = ctx.catalog.table(&physical).map(|t| {
+            let kind = match t.replica_identity.as_str() {
+                "n" => ReplicaIdentityType::Nothing,
+                "f" => ReplicaIdentityType::Full,
+                "i" => ReplicaIdentityType::Index,
+                _ => ReplicaIdentityType::Default,
+            };
+            identity_sql(kind, t.replica_index.as_deref())
+        });
+        Ok(OpSteps {
+            start: vec![sql_step(
+                format!("set the replica identity of {}", self.table),
+                format!("ALTER TABLE {table} REPLICA IDENTITY {identity}"),
+            )],
+            rollback: before
+                .map(|before| {
+                    vec![sql_step(
+                        format!("restore the replica identity of {}", self.table),
+                        format!("ALTER TABLE {table} REPLICA IDENTITY {before}"),
+                    )]
+                })
+                .unwrap_or_default(),
+            ..OpSteps::default()
         })
     }
 }

@@ -44,31 +44,29 @@ impl OperationPlan for RawSql {
     fn apply(&self, _vs: &mut VirtualSchema) {}
 
     fn plan(&self, _ctx: &PlanContext, _vs: &VirtualSchema) -> super::Planned {
-        Ok({
-            let up = steps(&self.up, "sql up");
-            let down = match self.down.as_deref() {
-                Some(d) => steps(d, "sql down"),
-                None => inferred_down(&self.up)
-                    .into_iter()
-                    .map(|sql| {
-                        crate::plan::sql_step(
-                            format!("undo sql up: {}", crate::exec::abbreviate(&sql, 60)),
-                            sql,
-                        )
-                    })
-                    .collect(),
-            };
-            if self.on_complete {
-                OpSteps {
-                    complete: up,
-                    ..OpSteps::default()
-                }
-            } else {
-                OpSteps {
-                    start: up,
-                    rollback: down,
-                    ..OpSteps::default()
-                }
+        let up = steps(&self.up, "sql up");
+        let down = match self.down.as_deref() {
+            Some(d) => steps(d, "sql down"),
+            None => inferred_down(&self.up)
+                .into_iter()
+                .map(|sql| {
+                    crate::plan::sql_step(
+                        format!("undo sql up: {}", crate::exec::abbreviate(&sql, 60)),
+                        sql,
+                    )
+                })
+                .collect(),
+        };
+        Ok(if self.on_complete {
+            OpSteps {
+                complete: up,
+                ..OpSteps::default()
+            }
+        } else {
+            OpSteps {
+                start: up,
+                rollback: down,
+                ..OpSteps::default()
             }
         })
     }

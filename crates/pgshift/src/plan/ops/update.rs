@@ -23,30 +23,28 @@ impl OperationPlan for Update {
     fn apply(&self, _vs: &mut VirtualSchema) {}
 
     fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
-        Ok({
-            let Some(t) = vs.table(&self.table) else {
-                return Err(super::missing("table", &self.table));
-            };
-            OpSteps {
-                backfills: vec![BackfillSpec {
-                    schema: ctx.schema.to_owned(),
-                    table: t.physical.clone(),
-                    condition: self.condition.clone(),
-                    insert: None,
-                    set: self
-                        .set
-                        .iter()
-                        .map(|(col, expr)| {
-                            let physical = t
-                                .column(col)
-                                .map(|c| c.physical.clone())
-                                .unwrap_or_else(|| col.clone());
-                            (physical, expr.clone())
-                        })
-                        .collect(),
-                }],
-                ..OpSteps::default()
-            }
+        let Some(t) = vs.table(&self.table) else {
+            return Err(super::missing("table", &self.table));
+        };
+        Ok(OpSteps {
+            backfills: vec![BackfillSpec {
+                schema: ctx.schema.to_owned(),
+                table: t.physical.clone(),
+                condition: self.condition.clone(),
+                insert: None,
+                set: self
+                    .set
+                    .iter()
+                    .map(|(col, expr)| {
+                        let physical = t
+                            .column(col)
+                            .map(|c| c.physical.clone())
+                            .unwrap_or_else(|| col.clone());
+                        (physical, expr.clone())
+                    })
+                    .collect(),
+            }],
+            ..OpSteps::default()
         })
     }
 }
