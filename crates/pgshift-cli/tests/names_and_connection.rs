@@ -28,7 +28,7 @@ async fn hostile_names_work_in_migrate_state_and_index_rebuild() {
     c.batch_execute(&format!("CREATE SCHEMA {}", ident(HOSTILE_SCHEMA)))
         .await
         .unwrap();
-    let table = qualified(HOSTILE_SCHEMA, HOSTILE_TABLE);
+    let table = qualified(HOSTILE_SCHEMA, HOSTILE_TABLE).to_string();
     let ix = index_name();
 
     // A failed unique build leaves an INVALID index (built here by hand, as a crashed tool

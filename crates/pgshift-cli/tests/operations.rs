@@ -357,6 +357,17 @@ const CASES: &[Case] = &[
         done: &[("SELECT pg_get_indexdef('t_v_partial'::regclass)", "CREATE INDEX t_v_partial ON public.t USING btree (v) WHERE (v > 10)")],
     },
     Case {
+        name: "create_index_qualified_collation",
+        setup: "CREATE SCHEMA ops; CREATE COLLATION ops.\"bytes.v1\" FROM \"C\"; CREATE TABLE t (id int PRIMARY KEY, name text); INSERT INTO t SELECT g, 'n' || g FROM generate_series(1, 100) g;",
+        migration: "operations:\n  - create_index:\n      name: t_name_bytes\n      table: t\n      columns:\n        - column: name\n          collate: {schema: ops, name: bytes.v1}\n          opclass: {schema: pg_catalog, name: text_pattern_ops}\n",
+        old_writes: &["INSERT INTO t VALUES (101, 'x')"],
+        new_writes: &["INSERT INTO t VALUES (102, 'y')"],
+        new_refused: &[],
+        open: &[("SELECT indisvalid::text FROM pg_index WHERE indexrelid = 't_name_bytes'::regclass", "true")],
+        open_new: &[],
+        done: &[("SELECT pg_get_indexdef('t_name_bytes'::regclass)", "CREATE INDEX t_name_bytes ON public.t USING btree (name COLLATE ops.\"bytes.v1\" text_pattern_ops)")],
+    },
+    Case {
         name: "drop_index",
         setup: "CREATE TABLE t (id int PRIMARY KEY, v int); CREATE INDEX t_v ON t (v);",
         migration: "operations:\n  - drop_index:\n      name: t_v\n",

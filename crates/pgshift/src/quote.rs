@@ -11,8 +11,57 @@ use std::fmt;
 /// them instead, so that the name it checks is the name the server stores.
 pub const MAX_IDENTIFIER_BYTES: usize = 63;
 
+/// A quoted identifier: SQL text that names exactly one object, made only by [`ident`].
+/// A raw name (`String`, as written in a file or read from the catalog) is a different
+/// type, so one cannot go into SQL where the other is meant without passing through here.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Quoted(String);
+
+impl Quoted {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Quoted {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Quoted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for Quoted {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<Quoted> for &str {
+    fn eq(&self, other: &Quoted) -> bool {
+        *self == other.0
+    }
+}
+
+impl PartialEq<&str> for Quoted {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<Quoted> for String {
+    fn from(q: Quoted) -> String {
+        q.0
+    }
+}
+
 /// Quotes an identifier: `orders` becomes `"orders"`, `a"b` becomes `"a""b"`.
-pub fn ident(name: &str) -> String {
+pub fn ident(name: &str) -> Quoted {
     let mut out = String::with_capacity(name.len() + 2);
     out.push('"');
     for ch in name.chars() {
@@ -22,7 +71,7 @@ pub fn ident(name: &str) -> String {
         out.push(ch);
     }
     out.push('"');
-    out
+    Quoted(out)
 }
 
 /// Quotes each name of a list and joins them with commas: `"a", "b"`.
@@ -31,8 +80,8 @@ pub fn ident_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 /// Quotes a schema-qualified name: `"schema"."name"`.
-pub fn qualified(schema: &str, name: &str) -> String {
-    format!("{}.{}", ident(schema), ident(name))
+pub fn qualified(schema: &str, name: &str) -> Quoted {
+    Quoted(format!("{}.{}", ident(schema), ident(name)))
 }
 
 /// Quotes a string literal so that it reads the same whatever `standard_conforming_strings`

@@ -6,7 +6,7 @@ use super::{Position, Run, Walk};
 use crate::error::{Error, Result};
 use crate::exec::{BackfillSettings, Policy};
 use crate::plan::{expression, BackfillSpec};
-use crate::quote::{ident, qualified};
+use crate::quote::{ident, qualified, Quoted};
 use crate::state;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -223,7 +223,7 @@ impl Write {
             },
             Some(insert) => Write::Insert {
                 target: target.to_owned(),
-                into: qualified(&spec.schema, &insert.table),
+                into: qualified(&spec.schema, &insert.table).into(),
                 columns: crate::quote::ident_list(insert.columns.iter().map(|(c, _)| c.as_str())),
                 select: insert
                     .columns
@@ -300,7 +300,7 @@ pub(super) fn keyset_sql(
     with_cursor: bool,
     bounded: bool,
 ) -> (String, (String, String)) {
-    let cols: Vec<String> = key.iter().map(|k| ident(k)).collect();
+    let cols: Vec<Quoted> = key.iter().map(|k| ident(k)).collect();
     let cols_list = cols.join(", ");
     let n = cols.len();
     let params = |from: usize| -> String {

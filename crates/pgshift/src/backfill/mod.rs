@@ -102,7 +102,7 @@ pub async fn run(s: &Session<'_>, migration: &str, step: i32, spec: &BackfillSpe
             spec.schema, spec.table
         )));
     };
-    let target = qualified(&spec.schema, &spec.table);
+    let target = qualified(&spec.schema, &spec.table).to_string();
     let walk = match table.backfill_key() {
         Some(key) => Walk::Keyset {
             key: key.to_vec(),

@@ -4,7 +4,7 @@
 use super::Walk;
 use crate::error::Result;
 use crate::plan::BackfillSpec;
-use crate::quote::ident;
+use crate::quote::{ident, Quoted};
 use tokio_postgres::Client;
 
 /// Part bounds: (start cursor, start page, upper bound). One part when `workers` is 1 or
@@ -36,7 +36,7 @@ pub(super) async fn split(
                     return Ok(bounds_between(splits));
                 }
             }
-            let cols: Vec<String> = key.iter().map(|k| ident(k)).collect();
+            let cols: Vec<Quoted> = key.iter().map(|k| ident(k)).collect();
             let as_text: Vec<String> = cols.iter().map(|c| format!("{c}::text")).collect();
             let sql = format!(
                 "SELECT ARRAY[{}] FROM {target} ORDER BY {} OFFSET $1 LIMIT 1",

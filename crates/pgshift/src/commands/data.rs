@@ -234,8 +234,8 @@ pub async fn data_run(s: &Session<'_>, data_dir: &Path) -> Result<Vec<(String, i
                                 let spec = crate::plan::BackfillSpec {
                                     schema: s.schema().to_owned(),
                                     table: u.table.clone(),
-                                    set: u.set.iter().map(|(c, e)| (c.clone(), e.clone())).collect(),
-                                    condition: u.condition.clone(),
+                                    set: u.set.iter().map(|(c, e)| (c.clone(), e.to_string())).collect(),
+                                    condition: u.condition.clone().map(String::from),
                                     insert: None,
                                 };
                                 rows += crate::backfill::run(

@@ -155,100 +155,152 @@ fn refuse<E: serde::de::Error>(what: &str, text: &str, why: String) -> E {
     ))
 }
 
-/// A field's deserializers, for a required and an optional field (not every kind has both
-/// in the model yet).
-macro_rules! fragment {
-    ($one:ident, $opt:ident, $check:path, $what:literal) => {
-        #[allow(dead_code)]
-        pub(crate) fn $one<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-            let text = String::deserialize(d)?;
-            $check(&text).map_err(|why| refuse::<D::Error>($what, &text, why))?;
-            Ok(text)
+/// A newtype for one kind of fragment: the text, parsed as exactly that kind when the file
+/// is read (`Deserialize` refuses anything else), read back as `&str` for the statements
+/// the planner builds. Nothing outside this module makes one from unchecked text.
+macro_rules! fragment_type {
+    ($(#[$meta:meta])* $name:ident, $check:path, $what:literal) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// The text, if it is exactly this kind of fragment.
+            pub fn parse(text: impl Into<String>) -> Result<Self, String> {
+                let text = text.into();
+                $check(&text)?;
+                Ok($name(text))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
         }
 
-        #[allow(dead_code)]
-        pub(crate) fn $opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-            match Option::<String>::deserialize(d)? {
-                None => Ok(None),
-                Some(text) => {
-                    $check(&text).map_err(|why| refuse::<D::Error>($what, &text, why))?;
-                    Ok(Some(text))
-                }
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(f: $name) -> String {
+                f.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                $check(&text).map_err(|why| refuse::<D::Error>($what, &text, why))?;
+                Ok($name(text))
             }
         }
     };
 }
 
-fragment!(
-    expression,
-    expression_opt,
+fragment_type!(
+    /// One SQL expression (`default`, `check`, `predicate`, `where`, a generated column).
+    Expression,
     check_expression,
     "an SQL expression"
 );
-fragment!(
-    expression_or_query,
-    expression_or_query_opt,
+fragment_type!(
+    /// One SQL expression or one SELECT (`up`, `down`, `set`).
+    ExpressionOrQuery,
     check_expression_or_query,
     "an SQL expression or SELECT"
 );
-fragment!(type_name, type_name_opt, check_type, "a type name");
-fragment!(
-    storage_parameters,
-    storage_parameters_opt,
+fragment_type!(
+    /// A type name, as in a column definition.
+    TypeName,
+    check_type,
+    "a type name"
+);
+fragment_type!(
+    /// A list of storage parameters, `name = value, ...`.
+    StorageParameters,
     check_storage_parameters,
     "a list of storage parameters"
 );
-fragment!(
-    sequence_options,
-    sequence_options_opt,
+fragment_type!(
+    /// An identity column's sequence options.
+    SequenceOptions,
     check_sequence_options,
     "a list of sequence options"
 );
-fragment!(
-    exclude_elements,
-    exclude_elements_opt,
+fragment_type!(
+    /// The elements of an EXCLUDE constraint, `col WITH op, ...`.
+    ExcludeElements,
     check_exclude_elements,
     "a list of exclusion elements"
 );
-fragment!(statements_text, statements_opt, check_statements, "SQL");
+fragment_type!(
+    /// Raw SQL statements (a `sql` operation's `up` and `down`).
+    SqlText,
+    check_statements,
+    "SQL"
+);
+fragment_type!(
+    /// One parameter of an operator class, `name = value`.
+    Parameter,
+    check_storage_parameters,
+    "a parameter"
+);
 
-/// An operator class's parameters, each `name = value`.
-pub(crate) fn storage_parameter_list<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Vec<String>, D::Error> {
-    let params = Vec::<String>::deserialize(d)?;
-    for p in &params {
-        check_storage_parameters(p).map_err(|why| refuse::<D::Error>("a parameter", p, why))?;
+impl ExpressionOrQuery {
+    /// The expression that reads column `name` as it is (a quoted identifier is always
+    /// exactly one expression).
+    pub fn column(name: &str) -> Self {
+        ExpressionOrQuery(crate::quote::ident(name).into())
     }
-    Ok(params)
-}
-
-/// `default` of alter_column: absent, `null` (drop the default), or an expression.
-pub(crate) fn expression_present_or_null<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Option<String>>, D::Error> {
-    expression_opt(d).map(Some)
 }
 
 /// A map of column to expression (`set` of update) or to `up`/`down`.
 pub(crate) fn expression_map<'de, D: Deserializer<'de>>(
     d: D,
-) -> Result<BTreeMap<String, String>, D::Error> {
-    let map = BTreeMap::<String, String>::deserialize(d)?;
-    for (column, text) in &map {
+) -> Result<BTreeMap<String, ExpressionOrQuery>, D::Error> {
+    let map = BTreeMap::<String, ExpressionOrQuery>::deserialize(d)?;
+    for column in map.keys() {
         crate::quote::validate_identifier(column)
             .map_err(|e| D::Error::custom(format!("invalid name {column:?}: {e}")))?;
-        check_expression_or_query(text)
-            .map_err(|why| refuse::<D::Error>("an SQL expression", text, why))?;
     }
     Ok(map)
 }
 
 pub(crate) fn expression_map_opt<'de, D: Deserializer<'de>>(
     d: D,
-) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+) -> Result<Option<BTreeMap<String, ExpressionOrQuery>>, D::Error> {
     #[derive(Deserialize)]
-    struct Wrapped(#[serde(deserialize_with = "expression_map")] BTreeMap<String, String>);
+    struct Wrapped(
+        #[serde(deserialize_with = "expression_map")] BTreeMap<String, ExpressionOrQuery>,
+    );
     Ok(Option::<Wrapped>::deserialize(d)?.map(|w| w.0))
 }
 
@@ -293,5 +345,26 @@ mod tests {
         assert!(check_exclude_elements("room WITH =, during WITH &&").is_ok());
         assert!(check_statements("CREATE TABLE a (id int); CREATE TABLE b (id int)").is_ok());
         assert!(check_statements("CREATE TABLE (").is_err());
+    }
+
+    #[test]
+    fn fragments_are_their_own_types_and_read_only_what_their_kind_allows() {
+        #[derive(Deserialize)]
+        struct F {
+            default: Expression,
+            #[serde(rename = "type")]
+            data_type: TypeName,
+        }
+        let ok: F = serde_json::from_str(r#"{"default": "0", "type": "bigint"}"#).unwrap();
+        assert_eq!(ok.default, "0");
+        assert_eq!(ok.data_type.as_str(), "bigint");
+        let bad =
+            serde_json::from_str::<F>(r#"{"default": "0; DROP TABLE victim", "type": "int"}"#)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+        assert!(bad.contains("an SQL expression"), "{bad}");
+        assert!(Expression::parse("1 FROM pg_class").is_err());
+        assert_eq!(ExpressionOrQuery::column(r#"a"b"#).as_str(), r#""a""b""#);
     }
 }

@@ -10,7 +10,10 @@ mod fragment;
 mod ops;
 mod parse;
 
-pub use fragment::{check_expression, check_expression_or_query, check_type};
+pub use fragment::{
+    check_expression, check_expression_or_query, check_type, ExcludeElements, Expression,
+    ExpressionOrQuery, Parameter, SequenceOptions, SqlText, StorageParameters, TypeName,
+};
 
 pub use ops::*;
 pub use parse::{parse_migration, Format};

@@ -1,5 +1,9 @@
 //! The operations of a migration, in pgroll's vocabulary.
 
+use super::fragment::{
+    ExcludeElements, Expression, ExpressionOrQuery, Parameter, SequenceOptions, SqlText,
+    StorageParameters, TypeName,
+};
 use super::{identifier, identifier_opt, identifiers, present_or_null};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
@@ -247,8 +251,8 @@ pub struct CreateTable {
 pub struct Column {
     #[serde(deserialize_with = "identifier")]
     pub name: String,
-    #[serde(rename = "type", deserialize_with = "super::fragment::type_name")]
-    pub data_type: String,
+    #[serde(rename = "type")]
+    pub data_type: TypeName,
     /// pgroll's default: a column is NOT NULL unless it says `nullable: true`.
     #[serde(default)]
     pub nullable: bool,
@@ -256,8 +260,8 @@ pub struct Column {
     pub pk: bool,
     #[serde(default)]
     pub unique: bool,
-    #[serde(default, deserialize_with = "super::fragment::expression_opt")]
-    pub default: Option<String>,
+    #[serde(default)]
+    pub default: Option<Expression>,
     #[serde(default)]
     pub check: Option<CheckConstraint>,
     #[serde(default)]
@@ -271,8 +275,8 @@ pub struct Column {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Generated {
-    #[serde(default, deserialize_with = "super::fragment::expression_opt")]
-    pub expression: Option<String>,
+    #[serde(default)]
+    pub expression: Option<Expression>,
     #[serde(default)]
     pub identity: Option<Identity>,
 }
@@ -282,8 +286,8 @@ pub struct Generated {
 pub struct Identity {
     #[serde(default)]
     pub user_specified_values: Option<IdentityKind>,
-    #[serde(default, deserialize_with = "super::fragment::sequence_options_opt")]
-    pub sequence_options: Option<String>,
+    #[serde(default)]
+    pub sequence_options: Option<SequenceOptions>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -299,8 +303,7 @@ pub enum IdentityKind {
 pub struct CheckConstraint {
     #[serde(deserialize_with = "identifier")]
     pub name: String,
-    #[serde(deserialize_with = "super::fragment::expression")]
-    pub constraint: String,
+    pub constraint: Expression,
     #[serde(default)]
     pub no_inherit: bool,
 }
@@ -382,8 +385,8 @@ pub enum ConstraintType {
 pub struct IndexParameters {
     #[serde(default, deserialize_with = "identifiers")]
     pub include_columns: Vec<String>,
-    #[serde(default, deserialize_with = "super::fragment::storage_parameters_opt")]
-    pub storage_parameters: Option<String>,
+    #[serde(default)]
+    pub storage_parameters: Option<StorageParameters>,
     #[serde(default, deserialize_with = "identifier_opt")]
     pub tablespace: Option<String>,
 }
@@ -393,10 +396,9 @@ pub struct IndexParameters {
 pub struct ExcludeSpec {
     #[serde(default, deserialize_with = "identifier_opt")]
     pub index_method: Option<String>,
-    #[serde(deserialize_with = "super::fragment::exclude_elements")]
-    pub elements: String,
-    #[serde(default, deserialize_with = "super::fragment::expression_opt")]
-    pub predicate: Option<String>,
+    pub elements: ExcludeElements,
+    #[serde(default)]
+    pub predicate: Option<Expression>,
 }
 
 /// The fields shared by a table constraint in `create_table` and by `create_constraint`.
@@ -409,8 +411,8 @@ struct RawConstraint {
     kind: ConstraintType,
     #[serde(default, deserialize_with = "identifiers")]
     columns: Vec<String>,
-    #[serde(default, deserialize_with = "super::fragment::expression_opt")]
-    check: Option<String>,
+    #[serde(default)]
+    check: Option<Expression>,
     #[serde(default)]
     no_inherit: bool,
     #[serde(default)]
@@ -429,9 +431,9 @@ struct RawConstraint {
     #[serde(default)]
     table: Option<String>,
     #[serde(default, deserialize_with = "super::fragment::expression_map_opt")]
-    up: Option<BTreeMap<String, String>>,
+    up: Option<BTreeMap<String, ExpressionOrQuery>>,
     #[serde(default, deserialize_with = "super::fragment::expression_map_opt")]
-    down: Option<BTreeMap<String, String>>,
+    down: Option<BTreeMap<String, ExpressionOrQuery>>,
 }
 
 /// A constraint declared with its table in `create_table`.
@@ -440,7 +442,7 @@ pub struct TableConstraint {
     pub name: String,
     pub kind: ConstraintType,
     pub columns: Vec<String>,
-    pub check: Option<String>,
+    pub check: Option<Expression>,
     pub no_inherit: bool,
     pub references: Option<TableReference>,
     pub deferrable: bool,
@@ -540,8 +542,8 @@ pub struct AddColumn {
     pub table: String,
     pub column: Column,
     /// SQL expression that fills the new column from the old columns of each row.
-    #[serde(default, deserialize_with = "super::fragment::expression_or_query_opt")]
-    pub up: Option<String>,
+    #[serde(default)]
+    pub up: Option<ExpressionOrQuery>,
     /// `copy`: the table is copied with the new column (pgshift's own field).
     #[serde(default)]
     pub method: Option<AlterMethod>,
@@ -555,8 +557,8 @@ pub struct DropColumn {
     #[serde(deserialize_with = "identifier")]
     pub column: String,
     /// SQL expression that fills the dropped column for rows written by new-version clients.
-    #[serde(default, deserialize_with = "super::fragment::expression_or_query_opt")]
-    pub down: Option<String>,
+    #[serde(default)]
+    pub down: Option<ExpressionOrQuery>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -587,12 +589,8 @@ struct RawAlterColumn {
     /// pgroll's older spelling of a rename inside alter_column.
     #[serde(default, deserialize_with = "identifier_opt")]
     name: Option<String>,
-    #[serde(
-        default,
-        rename = "type",
-        deserialize_with = "super::fragment::type_name_opt"
-    )]
-    data_type: Option<String>,
+    #[serde(default, rename = "type")]
+    data_type: Option<TypeName>,
     #[serde(default)]
     nullable: Option<bool>,
     #[serde(default)]
@@ -601,17 +599,14 @@ struct RawAlterColumn {
     check: Option<CheckConstraint>,
     #[serde(default)]
     references: Option<ForeignKeyReference>,
-    #[serde(
-        default,
-        deserialize_with = "super::fragment::expression_present_or_null"
-    )]
-    default: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present_or_null")]
+    default: Option<Option<Expression>>,
     #[serde(default, deserialize_with = "present_or_null")]
     comment: Option<Option<String>>,
-    #[serde(default, deserialize_with = "super::fragment::expression_or_query_opt")]
-    up: Option<String>,
-    #[serde(default, deserialize_with = "super::fragment::expression_or_query_opt")]
-    down: Option<String>,
+    #[serde(default)]
+    up: Option<ExpressionOrQuery>,
+    #[serde(default)]
+    down: Option<ExpressionOrQuery>,
     #[serde(default)]
     method: Option<AlterMethod>,
 }
@@ -633,17 +628,17 @@ pub struct AlterColumn {
     pub table: String,
     pub column: String,
     pub rename_to: Option<String>,
-    pub data_type: Option<String>,
+    pub data_type: Option<TypeName>,
     pub nullable: Option<bool>,
     pub unique: Option<UniqueConstraint>,
     pub check: Option<CheckConstraint>,
     pub references: Option<ForeignKeyReference>,
     /// `Some(None)`: drop the default. `None`: leave it.
-    pub default: Option<Option<String>>,
+    pub default: Option<Option<Expression>>,
     /// `Some(None)`: remove the comment. `None`: leave it.
     pub comment: Option<Option<String>>,
-    pub up: Option<String>,
-    pub down: Option<String>,
+    pub up: Option<ExpressionOrQuery>,
+    pub down: Option<ExpressionOrQuery>,
     pub method: Option<AlterMethod>,
 }
 
@@ -686,7 +681,7 @@ impl<'de> Deserialize<'de> for AlterColumn {
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexColumn {
     pub column: String,
-    pub collate: Option<String>,
+    pub collate: Option<ObjectName>,
     pub sort: Option<SortOrder>,
     pub nulls: Option<NullsOrder>,
     pub opclass: Option<OpClass>,
@@ -708,13 +703,80 @@ pub enum NullsOrder {
     Last,
 }
 
+/// A name that may be schema-qualified: `name`, or `{schema: s, name: n}` for one that
+/// is not on the search_path (a dot inside a string is part of the name, as in the
+/// collation `en_US.utf8`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectName {
+    pub schema: Option<String>,
+    pub name: String,
+}
+
+impl ObjectName {
+    /// The name as SQL: quoted, and qualified when it has a schema.
+    pub fn sql(&self) -> String {
+        match &self.schema {
+            Some(schema) => crate::quote::qualified(schema, &self.name).into(),
+            None => crate::quote::ident(&self.name).into(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Qualified {
+            #[serde(default, deserialize_with = "identifier_opt")]
+            schema: Option<String>,
+            #[serde(deserialize_with = "identifier")]
+            name: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bare(String),
+            Qualified(Qualified),
+        }
+        match Raw::deserialize(d).map_err(|_| {
+            D::Error::custom(
+                "a name: a string, or {schema: ..., name: ...} for a schema-qualified one",
+            )
+        })? {
+            Raw::Bare(name) => {
+                crate::quote::validate_identifier(&name)
+                    .map_err(|e| D::Error::custom(format!("invalid name {name:?}: {e}")))?;
+                Ok(ObjectName { schema: None, name })
+            }
+            Raw::Qualified(q) => Ok(ObjectName {
+                schema: q.schema,
+                name: q.name,
+            }),
+        }
+    }
+}
+
+impl OpClass {
+    /// The operator class's name as SQL, qualified when it has a schema.
+    pub fn sql_name(&self) -> String {
+        ObjectName {
+            schema: self.schema.clone(),
+            name: self.name.clone(),
+        }
+        .sql()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpClass {
     #[serde(deserialize_with = "identifier")]
     pub name: String,
-    #[serde(default, deserialize_with = "super::fragment::storage_parameter_list")]
-    pub params: Vec<String>,
+    /// The operator class's schema, when it is not found on the search_path.
+    #[serde(default, deserialize_with = "identifier_opt")]
+    pub schema: Option<String>,
+    #[serde(default)]
+    pub params: Vec<Parameter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -723,7 +785,7 @@ struct IndexColumnSettings {
     #[serde(default, deserialize_with = "identifier_opt")]
     column: Option<String>,
     #[serde(default)]
-    collate: Option<String>,
+    collate: Option<ObjectName>,
     #[serde(default)]
     sort: Option<SortOrder>,
     #[serde(default)]
@@ -831,12 +893,12 @@ pub struct CreateIndex {
     pub table: String,
     #[serde(deserialize_with = "index_columns")]
     pub columns: Vec<IndexColumn>,
-    #[serde(default, deserialize_with = "super::fragment::expression_opt")]
-    pub predicate: Option<String>,
+    #[serde(default)]
+    pub predicate: Option<Expression>,
     #[serde(default)]
     pub method: Option<IndexMethod>,
-    #[serde(default, deserialize_with = "super::fragment::storage_parameters_opt")]
-    pub storage_parameters: Option<String>,
+    #[serde(default)]
+    pub storage_parameters: Option<StorageParameters>,
     #[serde(default)]
     pub unique: bool,
 }
@@ -853,8 +915,8 @@ pub struct DropIndex {
 pub struct CreateConstraint {
     pub table: String,
     pub constraint: TableConstraint,
-    pub up: BTreeMap<String, String>,
-    pub down: BTreeMap<String, String>,
+    pub up: BTreeMap<String, ExpressionOrQuery>,
+    pub down: BTreeMap<String, ExpressionOrQuery>,
 }
 
 impl<'de> Deserialize<'de> for CreateConstraint {
@@ -894,10 +956,10 @@ pub struct DropConstraint {
     pub table: String,
     #[serde(deserialize_with = "identifier")]
     pub name: String,
-    #[serde(default, deserialize_with = "super::fragment::expression_or_query_opt")]
-    pub up: Option<String>,
-    #[serde(default, deserialize_with = "super::fragment::expression_or_query_opt")]
-    pub down: Option<String>,
+    #[serde(default)]
+    pub up: Option<ExpressionOrQuery>,
+    #[serde(default)]
+    pub down: Option<ExpressionOrQuery>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -908,9 +970,9 @@ pub struct DropMulticolumnConstraint {
     #[serde(deserialize_with = "identifier")]
     pub name: String,
     #[serde(default, deserialize_with = "super::fragment::expression_map")]
-    pub up: BTreeMap<String, String>,
+    pub up: BTreeMap<String, ExpressionOrQuery>,
     #[serde(deserialize_with = "super::fragment::expression_map")]
-    pub down: BTreeMap<String, String>,
+    pub down: BTreeMap<String, ExpressionOrQuery>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -980,18 +1042,17 @@ pub struct SetReplicaIdentity {
 /// Raw SQL: `up` at start (or at complete with `onComplete`), `down` at rollback.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawSql {
-    pub up: String,
-    pub down: Option<String>,
+    pub up: SqlText,
+    pub down: Option<SqlText>,
     pub on_complete: bool,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRawSql {
-    #[serde(deserialize_with = "super::fragment::statements_text")]
-    up: String,
-    #[serde(default, deserialize_with = "super::fragment::statements_opt")]
-    down: Option<String>,
+    up: SqlText,
+    #[serde(default)]
+    down: Option<SqlText>,
     #[serde(default, rename = "onComplete", alias = "on_complete")]
     on_complete: bool,
 }
@@ -1024,13 +1085,9 @@ pub struct Update {
     #[serde(deserialize_with = "identifier")]
     pub table: String,
     #[serde(deserialize_with = "super::fragment::expression_map")]
-    pub set: BTreeMap<String, String>,
-    #[serde(
-        default,
-        rename = "where",
-        deserialize_with = "super::fragment::expression_opt"
-    )]
-    pub condition: Option<String>,
+    pub set: BTreeMap<String, ExpressionOrQuery>,
+    #[serde(default, rename = "where")]
+    pub condition: Option<Expression>,
 }
 
 /// `alter_primary_key`: a new type for a table's one-column primary key and, with it, for
@@ -1041,8 +1098,8 @@ pub struct Update {
 pub struct AlterPrimaryKey {
     #[serde(deserialize_with = "identifier")]
     pub table: String,
-    #[serde(rename = "type", deserialize_with = "super::fragment::type_name")]
-    pub data_type: String,
+    #[serde(rename = "type")]
+    pub data_type: TypeName,
 }
 
 /// `extract`: columns of a table move into a new table, one row per row of the source

@@ -248,6 +248,25 @@ nullable = true
     }
 
     #[test]
+    fn a_collation_or_operator_class_may_name_its_schema_and_a_dot_in_a_name_is_the_name() {
+        let yaml = "operations:\n  - create_index:\n      name: i\n      table: t\n      columns:\n        - column: a\n          collate: en_US.utf8\n        - column: b\n          collate: {schema: ops, name: bytes}\n          opclass: {schema: pg_catalog, name: text_pattern_ops}\n";
+        let m = parse("m.yaml", yaml).unwrap();
+        let Operation::CreateIndex(ix) = &m.operations[0] else {
+            panic!("{m:?}");
+        };
+        let sql: Vec<String> = ix
+            .columns
+            .iter()
+            .map(|c| c.collate.as_ref().unwrap().sql())
+            .collect();
+        assert_eq!(sql, [r#""en_US.utf8""#, r#""ops"."bytes""#]);
+        let op = ix.columns[1].opclass.as_ref().unwrap();
+        assert_eq!(op.sql_name(), r#""pg_catalog"."text_pattern_ops""#);
+        let bad = "operations:\n  - create_index:\n      name: i\n      table: t\n      columns:\n        - column: a\n          collate: {schema: ops}\n";
+        assert!(parse("m.yaml", bad).is_err());
+    }
+
+    #[test]
     fn unknown_field_is_located() {
         let yaml = "operations:\n  - drop_table:\n      name: t\n      cascade: true\n";
         let d = parse("m.yaml", yaml).unwrap_err();

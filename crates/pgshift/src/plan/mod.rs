@@ -343,7 +343,7 @@ pub fn version_schema_statements(
             .iter()
             .map(|c| {
                 if c.name == c.physical {
-                    ident(&c.name)
+                    ident(&c.name).into()
                 } else {
                     format!("{} AS {}", ident(&c.physical), ident(&c.name))
                 }

@@ -44,7 +44,7 @@ pub fn rfc3339(t: &chrono::DateTime<chrono::Utc>) -> String {
 
 /// Table `name` of the state schema, quoted.
 pub fn table(name: &str) -> String {
-    crate::quote::qualified(SCHEMA, name)
+    crate::quote::qualified(SCHEMA, name).into()
 }
 
 /// Whether table `name` of the state schema exists (before `init`, none does).

@@ -115,9 +115,12 @@ impl OperationPlan for AddColumn {
                 format!("COMMENT ON COLUMN {table}.{col} IS {}", literal(comment)),
             ));
         }
-        let fill = up
-            .map(str::to_owned)
-            .or_else(|| c.default.clone().filter(|_| volatile_default));
+        let fill = up.map(str::to_owned).or_else(|| {
+            c.default
+                .clone()
+                .map(String::from)
+                .filter(|_| volatile_default)
+        });
         let trigger = internal_name("trg", &[&t.physical, &c.name]);
         if let Some(up) = up {
             let mut new_version = t.clone();
@@ -214,7 +217,7 @@ impl AddColumn {
             name: self.column.name.clone(),
             physical: self.column.name.clone(),
             complete_name: self.column.name.clone(),
-            data_type: self.column.data_type.clone(),
+            data_type: self.column.data_type.to_string(),
             not_null: !self.column.nullable,
         });
     }

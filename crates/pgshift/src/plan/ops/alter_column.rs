@@ -82,7 +82,7 @@ impl AlterColumn {
         if let Some(c) = &self.check {
             constraints.push(NewConstraint::Check {
                 name: c.name.clone(),
-                expr: c.constraint.clone(),
+                expr: c.constraint.to_string(),
             });
         }
         if let Some(u) = &self.unique {
@@ -104,18 +104,25 @@ impl AlterColumn {
                 name: self.column.clone(),
                 new_type: self
                     .data_type
-                    .clone()
+                    .as_deref()
+                    .map(str::to_owned)
                     .or_else(|| col.map(|c| c.data_type.clone()))
                     .unwrap_or_default(),
-                up: self.up.clone().unwrap_or_else(|| ident(&self.column)),
-                down: self.down.clone().unwrap_or_else(|| ident(&self.column)),
+                up: self
+                    .up
+                    .as_deref()
+                    .map_or_else(|| ident(&self.column).into(), str::to_owned),
+                down: self
+                    .down
+                    .as_deref()
+                    .map_or_else(|| ident(&self.column).into(), str::to_owned),
                 not_null: self
                     .nullable
                     .map(|n| !n)
                     .or(col.map(|c| c.not_null))
                     .unwrap_or(false),
                 default: match &self.default {
-                    Some(d) => d.clone(),
+                    Some(d) => d.clone().map(String::from),
                     None => catalog_col.as_ref().and_then(|c| c.default.clone()),
                 },
                 comment: match &self.comment {
@@ -267,7 +274,7 @@ impl OperationPlan for AlterColumn {
                     .and_then(|t| t.column_mut(&self.column))
                 {
                     if let Some(ty) = &self.data_type {
-                        c.data_type = ty.clone();
+                        c.data_type = ty.to_string();
                     }
                     if let Some(n) = self.nullable {
                         c.not_null = !n;

@@ -74,7 +74,7 @@ impl AlterPrimaryKey {
                         let catalog_column = catalog_table.and_then(|ct| ct.column(p));
                         Some(DupColumn {
                             name: c.name.clone(),
-                            new_type: self.data_type.clone(),
+                            new_type: self.data_type.to_string(),
                             up: format!("{}::{}", ident(&c.name), self.data_type),
                             down: format!("{}::{}", ident(&c.name), c.data_type),
                             not_null: c.not_null,

@@ -162,9 +162,9 @@ impl CopyTable<'_> {
             .unwrap_or_else(|| "bigint".to_owned());
         let shadow_name = Self::shadow(&t.physical);
         let log_name = internal_name("log", &[&t.physical]);
-        let source = qualified(ctx.schema, &t.physical);
-        let shadow = qualified(ctx.schema, &shadow_name);
-        let log = qualified(crate::state::SCHEMA, &log_name);
+        let source = qualified(ctx.schema, &t.physical).to_string();
+        let shadow = qualified(ctx.schema, &shadow_name).to_string();
+        let log = qualified(crate::state::SCHEMA, &log_name).to_string();
         let k = ident(key);
         // Every stored column written by the copy: (name, value from a source row, value
         // back from a copy row; None for a column the table does not have).
@@ -174,15 +174,19 @@ impl CopyTable<'_> {
                 Change::Alter(op) if c.name == op.column => {
                     let up = op
                         .up
-                        .clone()
-                        .unwrap_or_else(|| format!("{}::{ty}", ident(&op.column)));
-                    let down = op
-                        .down
-                        .clone()
-                        .unwrap_or_else(|| format!("{}::{}", ident(&op.column), c.data_type));
+                        .as_deref()
+                        .map_or_else(|| format!("{}::{ty}", ident(&op.column)), str::to_owned);
+                    let down = op.down.as_deref().map_or_else(
+                        || format!("{}::{}", ident(&op.column), c.data_type),
+                        str::to_owned,
+                    );
                     columns.push((c.name.clone(), up, Some(down)));
                 }
-                _ => columns.push((c.name.clone(), ident(&c.name), Some(ident(&c.name)))),
+                _ => columns.push((
+                    c.name.clone(),
+                    ident(&c.name).into(),
+                    Some(ident(&c.name).into()),
+                )),
             }
         }
         // A new column without `up` is left out: the copy's default fills it, row by row.
@@ -455,7 +459,7 @@ impl CopyTable<'_> {
             .iter()
             .filter_map(|c| {
                 Some((
-                    qualified(&c.owned_sequence.as_ref()?.0, &c.owned_sequence.as_ref()?.1),
+                    qualified(&c.owned_sequence.as_ref()?.0, &c.owned_sequence.as_ref()?.1).into(),
                     c.name.as_str(),
                 ))
             })
@@ -516,7 +520,7 @@ impl CopyTable<'_> {
         match &self.change {
             Change::Alter(op) => {
                 if let (Some(c), Some(ty)) = (t.column_mut(&op.column), &op.data_type) {
-                    c.data_type = ty.clone();
+                    c.data_type = ty.to_string();
                 }
             }
             Change::Add { column, .. } => {
@@ -525,7 +529,7 @@ impl CopyTable<'_> {
                         name: column.name.clone(),
                         physical: column.name.clone(),
                         complete_name: column.name.clone(),
-                        data_type: column.data_type.clone(),
+                        data_type: column.data_type.to_string(),
                         not_null: !column.nullable,
                     });
                 }

@@ -13,14 +13,14 @@ use crate::plan::{
     concurrent_step, drop_index_step, internal_name, sql_step, OpSteps, OperationPlan, PlanContext,
     VirtualSchema,
 };
-use crate::quote::{ident, qualified};
+use crate::quote::{ident, qualified, Quoted};
 use crate::sql::ConcurrentIndex;
 
 impl CreateConstraint {
     fn keeps_data(&self) -> bool {
         self.constraint.columns.iter().all(|c| {
-            is_identity(self.up.get(c).map(String::as_str), c)
-                && is_identity(self.down.get(c).map(String::as_str), c)
+            is_identity(self.up.get(c).map(|e| e.as_str()), c)
+                && is_identity(self.down.get(c).map(|e| e.as_str()), c)
         })
     }
 
@@ -53,7 +53,7 @@ impl CreateConstraint {
         let constraint = match k.kind {
             ConstraintType::Check => NewConstraint::Check {
                 name: k.name.clone(),
-                expr: k.check.clone().unwrap_or_default(),
+                expr: k.check.as_deref().unwrap_or_default().to_owned(),
             },
             ConstraintType::ForeignKey => NewConstraint::ForeignKey {
                 name: k.name.clone(),
@@ -79,8 +79,14 @@ impl CreateConstraint {
                     DupColumn {
                         name: c.clone(),
                         new_type: col.map(|v| v.data_type.clone()).unwrap_or_default(),
-                        up: self.up.get(c).cloned().unwrap_or_else(|| ident(c)),
-                        down: self.down.get(c).cloned().unwrap_or_else(|| ident(c)),
+                        up: self
+                            .up
+                            .get(c)
+                            .map_or_else(|| ident(c).into(), |e| e.to_string()),
+                        down: self
+                            .down
+                            .get(c)
+                            .map_or_else(|| ident(c).into(), |e| e.to_string()),
                         not_null: col.is_some_and(|v| v.not_null)
                             || k.kind == ConstraintType::PrimaryKey,
                         default: None,
@@ -100,7 +106,7 @@ impl CreateConstraint {
         };
         let k = &self.constraint;
         let table = qualified(ctx.schema, &t.physical);
-        let cols: Vec<String> = k
+        let cols: Vec<Quoted> = k
             .columns
             .iter()
             .map(|c| ident(t.column(c).map(|v| v.physical.as_str()).unwrap_or(c)))
@@ -156,7 +162,7 @@ impl CreateConstraint {
                     ident(&index)
                 );
                 if !k.index_parameters.include_columns.is_empty() {
-                    let inc: Vec<String> = k
+                    let inc: Vec<Quoted> = k
                         .index_parameters
                         .include_columns
                         .iter()

@@ -31,14 +31,21 @@ impl OperationPlan for CreateIndex {
                     .column(&c.column)
                     .map(|v| v.physical.as_str())
                     .unwrap_or(&c.column);
-                let mut s = ident(physical);
+                let mut s = String::from(ident(physical));
                 if let Some(collate) = &c.collate {
-                    s.push_str(&format!(" COLLATE {}", ident(collate)));
+                    s.push_str(&format!(" COLLATE {}", collate.sql()));
                 }
                 if let Some(op) = &c.opclass {
-                    s.push_str(&format!(" {}", ident(&op.name)));
+                    s.push_str(&format!(" {}", op.sql_name()));
                     if !op.params.is_empty() {
-                        s.push_str(&format!(" ({})", op.params.join(", ")));
+                        s.push_str(&format!(
+                            " ({})",
+                            op.params
+                                .iter()
+                                .map(|p| p.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
                     }
                 }
                 match c.sort {

@@ -3,7 +3,7 @@
 use super::{not_internal, references_sql, Invalid};
 use crate::model::{Column, ConstraintType, CreateTable, IdentityKind, MatchType, TableConstraint};
 use crate::plan::{sql_step, OpSteps, OperationPlan, PlanContext, VColumn, VTable, VirtualSchema};
-use crate::quote::{ident, literal, qualified};
+use crate::quote::{ident, literal, qualified, Quoted};
 
 /// A column's definition in CREATE TABLE or ADD COLUMN.
 pub(super) fn column_definition(
@@ -237,7 +237,7 @@ impl OperationPlan for CreateTable {
                         name: c.name.clone(),
                         physical: c.name.clone(),
                         complete_name: c.name.clone(),
-                        data_type: c.data_type.clone(),
+                        data_type: c.data_type.to_string(),
                         not_null: !c.nullable || c.pk,
                     })
                     .collect(),
@@ -268,7 +268,7 @@ impl OperationPlan for CreateTable {
             .iter()
             .map(|c| column_definition(ctx, vs, c, &c.name, true))
             .collect();
-        let pk: Vec<String> = self
+        let pk: Vec<Quoted> = self
             .columns
             .iter()
             .filter(|c| c.pk)

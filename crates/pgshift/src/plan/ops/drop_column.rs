@@ -42,7 +42,7 @@ impl OperationPlan for DropColumn {
                 old_version: t,
                 new_version: &new_version,
                 up: Vec::new(),
-                down: vec![(physical.clone(), down.clone())],
+                down: vec![(physical.clone(), down.to_string())],
             }
             .attach(&mut steps);
         }

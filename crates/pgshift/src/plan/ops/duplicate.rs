@@ -298,7 +298,7 @@ impl Duplication<'_> {
                         .map(|t| t.physical.clone())
                         .unwrap_or_else(|| reference.table.clone());
                     let ref_cols: Vec<String> =
-                        reference.columns.iter().map(|c| ident(c)).collect();
+                        reference.columns.iter().map(|c| ident(c).into()).collect();
                     steps.start.push(sql_step(
                         format!("foreign key {name} on the copies, not validated yet"),
                         format!(
@@ -338,7 +338,7 @@ impl Duplication<'_> {
                     return None;
                 }
                 let (schema, name) = c.owned_sequence.as_ref()?;
-                Some((qualified(schema, name), d))
+                Some((qualified(schema, name).into(), d))
             })
             .collect();
         for (sequence, _) in &sequences {
@@ -359,7 +359,7 @@ impl Duplication<'_> {
                     "d" => "BY DEFAULT",
                     _ => return None,
                 };
-                Some((qualified(schema, name), kind.to_owned(), d))
+                Some((qualified(schema, name).into(), kind.to_owned(), d))
             })
             .collect();
         for (i, (sequence, _, d)) in identities.iter().enumerate() {

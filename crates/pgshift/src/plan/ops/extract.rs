@@ -23,7 +23,7 @@ use crate::plan::{
     internal_name, naming, sql_step, BackfillSpec, InsertSpec, OpSteps, OperationPlan, PlanContext,
     VColumn, VReference, VTable, VerifySpec, VirtualSchema,
 };
-use crate::quote::{ident, literal, qualified};
+use crate::quote::{ident, literal, qualified, Quoted};
 
 /// A moved column: its name (the new table's column) and its physical source column.
 struct Moved<'a> {
@@ -291,7 +291,7 @@ impl OperationPlan for Extract {
             .iter()
             .map(|m| format!("NEW.{}", ident(m.physical)))
             .collect();
-        let targets: Vec<String> = moved.iter().map(|m| ident(m.name)).collect();
+        let targets: Vec<Quoted> = moved.iter().map(|m| ident(m.name)).collect();
         let body = format!(
         "BEGIN\n  IF (current_schemas(false))[1] IS DISTINCT FROM {version} THEN\n    IF TG_OP = 'UPDATE' AND OLD.{key} IS NOT DISTINCT FROM NEW.{key}\n       AND ROW({old})::text IS NOT DISTINCT FROM ROW({new})::text THEN\n      RETURN NULL;\n    END IF;\n    INSERT INTO {into} ({reference}, {targets}) VALUES (NEW.{key}, {new})\n      ON CONFLICT ({reference}) DO UPDATE SET {sets};\n  END IF;\n  RETURN NULL;\nEND\n",
         version = literal(&ctx.version_schema),
@@ -343,8 +343,12 @@ impl OperationPlan for Extract {
             &body,
         ));
 
-        let mut columns = vec![(self.reference_column.clone(), ident(key))];
-        columns.extend(moved.iter().map(|m| (m.name.to_owned(), ident(m.physical))));
+        let mut columns = vec![(self.reference_column.clone(), ident(key).into())];
+        columns.extend(
+            moved
+                .iter()
+                .map(|m| (m.name.to_owned(), ident(m.physical).into())),
+        );
         steps.backfills.push(BackfillSpec {
             schema: ctx.schema.to_owned(),
             table: t.physical.clone(),

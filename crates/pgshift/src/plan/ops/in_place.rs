@@ -24,7 +24,7 @@ pub(super) struct InPlace<'a> {
 
 impl InPlace<'_> {
     fn table(&self) -> String {
-        qualified(self.ctx.schema, self.physical_table)
+        qualified(self.ctx.schema, self.physical_table).into()
     }
 
     pub fn not_null(&self, steps: &mut OpSteps) {

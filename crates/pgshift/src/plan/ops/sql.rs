@@ -89,7 +89,7 @@ fn inferred_down(up: &str) -> Vec<String> {
         })
     };
     let names = |parts: &[pg_query::protobuf::Node]| {
-        let idents: Vec<String> = parts
+        let idents: Vec<crate::quote::Quoted> = parts
             .iter()
             .filter_map(|p| match &p.node {
                 Some(Node::String(s)) => Some(ident(&s.sval)),

@@ -30,7 +30,7 @@ impl OperationPlan for Update {
             backfills: vec![BackfillSpec {
                 schema: ctx.schema.to_owned(),
                 table: t.physical.clone(),
-                condition: self.condition.clone(),
+                condition: self.condition.clone().map(String::from),
                 insert: None,
                 set: self
                     .set
@@ -40,7 +40,7 @@ impl OperationPlan for Update {
                             .column(col)
                             .map(|c| c.physical.clone())
                             .unwrap_or_else(|| col.clone());
-                        (physical, expr.clone())
+                        (physical, expr.to_string())
                     })
                     .collect(),
             }],
