@@ -115,7 +115,11 @@ impl Printer {
         };
         // Diagnostics already read `path:line:col: error: ...`.
         match error.downcast_ref::<pgshift::Error>() {
-            Some(pgshift::Error::Input(_) | pgshift::Error::EditedAfterApply(_)) => {
+            Some(
+                pgshift::Error::Input(_)
+                | pgshift::Error::PrecheckRefused(_)
+                | pgshift::Error::EditedAfterApply(_),
+            ) => {
                 eprintln!("{text}")
             }
             _ => eprintln!("error: {text}"),

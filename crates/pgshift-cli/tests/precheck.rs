@@ -153,6 +153,13 @@ async fn without_up_the_cast_to_the_new_type_is_checked_on_every_row() {
         r.all()
     );
     assert!(r.stderr.contains("sample keys: 4, 9"), "{}", r.all());
+    // A script tells a refusal by the rows from bad input by its code.
+    let j = run(&db, &m.path(), &["migrate", "--output", "json"]).await;
+    assert_eq!(j.code, 2, "{}", j.all());
+    let v: serde_json::Value =
+        serde_json::from_str(j.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", j.all()));
+    assert_eq!(v["error"]["code"], "precheck_refused", "{v}");
+    assert_eq!(v["error"]["line"], 2, "{v}");
     unchanged(&raw, &before, &db).await;
 }
 

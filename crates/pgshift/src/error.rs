@@ -13,6 +13,16 @@ pub enum Error {
     #[error("{}", render_diagnostics(.0))]
     Input(Vec<Diagnostic>),
 
+    /// A check of the live rows refused the migration before anything changed (rows that do
+    /// not convert to the new type), with the other problems found beside it.
+    #[error("{}", render_diagnostics(.0))]
+    PrecheckRefused(Vec<Diagnostic>),
+
+    /// The run was cancelled on purpose (`pgshift backfill cancel`); what it did stays, and
+    /// the hint says how to go on or back.
+    #[error("{0}")]
+    Cancelled(String),
+
     /// A problem with a flag, a setting or the environment; nothing was changed.
     #[error("{message}{}", .hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
     Usage {
@@ -102,6 +112,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Input(_)
+            | Error::PrecheckRefused(_)
             | Error::Usage { .. }
             | Error::Refused { .. }
             | Error::EditedAfterApply(_)
@@ -115,6 +126,8 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Input(_) => "invalid_input",
+            Error::PrecheckRefused(_) => "precheck_refused",
+            Error::Cancelled(_) => "cancelled",
             Error::Usage { .. } => "usage",
             Error::Refused { kind, .. } => kind.code(),
             Error::Connect { .. } => "cannot_connect",
@@ -136,7 +149,7 @@ impl Error {
     pub fn to_json(&self) -> serde_json::Value {
         let text = self.to_string();
         let (message, hint) = match self {
-            Error::Input(diags) if !diags.is_empty() => {
+            Error::Input(diags) | Error::PrecheckRefused(diags) if !diags.is_empty() => {
                 (diags[0].message.clone(), diags[0].hint.clone())
             }
             _ => match text.split_once("\nhint: ") {
@@ -155,7 +168,7 @@ impl Error {
             },
         };
         let first = match self {
-            Error::Input(diags) => diags.first(),
+            Error::Input(diags) | Error::PrecheckRefused(diags) => diags.first(),
             _ => None,
         };
         let mut error = serde_json::json!({
@@ -166,7 +179,7 @@ impl Error {
             "line": first.map(|d| d.line),
             "column": first.map(|d| d.column),
         });
-        if let Error::Input(diags) = self {
+        if let Error::Input(diags) | Error::PrecheckRefused(diags) = self {
             error["diagnostics"] = diags
                 .iter()
                 .map(|d| {

@@ -37,7 +37,7 @@ impl Run<'_> {
                 .try_get(0)?;
             match BackfillState::parse(&control)? {
                 BackfillState::Cancelled => {
-                    return Err(Error::CannotResume(format!(
+                    return Err(Error::Cancelled(format!(
                         "the backfill of {table} was cancelled (pgshift backfill cancel); pgshift rollback undoes the migration, pgshift backfill resume continues it"
                     )))
                 }

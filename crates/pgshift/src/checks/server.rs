@@ -22,6 +22,7 @@ pub(super) async fn check_on_server(
     use crate::model::Operation;
     use crate::quote::qualified;
     let mut diagnostics = Vec::new();
+    let mut rows_refused = false;
     for (i, op) in migration.operations.iter().enumerate() {
         let crate::model::Fragments { types, ups, .. } = op.fragments();
         // (field, its value, message, hint)
@@ -67,6 +68,7 @@ pub(super) async fn check_on_server(
                     super::precheck::conversion(client, schema, table, &a.column, new_type, up)
                         .await?
                 {
+                    rows_refused = true;
                     diagnostics.push(
                         file.operation_diagnostic(
                             i,
@@ -94,6 +96,8 @@ pub(super) async fn check_on_server(
     }
     if diagnostics.is_empty() {
         Ok(())
+    } else if rows_refused {
+        Err(Error::PrecheckRefused(diagnostics))
     } else {
         Err(Error::Input(diagnostics))
     }
