@@ -11,6 +11,7 @@
 //!   the process dies some other way, the server gets SIGQUIT from the kernel (parent-death
 //!   signal) and the next test run removes the directory.
 
+pub mod production;
 pub mod scenario;
 pub mod traffic;
 

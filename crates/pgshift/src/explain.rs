@@ -178,6 +178,63 @@ fn verify_step(number: usize, v: &VerifySpec, sizes: &Sizes) -> StepReport {
     }
 }
 
+/// The statements of `sql` (one step's), with their locks, work and estimate, and the
+/// clients they block, added to `r`.
+fn report_sql(
+    r: &mut StepReport,
+    sql: &str,
+    sizes: &Sizes,
+    lock_timeout: Duration,
+    index_table: &dyn Fn(&str) -> Option<String>,
+) {
+    let effects = locks::analyze(sql, index_table);
+    let mut held: Vec<TableLock> = Vec::new();
+    for e in effects {
+        let estimate_s = sizes.estimate(e.work, e.work_on.as_deref());
+        r.rewrites |= e.work == Work::Rewrite;
+        r.scans |= matches!(
+            e.work,
+            Work::Scan | Work::IndexBuild | Work::ConcurrentIndexBuild | Work::Rewrite
+        );
+        r.estimate_s += estimate_s;
+        for l in &e.locks {
+            match held.iter_mut().find(|h| h.table == l.table) {
+                Some(h) => h.mode = h.mode.max(l.mode),
+                None => held.push(l.clone()),
+            }
+        }
+        r.statements.push(StatementReport {
+            sql: e.sql,
+            locks: e
+                .locks
+                .iter()
+                .map(|l| LockReport {
+                    table: l.table.clone(),
+                    mode: l.mode.name(),
+                })
+                .collect(),
+            work: e.work,
+            work_on: e.work_on,
+            estimate_s,
+        });
+    }
+    for h in held {
+        // pgshift's own tables and a table's copy are not used by clients (a copy
+        // is swapped in under a lock on the table itself, which counts).
+        let bare = h.table.rsplit('.').next().unwrap_or(&h.table);
+        if bare.starts_with(crate::plan::INTERNAL_PREFIX) || h.mode.blocks().is_empty() {
+            continue;
+        }
+        r.blocks.push(Blocked {
+            table: h.table.clone(),
+            lock: h.mode.name(),
+            statements: h.mode.blocks().to_vec(),
+            queued_at_most_ms: lock_timeout.as_millis() as u64,
+            held_estimate_s: r.estimate_s,
+        });
+    }
+}
+
 fn step_report(
     phase: &'static str,
     number: usize,
@@ -214,52 +271,44 @@ fn step_report(
                         .to_owned(),
                 );
             }
-            let effects = locks::analyze(sql, index_table);
-            let mut held: Vec<TableLock> = Vec::new();
-            for e in effects {
-                let estimate_s = sizes.estimate(e.work, e.work_on.as_deref());
-                r.rewrites |= e.work == Work::Rewrite;
-                r.scans |= matches!(
-                    e.work,
-                    Work::Scan | Work::IndexBuild | Work::ConcurrentIndexBuild | Work::Rewrite
-                );
-                r.estimate_s += estimate_s;
-                for l in &e.locks {
-                    match held.iter_mut().find(|h| h.table == l.table) {
-                        Some(h) => h.mode = h.mode.max(l.mode),
-                        None => held.push(l.clone()),
-                    }
-                }
-                r.statements.push(StatementReport {
-                    sql: e.sql,
-                    locks: e
-                        .locks
-                        .iter()
-                        .map(|l| LockReport {
-                            table: l.table.clone(),
-                            mode: l.mode.name(),
-                        })
-                        .collect(),
-                    work: e.work,
-                    work_on: e.work_on,
-                    estimate_s,
-                });
-            }
-            for h in held {
-                // pgshift's own tables and a table's copy are not used by clients (a copy
-                // is swapped in under a lock on the table itself, which counts).
-                let bare = h.table.rsplit('.').next().unwrap_or(&h.table);
-                if bare.starts_with(crate::plan::INTERNAL_PREFIX) || h.mode.blocks().is_empty() {
-                    continue;
-                }
-                r.blocks.push(Blocked {
-                    table: h.table.clone(),
-                    lock: h.mode.name(),
-                    statements: h.mode.blocks().to_vec(),
-                    queued_at_most_ms: lock_timeout.as_millis() as u64,
-                    held_estimate_s: r.estimate_s,
-                });
-            }
+            report_sql(&mut r, sql, sizes, lock_timeout, index_table);
+        }
+        Action::Swap(spec) => {
+            r.kind = "swap";
+            let sql = std::iter::once(spec.lock_sql())
+                .chain(spec.statements.iter().cloned())
+                .collect::<Vec<_>>()
+                .join(";\n");
+            report_sql(&mut r, &sql, sizes, lock_timeout, index_table);
+            let what: Vec<String> = spec
+                .parts
+                .iter()
+                .map(|p| match &p.copy {
+                    Some(copy) => format!("{} to {copy} (the foreign keys that point at it too: each referencing table is locked ACCESS EXCLUSIVE for the swap, the key added again NOT VALID and validated next)", p.table),
+                    None if p.columns.iter().all(|c| c.old == c.name) => format!(
+                        "the columns {} of {}, changed where they are",
+                        p.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+                        p.table
+                    ),
+                    None => format!(
+                        "the columns {} of {} to their copies",
+                        p.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+                        p.table
+                    ),
+                })
+                .collect();
+            r.note = Some(format!(
+                "in the same transaction, after the lock, what hangs on them is read and carried from {} (privileges, row-level security and policies, triggers, rules, publications, storage parameters, comments, statistics, the views over them); see docs/fidelity.md",
+                what.join("; ")
+            ));
+        }
+        Action::ValidateCarried => {
+            r.kind = "validate";
+            r.scans = true;
+            r.note = Some(
+                "validates the foreign keys the swap pointed at the copy, one transaction each (SHARE UPDATE EXCLUSIVE on the referencing table: reads and writes go on)"
+                    .to_owned(),
+            );
         }
         Action::Backfill(b) => {
             r.kind = "backfill";

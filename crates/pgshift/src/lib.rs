@@ -20,6 +20,7 @@ pub mod error;
 pub mod event;
 pub mod exec;
 pub mod explain;
+pub mod fidelity;
 pub mod lint;
 pub mod lock;
 pub mod locks;

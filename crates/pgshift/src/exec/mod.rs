@@ -40,6 +40,10 @@ pub enum Policy {
     /// pgshift's own bookkeeping (records, the journal, the audit log): `lock_timeout` and
     /// the DDL `statement_timeout`.
     Bookkeeping,
+    /// A swap: schema changes under strong locks, read and written in one transaction
+    /// (`lock_timeout` and the DDL `statement_timeout`); the sessions that block it are
+    /// named.
+    Swap,
 }
 
 /// How the executor waits and retries.

@@ -61,6 +61,10 @@ impl Executor {
             // Bookkeeping touches only pgshift's tables: nobody to name, nothing to watch.
             let outcome = match policy {
                 Policy::Bookkeeping => outcome.await,
+                Policy::Swap => {
+                    self.watched(what, outcome, Duration::from_millis(30), &mut blockers_seen)
+                        .await
+                }
                 // A batch is looked at only once it may be waiting for a lock: most end
                 // well before, and a blocker poll per batch would load the hot loop.
                 Policy::Batch { .. } => {
@@ -118,7 +122,7 @@ impl Executor {
                 let (lock, statement) = self.settings.timeouts(StatementKind::Dml);
                 (lock, statement_timeout.unwrap_or(statement))
             }
-            Policy::Bookkeeping => (
+            Policy::Bookkeeping | Policy::Swap => (
                 self.settings.lock_timeout,
                 self.settings.ddl_statement_timeout,
             ),

@@ -7,6 +7,7 @@
 
 pub mod sql;
 pub mod structured;
+mod swap;
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
@@ -185,6 +186,13 @@ pub(crate) async fn run_phase(
                         .map(Statement::ddl)
                         .collect();
                 exec.run_transaction(&stmts, &finish).await?;
+            }
+            Action::Swap(spec) => {
+                swap::run(exec, name, spec, &step.description, &finish).await?;
+            }
+            Action::ValidateCarried => {
+                swap::validate_carried(exec, name).await?;
+                exec.run_transaction(&[], &finish).await?;
             }
             Action::LegacyVersionSchema => {
                 return Err(Error::CannotResume(format!(

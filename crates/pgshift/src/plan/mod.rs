@@ -57,6 +57,15 @@ pub enum Action {
         /// The tables and columns the catalog had when the step was planned.
         known: BTreeMap<String, Vec<String>>,
     },
+    /// Replace a table by its copy, or columns by theirs, in one transaction; what hangs on
+    /// them is read in that transaction, after its locks, and given to the replacement
+    /// there (`fidelity`): privileges, row-level security and policies, triggers, rules,
+    /// publications, storage parameters, comments, statistics, the views over them, and
+    /// (for a copy) the foreign keys that point at it, added again NOT VALID.
+    Swap(SwapSpec),
+    /// Validate the foreign keys a swap re-pointed at a table's copy (listed in the state
+    /// schema by the swap's transaction), each in its own transaction.
+    ValidateCarried,
     /// What an earlier pgshift stored for the version schema: views computed from the stored
     /// source when the step ran. Read so that such a migration can still be rolled back or
     /// completed; a start interrupted before this step is refused (roll back, start again).
@@ -106,6 +115,54 @@ pub struct CatchUpSpec {
     /// The copy's column list, and the matching expressions over a source row.
     pub columns: String,
     pub from_source: String,
+}
+
+/// A swap (see [`Action::Swap`]). Names are unquoted.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SwapSpec {
+    pub schema: String,
+    /// The tables it replaces or changes, in one transaction.
+    pub parts: Vec<SwapPart>,
+    /// The swap itself, after the tables are locked and what hangs on them is read.
+    pub statements: Vec<String>,
+    /// What the migration itself sets on the replacement (a new comment), after what was
+    /// carried over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+}
+
+/// One table of a swap: replaced by `copy`, or kept with `columns` replaced.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SwapPart {
+    pub table: String,
+    /// The table's copy, which takes the table's name in the swap's statements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<String>,
+    /// The columns replaced by their copies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<SwapColumn>,
+}
+
+/// A column replaced by its copy.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SwapColumn {
+    /// The column as it is before the swap (physical name).
+    pub old: String,
+    /// Its name after the swap (its copy's new name).
+    pub name: String,
+}
+
+impl SwapSpec {
+    /// The lock the swap takes first: ACCESS EXCLUSIVE on its tables and their copies.
+    pub fn lock_sql(&self) -> String {
+        let tables: Vec<String> = self
+            .parts
+            .iter()
+            .flat_map(|p| std::iter::once(&p.table).chain(p.copy.as_ref()))
+            .map(|t| crate::quote::qualified(&self.schema, t).to_string())
+            .collect();
+        format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", tables.join(", "))
+    }
 }
 
 /// A check that must hold before complete changes anything: every row of `table` has its

@@ -18,18 +18,20 @@ mod journal;
 mod migrations;
 mod schema;
 mod types;
+mod validations;
 
 pub use audit::*;
 pub use journal::*;
 pub use migrations::*;
 use schema::upgrade;
 pub use types::*;
+pub use validations::*;
 
 /// The state schema's name (part of the interface contract).
 pub const SCHEMA: &str = "pgshift";
 
 /// The newest state schema version this build knows.
-pub const VERSION: i32 = 6;
+pub const VERSION: i32 = 7;
 
 /// SQL that renders timestamptz `expr` as RFC 3339 in UTC with milliseconds
 /// (`2026-12-02T01:06:33.123Z`), the one form pgshift's output uses for time.

@@ -158,6 +158,17 @@ pub(super) fn upgrade(version: i32) -> Vec<String> {
                 last_error text
             )"
         )],
+        // Foreign keys a swap re-pointed at a table's copy (added NOT VALID in the swap's
+        // transaction), until each is validated.
+        7 => vec![format!(
+            "CREATE TABLE {s}.validations (
+                migration text NOT NULL,
+                relation text NOT NULL,
+                constraint_name text NOT NULL,
+                added_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                PRIMARY KEY (migration, relation, constraint_name)
+            )"
+        )],
         _ => Vec::new(),
     }
 }

@@ -16,7 +16,10 @@ use super::in_place::InPlace;
 use super::rename_column::rename_column_steps;
 use super::{not_internal, Invalid};
 use crate::model::AlterColumn;
-use crate::plan::{sql_step, OpSteps, OperationPlan, PlanContext, VirtualSchema};
+use crate::plan::{
+    sql_step, Action, OpSteps, OperationPlan, PlanContext, PlannedStep, SwapColumn, SwapPart,
+    SwapSpec, VirtualSchema,
+};
 use crate::quote::{ident, literal, qualified};
 
 enum Strategy {
@@ -125,10 +128,8 @@ impl AlterColumn {
                     Some(d) => d.clone().map(String::from),
                     None => catalog_col.as_ref().and_then(|c| c.default.clone()),
                 },
-                comment: match &self.comment {
-                    Some(c) => c.clone(),
-                    None => catalog_col.and_then(|c| c.comment),
-                },
+                // Without a new comment, the swap carries the column's own.
+                comment: self.comment.clone(),
             }],
             constraints,
             swap_primary_key: false,
@@ -211,13 +212,29 @@ impl AlterColumn {
         }
         if let Some(new_type) = &self.data_type {
             if !same_type(&col.data_type, new_type) {
-                steps.complete.push(sql_step(
-                    format!(
-                        "type of {}.{} to {new_type} (binary-coercible: no rewrite)",
+                // The server refuses a type change on a column a view reads, rewrite or
+                // not: the views over it are made again around it, in one transaction.
+                steps.complete.push(PlannedStep {
+                    description: format!(
+                        "type of {}.{} to {new_type} (binary-coercible: no rewrite), the views over it made again",
                         self.table, self.column
                     ),
-                    format!("ALTER TABLE {table} ALTER COLUMN {column} TYPE {new_type}"),
-                ));
+                    action: Action::Swap(SwapSpec {
+                        schema: ctx.schema.to_owned(),
+                        parts: vec![SwapPart {
+                            table: t.physical.clone(),
+                            copy: None,
+                            columns: vec![SwapColumn {
+                                old: col.physical.clone(),
+                                name: col.physical.clone(),
+                            }],
+                        }],
+                        statements: vec![format!(
+                            "ALTER TABLE {table} ALTER COLUMN {column} TYPE {new_type}"
+                        )],
+                        after: Vec::new(),
+                    }),
+                });
             }
         }
         Ok(steps)

@@ -13,7 +13,9 @@
 use super::duplicate::{new_name, DupColumn, Duplication};
 use super::Invalid;
 use crate::model::AlterPrimaryKey;
-use crate::plan::{sql_step, OpSteps, OperationPlan, PlanContext, VirtualSchema};
+use crate::plan::{
+    Action, OpSteps, OperationPlan, PlanContext, PlannedStep, SwapSpec, VirtualSchema,
+};
 use crate::quote::{ident, qualified};
 
 impl AlterPrimaryKey {
@@ -91,7 +93,7 @@ impl AlterPrimaryKey {
                                     })
                                 })
                             }),
-                            comment: catalog_column.and_then(|c| c.comment.clone()),
+                            comment: None,
                         })
                     })
                     .collect();
@@ -197,8 +199,12 @@ impl OperationPlan for AlterPrimaryKey {
         let mut rollbacks = Vec::new();
         // The key's table first at start: its unique index is built before the other
         // tables' foreign keys to it (each table adds those after its own indexes).
+        let mut parts = Vec::new();
+        let mut analyze = Vec::new();
         for d in self.duplications(&tables, vs, Some(ctx)) {
             let (s, table_swap) = d.plan_parts(ctx, vs);
+            parts.extend(d.swap_part(vs));
+            analyze.extend(d.analyze_step(ctx, vs));
             what.push(format!(
                 "{}.{}",
                 d.table,
@@ -234,14 +240,20 @@ impl OperationPlan for AlterPrimaryKey {
                 .collect();
             swap.insert(0, drops);
         }
-        steps.complete.push(sql_step(
-            format!(
-                "swap {} for their {} copies, in one transaction",
+        steps.complete.push(PlannedStep {
+            description: format!(
+                "swap {} for their {} copies, in one transaction, with what hangs on them",
                 what.join(", "),
                 self.data_type
             ),
-            swap.concat().join(";\n"),
-        ));
+            action: Action::Swap(SwapSpec {
+                schema: ctx.schema.to_owned(),
+                parts,
+                statements: swap.concat(),
+                after: Vec::new(),
+            }),
+        });
+        steps.complete.extend(analyze);
         Ok(steps)
     }
 }

@@ -119,12 +119,32 @@ impl CopyTable<'_> {
                 Some("leave out `method` to change the table in place".to_owned()),
             ));
         }
-        if !t.referenced_by.is_empty()
-            || t.physical != table
-            || t.columns.iter().any(|c| c.name != c.physical)
+        // The foreign keys that point at the table are pointed at the copy at the swap;
+        // one that points at the changed column itself would change type with it, which is
+        // alter_primary_key's work.
+        if let Some(r) = t
+            .referenced_by
+            .iter()
+            .find(|r| r.referenced.iter().any(|c| c == self.change.column()))
         {
             return Err((
-                format!("`method: copy` needs {table:?} unreferenced by foreign keys and untouched by the migration's other operations"),
+                format!(
+                    "`method: copy` cannot change {table}.{}: foreign key {} of {} references it",
+                    self.change.column(),
+                    r.constraint,
+                    r.table
+                ),
+                Some(
+                    "change a key and the columns that reference it with alter_primary_key"
+                        .to_owned(),
+                ),
+            ));
+        }
+        if t.physical != table || t.columns.iter().any(|c| c.name != c.physical) {
+            return Err((
+                format!(
+                    "`method: copy` needs {table:?} untouched by the migration's other operations"
+                ),
                 Some("leave out `method` to change the table in place".to_owned()),
             ));
         }
@@ -348,6 +368,9 @@ impl CopyTable<'_> {
                         ident(&k.name)
                     ));
                 }
+                // A foreign key of the table to itself is pointed at the copy by the swap,
+                // with those of other tables.
+                "f" if k.foreign_table.as_deref() == Some(t.physical.as_str()) => {}
                 "f" => {
                     if let Some(sql) = steps.carry(constraint_copy(&shadow, &k.name, k, &[], &[])) {
                         steps.after_backfill.push(sql_step(
@@ -449,8 +472,13 @@ impl CopyTable<'_> {
                 .collect(),
         });
         steps.complete.extend(validations);
+        // Planner statistics before any client reads the copy: the first plans after the
+        // swap are as good as the ones before.
+        steps.complete.push(sql_step(
+            format!("analyze {shadow_name}, so that queries plan well on it from the swap on"),
+            format!("ANALYZE {shadow}"),
+        ));
         let mut swap = vec![
-            format!("LOCK TABLE {source}, {shadow} IN ACCESS EXCLUSIVE MODE"),
             format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&sync_old)),
             format!("DROP TRIGGER IF EXISTS {} ON {shadow}", ident(&sync_new)),
         ];
@@ -479,9 +507,6 @@ impl CopyTable<'_> {
                 ident(column)
             ));
         }
-        if ct.replica_identity == "f" {
-            swap.push(format!("ALTER TABLE {source} REPLICA IDENTITY FULL"));
-        }
         for f in [&sync_old, &sync_new, &log_trigger] {
             swap.push(format!(
                 "DROP FUNCTION IF EXISTS {}()",
@@ -489,13 +514,28 @@ impl CopyTable<'_> {
             ));
         }
         swap.push(format!("DROP TABLE IF EXISTS {log}"));
-        steps.complete.push(sql_step(
-        format!(
-            "swap {shadow_name} in for {} (drop the old table, give the copy its names and sequences)",
-            table
-        ),
-        swap.join(";\n"),
-    ));
+        steps.complete.push(PlannedStep {
+            description: format!(
+                "swap {shadow_name} in for {table} (drop the old table, give the copy its names, sequences and everything that hung on the table)"
+            ),
+            action: crate::plan::Action::Swap(crate::plan::SwapSpec {
+                schema: ctx.schema.to_owned(),
+                parts: vec![crate::plan::SwapPart {
+                    table: t.physical.clone(),
+                    copy: Some(shadow_name.clone()),
+                    columns: Vec::new(),
+                }],
+                statements: swap,
+                after: Vec::new(),
+            }),
+        });
+        // Whatever foreign keys the swap finds pointing at the table (read when it runs).
+        steps.complete.push(PlannedStep {
+            description: format!(
+                "validate the foreign keys that the swap pointed at the new {table}"
+            ),
+            action: crate::plan::Action::ValidateCarried,
+        });
 
         let mut undo = vec![
             format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&log_trigger)),

@@ -8,7 +8,8 @@ use super::{columns_named, constraint_copy, index_copy, references_sql, rename_c
 use crate::model::ForeignKeyReference;
 use crate::plan::triggers::{self, DualWrite};
 use crate::plan::{
-    concurrent_step, internal_name, sql_step, BackfillSpec, OpSteps, PlanContext, VirtualSchema,
+    concurrent_step, internal_name, sql_step, Action, BackfillSpec, OpSteps, PlanContext,
+    PlannedStep, SwapColumn, SwapPart, SwapSpec, VirtualSchema,
 };
 use crate::quote::{ident, literal, qualified};
 use crate::sql::ConcurrentIndex;
@@ -23,7 +24,8 @@ pub(super) struct DupColumn {
     pub down: String,
     pub not_null: bool,
     pub default: Option<String>,
-    pub comment: Option<String>,
+    /// A new comment (`Some(None)`: none); None: the swap carries the column's own.
+    pub comment: Option<Option<String>>,
 }
 
 pub(super) enum NewConstraint {
@@ -99,16 +101,80 @@ impl Duplication<'_> {
     pub fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
         let (mut steps, swap) = self.plan_parts(ctx, vs);
         if !swap.is_empty() {
-            steps.complete.push(sql_step(
-                format!(
-                    "swap {} on {} for their new copies",
+            steps.complete.push(PlannedStep {
+                description: format!(
+                    "swap {} on {} for their new copies, with what hangs on them",
                     names(&self.columns),
                     self.table
                 ),
-                swap.join(";\n"),
-            ));
+                action: Action::Swap(SwapSpec {
+                    schema: ctx.schema.to_owned(),
+                    parts: self.swap_part(vs).into_iter().collect(),
+                    statements: swap,
+                    after: self.comments(ctx, vs),
+                }),
+            });
+            steps.complete.extend(self.analyze_step(ctx, vs));
         }
         Ok(steps)
+    }
+
+    /// The comments the migration gives the swapped columns.
+    fn comments(&self, ctx: &PlanContext, vs: &VirtualSchema) -> Vec<String> {
+        let Some(t) = vs.table(self.table) else {
+            return Vec::new();
+        };
+        self.columns
+            .iter()
+            .filter_map(|d| {
+                let comment = d.comment.as_ref()?;
+                Some(format!(
+                    "COMMENT ON COLUMN {}.{} IS {}",
+                    qualified(ctx.schema, &t.physical),
+                    ident(&d.name),
+                    comment
+                        .as_deref()
+                        .map_or_else(|| "NULL".to_owned(), literal)
+                ))
+            })
+            .collect()
+    }
+
+    /// This duplication's table and columns in a swap.
+    pub fn swap_part(&self, vs: &VirtualSchema) -> Option<SwapPart> {
+        let t = vs.table(self.table)?;
+        Some(SwapPart {
+            table: t.physical.clone(),
+            copy: None,
+            columns: self
+                .columns
+                .iter()
+                .map(|d| SwapColumn {
+                    old: t
+                        .column(&d.name)
+                        .map_or_else(|| d.name.clone(), |c| c.physical.clone()),
+                    name: d.name.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Planner statistics for the swapped columns, right after the swap (until then the
+    /// planner knows only the old columns').
+    pub fn analyze_step(&self, ctx: &PlanContext, vs: &VirtualSchema) -> Option<PlannedStep> {
+        let t = vs.table(self.table)?;
+        Some(sql_step(
+            format!("analyze {} on {}", names(&self.columns), self.table),
+            format!(
+                "ANALYZE {} ({})",
+                qualified(ctx.schema, &t.physical),
+                self.columns
+                    .iter()
+                    .map(|d| ident(&d.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))
     }
 
     /// The steps, without the swap at complete, and the swap's statements (for an
@@ -383,13 +449,6 @@ impl Duplication<'_> {
                 ident(&new_name(&d.name)),
                 ident(&d.name)
             ));
-            if let Some(comment) = &d.comment {
-                swap.push(format!(
-                    "COMMENT ON COLUMN {table}.{} IS {}",
-                    ident(&d.name),
-                    literal(comment)
-                ));
-            }
         }
         swap.extend(renames);
         for (i, (sequence, kind, d)) in identities.iter().enumerate() {

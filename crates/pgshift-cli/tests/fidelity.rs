@@ -1,0 +1,172 @@
+//! A migration changes only what it says: on a production-shaped table (grants, row-level
+//! security, triggers, a rule, a publication, storage parameters, comments, statistics,
+//! views and a materialized view over it, foreign keys pointing in), every operation that
+//! replaces the table or a column leaves everything else as it was, and the application's
+//! roles read and write exactly as before.
+
+mod common;
+
+use common::*;
+use pgshift_testkit::production::{self, Roles};
+use pgshift_testkit::TestDb;
+
+const ROWS: i64 = 3000;
+
+/// The lines of a description that differ between `before` and `after`, each side.
+fn differences(before: &[String], after: &[String]) -> (Vec<String>, Vec<String>) {
+    let gone = before
+        .iter()
+        .filter(|l| !after.contains(l))
+        .cloned()
+        .collect();
+    let new = after
+        .iter()
+        .filter(|l| !before.contains(l))
+        .cloned()
+        .collect();
+    (gone, new)
+}
+
+/// Whether a description line is about one of `columns` (`relation.column`).
+fn about(line: &str, columns: &[&str]) -> bool {
+    columns
+        .iter()
+        .any(|c| line.starts_with(&format!("column {c} ")))
+}
+
+async fn as_role(db: &TestDb, role: &str, tenant: Option<i32>) -> tokio_postgres::Client {
+    let c = db.client().await;
+    let mut sql = format!("SET ROLE {}", pgshift::quote::ident(role));
+    if let Some(t) = tenant {
+        sql.push_str(&format!("; SET app.tenant = '{t}'"));
+    }
+    c.batch_execute(&sql).await.unwrap();
+    c
+}
+
+/// What the roles see and may do, and what the objects over the table return.
+async fn behaviour(db: &TestDb, roles: &Roles) -> Vec<String> {
+    let mut out = Vec::new();
+    let app = as_role(db, &roles.app, Some(1)).await;
+    out.push(format!(
+        "app reads {} rows",
+        scalar_i64(&app, "SELECT count(*) FROM orders").await
+    ));
+    let refused = app
+        .batch_execute("INSERT INTO orders (id, tenant, price) VALUES (900001, 2, 5)")
+        .await
+        .err()
+        .and_then(|e| e.code().map(|c| c.code().to_owned()));
+    out.push(format!("app writing another tenant's row: {refused:?}"));
+    app.batch_execute("INSERT INTO orders (id, tenant, price) VALUES (900002, 1, 5)")
+        .await
+        .unwrap();
+    let ro = as_role(db, &roles.readonly, None).await;
+    out.push(format!(
+        "readonly reads {} rows",
+        scalar_i64(&ro, "SELECT count(*) FROM orders").await
+    ));
+    let denied = ro
+        .batch_execute("UPDATE orders SET price = 1 WHERE id = 1")
+        .await
+        .err()
+        .and_then(|e| e.code().map(|c| c.code().to_owned()));
+    out.push(format!("readonly updating price: {denied:?}"));
+    let raw = db.client().await;
+    raw.batch_execute("UPDATE orders SET note = 'touched', updated_at = 'epoch' WHERE id = 3")
+        .await
+        .unwrap();
+    out.push(format!(
+        "the update trigger fired: {}",
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM orders WHERE id = 3 AND updated_at > 'epoch'"
+        )
+        .await
+            == 1
+    ));
+    out.push(format!(
+        "the view agrees with the table: {}",
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM (SELECT tenant, sum(price) AS total, count(*) AS n FROM orders GROUP BY tenant
+                                   EXCEPT SELECT tenant, total, n FROM order_totals) d"
+        )
+        .await
+            == 0
+    ));
+    raw.batch_execute("REFRESH MATERIALIZED VIEW CONCURRENTLY order_stats")
+        .await
+        .unwrap();
+    out.push(format!(
+        "the materialized view agrees with the table: {}",
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM (SELECT tenant, count(*) AS n, max(price) AS top FROM orders GROUP BY tenant
+                                   EXCEPT SELECT tenant, n, top FROM order_stats) d"
+        )
+        .await
+            == 0
+    ));
+    raw.batch_execute("DELETE FROM orders WHERE id IN (900001, 900002)")
+        .await
+        .unwrap();
+    out
+}
+
+/// Runs `migration` on the fixture through start and complete, and checks that the table
+/// and everything over it are as before except `changed` (columns whose type may differ),
+/// and, when `keeps_order`, the order of the columns.
+async fn carries_everything(migration: &str, changed: &[&str], keeps_order: bool) {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    let roles = production::create(&raw, &db.name, ROWS, false).await;
+    let before = production::describe(&raw, "public.orders").await;
+    let acts_before = behaviour(&db, &roles).await;
+    let m = Migrations::new(&[("0001_change.yaml", migration)]);
+    run_ok(
+        &db,
+        &m.path(),
+        &["start", m.path().join("0001_change.yaml").to_str().unwrap()],
+    )
+    .await;
+    run_ok(&db, &m.path(), &["complete"]).await;
+    let after = production::describe(&raw, "public.orders").await;
+    let (gone, new) = differences(&before, &after);
+    let unexplained = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| {
+                !about(l, changed) && (keeps_order || !l.starts_with("column order of orders:"))
+            })
+            .cloned()
+            .collect()
+    };
+    assert!(
+        unexplained(&gone).is_empty() && unexplained(&new).is_empty(),
+        "changed beyond what the migration says:\nbefore only:\n{}\nafter only:\n{}",
+        unexplained(&gone).join("\n"),
+        unexplained(&new).join("\n")
+    );
+    assert_eq!(behaviour(&db, &roles).await, acts_before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_of_the_table_carries_everything_that_hangs_on_it() {
+    carries_everything(
+        "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n      method: copy\n",
+        &["orders.price", "order_totals.total", "order_stats.top", "big_orders.price"],
+        true,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_column_changed_in_place_carries_everything_that_hangs_on_it() {
+    carries_everything(
+        "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n",
+        &["orders.price", "order_totals.total", "order_stats.top", "big_orders.price"],
+        false,
+    )
+    .await;
+}

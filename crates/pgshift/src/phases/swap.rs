@@ -1,0 +1,321 @@
+//! The swap: one transaction that replaces a table by its copy, or columns by their copies,
+//! and gives the replacement what hung on the original (`fidelity`). It locks first, then
+//! reads what hangs on the table (so a grant made while the migration was open is carried
+//! too), drops the views over it, runs the plan's swap statements, and makes everything
+//! again on the replacement, the foreign keys that pointed at a copied table included (NOT
+//! VALID, listed for [`validate_carried`]). The journal entry commits with it.
+
+use crate::error::{Error, Result};
+use crate::exec::{Executor, Policy};
+use crate::fidelity::{apply, read, DependentView};
+use crate::plan::{SwapPart, SwapSpec};
+use crate::quote::qualified;
+use crate::state;
+use std::sync::Mutex;
+use tokio_postgres::Client;
+
+type Pg<T> = std::result::Result<T, tokio_postgres::Error>;
+
+/// Runs `sql` in order, remembering the one running (for the error if it fails).
+async fn run_all(client: &Client, last: &Mutex<String>, sql: &[String]) -> Pg<()> {
+    for s in sql {
+        *last.lock().unwrap() = s.clone();
+        client.batch_execute(s).await?;
+    }
+    Ok(())
+}
+
+/// Which columns of relation `oid` have a type of variable length (storage and compression
+/// settings apply to those only).
+async fn varlena_columns(client: &Client, oid: u32) -> Pg<Vec<String>> {
+    client
+        .query(
+            "SELECT a.attname::text FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND t.typlen = -1",
+            &[&oid],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect()
+}
+
+/// The views made again over the replacement, each with its privileges as they were.
+async fn recreate_views(client: &Client, last: &Mutex<String>, views: &[DependentView]) -> Pg<()> {
+    for v in views {
+        run_all(client, last, &apply::create_view(v)).await?;
+        if let Some(oid) = read::oid(client, &v.schema, &v.name).await? {
+            let now = read::grants(client, oid).await?;
+            let on = format!("TABLE {}", qualified(&v.schema, &v.name));
+            run_all(client, last, &apply::privileges(&on, None, &now, &v.grants)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What a part of the swap read before it ran.
+enum Read {
+    Copy {
+        table: String,
+        copy_oid: u32,
+        dressing: crate::fidelity::TableDressing,
+        keys: Vec<crate::fidelity::ReferencingKey>,
+        varlena: Vec<String>,
+    },
+    Columns {
+        table: String,
+        oid: u32,
+        columns: Vec<crate::plan::SwapColumn>,
+        dressings: Vec<crate::fidelity::ColumnDressing>,
+        statistics: Vec<crate::fidelity::Statistics>,
+        identity: crate::fidelity::TableDressing,
+        /// Policies, triggers, rules and publications that use the columns.
+        dependents: crate::fidelity::TableDressing,
+    },
+}
+
+/// Reads what hangs on one part of the swap, and the views over it.
+async fn read_part(
+    client: &Client,
+    schema: &str,
+    part: &SwapPart,
+) -> Pg<(Read, Vec<DependentView>)> {
+    let table = qualified(schema, &part.table).to_string();
+    let oid = read::oid(client, schema, &part.table).await?.unwrap_or(0);
+    if let Some(copy) = &part.copy {
+        let copy_oid = read::oid(client, schema, copy).await?.unwrap_or(0);
+        let views = read::dependent_views(client, oid, None).await?;
+        let read = Read::Copy {
+            table,
+            copy_oid,
+            dressing: read::table(client, oid, schema, &part.table).await?,
+            keys: read::referencing_keys(client, oid).await?,
+            varlena: varlena_columns(client, copy_oid).await?,
+        };
+        return Ok((read, views));
+    }
+    let old: Vec<String> = part.columns.iter().map(|c| c.old.clone()).collect();
+    let views = read::dependent_views(client, oid, Some(&old)).await?;
+    let r = client
+        .query_one(
+            "SELECT c.relreplident::text,
+                    (SELECT ic.relname::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                     WHERE i.indrelid = c.oid AND i.indisreplident)
+             FROM pg_class c WHERE c.oid = $1",
+            &[&oid],
+        )
+        .await?;
+    let read = Read::Columns {
+        table,
+        oid,
+        columns: part.columns.clone(),
+        dressings: read::columns(client, oid, Some(&old)).await?,
+        statistics: read::statistics_on(client, oid, &old).await?,
+        dependents: read::column_dependents(client, oid, &old).await?,
+        identity: crate::fidelity::TableDressing {
+            replica_identity: r.try_get(0)?,
+            replica_index: r.try_get(1)?,
+            ..Default::default()
+        },
+    };
+    Ok((read, views))
+}
+
+/// What comes before the swap's statements for one part: the foreign keys that point at a
+/// copied table are dropped (they are added again on the copy).
+fn before(read: &Read) -> Vec<String> {
+    match read {
+        Read::Copy { keys, .. } => keys
+            .iter()
+            .map(|k| {
+                format!(
+                    "ALTER TABLE {} DROP CONSTRAINT {}",
+                    qualified(&k.schema, &k.table),
+                    crate::quote::ident(&k.name)
+                )
+            })
+            .collect(),
+        Read::Columns {
+            table, dependents, ..
+        } => apply::drop_dependents(table, dependents),
+    }
+}
+
+/// Gives one part's replacement what hung on the original, after the swap's statements.
+async fn carry(
+    client: &Client,
+    last: &Mutex<String>,
+    migration: &str,
+    schema: &str,
+    read: &Read,
+) -> Pg<()> {
+    match read {
+        Read::Copy {
+            table,
+            copy_oid,
+            dressing,
+            keys,
+            varlena,
+        } => {
+            // The copy has the table's name now: first its owner, then its privileges
+            // exactly as the table had them (whatever default privileges gave the copy).
+            let owner: String = client
+                .query_one(
+                    "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = $1",
+                    &[copy_oid],
+                )
+                .await?
+                .try_get(0)?;
+            if owner != dressing.owner {
+                let sql = format!(
+                    "ALTER TABLE {table} OWNER TO {}",
+                    crate::quote::ident(&dressing.owner)
+                );
+                run_all(client, last, &[sql]).await?;
+            }
+            let now = read::grants(client, *copy_oid).await?;
+            let on = format!("TABLE {table}");
+            run_all(
+                client,
+                last,
+                &apply::privileges(&on, None, &now, &dressing.grants),
+            )
+            .await?;
+            let statements = apply::table(dressing, &|c| varlena.iter().any(|v| v == c));
+            run_all(client, last, &statements).await?;
+            for k in keys {
+                let relation = qualified(&k.schema, &k.table).to_string();
+                let mut sql = vec![format!(
+                    "ALTER TABLE {relation} ADD CONSTRAINT {} {} NOT VALID",
+                    crate::quote::ident(&k.name),
+                    k.definition
+                )];
+                if k.validated {
+                    sql.push(state::to_validate_sql(migration, &relation, &k.name));
+                }
+                run_all(client, last, &sql).await?;
+            }
+            Ok(())
+        }
+        Read::Columns {
+            table,
+            oid,
+            columns,
+            dressings,
+            statistics,
+            identity,
+            dependents,
+        } => {
+            let varlena = varlena_columns(client, *oid).await?;
+            let mut after = Vec::new();
+            for c in columns {
+                if let Some(d) = dressings.iter().find(|d| d.name == c.old) {
+                    let mut d = d.clone();
+                    d.name = c.name.clone();
+                    after.extend(apply::column(table, &d, varlena.contains(&c.name)));
+                }
+            }
+            // Statistics objects over a dropped column went with it.
+            let still: Vec<String> = client
+                .query(
+                    "SELECT stxname::text FROM pg_statistic_ext WHERE stxrelid = $1",
+                    &[oid],
+                )
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Pg<_>>()?;
+            let gone: Vec<_> = statistics
+                .iter()
+                .filter(|s| !still.contains(&s.name))
+                .cloned()
+                .collect();
+            after.extend(apply::statistics(schema, &gone));
+            after.extend(apply::replica_identity(table, identity));
+            after.extend(apply::dependents(table, dependents));
+            run_all(client, last, &after).await
+        }
+    }
+}
+
+/// The swap, in the open transaction: read every part, drop the views over them, run the
+/// statements, carry every part over, make the views again.
+async fn swap(client: &Client, last: &Mutex<String>, migration: &str, spec: &SwapSpec) -> Pg<()> {
+    let mut reads = Vec::new();
+    let mut views: Vec<DependentView> = Vec::new();
+    for part in &spec.parts {
+        let (read, over) = read_part(client, &spec.schema, part).await?;
+        for v in over {
+            match views
+                .iter_mut()
+                .find(|w| w.schema == v.schema && w.name == v.name)
+            {
+                Some(w) => w.depth = w.depth.max(v.depth),
+                None => views.push(v),
+            }
+        }
+        reads.push(read);
+    }
+    views.sort_by_key(|v| v.depth);
+    let mut first = apply::drop_views(&views);
+    first.extend(reads.iter().flat_map(before));
+    run_all(client, last, &first).await?;
+    run_all(client, last, &spec.statements).await?;
+    for read in &reads {
+        carry(client, last, migration, &spec.schema, read).await?;
+    }
+    run_all(client, last, &spec.after).await?;
+    recreate_views(client, last, &views).await
+}
+
+/// Runs the swap `spec` with `finish` (the journal) in one transaction.
+pub(super) async fn run(
+    exec: &Executor,
+    migration: &str,
+    spec: &SwapSpec,
+    what: &str,
+    finish: &[String],
+) -> Result<()> {
+    let last = Mutex::new(String::new());
+    let outcome = exec
+        .transaction(Policy::Swap, what, |client| {
+            let last = &last;
+            async move {
+                run_all(client, last, &[spec.lock_sql()]).await?;
+                swap(client, last, migration, spec).await?;
+                for sql in finish {
+                    client.batch_execute(sql).await?;
+                }
+                Ok(())
+            }
+        })
+        .await;
+    outcome.map_err(|e| match e {
+        Error::Statement { context, source } => Error::Statement {
+            context: format!(
+                "{context}, at: {}",
+                crate::event::abbreviate(&last.lock().unwrap(), 300)
+            ),
+            source,
+        },
+        other => other,
+    })
+}
+
+/// Validates the foreign keys the swaps of `migration` added NOT VALID, each in its own
+/// transaction (SHARE UPDATE EXCLUSIVE on its table: writes go on), struck off the list in
+/// the same transaction.
+pub(super) async fn validate_carried(exec: &Executor, migration: &str) -> Result<()> {
+    for (relation, constraint) in state::to_validate(exec.client(), migration).await? {
+        let validate = crate::sql::Statement::ddl(format!(
+            "ALTER TABLE {relation} VALIDATE CONSTRAINT {}",
+            crate::quote::ident(&constraint)
+        ));
+        exec.run_transaction(
+            std::slice::from_ref(&validate),
+            &[state::validated_sql(migration, &relation, &constraint)],
+        )
+        .await?;
+    }
+    Ok(())
+}
