@@ -58,7 +58,7 @@ enum Read {
     Copy {
         table: String,
         copy_oid: u32,
-        dressing: crate::fidelity::TableDressing,
+        dressing: Box<crate::fidelity::TableDressing>,
         keys: Vec<crate::fidelity::ReferencingKey>,
         varlena: Vec<String>,
     },
@@ -68,9 +68,9 @@ enum Read {
         columns: Vec<crate::plan::SwapColumn>,
         dressings: Vec<crate::fidelity::ColumnDressing>,
         statistics: Vec<crate::fidelity::Statistics>,
-        identity: crate::fidelity::TableDressing,
+        identity: Box<crate::fidelity::TableDressing>,
         /// Policies, triggers, rules and publications that use the columns.
-        dependents: crate::fidelity::TableDressing,
+        dependents: Box<crate::fidelity::TableDressing>,
     },
 }
 
@@ -88,7 +88,7 @@ async fn read_part(
         let read = Read::Copy {
             table,
             copy_oid,
-            dressing: read::table(client, oid, schema, &part.table).await?,
+            dressing: Box::new(read::table(client, oid, schema, &part.table).await?),
             keys: read::referencing_keys(client, oid).await?,
             varlena: varlena_columns(client, copy_oid).await?,
         };
@@ -111,12 +111,12 @@ async fn read_part(
         columns: part.columns.clone(),
         dressings: read::columns(client, oid, Some(&old)).await?,
         statistics: read::statistics_on(client, oid, &old).await?,
-        dependents: read::column_dependents(client, oid, &old).await?,
-        identity: crate::fidelity::TableDressing {
+        dependents: Box::new(read::column_dependents(client, oid, &old).await?),
+        identity: Box::new(crate::fidelity::TableDressing {
             replica_identity: r.try_get(0)?,
             replica_index: r.try_get(1)?,
             ..Default::default()
-        },
+        }),
     };
     Ok((read, views))
 }
