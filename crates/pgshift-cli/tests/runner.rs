@@ -232,6 +232,7 @@ async fn init_creates_upgrades_in_place_and_refuses_a_newer_state() {
         "DROP TABLE pgshift.backfills;
          ALTER TABLE pgshift.migrations DROP COLUMN version_schema, DROP COLUMN plan, DROP COLUMN source, DROP COLUMN environment;
          DROP TABLE pgshift.data_migrations;
+         DROP TABLE pgshift.validations;
          ALTER TABLE pgshift.migrations DROP CONSTRAINT migrations_status_check;
          ALTER TABLE pgshift.migrations ADD CONSTRAINT migrations_status_check CHECK (status IN ('running', 'failed', 'applied'));
          UPDATE pgshift.state_version SET version = 1;",
