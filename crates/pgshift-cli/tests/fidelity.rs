@@ -44,6 +44,42 @@ async fn as_role(db: &TestDb, role: &str, tenant: Option<i32>) -> tokio_postgres
     c
 }
 
+/// What the roles see and may do through a version (`search_path`), while a migration is
+/// open: the same rows, the same refusals, through the old version and the new.
+async fn access(db: &TestDb, roles: &Roles, search_path: &str, id: i64) -> Vec<String> {
+    let mut out = Vec::new();
+    let path = format!("SET search_path = {}", pgshift::quote::ident(search_path));
+    let app = as_role(db, &roles.app, Some(1)).await;
+    app.batch_execute(&path).await.unwrap();
+    out.push(format!(
+        "app reads {} rows",
+        scalar_i64(&app, "SELECT count(*) FROM orders").await
+    ));
+    let refused = app
+        .batch_execute(&format!(
+            "INSERT INTO orders (id, tenant, price) VALUES ({id}, 2, 5)"
+        ))
+        .await
+        .err()
+        .and_then(|e| e.code().map(|c| c.code().to_owned()));
+    out.push(format!("app writing another tenant's row: {refused:?}"));
+    let own = app
+        .batch_execute(&format!(
+            "INSERT INTO orders (id, tenant, price) VALUES ({id}, 1, 5); DELETE FROM orders WHERE id = {id}"
+        ))
+        .await
+        .err()
+        .map(|e| format!("{e:?}"));
+    out.push(format!("app writing its own tenant's row: {own:?}"));
+    let ro = as_role(db, &roles.readonly, None).await;
+    ro.batch_execute(&path).await.unwrap();
+    out.push(format!(
+        "readonly reads {} rows",
+        scalar_i64(&ro, "SELECT count(*) FROM orders").await
+    ));
+    out
+}
+
 /// What the roles see and may do, and what the objects over the table return.
 async fn behaviour(db: &TestDb, roles: &Roles) -> Vec<String> {
     let mut out = Vec::new();
@@ -123,6 +159,13 @@ async fn carries_everything(migration: &str, changed: &[&str], keeps_order: bool
     let roles = production::create(&raw, &db.name, ROWS, false).await;
     let before = production::describe(&raw, "public.orders").await;
     let acts_before = behaviour(&db, &roles).await;
+    let access_before = access(&db, &roles, "public", 800001).await;
+    assert!(
+        access_before[0] == format!("app reads {} rows", ROWS / 3)
+            && access_before[1] == "app writing another tenant's row: Some(\"42501\")"
+            && access_before[3] == format!("readonly reads {ROWS} rows"),
+        "the fixture's policies: {access_before:?}"
+    );
     let m = Migrations::new(&[("0001_change.yaml", migration)]);
     run_ok(
         &db,
@@ -130,6 +173,23 @@ async fn carries_everything(migration: &str, changed: &[&str], keeps_order: bool
         &["start", m.path().join("0001_change.yaml").to_str().unwrap()],
     )
     .await;
+    // While it is open, each role has the same rights and sees the same rows through
+    // either version.
+    let version = run_ok(&db, &m.path(), &["latest", "schema"])
+        .await
+        .stdout
+        .trim()
+        .to_owned();
+    assert_eq!(
+        access(&db, &roles, "public", 800002).await,
+        access_before,
+        "through the old version"
+    );
+    assert_eq!(
+        access(&db, &roles, &version, 800003).await,
+        access_before,
+        "through the new version {version}"
+    );
     run_ok(&db, &m.path(), &["complete"]).await;
     let after = production::describe(&raw, "public.orders").await;
     let (gone, new) = differences(&before, &after);

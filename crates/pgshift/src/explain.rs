@@ -302,6 +302,12 @@ fn step_report(
                 what.join("; ")
             ));
         }
+        Action::CarryAccess { from, to, .. } => {
+            r.kind = "carry_access";
+            r.note = Some(format!(
+                "gives {to} the privileges, row-level security and policies {from} has when the step runs: clients keep the same rights and see the same rows through the triggers and the version schema (blocks no client statement)"
+            ));
+        }
         Action::ValidateCarried => {
             r.kind = "validate";
             r.scans = true;
@@ -348,6 +354,7 @@ fn step_report(
                 &sizes.catalog.schema,
                 version_schema,
                 planned,
+                sizes.catalog.server_version_num,
             ) {
                 r.statements.push(StatementReport {
                     sql,

@@ -181,13 +181,7 @@ pub fn column(table: &str, c: &ColumnDressing, varlena: bool) -> Vec<String> {
 /// `varlena` says, for a column, whether its type (in the copy) takes storage settings.
 pub fn table(d: &TableDressing, varlena: &dyn Fn(&str) -> bool) -> Vec<String> {
     let t = qualified(&d.schema, &d.name).to_string();
-    let mut out = Vec::new();
-    if d.row_security {
-        out.push(format!("ALTER TABLE {t} ENABLE ROW LEVEL SECURITY"));
-    }
-    if d.force_row_security {
-        out.push(format!("ALTER TABLE {t} FORCE ROW LEVEL SECURITY"));
-    }
+    let mut out = row_security_flags(&t, d);
     out.extend(dependents(&t, d));
     let options: Vec<String> = d
         .options
@@ -217,6 +211,31 @@ pub fn table(d: &TableDressing, varlena: &dyn Fn(&str) -> bool) -> Vec<String> {
         out.extend(column(&t, c, varlena(&c.name)));
     }
     out
+}
+
+/// Row-level security enabled and forced (or not) as in `d`, and its policies, on `table`
+/// (which has none of its own yet).
+pub fn row_security(table: &str, d: &TableDressing) -> Vec<String> {
+    let mut out = row_security_flags(table, d);
+    out.extend(d.policies.iter().map(|p| policy_sql(table, p)));
+    out
+}
+
+fn row_security_flags(table: &str, d: &TableDressing) -> Vec<String> {
+    vec![
+        format!(
+            "ALTER TABLE {table} {} ROW LEVEL SECURITY",
+            if d.row_security { "ENABLE" } else { "DISABLE" }
+        ),
+        format!(
+            "ALTER TABLE {table} {} ROW LEVEL SECURITY",
+            if d.force_row_security {
+                "FORCE"
+            } else {
+                "NO FORCE"
+            }
+        ),
+    ]
 }
 
 /// The policies, triggers, rules and publication memberships of `d`, made again on

@@ -10,6 +10,9 @@
 
 pub mod apply;
 pub mod read;
+mod version;
+
+pub use version::{access_to, version_access};
 
 /// One entry of an access control list: `grantee` None is PUBLIC.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

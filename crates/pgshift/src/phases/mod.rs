@@ -180,15 +180,35 @@ pub(crate) async fn run_phase(
             Action::RefreshVersionSchema { planned, known } => {
                 let catalog = Catalog::load(client, schema).await?;
                 let vs = planned.refreshed(&catalog, known);
-                let stmts: Vec<Statement> =
-                    plan::version_schema_statements(schema, version_schema, &vs)
-                        .into_iter()
-                        .map(Statement::ddl)
-                        .collect();
+                let mut sql = plan::version_schema_statements(
+                    schema,
+                    version_schema,
+                    &vs,
+                    catalog.server_version_num,
+                );
+                sql.extend(
+                    crate::fidelity::version_access(
+                        client,
+                        schema,
+                        version_schema,
+                        &vs,
+                        catalog.server_version_num,
+                    )
+                    .await?,
+                );
+                let stmts: Vec<Statement> = sql.into_iter().map(Statement::ddl).collect();
                 exec.run_transaction(&stmts, &finish).await?;
             }
             Action::Swap(spec) => {
                 swap::run(exec, name, spec, &step.description, &finish).await?;
+            }
+            Action::CarryAccess { schema, from, to } => {
+                let stmts: Vec<Statement> = crate::fidelity::access_to(client, schema, from, to)
+                    .await?
+                    .into_iter()
+                    .map(Statement::ddl)
+                    .collect();
+                exec.run_transaction(&stmts, &finish).await?;
             }
             Action::ValidateCarried => {
                 swap::validate_carried(exec, name).await?;

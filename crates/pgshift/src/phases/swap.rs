@@ -173,6 +173,20 @@ async fn carry(
                 );
                 run_all(client, last, &[sql]).await?;
             }
+            // The policies it was given while the migration was open are made again below.
+            let drops: Vec<String> = client
+                .query(
+                    "SELECT polname::text FROM pg_policy WHERE polrelid = $1",
+                    &[copy_oid],
+                )
+                .await?
+                .iter()
+                .map(|r| {
+                    r.try_get::<_, String>(0)
+                        .map(|p| format!("DROP POLICY {} ON {table}", crate::quote::ident(&p)))
+                })
+                .collect::<Pg<_>>()?;
+            run_all(client, last, &drops).await?;
             let now = read::grants(client, *copy_oid).await?;
             let on = format!("TABLE {table}");
             run_all(

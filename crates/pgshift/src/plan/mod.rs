@@ -63,6 +63,16 @@ pub enum Action {
     /// publications, storage parameters, comments, statistics, the views over them, and
     /// (for a copy) the foreign keys that point at it, added again NOT VALID.
     Swap(SwapSpec),
+    /// Give a table's copy, while the migration is open, the table's privileges, row-level
+    /// security and policies (read when the step runs): the clients whose writes the
+    /// triggers mirror into it, and those of the new version that use it through the
+    /// version schema, have the same rights on it and see the same rows. The swap sets all
+    /// of it again, exactly.
+    CarryAccess {
+        schema: String,
+        from: String,
+        to: String,
+    },
     /// Validate the foreign keys a swap re-pointed at a table's copy (listed in the state
     /// schema by the swap's transaction), each in its own transaction.
     ValidateCarried,
@@ -385,11 +395,21 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
 /// The statements that create the version schema for `vs`.
 /// The statements that (re)create the version schema: the schema dropped if it is there (a
 /// run that is resumed makes it again), then created with one view per table.
+/// The version schema's views. On PostgreSQL 15 and later they are `security_invoker`:
+/// a client reads and writes through them with its own privileges and under the tables'
+/// row-level security policies, exactly as on the tables. (Before 15 a view reads with
+/// its owner's rights; see `fidelity::version_access` for what that withholds.)
 pub fn version_schema_statements(
     schema: &str,
     version_schema: &str,
     vs: &VirtualSchema,
+    server_version_num: i32,
 ) -> Vec<String> {
+    let with = if server_version_num >= 150000 {
+        " WITH (security_invoker = true)"
+    } else {
+        ""
+    };
     let mut out = vec![
         format!("DROP SCHEMA IF EXISTS {} CASCADE", ident(version_schema)),
         format!("CREATE SCHEMA {}", ident(version_schema)),
@@ -412,7 +432,7 @@ pub fn version_schema_statements(
             columns.join(", ")
         };
         out.push(format!(
-            "CREATE VIEW {} AS SELECT {select} FROM {}",
+            "CREATE VIEW {}{with} AS SELECT {select} FROM {}",
             qualified(version_schema, name),
             qualified(schema, &table.physical)
         ));

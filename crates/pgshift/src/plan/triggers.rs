@@ -220,6 +220,17 @@ pub fn drop_sql(schema: &str, table: &str, name: &str) -> Vec<String> {
 
 /// `CREATE OR REPLACE FUNCTION` of a plpgsql trigger function named `name`, in pgshift's
 /// schema.
+/// The same, running with the rights of its owner (pgshift's role) and a fixed
+/// search_path: for a function that writes only pgshift's own tables, which the clients
+/// whose writes fire it have no rights on. Its body must name everything qualified.
+pub fn definer_function_sql(name: &str, body: &str) -> String {
+    format!(
+        "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {}",
+        qualified(crate::state::SCHEMA, name),
+        dollar_quote(body)
+    )
+}
+
 pub fn function_sql(name: &str, body: &str) -> String {
     format!(
         "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS {}",

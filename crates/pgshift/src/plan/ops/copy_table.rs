@@ -256,6 +256,16 @@ impl CopyTable<'_> {
             "CREATE TABLE {shadow} (LIKE {source} INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMMENTS);\n{shadow_change}"
         ),
     ));
+        steps.start.push(PlannedStep {
+            description: format!(
+                "give {shadow_name} the privileges, row-level security and policies of {table}"
+            ),
+            action: crate::plan::Action::CarryAccess {
+                schema: ctx.schema.to_owned(),
+                from: t.physical.clone(),
+                to: shadow_name.clone(),
+            },
+        });
         let log_trigger = internal_name("log", &[&t.physical]);
         let log_body = format!(
         "BEGIN\n  IF TG_OP <> 'INSERT' THEN\n    INSERT INTO {log} (k) VALUES (OLD.{k});\n  END IF;\n  IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.{k} IS DISTINCT FROM OLD.{k}) THEN\n    INSERT INTO {log} (k) VALUES (NEW.{k});\n  END IF;\n  RETURN NULL;\nEND\n"
@@ -267,7 +277,7 @@ impl CopyTable<'_> {
             ),
             format!(
                 "CREATE TABLE {log} (seq bigserial PRIMARY KEY, k {key_type} NOT NULL);\n{}",
-                function_sql(&log_trigger, &log_body)
+                crate::plan::triggers::definer_function_sql(&log_trigger, &log_body)
             ),
         ));
         steps.start.push(sql_step(
