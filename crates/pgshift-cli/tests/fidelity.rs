@@ -230,3 +230,61 @@ async fn a_column_changed_in_place_carries_everything_that_hangs_on_it() {
     )
     .await;
 }
+
+/// `db`'s URL for `role` instead of the superuser.
+fn url_as(db: &TestDb, role: &str) -> String {
+    db.url.replacen("postgres@", &format!("{role}@"), 1)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tables_owner_without_superuser_is_refused_a_forced_policy_then_carries_everything() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    let roles = production::create(&raw, &db.name, ROWS, true).await;
+    let owner = TestDb {
+        name: db.name.clone(),
+        url: url_as(&db, &roles.owner),
+    };
+    let m = Migrations::new(&[(
+        "0001_change.yaml",
+        "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n      method: copy\n",
+    )]);
+    let file = m.path().join("0001_change.yaml");
+    // FORCE ROW LEVEL SECURITY holds the owner to the policies: pgshift would copy only
+    // the rows they show it (none: no permissive policy is for the owner). Refused before
+    // anything changes.
+    let r = run(&owner, &m.path(), &["start", file.to_str().unwrap()]).await;
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("forces row-level security on its owner")
+            && r.stderr.contains("NO FORCE ROW LEVEL SECURITY"),
+        "{}",
+        r.all()
+    );
+    assert!(!table_exists(&raw, "pgshift.migrations").await);
+    assert_eq!(scalar_i64(&raw, "SELECT count(*) FROM orders").await, ROWS);
+
+    raw.batch_execute("ALTER TABLE orders NO FORCE ROW LEVEL SECURITY")
+        .await
+        .unwrap();
+    let before = production::describe(&raw, "public.orders").await;
+    let acts_before = behaviour(&db, &roles).await;
+    run_ok(&owner, &m.path(), &["start", file.to_str().unwrap()]).await;
+    run_ok(&owner, &m.path(), &["complete"]).await;
+    let after = production::describe(&raw, "public.orders").await;
+    let (gone, new) = differences(&before, &after);
+    let changed = ["orders.price", "order_totals.total", "order_stats.top", "big_orders.price"];
+    let unexplained: Vec<&String> = gone
+        .iter()
+        .chain(&new)
+        .filter(|l| !about(l, &changed))
+        .collect();
+    assert!(unexplained.is_empty(), "changed beyond the migration: {unexplained:#?}");
+    assert!(
+        after.iter().any(|l| l.starts_with("relation orders kind r owner ")
+            && l.contains(&format!("owner {} ", roles.owner))),
+        "{after:#?}"
+    );
+    assert_eq!(behaviour(&db, &roles).await, acts_before);
+    assert_eq!(scalar_i64(&raw, "SELECT count(*) FROM orders").await, ROWS);
+}

@@ -240,6 +240,9 @@ pub enum Refusal {
     /// The open migration is in a phase this command cannot act on (start unfinished, or
     /// complete under way).
     WrongPhase,
+    /// A table the migration reads every row of has row-level security that applies to
+    /// pgshift's role: it would see only some rows.
+    RowSecurity,
 }
 
 impl Refusal {
@@ -252,6 +255,7 @@ impl Refusal {
             Refusal::NotInFolder => "not_in_folder",
             Refusal::OverDeployBudget => "over_deploy_budget",
             Refusal::WrongPhase => "wrong_phase",
+            Refusal::RowSecurity => "row_security",
         }
     }
 }

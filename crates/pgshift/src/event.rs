@@ -55,6 +55,14 @@ impl std::fmt::Display for BlockerReport {
         if !self.application_name.is_empty() {
             write!(f, ", application {}", self.application_name)?;
         }
+        if self.query == "<insufficient privilege>" {
+            // Another user's session: pg_stat_activity hides what it runs from a role
+            // without pg_read_all_stats.
+            return write!(
+                f,
+                "): its statement is hidden from pgshift's role (GRANT pg_read_all_stats, or pg_monitor, to it to see what blocks)"
+            );
+        }
         write!(f, "): {}", abbreviate(&self.query, 160))
     }
 }

@@ -3,6 +3,7 @@
 //! fragments ([`server`]) and rows ([`precheck`], read-only and rolled back); [`verify`] runs
 //! the plan's checks before complete.
 
+mod access;
 pub mod precheck;
 mod server;
 pub mod verify;
@@ -61,5 +62,6 @@ pub async fn plan_with_catalog(
         )
     })?;
     server::check_on_server(client, file, migration, &catalog, schema, check_rows).await?;
+    access::every_row_visible(client, schema, &plan).await?;
     Ok((plan, catalog))
 }
