@@ -153,7 +153,12 @@ async fn behaviour(db: &TestDb, roles: &Roles) -> Vec<String> {
 /// Runs `migration` on the fixture through start and complete, and checks that the table
 /// and everything over it are as before except `changed` (columns whose type may differ),
 /// and, when `keeps_order`, the order of the columns.
-async fn carries_everything(migration: &str, changed: &[&str], keeps_order: bool) {
+async fn carries_everything(
+    migration: &str,
+    changed: &[&str],
+    keeps_order: bool,
+    expect: &[(&str, &str)],
+) {
     let db = TestDb::new().await;
     let raw = db.client().await;
     let roles = production::create(&raw, &db.name, ROWS, false).await;
@@ -192,6 +197,13 @@ async fn carries_everything(migration: &str, changed: &[&str], keeps_order: bool
     );
     run_ok(&db, &m.path(), &["complete"]).await;
     let after = production::describe(&raw, "public.orders").await;
+    for (column, ty) in expect {
+        let line = format!("column {column} {ty} ");
+        assert!(
+            after.iter().any(|l| l.starts_with(&line)),
+            "the migration did not make {column} {ty}: {after:#?}"
+        );
+    }
     let (gone, new) = differences(&before, &after);
     let unexplained = |lines: &[String]| -> Vec<String> {
         lines
@@ -217,6 +229,7 @@ async fn a_copy_of_the_table_carries_everything_that_hangs_on_it() {
         "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n      method: copy\n",
         &["orders.price", "order_totals.total", "order_stats.top", "big_orders.price"],
         true,
+        &[("orders.price", "bigint"), ("order_stats.top", "bigint")],
     )
     .await;
 }
@@ -227,6 +240,7 @@ async fn a_column_changed_in_place_carries_everything_that_hangs_on_it() {
         "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n",
         &["orders.price", "order_totals.total", "order_stats.top", "big_orders.price"],
         false,
+        &[("orders.price", "bigint"), ("order_stats.top", "bigint")],
     )
     .await;
 }
@@ -273,18 +287,58 @@ async fn the_tables_owner_without_superuser_is_refused_a_forced_policy_then_carr
     run_ok(&owner, &m.path(), &["complete"]).await;
     let after = production::describe(&raw, "public.orders").await;
     let (gone, new) = differences(&before, &after);
-    let changed = ["orders.price", "order_totals.total", "order_stats.top", "big_orders.price"];
+    let changed = [
+        "orders.price",
+        "order_totals.total",
+        "order_stats.top",
+        "big_orders.price",
+    ];
     let unexplained: Vec<&String> = gone
         .iter()
         .chain(&new)
         .filter(|l| !about(l, &changed))
         .collect();
-    assert!(unexplained.is_empty(), "changed beyond the migration: {unexplained:#?}");
     assert!(
-        after.iter().any(|l| l.starts_with("relation orders kind r owner ")
-            && l.contains(&format!("owner {} ", roles.owner))),
+        unexplained.is_empty(),
+        "changed beyond the migration: {unexplained:#?}"
+    );
+    assert!(
+        after
+            .iter()
+            .any(|l| l.starts_with("relation orders kind r owner ")
+                && l.contains(&format!("owner {} ", roles.owner))),
         "{after:#?}"
     );
     assert_eq!(behaviour(&db, &roles).await, acts_before);
     assert_eq!(scalar_i64(&raw, "SELECT count(*) FROM orders").await, ROWS);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alter_primary_key_carries_everything_on_the_key_and_the_columns_that_reference_it() {
+    carries_everything(
+        "operations:\n  - alter_primary_key:\n      table: orders\n      type: bigint\n",
+        &["orders.id", "orders.parent_id", "big_orders.id"],
+        false,
+        &[
+            ("orders.id", "bigint"),
+            ("orders.parent_id", "bigint"),
+            ("big_orders.id", "bigint"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_type_change_without_a_rewrite_makes_the_views_over_the_column_again() {
+    carries_everything(
+        "operations:\n  - alter_column:\n      table: orders\n      column: code\n      type: varchar(40)\n  - alter_column:\n      table: orders\n      column: rate\n      type: numeric(6,2)\n",
+        &["orders.code", "big_orders.code", "orders.rate", "big_orders.rate"],
+        true,
+        &[
+            ("orders.code", "character varying(40)"),
+            ("big_orders.code", "character varying(40)"),
+            ("orders.rate", "numeric(6,2)"),
+        ],
+    )
+    .await;
 }

@@ -56,21 +56,24 @@ pub fn schema_sql(roles: &Roles, db: &str, rows: i64, owned: bool) -> String {
         "CREATE TABLE customers (id bigint PRIMARY KEY, tenant int NOT NULL);
          INSERT INTO customers SELECT g, g % 3 FROM generate_series(1, 100) g;
          CREATE TABLE orders (
-             id bigint PRIMARY KEY,
+             id int PRIMARY KEY,
              tenant int NOT NULL,
              customer_id bigint REFERENCES customers,
              price int NOT NULL,
              note text,
+             code varchar(20),
+             rate numeric(4,2),
              updated_at timestamptz NOT NULL DEFAULT now(),
-             parent_id bigint REFERENCES orders (id)
+             parent_id int REFERENCES orders (id)
          ) WITH (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.02, toast.autovacuum_enabled = false);
          CREATE TABLE order_items (
              id bigint PRIMARY KEY,
-             order_id bigint NOT NULL REFERENCES orders ON DELETE CASCADE,
+             order_id int NOT NULL REFERENCES orders ON DELETE CASCADE,
              qty int NOT NULL
          );
-         INSERT INTO orders (id, tenant, customer_id, price, note, parent_id)
-             SELECT g, g % 3, 1 + g % 100, g * 10, 'order ' || g, CASE WHEN g > 1 AND g % 10 = 0 THEN g - 1 END
+         INSERT INTO orders (id, tenant, customer_id, price, note, code, rate, parent_id)
+             SELECT g, g % 3, 1 + g % 100, g * 10, 'order ' || g, 'C' || g, (g % 100) / 10.0,
+                    CASE WHEN g > 1 AND g % 10 = 0 THEN g - 1 END
              FROM generate_series(1, {rows}) g;
          INSERT INTO order_items SELECT g, 1 + (g % {rows}), g % 7 FROM generate_series(1, {rows}) g;
          COMMENT ON TABLE orders IS 'customer orders';
@@ -102,7 +105,7 @@ pub fn schema_sql(roles: &Roles, db: &str, rows: i64, owned: bool) -> String {
          ALTER TABLE orders REPLICA IDENTITY USING INDEX orders_id_tenant;
          CREATE VIEW order_totals AS SELECT tenant, sum(price) AS total, count(*) AS n FROM orders GROUP BY tenant;
          CREATE VIEW big_orders WITH (security_barrier = true) AS
-             SELECT id, tenant, price FROM orders WHERE price > 100 WITH LOCAL CHECK OPTION;
+             SELECT id, tenant, price, code, rate FROM orders WHERE price > 100 WITH LOCAL CHECK OPTION;
          CREATE VIEW big_order_count AS SELECT count(*) AS n FROM big_orders;
          COMMENT ON VIEW order_totals IS 'per tenant';
          GRANT SELECT ON order_totals, big_orders TO {ro};
