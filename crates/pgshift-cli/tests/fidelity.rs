@@ -342,3 +342,48 @@ async fn a_type_change_without_a_rewrite_makes_the_views_over_the_column_again()
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_copy_cannot_carry_is_refused_before_anything_changes() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    production::create(&raw, &db.name, 100, false).await;
+    raw.batch_execute(
+        "CREATE FUNCTION recent_orders() RETURNS SETOF orders LANGUAGE sql AS 'SELECT * FROM orders ORDER BY id DESC LIMIT 10'",
+    )
+    .await
+    .unwrap();
+    let before = production::describe(&raw, "public.orders").await;
+    let m = Migrations::new(&[(
+        "0001_change.yaml",
+        "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n      method: copy\n",
+    )]);
+    for command in ["plan", "start"] {
+        let r = run(
+            &db,
+            &m.path(),
+            &[command, m.path().join("0001_change.yaml").to_str().unwrap()],
+        )
+        .await;
+        assert_eq!(r.code, 2, "{command}: {}", r.all());
+        assert!(
+            r.stderr
+                .contains("function recent_orders() uses the row type of \"public\".\"orders\"")
+                && r.stderr.contains("leave out `method: copy`"),
+            "{command}: {}",
+            r.all()
+        );
+    }
+    assert!(!table_exists(&raw, "pgshift.migrations").await);
+    assert_eq!(production::describe(&raw, "public.orders").await, before);
+    // In place, the table stays: the function keeps working.
+    m.write(
+        "0001_change.yaml",
+        "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n",
+    );
+    run_ok(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(
+        scalar_i64(&raw, "SELECT count(*) FROM recent_orders()").await,
+        10
+    );
+}

@@ -243,6 +243,9 @@ pub enum Refusal {
     /// A table the migration reads every row of has row-level security that applies to
     /// pgshift's role: it would see only some rows.
     RowSecurity,
+    /// A swap could not carry over something that depends on the table (a view another
+    /// role owns, a function on its row type, a publication another role owns).
+    CannotCarry,
 }
 
 impl Refusal {
@@ -256,6 +259,7 @@ impl Refusal {
             Refusal::OverDeployBudget => "over_deploy_budget",
             Refusal::WrongPhase => "wrong_phase",
             Refusal::RowSecurity => "row_security",
+            Refusal::CannotCarry => "cannot_carry",
         }
     }
 }

@@ -1,3 +1,7 @@
+//! Whether pgshift's role can do what the plan needs of it, before anything changes: see
+//! every row of the tables it reads in full, and carry over at each swap what hangs on the
+//! table.
+//!
 //! Whether pgshift's role sees every row of the tables a plan reads in full (backfills,
 //! copies, verification). Row-level security applies to a role that is neither a superuser
 //! nor has BYPASSRLS, unless it owns the table and the table does not FORCE it; such a role
@@ -83,4 +87,112 @@ pub(super) async fn every_row_visible(
         ));
     }
     Ok(())
+}
+
+/// What stands in the way of carrying a swapped table's dependents over, each as a sentence
+/// naming the object and what to do.
+async fn obstacles(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    table: &str,
+    copy: bool,
+) -> Result<Vec<String>> {
+    let name = qualified(schema, table).to_string();
+    let mut out = Vec::new();
+    let super_user: bool = client
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    // Views are made again and given back to their owners.
+    let views = client
+        .query(
+            "WITH RECURSIVE d(oid) AS (
+                 SELECT r.ev_class FROM pg_depend x JOIN pg_rewrite r ON r.oid = x.objid
+                 WHERE x.classid = 'pg_rewrite'::regclass AND x.refobjid = to_regclass($1) AND r.ev_class <> to_regclass($1)
+                 UNION
+                 SELECT r.ev_class FROM d JOIN pg_depend x ON x.refobjid = d.oid JOIN pg_rewrite r ON r.oid = x.objid
+                 WHERE x.classid = 'pg_rewrite'::regclass AND r.ev_class <> d.oid
+             )
+             SELECT c.oid::regclass::text, pg_get_userbyid(c.relowner)::text
+             FROM pg_class c WHERE c.oid IN (SELECT oid FROM d)
+               AND NOT pg_has_role(current_user, c.relowner, 'USAGE')",
+            &[&name],
+        )
+        .await?;
+    if !super_user {
+        for v in &views {
+            let (view, owner): (String, String) = (v.try_get(0)?, v.try_get(1)?);
+            out.push(format!(
+                "view {view} over {name} belongs to {owner}, and pgshift's role can neither drop it nor make it again as {owner}: GRANT {owner} TO the role pgshift runs as, or run it as {owner}"
+            ));
+        }
+    }
+    if !copy {
+        return Ok(out);
+    }
+    // A copy is a new table: whatever uses the old one's row type would keep it alive.
+    let users = client
+        .query(
+            "SELECT pg_describe_object(d.classid, d.objid, d.objsubid)
+             FROM pg_depend d JOIN pg_class c ON c.reltype = d.refobjid
+             WHERE c.oid = to_regclass($1) AND d.refclassid = 'pg_type'::regclass AND d.deptype = 'n'
+             ORDER BY 1",
+            &[&name],
+        )
+        .await?;
+    for u in &users {
+        let what: String = u.try_get(0)?;
+        out.push(format!(
+            "{what} uses the row type of {name}, which a copy of the table cannot take over: change it in place (leave out `method: copy`), or drop {what} and make it again after"
+        ));
+    }
+    if !super_user {
+        let publications = client
+            .query(
+                "SELECT p.pubname::text, pg_get_userbyid(p.pubowner)::text
+                 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+                 WHERE pr.prrelid = to_regclass($1) AND NOT pg_has_role(current_user, p.pubowner, 'USAGE')",
+                &[&name],
+            )
+            .await?;
+        for p in &publications {
+            let (publication, owner): (String, String) = (p.try_get(0)?, p.try_get(1)?);
+            out.push(format!(
+                "publication {publication}, which {name} is in, belongs to {owner}: pgshift's role cannot put the copy in it; GRANT {owner} TO the role pgshift runs as, or run it as {owner}"
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses a plan whose swaps could not carry what hangs on their tables (exit 2, nothing
+/// changed), rather than failing at complete after the whole backfill.
+pub(super) async fn swaps_can_carry(
+    client: &tokio_postgres::Client,
+    schema: &str,
+    plan: &Plan,
+) -> Result<()> {
+    let mut problems = Vec::new();
+    for step in &plan.complete {
+        let Action::Swap(spec) = &step.action else {
+            continue;
+        };
+        for part in &spec.parts {
+            problems.extend(obstacles(client, schema, &part.table, part.copy.is_some()).await?);
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(Error::refused(
+        Refusal::CannotCarry,
+        format!(
+            "complete could not carry over what depends on the tables it swaps:\n  {}",
+            problems.join("\n  ")
+        ),
+        Some("nothing was changed; see docs/fidelity.md for what a swap carries"),
+    ))
 }

@@ -63,5 +63,6 @@ pub async fn plan_with_catalog(
     })?;
     server::check_on_server(client, file, migration, &catalog, schema, check_rows).await?;
     access::every_row_visible(client, schema, &plan).await?;
+    access::swaps_can_carry(client, schema, &plan).await?;
     Ok((plan, catalog))
 }
