@@ -36,6 +36,8 @@ static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 /// Servers to stop and folders to remove at exit: the cluster and any replicas.
 static CLEANUP: Mutex<Vec<(u32, PathBuf)>> = Mutex::new(Vec::new());
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
+/// Clusters started by this process (the shared one and those of [`start_another_cluster`]).
+static NEXT_CLUSTER: AtomicUsize = AtomicUsize::new(0);
 
 /// The process's cluster, started on first call. Panics with instructions if PostgreSQL's
 /// server binaries cannot be found or started.
@@ -247,6 +249,12 @@ fn free_port() -> Result<u16, String> {
     Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
+/// A cluster of its own, beside the shared one (a logical replication subscriber, say),
+/// stopped and removed when the process exits.
+pub fn start_another_cluster() -> Result<Cluster, String> {
+    start_cluster()
+}
+
 fn start_cluster() -> Result<Cluster, String> {
     let bin_dir = find_bin_dir()?;
     let user = server_user()?;
@@ -258,7 +266,7 @@ fn start_cluster() -> Result<Cluster, String> {
     let root = base.join(format!(
         "{}-{}",
         std::process::id(),
-        NEXT_DB.load(Ordering::SeqCst)
+        NEXT_CLUSTER.fetch_add(1, Ordering::SeqCst)
     ));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
@@ -355,7 +363,8 @@ fn launch(
         format!("unix_socket_directories={}", root.display()),
         "max_connections=300".to_owned(),
         "shared_buffers=128MB".to_owned(),
-        "wal_level=replica".to_owned(),
+        // logical: a test can subscribe another cluster to a publication.
+        "wal_level=logical".to_owned(),
         "max_wal_senders=10".to_owned(),
         "log_min_messages=warning".to_owned(),
     ]) {
