@@ -150,21 +150,68 @@ async fn behaviour(db: &TestDb, roles: &Roles) -> Vec<String> {
     out
 }
 
+/// Who runs pgshift, and how the migration ends.
+#[derive(Clone, Copy, PartialEq)]
+enum Run {
+    /// A superuser; started and completed.
+    Complete,
+    /// A superuser; started and rolled back.
+    Rollback,
+    /// The tables' owner, not a superuser (the policy not forced on it); completed.
+    OwnerCompletes,
+    /// The tables' owner; rolled back.
+    OwnerRollsBack,
+}
+
 /// Runs `migration` on the fixture through start and complete, and checks that the table
 /// and everything over it are as before except `changed` (columns whose type may differ),
-/// and, when `keeps_order`, the order of the columns.
+/// and, when `keeps_order`, the order of the columns. Each way of running it in `runs`, on a
+/// fresh database each; rolled back, everything is as before, with no exception.
 async fn carries_everything(
     migration: &str,
     changed: &[&str],
     keeps_order: bool,
     expect: &[(&str, &str)],
 ) {
-    let db = TestDb::new().await;
-    let raw = db.client().await;
-    let roles = production::create(&raw, &db.name, ROWS, false).await;
+    for run in [
+        Run::Complete,
+        Run::Rollback,
+        Run::OwnerCompletes,
+        Run::OwnerRollsBack,
+    ] {
+        carries_everything_as(run, migration, changed, keeps_order, expect).await;
+    }
+}
+
+async fn carries_everything_as(
+    run: Run,
+    migration: &str,
+    changed: &[&str],
+    keeps_order: bool,
+    expect: &[(&str, &str)],
+) {
+    let admin = TestDb::new().await;
+    let raw = admin.client().await;
+    let owned = matches!(run, Run::OwnerCompletes | Run::OwnerRollsBack);
+    let roles = production::create(&raw, &admin.name, ROWS, owned).await;
+    let db = if owned {
+        // A forced policy would hold the owner to it: refused (see the test below).
+        raw.batch_execute("ALTER TABLE orders NO FORCE ROW LEVEL SECURITY")
+            .await
+            .unwrap();
+        TestDb {
+            name: admin.name.clone(),
+            url: url_as(&admin, &roles.owner),
+        }
+    } else {
+        TestDb {
+            name: admin.name.clone(),
+            url: admin.url.clone(),
+        }
+    };
     let before = production::describe(&raw, "public.orders").await;
-    let acts_before = behaviour(&db, &roles).await;
-    let access_before = access(&db, &roles, "public", 800001).await;
+    let acts_before = behaviour(&admin, &roles).await;
+    let access_before = access(&admin, &roles, "public", 800001).await;
     assert!(
         access_before[0] == format!("app reads {} rows", ROWS / 3)
             && access_before[1] == "app writing another tenant's row: Some(\"42501\")"
@@ -186,15 +233,28 @@ async fn carries_everything(
         .trim()
         .to_owned();
     assert_eq!(
-        access(&db, &roles, "public", 800002).await,
+        access(&admin, &roles, "public", 800002).await,
         access_before,
         "through the old version"
     );
     assert_eq!(
-        access(&db, &roles, &version, 800003).await,
+        access(&admin, &roles, &version, 800003).await,
         access_before,
         "through the new version {version}"
     );
+    if matches!(run, Run::Rollback | Run::OwnerRollsBack) {
+        run_ok(&db, &m.path(), &["rollback"]).await;
+        let after = production::describe(&raw, "public.orders").await;
+        let (gone, new) = differences(&before, &after);
+        assert!(
+            gone.is_empty() && new.is_empty(),
+            "rolled back, not as before:\nbefore only:\n{}\nafter only:\n{}",
+            gone.join("\n"),
+            new.join("\n")
+        );
+        assert_eq!(behaviour(&admin, &roles).await, acts_before);
+        return;
+    }
     run_ok(&db, &m.path(), &["complete"]).await;
     let after = production::describe(&raw, "public.orders").await;
     for (column, ty) in expect {
@@ -220,7 +280,7 @@ async fn carries_everything(
         unexplained(&gone).join("\n"),
         unexplained(&new).join("\n")
     );
-    assert_eq!(behaviour(&db, &roles).await, acts_before);
+    assert_eq!(behaviour(&admin, &roles).await, acts_before);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -440,16 +500,7 @@ async fn a_table_in_a_publication_keeps_feeding_its_subscriber_after_a_copy() {
     };
     caught_up(rows_of(&raw).await).await;
 
-    let m = Migrations::new(&[(
-        "0001_change.yaml",
-        "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n      method: copy\n",
-    )]);
-    run_ok(
-        &db,
-        &m.path(),
-        &["start", m.path().join("0001_change.yaml").to_str().unwrap()],
-    )
-    .await;
+    let m = start_copy_of_orders(&db).await;
     raw.batch_execute(
         "INSERT INTO orders (id, tenant, price, note) VALUES (10001, 1, 7, 'while open');
          UPDATE orders SET note = 'changed while open' WHERE id = 5;
@@ -472,4 +523,124 @@ async fn a_table_in_a_publication_keeps_feeding_its_subscriber_after_a_copy() {
         4
     );
     sub.batch_execute("DROP SUBSCRIPTION s").await.unwrap();
+}
+
+/// Whether the session that evaluates it holds ACCESS EXCLUSIVE on `orders` (the swap's
+/// lock): a materialized view that calls it records where it was built.
+const UNDER_THE_SWAP: &str = "CREATE FUNCTION under_the_swap() RETURNS boolean LANGUAGE sql VOLATILE AS
+    $$SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid() AND granted
+                     AND mode = 'AccessExclusiveLock' AND relation = to_regclass('public.orders'))$$";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_materialized_view_over_a_copied_table_is_built_on_the_copy_before_the_swap() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    production::create(&raw, &db.name, 300, false).await;
+    raw.batch_execute(UNDER_THE_SWAP).await.unwrap();
+    raw.batch_execute(
+        "CREATE MATERIALIZED VIEW direct AS SELECT tenant, sum(price) AS total, public.under_the_swap() AS locked FROM orders GROUP BY tenant;
+         CREATE UNIQUE INDEX direct_tenant ON direct (tenant);
+         CREATE MATERIALIZED VIEW nested AS SELECT tenant, total, public.under_the_swap() AS locked FROM order_totals;",
+    )
+    .await
+    .unwrap();
+    let before = production::describe(&raw, "public.orders").await;
+    let m = start_copy_of_orders(&db).await;
+    // A leftover of a run that built it and stopped before its swap: dropped and built again.
+    raw.batch_execute("CREATE MATERIALIZED VIEW _pgshift_mv_direct AS SELECT 1 AS x")
+        .await
+        .unwrap();
+    run_ok(&db, &m.path(), &["complete"]).await;
+    // Built on the copy before the swap took its lock; the one over another view is made
+    // inside the swap, as plain views are.
+    assert_eq!(
+        scalar_text(
+            &raw,
+            "SELECT string_agg(DISTINCT locked::text, ',') FROM direct"
+        )
+        .await,
+        Some("false".to_owned())
+    );
+    assert_eq!(
+        scalar_text(
+            &raw,
+            "SELECT string_agg(DISTINCT locked::text, ',') FROM nested"
+        )
+        .await,
+        Some("true".to_owned())
+    );
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM (SELECT tenant, sum(price) FROM orders GROUP BY tenant EXCEPT SELECT tenant, total FROM direct) d"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pg_class WHERE relname LIKE '\\_pgshift\\_mv\\_%'"
+        )
+        .await,
+        0,
+        "nothing built for the swap is left"
+    );
+    let after = production::describe(&raw, "public.orders").await;
+    let changed = [
+        "orders.price",
+        "order_totals.total",
+        "order_stats.top",
+        "big_orders.price",
+        "direct.total",
+        "nested.total",
+    ];
+    let (gone, new) = differences(&before, &after);
+    let unexplained: Vec<&String> = gone
+        .iter()
+        .chain(&new)
+        .filter(|l| !about(l, &changed))
+        .collect();
+    assert!(unexplained.is_empty(), "{unexplained:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rollback_drops_a_materialized_view_left_built_on_the_copy() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    production::create(&raw, &db.name, 100, false).await;
+    let before = production::describe(&raw, "public.orders").await;
+    let m = start_copy_of_orders(&db).await;
+    // What a run killed between building the views on the copy and its swap leaves.
+    let copy = scalar_text(
+        &raw,
+        "SELECT relname::text FROM pg_class WHERE relname LIKE '\\_pgshift\\_copy\\_%' AND relkind = 'r'",
+    )
+    .await
+    .expect("the copy");
+    raw.batch_execute(&format!(
+        "CREATE MATERIALIZED VIEW _pgshift_mv_order_stats AS SELECT tenant, count(*) AS n FROM {} GROUP BY tenant",
+        pgshift::quote::ident(&copy)
+    ))
+    .await
+    .unwrap();
+    run_ok(&db, &m.path(), &["rollback"]).await;
+    assert!(!table_exists(&raw, &format!("public.{copy}")).await);
+    assert!(!table_exists(&raw, "public._pgshift_mv_order_stats").await);
+    assert_eq!(production::describe(&raw, "public.orders").await, before);
+}
+
+/// Starts `alter_column` of `orders.price` to bigint by `method: copy`.
+async fn start_copy_of_orders(db: &TestDb) -> Migrations {
+    let m = Migrations::new(&[(
+        "0001_change.yaml",
+        "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n      method: copy\n",
+    )]);
+    run_ok(
+        db,
+        &m.path(),
+        &["start", m.path().join("0001_change.yaml").to_str().unwrap()],
+    )
+    .await;
+    m
 }

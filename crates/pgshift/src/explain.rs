@@ -297,8 +297,13 @@ fn step_report(
                     ),
                 })
                 .collect();
+            let prebuilt = if spec.parts.iter().any(|p| p.copy.is_some()) {
+                "; before the lock, each materialized view that reads a copied table is built on the copy, and the swap renames it in"
+            } else {
+                ""
+            };
             r.note = Some(format!(
-                "in the same transaction, after the lock, what hangs on them is read and carried from {} (privileges, row-level security and policies, triggers, rules, publications, storage parameters, comments, statistics, the views over them); see docs/fidelity.md",
+                "in the same transaction, after the lock, what hangs on them is read and carried from {} (privileges, row-level security and policies, triggers, rules, publications, storage parameters, comments, statistics, the views over them){prebuilt}; see docs/fidelity.md",
                 what.join("; ")
             ));
         }

@@ -355,6 +355,35 @@ pub fn create_view(v: &DependentView) -> Vec<String> {
         format!("CREATE VIEW {name}{with} AS {body}")
     }];
     out.extend(v.indexes.iter().cloned());
+    out.extend(dress_view(v));
+    out
+}
+
+/// Swaps in a materialized view built before the swap under `built` (in the view's schema),
+/// with its indexes (each `(built under, name)`): renamed to the view's names, then dressed
+/// as the view was.
+pub fn swap_in_view(v: &DependentView, built: &str, indexes: &[(String, String)]) -> Vec<String> {
+    let mut out = vec![format!(
+        "ALTER MATERIALIZED VIEW {} RENAME TO {}",
+        qualified(&v.schema, built),
+        ident(&v.name)
+    )];
+    for (from, to) in indexes {
+        out.push(format!(
+            "ALTER INDEX {} RENAME TO {}",
+            qualified(&v.schema, from),
+            ident(to)
+        ));
+    }
+    out.extend(dress_view(v));
+    out
+}
+
+/// What a view made again gets besides its query and indexes: column defaults, triggers,
+/// rules, owner, comments and column privileges.
+fn dress_view(v: &DependentView) -> Vec<String> {
+    let name = qualified(&v.schema, &v.name).to_string();
+    let mut out = Vec::new();
     for (column, default) in &v.defaults {
         out.push(format!(
             "ALTER VIEW {name} ALTER COLUMN {} SET DEFAULT {default}",

@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::exec::{Executor, Policy};
+use crate::fidelity::prebuild::{self, Replaced};
 use crate::fidelity::{apply, read, DependentView};
 use crate::plan::{SwapPart, SwapSpec};
 use crate::quote::qualified;
@@ -40,10 +41,32 @@ async fn varlena_columns(client: &Client, oid: u32) -> Pg<Vec<String>> {
         .collect()
 }
 
-/// The views made again over the replacement, each with its privileges as they were.
-async fn recreate_views(client: &Client, last: &Mutex<String>, views: &[DependentView]) -> Pg<()> {
+/// A materialized view built on the copies before the swap, to be renamed in.
+struct Prebuilt {
+    schema: String,
+    name: String,
+    built: String,
+    /// Its indexes: (built under, name).
+    indexes: Vec<(String, String)>,
+}
+
+/// The views made again over the replacement, each with its privileges as they were; the
+/// materialized views built before the swap renamed in.
+async fn recreate_views(
+    client: &Client,
+    last: &Mutex<String>,
+    views: &[DependentView],
+    prebuilt: &[Prebuilt],
+) -> Pg<()> {
     for v in views {
-        run_all(client, last, &apply::create_view(v)).await?;
+        let sql = match prebuilt
+            .iter()
+            .find(|p| p.schema == v.schema && p.name == v.name)
+        {
+            Some(p) => apply::swap_in_view(v, &p.built, &p.indexes),
+            None => apply::create_view(v),
+        };
+        run_all(client, last, &sql).await?;
         if let Some(oid) = read::oid(client, &v.schema, &v.name).await? {
             let now = read::grants(client, oid).await?;
             let on = format!("TABLE {}", qualified(&v.schema, &v.name));
@@ -254,7 +277,13 @@ async fn carry(
 
 /// The swap, in the open transaction: read every part, drop the views over them, run the
 /// statements, carry every part over, make the views again.
-async fn swap(client: &Client, last: &Mutex<String>, migration: &str, spec: &SwapSpec) -> Pg<()> {
+async fn swap(
+    client: &Client,
+    last: &Mutex<String>,
+    migration: &str,
+    spec: &SwapSpec,
+    prebuilt: &[Prebuilt],
+) -> Pg<()> {
     let mut reads = Vec::new();
     let mut views: Vec<DependentView> = Vec::new();
     for part in &spec.parts {
@@ -279,7 +308,128 @@ async fn swap(client: &Client, last: &Mutex<String>, migration: &str, spec: &Swa
         carry(client, last, migration, &spec.schema, read).await?;
     }
     run_all(client, last, &spec.after).await?;
-    recreate_views(client, last, &views).await
+    recreate_views(client, last, &views, prebuilt).await
+}
+
+/// The copies of `spec`, as the relations they replace.
+fn replaced(spec: &SwapSpec) -> Vec<Replaced> {
+    spec.parts
+        .iter()
+        .filter_map(|p| {
+            Some(Replaced {
+                schema: spec.schema.clone(),
+                table: p.table.clone(),
+                copy: p.copy.clone()?,
+            })
+        })
+        .collect()
+}
+
+/// Drops what [`prebuild`] made for `spec` (a leftover of a run that stopped before its
+/// swap, or what a failed swap did not use).
+fn drop_prebuilt_sql(views: &[(String, String)]) -> Vec<String> {
+    views
+        .iter()
+        .map(|(schema, name)| {
+            format!(
+                "DROP MATERIALIZED VIEW IF EXISTS {}",
+                qualified(schema, &prebuild::internal(name))
+            )
+        })
+        .collect()
+}
+
+/// Builds, on the copies, each populated materialized view that reads a copied table
+/// directly, with its indexes, under internal names: the swap then renames them in instead
+/// of scanning under its lock. One transaction, under lock_timeout (it reads the copies
+/// beside the triggers that write them) and without a statement timeout (it reads them
+/// whole). A view whose query cannot be pointed at the copies is left to the swap.
+async fn prebuild(exec: &Executor, spec: &SwapSpec) -> Result<Vec<Prebuilt>> {
+    let replaced = replaced(spec);
+    if replaced.is_empty() {
+        return Ok(Vec::new());
+    }
+    let policy = Policy::Batch {
+        statement_timeout: None,
+        // Every relation in a view's printed query qualified.
+        settings: &[("search_path", "")],
+    };
+    let replaced = &replaced;
+    exec.transaction(
+        policy,
+        "build the materialized views over the copy",
+        |client| async move {
+            let mut built = Vec::new();
+            for r in replaced {
+                let Some(oid) = read::oid(client, &r.schema, &r.table).await? else {
+                    continue;
+                };
+                for v in read::dependent_views(client, oid, None).await? {
+                    if !v.materialized || !v.populated || v.depth != 1 {
+                        continue;
+                    }
+                    client
+                        .batch_execute(
+                            &drop_prebuilt_sql(&[(v.schema.clone(), v.name.clone())]).join(";"),
+                        )
+                        .await?;
+                    let body = v.definition.trim().trim_end_matches(';');
+                    let Some(query) = prebuild::point_at_copies(body, replaced) else {
+                        continue;
+                    };
+                    let name = prebuild::internal(&v.name);
+                    let mut sql = vec![format!(
+                        "CREATE MATERIALIZED VIEW {} AS {query}",
+                        qualified(&v.schema, &name)
+                    )];
+                    let mut indexes = Vec::new();
+                    for definition in &v.indexes {
+                        let Some(index) = index_name(definition) else {
+                            continue;
+                        };
+                        let under = prebuild::internal(&index);
+                        if let Some(create) =
+                            prebuild::index_on(definition, &v.schema, &name, &under)
+                        {
+                            sql.push(create);
+                            indexes.push((under, index));
+                        }
+                    }
+                    if indexes.len() != v.indexes.len() {
+                        continue;
+                    }
+                    for s in &sql {
+                        client.batch_execute(s).await?;
+                    }
+                    built.push(Prebuilt {
+                        schema: v.schema.clone(),
+                        name: v.name.clone(),
+                        built: name,
+                        indexes,
+                    });
+                }
+            }
+            Ok(built)
+        },
+    )
+    .await
+}
+
+/// The name of the index `CREATE INDEX` makes.
+fn index_name(definition: &str) -> Option<String> {
+    let parsed = pg_query::parse(definition).ok()?;
+    match parsed
+        .protobuf
+        .stmts
+        .first()?
+        .stmt
+        .as_ref()?
+        .node
+        .as_ref()?
+    {
+        pg_query::protobuf::node::Node::IndexStmt(i) => Some(i.idxname.clone()),
+        _ => None,
+    }
 }
 
 /// Runs the swap `spec` with `finish` (the journal) in one transaction.
@@ -290,13 +440,14 @@ pub(super) async fn run(
     what: &str,
     finish: &[String],
 ) -> Result<()> {
+    let prebuilt = prebuild(exec, spec).await?;
     let last = Mutex::new(String::new());
     let outcome = exec
         .transaction(Policy::Swap, what, |client| {
-            let last = &last;
+            let (last, prebuilt) = (&last, &prebuilt);
             async move {
                 run_all(client, last, &[spec.lock_sql()]).await?;
-                swap(client, last, migration, spec).await?;
+                swap(client, last, migration, spec, prebuilt).await?;
                 for sql in finish {
                     client.batch_execute(sql).await?;
                 }
@@ -304,6 +455,24 @@ pub(super) async fn run(
             }
         })
         .await;
+    if outcome.is_err() && !prebuilt.is_empty() {
+        // Not left to hold the copy: a rollback drops it. A rerun builds them again.
+        let names: Vec<(String, String)> = prebuilt
+            .iter()
+            .map(|p| (p.schema.clone(), p.name.clone()))
+            .collect();
+        let drop = drop_prebuilt_sql(&names);
+        let _ = exec
+            .transaction(
+                Policy::Swap,
+                "drop the materialized views built for the swap",
+                |client| {
+                    let drop = &drop;
+                    async move { client.batch_execute(&drop.join(";")).await }
+                },
+            )
+            .await;
+    }
     outcome.map_err(|e| match e {
         Error::Statement { context, source } => Error::Statement {
             context: format!(

@@ -550,6 +550,7 @@ impl CopyTable<'_> {
         let mut undo = vec![
             format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&log_trigger)),
             format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&sync_old)),
+            drop_built_on_sql(&shadow),
             format!("DROP TABLE IF EXISTS {shadow}"),
             format!("DROP TABLE IF EXISTS {log}"),
         ];
@@ -586,6 +587,27 @@ impl CopyTable<'_> {
             }
         }
     }
+}
+
+/// Drops every materialized view built on the copy `copy` (qualified) before a swap that did
+/// not happen (the swap's phase builds them as `_pgshift_mv_<name>`): a rollback's, before it
+/// drops the copy.
+fn drop_built_on_sql(copy: &str) -> String {
+    let prefix = internal_name("mv", &[""]);
+    format!(
+        "DO $pgshift$ DECLARE v regclass; BEGIN
+           FOR v IN SELECT DISTINCT w.ev_class::regclass FROM pg_depend d
+                    JOIN pg_rewrite w ON w.oid = d.objid JOIN pg_class c ON c.oid = w.ev_class
+                    WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = to_regclass({})
+                      AND c.relkind = 'm' AND starts_with(c.relname, {})
+           LOOP EXECUTE format('DROP MATERIALIZED VIEW %s', v); END LOOP;
+         END $pgshift$",
+        crate::quote::literal(copy),
+        crate::quote::literal(&prefix)
+    )
+    .split_whitespace()
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 /// The body of a trigger on `from` that mirrors each row written by one version's clients

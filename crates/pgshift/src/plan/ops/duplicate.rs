@@ -389,7 +389,7 @@ impl Duplication<'_> {
             }
         }
 
-        self.carry_over(ctx, &t.physical, &old_physical, &mut steps, &mut renames);
+        let carried = self.carry_over(ctx, &t.physical, &old_physical, &mut steps, &mut renames);
         // The swap: one transaction, so no client ever sees the column missing.
         let mut swap = triggers::drop_sql(ctx.schema, &t.physical, &trigger);
         swap.extend(guard_drops.iter().cloned());
@@ -490,8 +490,15 @@ impl Duplication<'_> {
                 names(&self.columns),
                 self.table
             ),
+            // The constraints made on the copies first: one that references another copy
+            // of the table (a key of the table to itself) would hold that copy.
             guard_drops
                 .into_iter()
+                .chain(
+                    carried.iter().map(|c| {
+                        format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {}", ident(c))
+                    }),
+                )
                 .chain([format!("ALTER TABLE {table} {}", drops.join(", "))])
                 .collect(),
         ));
@@ -510,9 +517,10 @@ impl Duplication<'_> {
         old_physical: &dyn Fn(&str) -> String,
         steps: &mut OpSteps,
         renames: &mut Vec<String>,
-    ) {
+    ) -> Vec<String> {
+        let mut carried = Vec::new();
         let Some(catalog_table) = ctx.catalog.table(physical_table) else {
-            return;
+            return carried;
         };
         let table = qualified(ctx.schema, physical_table);
         let columns: Vec<(String, String)> = self
@@ -543,6 +551,7 @@ impl Duplication<'_> {
                     else {
                         continue;
                     };
+                    carried.push(tmp.clone());
                     let add = sql_step(
                         format!(
                             "constraint {} recreated on the copies, not validated yet",
@@ -605,6 +614,7 @@ impl Duplication<'_> {
             renames.push(name_back);
         }
         steps.after_backfill.extend(late);
+        carried
     }
 }
 
