@@ -644,3 +644,96 @@ async fn start_copy_of_orders(db: &TestDb) -> Migrations {
     .await;
     m
 }
+
+/// `method: copy` of `orders` (referenced by `order_items` and by itself) while clients
+/// insert orders with a parent, insert their items, update and delete, each write mirrored
+/// into a reference table in the same transaction: completed, the foreign keys pointed at
+/// the new table and validated, every row equal to the reference, no client error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_of_a_table_that_foreign_keys_reference_under_client_writes() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    production::create(&raw, &db.name, ROWS, false).await;
+    raw.batch_execute(
+        "CREATE TABLE reference AS SELECT id, tenant, price::bigint AS price, note, parent_id FROM orders;
+         CREATE TABLE reference_items AS SELECT id, order_id FROM order_items;",
+    )
+    .await
+    .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..2i64 {
+        let (stop, client) = (stop.clone(), db.client().await);
+        writers.push(tokio::spawn(async move {
+            let mut n = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let id = 100_000 + w * 1_000_000 + n;
+                let old = 1 + (n * 7 + w) % ROWS;
+                let sql = format!(
+                    "BEGIN;
+                     INSERT INTO orders (id, tenant, price, note, parent_id) VALUES ({id}, 1, 5, 'new', {old});
+                     INSERT INTO reference VALUES ({id}, 1, 5, 'new', {old});
+                     INSERT INTO order_items VALUES ({id}, {id}, 1);
+                     INSERT INTO reference_items VALUES ({id}, {id});
+                     UPDATE orders SET price = price + 1, note = 'updated' WHERE id = {old};
+                     UPDATE reference SET price = price + 1, note = 'updated' WHERE id = {old};
+                     COMMIT;"
+                );
+                client.batch_execute(&sql).await?;
+                if n % 3 == 2 {
+                    // An order and, by ON DELETE CASCADE, its items.
+                    let gone = id - 1;
+                    client
+                        .batch_execute(&format!(
+                            "BEGIN; DELETE FROM orders WHERE id = {gone};
+                             DELETE FROM reference WHERE id = {gone}; DELETE FROM reference_items WHERE order_id = {gone}; COMMIT;"
+                        ))
+                        .await?;
+                }
+                n += 1;
+            }
+            Ok::<i64, tokio_postgres::Error>(n)
+        }));
+    }
+    let m = start_copy_of_orders(&db).await;
+    run_ok(&db, &m.path(), &["complete"]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut writes = 0;
+    for w in writers {
+        writes += w.await.unwrap().expect("a client statement failed");
+    }
+    assert!(writes > 20, "the writers barely ran: {writes}");
+    // Pointed at the new table, validated.
+    assert_eq!(
+        scalar_text(
+            &raw,
+            "SELECT string_agg(conrelid::regclass || ':' || conname || ':' || convalidated, ',' ORDER BY conname)
+             FROM pg_constraint WHERE contype = 'f' AND confrelid = 'orders'::regclass",
+        )
+        .await,
+        Some("order_items:order_items_order_id_fkey:true,orders:orders_parent_id_fkey:true".to_owned())
+    );
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM ((SELECT id, tenant, price, note, parent_id FROM orders EXCEPT SELECT * FROM reference)
+                                   UNION ALL (SELECT * FROM reference EXCEPT SELECT id, tenant, price, note, parent_id FROM orders)) d",
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM ((SELECT id, order_id FROM order_items EXCEPT SELECT * FROM reference_items)
+                                   UNION ALL (SELECT * FROM reference_items EXCEPT SELECT id, order_id FROM order_items)) d",
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar_text(&raw, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'price'").await,
+        Some("bigint".to_owned())
+    );
+}
