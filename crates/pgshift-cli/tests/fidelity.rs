@@ -737,3 +737,69 @@ async fn a_copy_of_a_table_that_foreign_keys_reference_under_client_writes() {
         Some("bigint".to_owned())
     );
 }
+
+/// The sample-schema case: widening `film.rental_rate` (numeric(4,2) to (6,2), no rewrite)
+/// and `film.length` (smallint to integer, a rewrite) under the views and the materialized
+/// view that use them, nested views and a partitioned table beside them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sample_schemas_film_columns_widen_under_their_views() {
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(
+        "CREATE TABLE film (film_id serial PRIMARY KEY, title text NOT NULL, rental_rate numeric(4,2) NOT NULL DEFAULT 4.99,
+                            length smallint, rating text);
+         INSERT INTO film (title, rental_rate, length, rating)
+             SELECT 'film ' || g, (g % 5) + 0.99, 60 + g % 120, (ARRAY['G','PG','R'])[1 + g % 3] FROM generate_series(1, 1000) g;
+         CREATE TABLE customer (customer_id serial PRIMARY KEY, name text);
+         INSERT INTO customer (name) SELECT 'c' || g FROM generate_series(1, 50) g;
+         CREATE TABLE rental (rental_id serial PRIMARY KEY, film_id int REFERENCES film, customer_id int REFERENCES customer);
+         INSERT INTO rental (film_id, customer_id) SELECT 1 + g % 1000, 1 + g % 50 FROM generate_series(1, 3000) g;
+         CREATE TABLE payment (payment_id int, customer_id int, amount numeric(5,2), paid date) PARTITION BY RANGE (paid);
+         CREATE TABLE payment_2026 PARTITION OF payment FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+         CREATE VIEW film_list AS SELECT film_id, title, rental_rate, length, rating FROM film;
+         CREATE VIEW long_films AS SELECT film_id, title, length FROM film WHERE length > 120;
+         CREATE VIEW long_film_count AS SELECT count(*) AS n FROM long_films;
+         CREATE VIEW rentals_by_rate AS SELECT f.rental_rate, count(*) AS n FROM rental r JOIN film f USING (film_id) GROUP BY f.rental_rate;
+         CREATE VIEW customer_list AS SELECT customer_id, name FROM customer;
+         CREATE MATERIALIZED VIEW rate_summary AS SELECT rating, avg(rental_rate) AS rate, max(length) AS longest FROM film GROUP BY rating;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_widen.yaml",
+        "operations:\n  - alter_column:\n      table: film\n      column: rental_rate\n      type: numeric(6,2)\n  - alter_column:\n      table: film\n      column: length\n      type: integer\n",
+    )]);
+    run_ok(
+        &db,
+        &m.path(),
+        &["start", m.path().join("0001_widen.yaml").to_str().unwrap()],
+    )
+    .await;
+    run_ok(&db, &m.path(), &["complete"]).await;
+    assert_eq!(
+        scalar_text(
+            &raw,
+            "SELECT string_agg(attrelid::regclass || '.' || attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attrelid::regclass::text, attname)
+             FROM pg_attribute WHERE attname IN ('rental_rate', 'length', 'longest', 'rate')
+               AND attrelid IN ('film'::regclass, 'film_list'::regclass, 'long_films'::regclass, 'rentals_by_rate'::regclass, 'rate_summary'::regclass)",
+        )
+        .await,
+        Some("film.length integer, film.rental_rate numeric(6,2), film_list.length integer, film_list.rental_rate numeric(6,2), long_films.length integer, rate_summary.longest integer, rate_summary.rate numeric, rentals_by_rate.rental_rate numeric(6,2)".to_owned())
+    );
+    assert_eq!(
+        scalar_i64(&raw, "SELECT count(*) FROM film_list").await,
+        1000
+    );
+    assert_eq!(
+        scalar_i64(&raw, "SELECT n FROM long_film_count").await,
+        scalar_i64(&raw, "SELECT count(*) FROM film WHERE length > 120").await
+    );
+    assert_eq!(
+        scalar_i64(&raw, "SELECT sum(n)::bigint FROM rentals_by_rate").await,
+        3000
+    );
+    assert_eq!(
+        scalar_i64(&raw, "SELECT count(*) FROM rate_summary").await,
+        3
+    );
+}
