@@ -80,7 +80,15 @@ pub async fn columns(
             "SELECT a.attname::text, (to_jsonb(a) ->> 'attstattarget')::int,
                     CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END,
                     nullif(to_jsonb(a) ->> 'attcompression', ''),
-                    col_description(a.attrelid, a.attnum), a.attnum
+                    col_description(a.attrelid, a.attnum),
+                    coalesce((SELECT jsonb_agg(jsonb_build_array(
+                                  CASE WHEN x.grantee = 0 THEN NULL ELSE pg_get_userbyid(x.grantee)::text END,
+                                  x.privilege_type, x.is_grantable))
+                              FROM aclexplode(a.attacl) x), '[]'),
+                    coalesce((SELECT jsonb_agg(jsonb_build_array(l.provider, l.label) ORDER BY l.provider)
+                              FROM pg_seclabel l
+                              WHERE l.classoid = 'pg_class'::regclass AND l.objoid = a.attrelid
+                                AND l.objsubid = a.attnum), '[]')
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
                AND ($2::text[] IS NULL OR a.attname = ANY ($2))
@@ -88,31 +96,39 @@ pub async fn columns(
             &[&oid, &only.map(|o| o.to_vec())],
         )
         .await?;
+    // One query for every column (this runs under the swap's lock): privileges and labels
+    // come as JSON arrays of their fields.
+    let fields = |v: &serde_json::Value| -> Vec<Vec<serde_json::Value>> {
+        v.as_array()
+            .map(|rows| rows.iter().filter_map(|r| r.as_array().cloned()).collect())
+            .unwrap_or_default()
+    };
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
     let mut out = Vec::new();
     for r in &rows {
-        let name: String = r.try_get(0)?;
         let target: Option<i32> = r.try_get(1)?;
-        let attnum: i16 = r.try_get(5)?;
-        let grants = client
-            .query(
-                "SELECT CASE WHEN x.grantee = 0 THEN NULL ELSE pg_get_userbyid(x.grantee)::text END,
-                        x.privilege_type, x.is_grantable
-                 FROM pg_attribute a, aclexplode(a.attacl) x
-                 WHERE a.attrelid = $1 AND a.attnum = $2 AND a.attacl IS NOT NULL",
-                &[&oid, &attnum],
-            )
-            .await?
+        let grants = fields(&r.try_get(5)?)
             .iter()
-            .map(grant_of)
-            .collect::<std::result::Result<Vec<_>, tokio_postgres::Error>>()?;
+            .filter_map(|g| {
+                Some(Grant {
+                    grantee: text(g.first()?),
+                    privilege: text(g.get(1)?)?,
+                    grantable: g.get(2)?.as_bool()?,
+                })
+            })
+            .collect();
+        let security_labels = fields(&r.try_get(6)?)
+            .iter()
+            .filter_map(|l| Some((text(l.first()?)?, text(l.get(1)?)?)))
+            .collect();
         out.push(ColumnDressing {
-            name,
+            name: r.try_get(0)?,
             grants,
             statistics_target: target.filter(|t| *t >= 0),
             storage: r.try_get(2)?,
             compression: r.try_get(3)?,
             comment: r.try_get(4)?,
-            security_labels: labels(client, oid, i32::from(attnum)).await?,
+            security_labels,
         });
     }
     Ok(out)
