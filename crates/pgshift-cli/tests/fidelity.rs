@@ -540,7 +540,13 @@ async fn a_materialized_view_over_a_copied_table_is_built_on_the_copy_before_the
     raw.batch_execute(
         "CREATE MATERIALIZED VIEW direct AS SELECT tenant, sum(price) AS total, public.under_the_swap() AS locked FROM orders GROUP BY tenant;
          CREATE UNIQUE INDEX direct_tenant ON direct (tenant);
-         CREATE MATERIALIZED VIEW nested AS SELECT tenant, total, public.under_the_swap() AS locked FROM order_totals;",
+         CREATE MATERIALIZED VIEW nested AS SELECT tenant, total, public.under_the_swap() AS locked FROM order_totals;
+         -- One whose build fails on the copy (it insists on the swap's lock): left to the swap.
+         CREATE FUNCTION only_under_the_swap() RETURNS boolean LANGUAGE plpgsql VOLATILE AS
+             $$BEGIN IF NOT public.under_the_swap() AND EXISTS (SELECT 1 FROM pg_class WHERE relname LIKE '\\_pgshift\\_copy\\_%') THEN
+                 RAISE EXCEPTION 'not under the swap'; END IF; RETURN true; END$$;
+         CREATE MATERIALIZED VIEW strict AS SELECT tenant, public.only_under_the_swap() AS locked FROM orders GROUP BY tenant;
+         CREATE INDEX strict_tenant ON strict (tenant);",
     )
     .await
     .unwrap();
@@ -570,6 +576,15 @@ async fn a_materialized_view_over_a_copied_table_is_built_on_the_copy_before_the
         Some("true".to_owned())
     );
     assert_eq!(
+        scalar_text(
+            &raw,
+            "SELECT string_agg(DISTINCT locked::text, ',') FROM strict"
+        )
+        .await,
+        Some("true".to_owned()),
+        "a view whose build fails on the copy is made in the swap"
+    );
+    assert_eq!(
         scalar_i64(
             &raw,
             "SELECT count(*) FROM (SELECT tenant, sum(price) FROM orders GROUP BY tenant EXCEPT SELECT tenant, total FROM direct) d"
@@ -580,7 +595,7 @@ async fn a_materialized_view_over_a_copied_table_is_built_on_the_copy_before_the
     assert_eq!(
         scalar_i64(
             &raw,
-            "SELECT count(*) FROM pg_class WHERE relname LIKE '\\_pgshift\\_mv\\_%'"
+            "SELECT count(*) FROM pg_class WHERE relname LIKE '\\_pgshift\\_mv%'"
         )
         .await,
         0,
@@ -595,6 +610,10 @@ async fn a_materialized_view_over_a_copied_table_is_built_on_the_copy_before_the
         "direct.total",
         "nested.total",
     ];
+    assert!(
+        after.iter().any(|l| l.contains("strict_tenant")),
+        "the index of the view made in the swap: {after:#?}"
+    );
     let (gone, new) = differences(&before, &after);
     let unexplained: Vec<&String> = gone
         .iter()

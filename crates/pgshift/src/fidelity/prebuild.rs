@@ -20,7 +20,7 @@ pub struct Replaced {
     pub copy: String,
 }
 
-/// The name a materialized view or an index is built under before the swap.
+/// The name a materialized view is built under before the swap.
 pub fn internal(name: &str) -> String {
     crate::plan::internal_name("mv", &[name])
 }
@@ -105,19 +105,56 @@ pub fn point_at_copies(query: &str, replaced: &[Replaced]) -> Option<String> {
     parsed.protobuf.deparse().ok()
 }
 
-/// `CREATE INDEX` as `pg_get_indexdef` prints it, for an index named `name` on relation
-/// `schema.on` instead. None when it does not parse as one.
-pub fn index_on(definition: &str, schema: &str, on: &str, name: &str) -> Option<String> {
+/// What builds one materialized view on the copies: the statements (the view under its
+/// internal name, then its indexes under theirs), the internal name, and each index's
+/// (internal name, name). None when its query or an index cannot be pointed at the copies.
+pub struct Build {
+    pub sql: Vec<String>,
+    pub built: String,
+    pub indexes: Vec<(String, String)>,
+}
+
+/// How to build `v` (its query printed with relations qualified) on the copies.
+pub fn build(v: &super::DependentView, replaced: &[Replaced]) -> Option<Build> {
+    let query = point_at_copies(v.definition.trim().trim_end_matches(';'), replaced)?;
+    let built = internal(&v.name);
+    let mut sql = vec![format!(
+        "CREATE MATERIALIZED VIEW {} AS {query}",
+        crate::quote::qualified(&v.schema, &built)
+    )];
+    let mut indexes = Vec::new();
+    for definition in &v.indexes {
+        let (name, create) = index_on(definition, &v.schema, &built)?;
+        sql.push(create);
+        indexes.push((internal_index(&name), name));
+    }
+    Some(Build {
+        sql,
+        built,
+        indexes,
+    })
+}
+
+/// An index's internal name: its own kind, since indexes and views share the schema's names.
+fn internal_index(name: &str) -> String {
+    crate::plan::internal_name("mvi", &[name])
+}
+
+/// `CREATE INDEX` as `pg_get_indexdef` prints it, made on relation `schema.on` under the
+/// index's internal name instead; with the index's own name. None when it does not parse as
+/// one.
+fn index_on(definition: &str, schema: &str, on: &str) -> Option<(String, String)> {
     let mut parsed = pg_query::parse(definition).ok()?;
     let stmt = parsed.protobuf.stmts.first_mut()?.stmt.as_mut()?;
     let Some(Node::IndexStmt(index)) = stmt.node.as_mut() else {
         return None;
     };
-    index.idxname = name.to_owned();
+    let under = internal_index(&index.idxname);
+    let name = std::mem::replace(&mut index.idxname, under);
     let relation = index.relation.as_mut()?;
     relation.schemaname = schema.to_owned();
     relation.relname = on.to_owned();
-    parsed.protobuf.deparse().ok()
+    Some((name, parsed.protobuf.deparse().ok()?))
 }
 
 #[cfg(test)]
@@ -159,16 +196,16 @@ mod tests {
 
     #[test]
     fn an_index_is_renamed_onto_another_relation() {
-        let out = index_on(
+        let (name, out) = index_on(
             "CREATE UNIQUE INDEX order_stats_tenant ON public.order_stats USING btree (tenant) WHERE (n > 0)",
             "public",
             "_pgshift_mv_order_stats",
-            "_pgshift_mv_order_stats_tenant",
         )
         .unwrap();
+        assert_eq!(name, "order_stats_tenant");
         assert_eq!(
             out,
-            "CREATE UNIQUE INDEX _pgshift_mv_order_stats_tenant ON public._pgshift_mv_order_stats USING btree (tenant) WHERE n > 0"
+            "CREATE UNIQUE INDEX _pgshift_mvi_order_stats_tenant ON public._pgshift_mv_order_stats USING btree (tenant) WHERE n > 0"
         );
     }
 }

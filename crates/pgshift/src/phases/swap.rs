@@ -325,25 +325,21 @@ fn replaced(spec: &SwapSpec) -> Vec<Replaced> {
         .collect()
 }
 
-/// Drops what [`prebuild`] made for `spec` (a leftover of a run that stopped before its
-/// swap, or what a failed swap did not use).
-fn drop_prebuilt_sql(views: &[(String, String)]) -> Vec<String> {
-    views
-        .iter()
-        .map(|(schema, name)| {
-            format!(
-                "DROP MATERIALIZED VIEW IF EXISTS {}",
-                qualified(schema, &prebuild::internal(name))
-            )
-        })
-        .collect()
+/// Drops the materialized view [`prebuild`] builds for `schema.name` (a leftover of a run
+/// that stopped before its swap, or one a failed swap did not use).
+fn drop_prebuilt_sql(schema: &str, name: &str) -> String {
+    format!(
+        "DROP MATERIALIZED VIEW IF EXISTS {}",
+        qualified(schema, &prebuild::internal(name))
+    )
 }
 
 /// Builds, on the copies, each populated materialized view that reads a copied table
 /// directly, with its indexes, under internal names: the swap then renames them in instead
 /// of scanning under its lock. One transaction, under lock_timeout (it reads the copies
 /// beside the triggers that write them) and without a statement timeout (it reads them
-/// whole). A view whose query cannot be pointed at the copies is left to the swap.
+/// whole). A view whose query cannot be pointed at the copies, or whose build fails, is left
+/// to the swap (each is built under its own savepoint); a lock not granted retries the whole.
 async fn prebuild(exec: &Executor, spec: &SwapSpec) -> Result<Vec<Prebuilt>> {
     let replaced = replaced(spec);
     if replaced.is_empty() {
@@ -359,77 +355,47 @@ async fn prebuild(exec: &Executor, spec: &SwapSpec) -> Result<Vec<Prebuilt>> {
         policy,
         "build the materialized views over the copy",
         |client| async move {
-            let mut built = Vec::new();
+            let mut views = Vec::new();
             for r in replaced {
-                let Some(oid) = read::oid(client, &r.schema, &r.table).await? else {
+                if let Some(oid) = read::oid(client, &r.schema, &r.table).await? {
+                    views.extend(read::dependent_views(client, oid, None).await?);
+                }
+            }
+            let mut built = Vec::new();
+            for v in views {
+                if !v.materialized || !v.populated || v.depth != 1 {
+                    continue;
+                }
+                let drop = drop_prebuilt_sql(&v.schema, &v.name);
+                client.batch_execute(&drop).await?;
+                let Some(build) = prebuild::build(&v, replaced) else {
                     continue;
                 };
-                for v in read::dependent_views(client, oid, None).await? {
-                    if !v.materialized || !v.populated || v.depth != 1 {
-                        continue;
-                    }
-                    client
-                        .batch_execute(
-                            &drop_prebuilt_sql(&[(v.schema.clone(), v.name.clone())]).join(";"),
-                        )
-                        .await?;
-                    let body = v.definition.trim().trim_end_matches(';');
-                    let Some(query) = prebuild::point_at_copies(body, replaced) else {
-                        continue;
-                    };
-                    let name = prebuild::internal(&v.name);
-                    let mut sql = vec![format!(
-                        "CREATE MATERIALIZED VIEW {} AS {query}",
-                        qualified(&v.schema, &name)
-                    )];
-                    let mut indexes = Vec::new();
-                    for definition in &v.indexes {
-                        let Some(index) = index_name(definition) else {
-                            continue;
-                        };
-                        let under = prebuild::internal(&index);
-                        if let Some(create) =
-                            prebuild::index_on(definition, &v.schema, &name, &under)
-                        {
-                            sql.push(create);
-                            indexes.push((under, index));
-                        }
-                    }
-                    if indexes.len() != v.indexes.len() {
-                        continue;
-                    }
-                    for s in &sql {
-                        client.batch_execute(s).await?;
-                    }
-                    built.push(Prebuilt {
+                client.batch_execute("SAVEPOINT pgshift_prebuild").await?;
+                match client.batch_execute(&build.sql.join(";\n")).await {
+                    Ok(()) => built.push(Prebuilt {
                         schema: v.schema.clone(),
                         name: v.name.clone(),
-                        built: name,
-                        indexes,
-                    });
+                        built: build.built,
+                        indexes: build.indexes,
+                    }),
+                    Err(e)
+                        if e.code()
+                            == Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) =>
+                    {
+                        return Err(e)
+                    }
+                    Err(_) => {
+                        client
+                            .batch_execute("ROLLBACK TO SAVEPOINT pgshift_prebuild")
+                            .await?
+                    }
                 }
             }
             Ok(built)
         },
     )
     .await
-}
-
-/// The name of the index `CREATE INDEX` makes.
-fn index_name(definition: &str) -> Option<String> {
-    let parsed = pg_query::parse(definition).ok()?;
-    match parsed
-        .protobuf
-        .stmts
-        .first()?
-        .stmt
-        .as_ref()?
-        .node
-        .as_ref()?
-    {
-        pg_query::protobuf::node::Node::IndexStmt(i) => Some(i.idxname.clone()),
-        _ => None,
-    }
 }
 
 /// Runs the swap `spec` with `finish` (the journal) in one transaction.
@@ -457,11 +423,10 @@ pub(super) async fn run(
         .await;
     if outcome.is_err() && !prebuilt.is_empty() {
         // Not left to hold the copy: a rollback drops it. A rerun builds them again.
-        let names: Vec<(String, String)> = prebuilt
+        let drop: Vec<String> = prebuilt
             .iter()
-            .map(|p| (p.schema.clone(), p.name.clone()))
+            .map(|p| drop_prebuilt_sql(&p.schema, &p.name))
             .collect();
-        let drop = drop_prebuilt_sql(&names);
         let _ = exec
             .transaction(
                 Policy::Swap,
