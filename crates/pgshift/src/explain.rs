@@ -307,6 +307,17 @@ fn step_report(
                 what.join("; ")
             ));
         }
+        Action::CarryAccess {
+            from,
+            to,
+            through: Some(_),
+            ..
+        } => {
+            r.kind = "carry_access";
+            r.note = Some(format!(
+                "gives {to} the owner and privileges {from} has when the step runs, the moved columns' privileges and settings, row-level security whose policies show a row of {to} exactly when {from} shows its row, and the publications {from} is in (blocks no client statement)"
+            ));
+        }
         Action::CarryAccess { from, to, .. } => {
             r.kind = "carry_access";
             r.note = Some(format!(

@@ -10,6 +10,7 @@
 //! changes.
 
 use crate::error::{Error, Refusal, Result};
+use crate::fidelity::read;
 use crate::plan::{Action, Plan};
 use crate::quote::qualified;
 
@@ -96,16 +97,10 @@ async fn obstacles(
     schema: &str,
     table: &str,
     copy: bool,
+    super_user: bool,
 ) -> Result<Vec<String>> {
     let name = qualified(schema, table).to_string();
     let mut out = Vec::new();
-    let super_user: bool = client
-        .query_one(
-            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
-            &[],
-        )
-        .await?
-        .try_get(0)?;
     // Views are made again and given back to their owners.
     let views = client
         .query(
@@ -150,16 +145,11 @@ async fn obstacles(
         ));
     }
     if !super_user {
-        let publications = client
-            .query(
-                "SELECT p.pubname::text, pg_get_userbyid(p.pubowner)::text
-                 FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
-                 WHERE pr.prrelid = to_regclass($1) AND NOT pg_has_role(current_user, p.pubowner, 'USAGE')",
-                &[&name],
-            )
-            .await?;
-        for p in &publications {
-            let (publication, owner): (String, String) = (p.try_get(0)?, p.try_get(1)?);
+        let Some(oid) = read::oid(client, schema, table).await? else {
+            return Ok(out);
+        };
+        let publications = read::publications_not_ours(client, oid).await?;
+        for (publication, owner) in publications {
             out.push(format!(
                 "publication {publication}, which {name} is in, belongs to {owner}: pgshift's role cannot put the copy in it; GRANT {owner} TO the role pgshift runs as, or run it as {owner}"
             ));
@@ -176,12 +166,47 @@ pub(super) async fn swaps_can_carry(
     plan: &Plan,
 ) -> Result<()> {
     let mut problems = Vec::new();
-    for step in &plan.complete {
-        let Action::Swap(spec) = &step.action else {
+    let mut super_user = None;
+    for step in plan.start.iter().chain(&plan.complete) {
+        let (Action::Swap(_) | Action::CarryAccess { .. }) = &step.action else {
             continue;
         };
-        for part in &spec.parts {
-            problems.extend(obstacles(client, schema, &part.table, part.copy.is_some()).await?);
+        let is_super = match super_user {
+            Some(s) => s,
+            None => {
+                let s: bool = client
+                    .query_one(
+                        "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+                        &[],
+                    )
+                    .await?
+                    .try_get(0)?;
+                *super_user.insert(s)
+            }
+        };
+        match &step.action {
+            Action::Swap(spec) => {
+                for part in &spec.parts {
+                    problems.extend(
+                        obstacles(client, schema, &part.table, part.copy.is_some(), is_super)
+                            .await?,
+                    );
+                }
+            }
+            Action::CarryAccess {
+                from,
+                to,
+                through: Some(through),
+                ..
+            } => {
+                problems.extend(
+                    crate::fidelity::extracted::obstacles(
+                        client, schema, from, to, through, is_super,
+                    )
+                    .await?,
+                );
+            }
+            _ => {}
         }
     }
     if problems.is_empty() {
@@ -190,7 +215,7 @@ pub(super) async fn swaps_can_carry(
     Err(Error::refused(
         Refusal::CannotCarry,
         format!(
-            "complete could not carry over what depends on the tables it swaps:\n  {}",
+            "complete could not carry over what depends on the tables it swaps or the columns it moves:\n  {}",
             problems.join("\n  ")
         ),
         Some("nothing was changed; see docs/fidelity.md for what a swap carries"),

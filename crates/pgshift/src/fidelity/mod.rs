@@ -9,6 +9,7 @@
 //! lists what is carried and how.
 
 pub mod apply;
+pub mod extracted;
 pub mod prebuild;
 pub mod read;
 mod version;

@@ -367,6 +367,23 @@ pub async fn statistics_on(client: &Client, oid: u32, columns: &[String]) -> Pg<
     rows.iter().map(statistics_of).collect()
 }
 
+/// The publications table `oid` is in that belong to a role the current one is not a
+/// member of: (publication, owner).
+pub async fn publications_not_ours(client: &Client, oid: u32) -> Pg<Vec<(String, String)>> {
+    client
+        .query(
+            "SELECT p.pubname::text, pg_get_userbyid(p.pubowner)::text
+             FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+             WHERE pr.prrelid = $1 AND NOT pg_has_role(current_user, p.pubowner, 'USAGE')
+             ORDER BY 1",
+            &[&oid],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
 /// The views and materialized views that depend on table `oid` (on any of its columns, or
 /// only on `columns`), directly or through other views, in the order they can be made.
 pub async fn dependent_views(

@@ -202,12 +202,19 @@ pub(crate) async fn run_phase(
             Action::Swap(spec) => {
                 swap::run(exec, name, spec, &step.description, &finish).await?;
             }
-            Action::CarryAccess { schema, from, to } => {
-                let stmts: Vec<Statement> = crate::fidelity::access_to(client, schema, from, to)
-                    .await?
-                    .into_iter()
-                    .map(Statement::ddl)
-                    .collect();
+            Action::CarryAccess {
+                schema,
+                from,
+                to,
+                through,
+            } => {
+                let sql = match through {
+                    None => crate::fidelity::access_to(client, schema, from, to).await?,
+                    Some(t) => {
+                        crate::fidelity::extracted::access(client, schema, from, to, t).await?
+                    }
+                };
+                let stmts: Vec<Statement> = sql.into_iter().map(Statement::ddl).collect();
                 exec.run_transaction(&stmts, &finish).await?;
             }
             Action::ValidateCarried => {

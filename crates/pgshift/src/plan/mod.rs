@@ -72,6 +72,11 @@ pub enum Action {
         schema: String,
         from: String,
         to: String,
+        /// `to` is not a copy but a table of some of `from`'s columns (`extract`): it gets
+        /// `from`'s owner and privileges, the moved columns' own, and policies that show
+        /// and accept a row exactly when `from` shows its row; and `from`'s publications.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        through: Option<Through>,
     },
     /// Validate the foreign keys a swap re-pointed at a table's copy (listed in the state
     /// schema by the swap's transaction), each in its own transaction.
@@ -81,6 +86,16 @@ pub enum Action {
     /// completed; a start interrupted before this step is refused (roll back, start again).
     #[serde(rename = "version_schema")]
     LegacyVersionSchema,
+}
+
+/// How a table made of some columns of another (`extract`) hangs on it: its `reference`
+/// column holds the other's key column `key`; `columns` pairs each moved column of the
+/// other (physical name) with its name in the table. Names are unquoted.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Through {
+    pub reference: String,
+    pub key: String,
+    pub columns: Vec<(String, String)>,
 }
 
 /// New values for existing rows: `set` pairs of (physical column, SQL expression over the

@@ -264,6 +264,7 @@ impl CopyTable<'_> {
                 schema: ctx.schema.to_owned(),
                 from: t.physical.clone(),
                 to: shadow_name.clone(),
+                through: None,
             },
         });
         let log_trigger = internal_name("log", &[&t.physical]);

@@ -274,6 +274,25 @@ impl OperationPlan for Extract {
             ),
             create.join(";\n"),
         ));
+        steps.start.push(crate::plan::PlannedStep {
+            description: format!(
+                "give {} the owner, privileges, row-level security and publications of {} and the moved columns' privileges",
+                self.into, self.table
+            ),
+            action: crate::plan::Action::CarryAccess {
+                schema: ctx.schema.to_owned(),
+                from: t.physical.clone(),
+                to: self.into.clone(),
+                through: Some(crate::plan::Through {
+                    reference: self.reference_column.clone(),
+                    key: key.to_owned(),
+                    columns: moved
+                        .iter()
+                        .map(|m| (m.physical.to_owned(), m.name.to_owned()))
+                        .collect(),
+                }),
+            },
+        });
 
         let mut renames = Vec::new();
         let mut dropped_with = Vec::new();
