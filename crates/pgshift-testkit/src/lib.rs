@@ -70,9 +70,22 @@ impl Cluster {
         self.root.join("server.log")
     }
 
-    /// Path of a server binary (pg_basebackup, psql, ...).
+    /// Path of a server binary (pg_basebackup, psql, ...): beside the server's, else the
+    /// installed client's (`pg_config --bindir`; a build of only the server, as
+    /// scripts/test-pg-version.sh fetches, has no client tools, and a newer client works
+    /// with an older server), else the name alone, for `PATH`.
     pub fn bin(&self, name: &str) -> PathBuf {
-        self.bin_dir.join(name)
+        let beside = self.bin_dir.join(name);
+        if beside.is_file() {
+            return beside;
+        }
+        Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .ok()
+            .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join(name))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from(name))
     }
 }
 

@@ -407,13 +407,13 @@ pub async fn dependent_views(
                  WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
                    AND r.ev_class <> deps.oid AND deps.depth < 100
              )
-             SELECT c.oid, n.nspname::text, c.relname::text, c.relkind = 'm', max(deps.depth),
+             SELECT c.oid, n.nspname::text, c.relname::text, c.relkind = 'm', deepest.depth,
                     pg_get_viewdef(c.oid), coalesce(c.reloptions, '{}'), c.relispopulated,
                     pg_get_userbyid(c.relowner)::text, obj_description(c.oid, 'pg_class')
-             FROM deps JOIN pg_class c ON c.oid = deps.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+             FROM (SELECT oid, max(depth) AS depth FROM deps GROUP BY oid) deepest
+             JOIN pg_class c ON c.oid = deepest.oid JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.relkind IN ('v', 'm')
-             GROUP BY c.oid, n.nspname, c.relname
-             ORDER BY max(deps.depth), n.nspname, c.relname",
+             ORDER BY deepest.depth, n.nspname, c.relname",
             &[&oid, &only.map(|c| c.to_vec())],
         )
         .await?;
