@@ -49,7 +49,9 @@ async fn big_table(db: &TestDb) -> tokio_postgres::Client {
     raw
 }
 
-const ADD_W: &str = "operations:\n  - add_column:\n      table: big\n      up: v + 1\n      column:\n        name: w\n        type: int\n        nullable: true\n";
+/// The in-place backfill these tests exercise (without `method`, pgshift would copy the
+/// table).
+const ADD_W: &str = "operations:\n  - add_column:\n      table: big\n      up: v + 1\n      method: in_place\n      column:\n        name: w\n        type: int\n        nullable: true\n";
 
 async fn rows_done(c: &tokio_postgres::Client) -> i64 {
     c.query_one(
@@ -181,7 +183,7 @@ async fn parallel_workers_split_composite_keys_and_keyless_tables_into_disjoint_
     .unwrap();
     let m = Migrations::new(&[(
         "0001_both.yaml",
-        "operations:\n  - add_column:\n      table: pairs\n      up: v * 2\n      column:\n        name: w\n        type: int\n        nullable: true\n  - add_column:\n      table: heap\n      up: v * 3\n      column:\n        name: w\n        type: int\n        nullable: true\n",
+        "operations:\n  - add_column:\n      table: pairs\n      up: v * 2\n      method: in_place\n      column:\n        name: w\n        type: int\n        nullable: true\n  - add_column:\n      table: heap\n      up: v * 3\n      method: in_place\n      column:\n        name: w\n        type: int\n        nullable: true\n",
     )]);
     let file = m.path().join("0001_both.yaml");
     let mut args = vec!["start", file.to_str().unwrap(), "--backfill-workers", "3"];
@@ -349,7 +351,7 @@ async fn kill_9_during_a_table_copy_under_writes_then_rerun_and_complete_equal_t
     let raw = big_table(&db).await;
     let m = Migrations::new(&[(
         "0001_w.yaml",
-        &ADD_W.replace("      up: v + 1\n", "      up: v + 1\n      method: copy\n"),
+        &ADD_W.replace("method: in_place", "method: copy"),
     )]);
     let stop = Arc::new(AtomicBool::new(false));
     let writers = random_writers(&db, 2, &stop, Some(Duration::from_millis(1)));
@@ -664,7 +666,7 @@ async fn the_update_operation_changes_data_in_batches_beside_a_column_backfill()
     let raw = big_table(&db).await;
     let m = Migrations::new(&[(
         "0001_data.yaml",
-        "operations:\n  - add_column:\n      table: big\n      up: v + 1\n      column:\n        name: w\n        type: int\n        nullable: true\n  - update:\n      table: big\n      set:\n        v: v + 1000\n      where: v < 500\n",
+        "operations:\n  - add_column:\n      table: big\n      up: v + 1\n      method: in_place\n      column:\n        name: w\n        type: int\n        nullable: true\n  - update:\n      table: big\n      set:\n        v: v + 1000\n      where: v < 500\n",
     )]);
     let file = m.path().join("0001_data.yaml");
     let mut args = vec!["start", file.to_str().unwrap()];
@@ -825,7 +827,7 @@ async fn a_batch_over_its_time_cap_runs_again_smaller() {
     // A millisecond or more a row: the first batch (all 300 rows) would take a second.
     let m = Migrations::new(&[(
         "0001_w.yaml",
-        "operations:\n  - add_column:\n      table: slow\n      up: (SELECT v + 1 FROM pg_sleep(0.001 + v * 0))\n      column:\n        name: w\n        type: int\n        nullable: true\n",
+        "operations:\n  - add_column:\n      table: slow\n      up: (SELECT v + 1 FROM pg_sleep(0.001 + v * 0))\n      method: in_place\n      column:\n        name: w\n        type: int\n        nullable: true\n",
     )]);
     let file = m.path().join("0001_w.yaml");
     let t0 = std::time::Instant::now();

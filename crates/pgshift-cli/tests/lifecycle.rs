@@ -133,7 +133,7 @@ async fn alter_column_type_translates_writes_both_ways_and_keeps_constraints() {
     .unwrap();
     let m = Migrations::new(&[(
         "0001_bigint.toml",
-        "[[operations]]\n[operations.alter_column]\ntable = \"orders\"\ncolumn = \"price\"\ntype = \"bigint\"\nup = \"price * 10\"\ndown = \"price / 10\"\n",
+        "[[operations]]\n[operations.alter_column]\ntable = \"orders\"\ncolumn = \"price\"\ntype = \"bigint\"\nup = \"price * 10\"\ndown = \"price / 10\"\nmethod = \"in_place\"\n",
     )]);
     let file = m.path().join("0001_bigint.toml");
     let file = file.to_str().unwrap();
@@ -429,7 +429,7 @@ async fn kill_9_during_start_then_start_again_finishes_or_rollback_cleans_up() {
     .unwrap();
     let m = Migrations::new(&[(
         "0001_slow.yaml",
-        "operations:\n  - add_column:\n      table: big\n      up: v + 1\n      column:\n        name: w\n        type: int\n        nullable: true\n",
+        "operations:\n  - add_column:\n      table: big\n      up: v + 1\n      method: in_place\n      column:\n        name: w\n        type: int\n        nullable: true\n",
     )]);
     let file = m.path().join("0001_slow.yaml");
     let file = file.to_str().unwrap();
@@ -863,7 +863,7 @@ async fn needless_backfills_are_skipped_and_nulls_fail_as_not_null_violations() 
 
     m.write(
         "0002_cents.yaml",
-        "operations:\n  - add_column:\n      table: orders\n      up: price * 100\n      column:\n        name: cents\n        type: bigint\n        nullable: false\n",
+        "operations:\n  - add_column:\n      table: orders\n      up: price * 100\n      method: in_place\n      column:\n        name: cents\n        type: bigint\n        nullable: false\n",
     );
     run_ok(
         &db,

@@ -25,7 +25,7 @@ async fn plan_of_operations_names_locks_blocked_statements_and_estimates_and_cha
     let before = schema_dump(&db).await;
     let m = Migrations::new(&[(
         "0001_price.yaml",
-        "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n      up: price::bigint\n      down: price::int\n",
+        "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n      up: price::bigint\n      down: price::int\n      method: in_place\n",
     )]);
     let file = m.path().join("0001_price.yaml");
     let r = run_ok(&db, &m.path(), &["plan", file.to_str().unwrap()]).await;
@@ -48,6 +48,8 @@ async fn plan_of_operations_names_locks_blocked_statements_and_estimates_and_cha
     )
     .await;
     let v: serde_json::Value = serde_json::from_str(j.stdout.trim()).unwrap();
+    assert_eq!(v["methods"][0]["method"], "in_place", "{v}");
+    assert_eq!(v["methods"][0]["what"], "alter_column orders.price", "{v}");
     let steps = v["steps"].as_array().unwrap();
     let backfill = steps.iter().find(|s| s["kind"] == "backfill").unwrap();
     // 50,000 rows at the in-place rate: about half a second.

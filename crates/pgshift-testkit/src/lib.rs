@@ -479,7 +479,12 @@ pub fn start_replica() -> Result<Replica, String> {
     std::fs::create_dir_all(&root).map_err(|e| format!("create {}: {e}", root.display()))?;
     chown_tree(&root, user)?;
     let data = root.join("data");
-    let mut backup = Command::new(primary.bin("pg_basebackup"));
+    let tool = primary.bin("pg_basebackup");
+    let mut backup = Command::new(&tool);
+    if !tool.starts_with(&primary.bin_dir) {
+        // The installed client's tool, with its own libpq, not the server build's.
+        backup.env_remove("LD_LIBRARY_PATH");
+    }
     backup
         .arg("-D")
         .arg(&data)

@@ -34,6 +34,21 @@ pub struct Table {
     /// The heap's size in bytes (`pg_relation_size`).
     #[serde(default)]
     pub heap_bytes: i64,
+    /// The table, its TOAST table and its indexes, in bytes (`pg_total_relation_size`):
+    /// about what a copy of it needs free on the server.
+    #[serde(default)]
+    pub total_bytes: i64,
+    /// What uses the table's row type (`pg_describe_object`): a copy, a new table with a
+    /// new row type, cannot take it over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub row_type_users: Vec<String>,
+    /// The publications the table is in whose owner the current role cannot act for (none
+    /// for a superuser): a copy could not be put in them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publications_not_ours: Vec<String>,
+    /// A partitioned table or a partition, which a copy cannot replace yet (issue 18).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partitioned: bool,
     /// `relreplident`: d (default), n (nothing), f (full) or i (index).
     pub replica_identity: String,
     /// The index used as replica identity, when `replica_identity` is i.
@@ -113,7 +128,19 @@ impl Catalog {
                 "SELECT c.relname::text, greatest(c.reltuples, 0)::bigint, c.relreplident::text,
                         (SELECT ic.relname::text FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
                          WHERE i.indrelid = c.oid AND i.indisreplident),
-                        pg_relation_size(c.oid)
+                        pg_relation_size(c.oid), pg_total_relation_size(c.oid),
+                        ARRAY(SELECT pg_describe_object(d.classid, d.objid, d.objsubid)
+                              FROM pg_depend d
+                              WHERE d.refclassid = 'pg_type'::regclass AND d.refobjid = c.reltype
+                                AND d.deptype = 'n'
+                              ORDER BY 1),
+                        c.relkind = 'p' OR c.relispartition,
+                        ARRAY(SELECT p.pubname::text
+                              FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+                              WHERE pr.prrelid = c.oid
+                                AND NOT pg_has_role(current_user, p.pubowner, 'USAGE')
+                                AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                              ORDER BY 1)
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
                 &[&schema],
@@ -129,6 +156,10 @@ impl Catalog {
                     replica_identity: r.try_get(2)?,
                     replica_index: r.try_get(3)?,
                     heap_bytes: r.try_get(4)?,
+                    total_bytes: r.try_get(5)?,
+                    row_type_users: r.try_get(6)?,
+                    partitioned: r.try_get(7)?,
+                    publications_not_ours: r.try_get(8)?,
                     ..Table::default()
                 },
             );

@@ -76,6 +76,9 @@ pub struct StepReport {
 pub struct PlanReport {
     pub migration: String,
     pub version_schema: String,
+    /// The method of each operation that rewrites or fills every row, and why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<crate::plan::MethodChoice>,
     pub steps: Vec<StepReport>,
     /// Estimated seconds per phase: start, complete, rollback.
     pub start_s: f64,
@@ -155,6 +158,7 @@ pub fn report(name: &str, plan: &Plan, catalog: &Catalog, lock_timeout: Duration
         start_s: total("start"),
         complete_s: total("complete"),
         rollback_s: total("rollback"),
+        methods: plan.methods.clone(),
         steps,
     }
 }
@@ -409,6 +413,18 @@ pub fn render(report: &PlanReport) -> String {
             report.migration, report.version_schema
         )
     };
+    if !report.methods.is_empty() {
+        out.push_str("\nmethods\n");
+        for m in &report.methods {
+            out.push_str(&format!(
+                "  operation {} ({}): {}: {}\n",
+                m.operation + 1,
+                m.what,
+                m.method.replace('_', " "),
+                m.why
+            ));
+        }
+    }
     let mut phase = "";
     for s in &report.steps {
         if s.phase != phase {

@@ -544,7 +544,7 @@ pub struct AddColumn {
     /// SQL expression that fills the new column from the old columns of each row.
     #[serde(default)]
     pub up: Option<ExpressionOrQuery>,
-    /// `copy`: the table is copied with the new column (pgshift's own field).
+    /// `copy` or `in_place` (pgshift's own field); without it pgshift chooses.
     #[serde(default)]
     pub method: Option<AlterMethod>,
 }
@@ -615,10 +615,13 @@ struct RawAlterColumn {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlterMethod {
-    /// A copy of the column in the same table, filled by a backfill (the default).
-    Column,
+    /// In the table: a copy of the column (or the new column) filled by a backfill
+    /// (`column`, its earlier name, is still read).
+    #[serde(alias = "column")]
+    InPlace,
     /// A copy of the whole table with the new type, filled in bulk, its indexes built
     /// after the copy, swapped in at complete: as fast as the blocking ALTER's rewrite.
+    /// pgshift's choice, without `method`, whenever the table can be copied.
     Copy,
 }
 

@@ -209,6 +209,9 @@ pub struct VerifySpec {
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Plan {
     pub version_schema: String,
+    /// The method of each operation that rewrites or fills every row.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<MethodChoice>,
     pub start: Vec<PlannedStep>,
     /// Checks run by complete before any of its steps.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -237,9 +240,25 @@ pub struct OpError {
     pub hint: Option<String>,
 }
 
+/// How an operation that must rewrite or fill every row is carried out, and why: the
+/// method pgshift chose (or was told), for `plan` to show.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MethodChoice {
+    /// The operation's index in the migration.
+    pub operation: usize,
+    /// `alter_column orders.price`, say.
+    pub what: String,
+    /// `copy`, `in_place` or `metadata`.
+    pub method: String,
+    pub why: String,
+}
+
 /// What one operation contributes to a plan.
 #[derive(Debug, Default)]
 pub struct OpSteps {
+    /// The method chosen for an operation that rewrites or fills every row (its
+    /// `operation` is set by the planner of the whole migration).
+    pub method: Option<MethodChoice>,
     pub start: Vec<PlannedStep>,
     pub backfills: Vec<BackfillSpec>,
     /// Start steps that go after the backfills: indexes on new columns are built once,
@@ -287,6 +306,22 @@ pub fn version_schema_name(schema: &str, migration_name: &str, migration: &Migra
         .unwrap_or_else(|| format!("{schema}_{migration_name}"))
 }
 
+/// The tables of `vs` that `op` names anywhere (a table it changes, references or renames),
+/// every table for a `sql` operation. Read from the operation's whole description, so that
+/// it errs towards "named": what it decides (a copy of the table made for one operation
+/// only) is then left out, never wrongly made.
+fn tables_mentioned(op: &Operation, vs: &VirtualSchema) -> Vec<String> {
+    if matches!(op, Operation::Sql(_)) {
+        return vs.tables.keys().cloned().collect();
+    }
+    let text = format!("{op:?}");
+    vs.tables
+        .keys()
+        .filter(|name| text.contains(&format!("{name:?}")))
+        .cloned()
+        .collect()
+}
+
 /// Validates every operation in order and builds the plan.
 pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, Vec<OpError>> {
     let mut errors = Vec::new();
@@ -310,7 +345,19 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
     let mut complete = Vec::new();
     let mut verify = Vec::new();
     let mut rollbacks = Vec::new();
+    let mut methods = Vec::new();
+    let mentions: Vec<Vec<String>> = migration
+        .operations
+        .iter()
+        .map(|op| tables_mentioned(op, &vs))
+        .collect();
     for (i, op) in migration.operations.iter().enumerate() {
+        for (name, t) in vs.tables.iter_mut() {
+            t.shared = mentions
+                .iter()
+                .enumerate()
+                .any(|(j, m)| j != i && m.contains(name));
+        }
         let planner = operation_plan(op);
         // Validated first: a planner plans only what its validation accepted.
         let steps = match planner.validate(&vs).and_then(|()| planner.plan(ctx, &vs)) {
@@ -338,6 +385,10 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
             continue;
         }
         planner.apply(&mut vs);
+        if let Some(mut m) = steps.method {
+            m.operation = i;
+            methods.push(m);
+        }
         start.extend(steps.start);
         for b in steps.backfills {
             // One pass per table for the operations that fill columns; an `update` with a
@@ -400,6 +451,7 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
     }
     Ok(Plan {
         version_schema: ctx.version_schema.clone(),
+        methods,
         start,
         verify,
         complete: complete_all,

@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct VirtualSchema {
     pub tables: BTreeMap<String, VTable>,
+    /// The volatile functions the catalog has, for the planners' choices (not stored).
+    #[serde(skip)]
+    pub volatile_functions: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -25,6 +28,22 @@ pub struct VTable {
     pub identity: Vec<String>,
     /// Foreign keys of this schema's tables that reference this table.
     pub referenced_by: Vec<VReference>,
+    /// Why a copy of the table cannot replace it, read from the catalog (something uses
+    /// its row type, it is partitioned), or because the migration makes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncopyable: Option<String>,
+    /// Whether another operation of the migration being planned names the table too (set
+    /// by the planner for each operation; not stored): a copy made for one would lose the
+    /// other's change.
+    #[serde(skip)]
+    pub shared: bool,
+    /// Its size with its indexes and TOAST, in bytes, when the migration began.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bytes: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// A foreign key that references a table.
@@ -113,11 +132,33 @@ impl VirtualSchema {
                                 referenced: k.foreign_columns.clone(),
                             })
                             .collect(),
+                        uncopyable: if t.partitioned {
+                            Some(format!("{} is partitioned or a partition, which a copy cannot replace yet", t.name))
+                        } else if !t.row_type_users.is_empty() {
+                            Some(format!(
+                                "{} uses the row type of {}, which a copy of the table (a new row type) cannot take over",
+                                t.row_type_users.join(", "),
+                                t.name
+                            ))
+                        } else if !t.publications_not_ours.is_empty() {
+                            Some(format!(
+                                "{} is in the publication {}, whose owner pgshift's role cannot act for, and a copy could not be put in it",
+                                t.name,
+                                t.publications_not_ours.join(", ")
+                            ))
+                        } else {
+                            None
+                        },
+                        bytes: t.total_bytes,
+                        shared: false,
                     },
                 )
             })
             .collect();
-        VirtualSchema { tables }
+        VirtualSchema {
+            tables,
+            volatile_functions: catalog.volatile_functions.clone(),
+        }
     }
 
     pub fn table(&self, name: &str) -> Option<&VTable> {

@@ -7,11 +7,11 @@
 use super::create_table::column_definition;
 use super::in_place::InPlace;
 use super::{is_volatile, not_internal, same_expression, Invalid};
-use crate::model::AddColumn;
+use crate::model::{AddColumn, AlterMethod};
 use crate::plan::triggers::{self, DualWrite};
 use crate::plan::{
-    internal_name, sql_step, BackfillSpec, OpSteps, OperationPlan, PlanContext, VColumn,
-    VirtualSchema,
+    internal_name, sql_step, BackfillSpec, MethodChoice, OpSteps, OperationPlan, PlanContext,
+    VColumn, VirtualSchema,
 };
 use crate::quote::{ident, literal, qualified};
 
@@ -43,14 +43,14 @@ impl OperationPlan for AddColumn {
         if let Some(r) = &self.column.references {
             vs.require_column(&r.table, &r.column)?;
         }
-        if let Some(copy) = self.copy() {
+        if let Some(copy) = self.copy(vs) {
             copy.validate(vs)?;
         }
         Ok(())
     }
 
     fn apply(&self, vs: &mut VirtualSchema) {
-        if let Some(copy) = self.copy() {
+        if let Some(copy) = self.copy(vs) {
             return copy.apply(vs);
         }
         if let Some(t) = vs.table_mut(&self.table) {
@@ -59,7 +59,15 @@ impl OperationPlan for AddColumn {
     }
 
     fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
-        if let Some(copy) = self.copy() {
+        let mut steps = self.steps(ctx, vs)?;
+        steps.method = self.method_choice(vs);
+        Ok(steps)
+    }
+}
+
+impl AddColumn {
+    fn steps(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
+        if let Some(copy) = self.copy(vs) {
             return copy.plan(ctx, vs);
         }
         let Some(t) = vs.table(&self.table) else {
@@ -197,17 +205,71 @@ impl OperationPlan for AddColumn {
 }
 
 impl AddColumn {
-    /// `method: copy`: the table is copied with the new column.
-    fn copy(&self) -> Option<super::copy_table::CopyTable<'_>> {
-        (self.method == Some(crate::model::AlterMethod::Copy)).then_some(
-            super::copy_table::CopyTable {
-                table: &self.table,
-                change: super::copy_table::Change::Add {
-                    column: &self.column,
-                    up: self.up.as_deref(),
-                },
+    fn table_copy(&self) -> super::copy_table::CopyTable<'_> {
+        super::copy_table::CopyTable {
+            table: &self.table,
+            change: super::copy_table::Change::Add {
+                column: &self.column,
+                up: self.up.as_deref(),
             },
-        )
+        }
+    }
+
+    /// A copy of the table with the new column, when that is the method: asked for
+    /// (`method: copy`), or, without `method`, whenever the column must be filled on every
+    /// row and the table can be copied.
+    fn copy<'a>(&'a self, vs: &VirtualSchema) -> Option<super::copy_table::CopyTable<'a>> {
+        let copy = self.table_copy();
+        match self.method {
+            Some(AlterMethod::Copy) => Some(copy),
+            Some(AlterMethod::InPlace) => None,
+            None => (self.fills_every_row(vs) && copy.validate(vs).is_ok()).then_some(copy),
+        }
+    }
+
+    /// Whether every existing row gets a value of its own: from `up`, or from a volatile
+    /// default (a constant default is stored once, in the catalog).
+    fn fills_every_row(&self, vs: &VirtualSchema) -> bool {
+        let default = self.column.default.as_deref();
+        let volatile = default.is_some_and(|d| is_volatile(d, &vs.volatile_functions));
+        // An `up` that says what a constant default says fills nothing (see `steps`).
+        let constant = default.filter(|d| !volatile && !same_expression(d, "NULL"));
+        volatile
+            || self
+                .up
+                .as_deref()
+                .is_some_and(|u| !constant.is_some_and(|d| same_expression(u, d)))
+    }
+
+    /// What `plan` says of the method, for a column filled on every row.
+    fn method_choice(&self, vs: &VirtualSchema) -> Option<MethodChoice> {
+        if !self.fills_every_row(vs) && self.method.is_none() {
+            return None;
+        }
+        let (method, why) = match (self.copy(vs), self.method) {
+            (Some(_), Some(AlterMethod::Copy)) => ("copy", "asked for (`method: copy`)".to_owned()),
+            (Some(_), _) => (
+                "copy",
+                super::copy_table::why_copy(vs, &self.table, "the new column is filled on every row"),
+            ),
+            (None, Some(AlterMethod::InPlace)) => (
+                "in_place",
+                "the column added in the table and filled by a backfill: asked for (`method: in_place`)".to_owned(),
+            ),
+            (None, _) => (
+                "in_place",
+                format!(
+                    "the column added in the table and filled by a backfill: not a copy of the table, because {}",
+                    self.table_copy().validate(vs).err().map(|(why, _)| why).unwrap_or_default()
+                ),
+            ),
+        };
+        Some(MethodChoice {
+            operation: 0,
+            what: format!("add_column {}.{}", self.table, self.column.name),
+            method: method.to_owned(),
+            why,
+        })
     }
 
     /// Idempotent: once start has added the column, the live catalog already has it.

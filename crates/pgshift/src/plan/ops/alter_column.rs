@@ -15,10 +15,10 @@ use super::duplicate::{
 use super::in_place::InPlace;
 use super::rename_column::rename_column_steps;
 use super::{not_internal, Invalid};
-use crate::model::AlterColumn;
+use crate::model::{AlterColumn, AlterMethod};
 use crate::plan::{
-    sql_step, Action, OpSteps, OperationPlan, PlanContext, PlannedStep, SwapColumn, SwapPart,
-    SwapSpec, VirtualSchema,
+    sql_step, Action, MethodChoice, OpSteps, OperationPlan, PlanContext, PlannedStep, SwapColumn,
+    SwapPart, SwapSpec, VirtualSchema,
 };
 use crate::quote::{ident, literal, qualified};
 
@@ -48,10 +48,76 @@ impl AlterColumn {
         }
     }
 
+    /// How the change is made: `method` when given; otherwise a copy of the table whenever
+    /// the change rewrites every row and the table can be copied, else what the change
+    /// needs in the table.
     fn strategy(&self, vs: &VirtualSchema) -> Strategy {
-        if self.method == Some(crate::model::AlterMethod::Copy) {
-            return Strategy::Copy;
+        match self.method {
+            Some(AlterMethod::Copy) => Strategy::Copy,
+            Some(AlterMethod::InPlace) => self.in_table(vs),
+            None => match self.in_table(vs) {
+                Strategy::Duplicate if self.copy_refusal(vs).is_none() => Strategy::Copy,
+                s => s,
+            },
         }
+    }
+
+    /// Why a copy of the table cannot make this change, None when it can.
+    fn copy_refusal(&self, vs: &VirtualSchema) -> Option<String> {
+        self.copy().validate(vs).err().map(|(why, _)| why)
+    }
+
+    /// What `plan` says of the method, for a change that rewrites or fills every row or
+    /// that could have but does not.
+    fn method_choice(&self, vs: &VirtualSchema) -> Option<MethodChoice> {
+        let what = format!("alter_column {}.{}", self.table, self.column);
+        let choice = |method: &str, why: String| MethodChoice {
+            operation: 0,
+            what: what.clone(),
+            method: method.to_owned(),
+            why,
+        };
+        match self.strategy(vs) {
+            Strategy::Copy => Some(choice(
+                "copy",
+                if self.method == Some(AlterMethod::Copy) {
+                    "asked for (`method: copy`)".to_owned()
+                } else {
+                    super::copy_table::why_copy(vs, &self.table, "the type change rewrites every row")
+                },
+            )),
+            Strategy::Duplicate => Some(choice(
+                "in_place",
+                format!(
+                    "a copy of the column in the table, filled by a backfill, swapped in at complete: {}",
+                    if self.method == Some(AlterMethod::InPlace) {
+                        "asked for (`method: in_place`)".to_owned()
+                    } else {
+                        format!(
+                            "not a copy of the table, because {}",
+                            self.copy_refusal(vs).unwrap_or_default()
+                        )
+                    }
+                ),
+            )),
+            Strategy::InPlace
+                if self.data_type.as_deref().is_some_and(|new| {
+                    vs.table(&self.table)
+                        .and_then(|t| t.column(&self.column))
+                        .is_some_and(|c| !same_type(&c.data_type, new))
+                }) =>
+            {
+                Some(choice(
+                    "metadata",
+                    "the new type is binary-coercible from the old: no row is rewritten".to_owned(),
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// The strategy in the table itself.
+    fn in_table(&self, vs: &VirtualSchema) -> Strategy {
         if self.rename_to.is_some() {
             return Strategy::Rename;
         }
@@ -307,6 +373,14 @@ impl OperationPlan for AlterColumn {
     }
 
     fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
+        let mut steps = self.plan_by_strategy(ctx, vs)?;
+        steps.method = self.method_choice(vs);
+        Ok(steps)
+    }
+}
+
+impl AlterColumn {
+    fn plan_by_strategy(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
         match self.strategy(vs) {
             Strategy::Rename => rename_column_steps(
                 ctx,

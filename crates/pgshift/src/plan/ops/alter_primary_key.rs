@@ -254,6 +254,10 @@ impl OperationPlan for AlterPrimaryKey {
             }),
         });
         steps.complete.extend(analyze);
+        steps.method = Some(super::in_place_only(
+            format!("alter_primary_key {}", self.table),
+            "copies of the key's columns and of the columns that reference it, in their tables, filled by backfills and swapped in at complete (a copy of the tables for a key is not built yet)",
+        ));
         Ok(steps)
     }
 }

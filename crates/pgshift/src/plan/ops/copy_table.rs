@@ -1,4 +1,4 @@
-//! `method: copy` (of `alter_column` and `add_column`): a column's type changes, or a column
+//! A copy of the table (`alter_column` and `add_column`, pgshift's choice without `method` whenever it can): a column's type changes, or a column
 //! is added and filled, by copying the whole table, the way the blocking ALTER rewrites it,
 //! but with clients reading and writing all along. No row is updated in place, so the table
 //! does not bloat, and no index is maintained row by row during the copy.
@@ -59,6 +59,20 @@ impl Change<'_> {
     }
 }
 
+/// Why a copy of `table` is the method for a change that `rewrites`: what it costs and
+/// what it saves, for `plan`.
+pub(super) fn why_copy(vs: &VirtualSchema, table: &str, rewrites: &str) -> String {
+    let mb = vs.table(table).map_or(0, |t| t.bytes) as f64 / 1_048_576.0;
+    let size = if mb < 1.0 {
+        "less than 1 MB".to_owned()
+    } else {
+        format!("about {mb:.0} MB")
+    };
+    format!(
+        "{rewrites}: a copy of the table writes each row once, builds its indexes in bulk after the copy and leaves no dead rows behind, where filling a column in place updates every row and bloats the table; it needs {size} free on the server (the table's size with its indexes) until complete"
+    )
+}
+
 impl CopyTable<'_> {
     fn shadow(physical: &str) -> String {
         internal_name("copy", &[physical])
@@ -80,14 +94,14 @@ impl CopyTable<'_> {
                     || op.comment.is_some()
                 {
                     return Err((
-                        "`method: copy` changes a column's type (with `up` and `down`) and nothing else".to_owned(),
+                        "a copy of the table changes a column's type (with `up` and `down`) and nothing else".to_owned(),
                         Some("put the other changes in their own alter_column, without `method`".to_owned()),
                     ));
                 }
                 if t.primary_key.contains(&c.physical) {
                     return Err((
                         format!(
-                            "`method: copy` cannot change the primary key column {table}.{}",
+                            "a copy of the table cannot change the primary key column {table}.{}",
                             op.column
                         ),
                         Some("use alter_primary_key".to_owned()),
@@ -101,21 +115,33 @@ impl CopyTable<'_> {
                     || column.pk
                 {
                     return Err((
-                        "`method: copy` adds a column with a type, a default, NOT NULL and a comment; not with unique, check, references or pk".to_owned(),
+                        "a copy of the table adds a column with a type, a default, NOT NULL and a comment; not with unique, check, references or pk".to_owned(),
                         Some("add those with create_constraint in a later migration, or leave out `method`".to_owned()),
                     ));
                 }
             }
         }
+        if t.shared {
+            return Err((
+                format!("another operation of this migration names {table} too, and a copy made for this one would lose its change"),
+                Some("give the other changes a migration of their own, or change the table in place (`method: in_place`)".to_owned()),
+            ));
+        }
+        if let Some(why) = &t.uncopyable {
+            return Err((
+                why.clone(),
+                Some("change the table in place (`method: in_place`)".to_owned()),
+            ));
+        }
         if t.primary_key.len() != 1 {
             return Err((
-                format!("`method: copy` needs a one-column primary key on {table:?}"),
+                format!("a copy of the table needs a one-column primary key on {table:?}"),
                 Some("leave out `method` to change the table in place".to_owned()),
             ));
         }
         if !t.identity.is_empty() {
             return Err((
-                format!("{table:?} has an identity column; `method: copy` does not move identity sequences yet"),
+                format!("{table:?} has an identity column; a copy of the table does not move identity sequences yet"),
                 Some("leave out `method` to change the table in place".to_owned()),
             ));
         }
@@ -129,7 +155,7 @@ impl CopyTable<'_> {
         {
             return Err((
                 format!(
-                    "`method: copy` cannot change {table}.{}: foreign key {} of {} references it",
+                    "a copy of the table cannot change {table}.{}: foreign key {} of {} references it",
                     self.change.column(),
                     r.constraint,
                     r.table
@@ -143,7 +169,7 @@ impl CopyTable<'_> {
         if t.physical != table || t.columns.iter().any(|c| c.name != c.physical) {
             return Err((
                 format!(
-                    "`method: copy` needs {table:?} untouched by the migration's other operations"
+                    "a copy of the table needs {table:?} untouched by the migration's other operations"
                 ),
                 Some("leave out `method` to change the table in place".to_owned()),
             ));

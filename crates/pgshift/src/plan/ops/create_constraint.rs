@@ -255,7 +255,12 @@ impl OperationPlan for CreateConstraint {
         if self.keeps_data() {
             self.plan_in_place(ctx, vs)
         } else {
-            self.duplication(vs).plan(ctx, vs)
+            let mut steps = self.duplication(vs).plan(ctx, vs)?;
+            steps.method = Some(super::in_place_only(
+                format!("create_constraint {}.{}", self.table, self.constraint.name),
+                "copies of its columns in the table, filled from `up` by a backfill and swapped in at complete (a copy of the table for a constraint is not built yet)",
+            ));
+            Ok(steps)
         }
     }
 }

@@ -257,6 +257,7 @@ impl OperationPlan for CreateTable {
                 } else {
                     pk
                 },
+                uncopyable: Some(format!("{} is made by this migration", self.name)),
                 ..VTable::default()
             },
         );

@@ -176,6 +176,9 @@ impl OperationPlan for Extract {
             primary_key: vec![own_key],
             identity: self.id_column.iter().cloned().collect(),
             referenced_by: Vec::new(),
+            uncopyable: Some(format!("{} is made by this migration", self.into)),
+            bytes: 0,
+            shared: false,
         };
         let reference = VReference {
             constraint: self.foreign_key_name(),

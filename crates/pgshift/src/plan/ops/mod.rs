@@ -42,6 +42,17 @@ type Invalid = (String, Option<String>);
 /// What an operation's planner returns: its steps, or why it cannot plan them.
 pub(crate) type Planned = Result<super::OpSteps, Invalid>;
 
+/// The method note of an operation that fills copies of columns in their tables, `how`,
+/// which has no copy of the table yet.
+fn in_place_only(what: String, how: &str) -> crate::plan::MethodChoice {
+    crate::plan::MethodChoice {
+        operation: 0,
+        what,
+        method: "in_place".to_owned(),
+        why: how.to_owned(),
+    }
+}
+
 /// The refusal of a plan whose table or column is not there (validation reports it first;
 /// a planner never plans around it silently).
 fn missing(what: &str, name: &str) -> Invalid {
