@@ -132,3 +132,81 @@ async fn s4_extract_completes_under_traffic() {
 async fn s4_extract_rolls_back_under_traffic() {
     rolls_back(scenario::s4(ROWS)).await;
 }
+
+/// The method `pgshift plan` takes for each scenario's file, as a user writes it (no
+/// `method`): S2's type change copies the table; S1's (with a unique key and a foreign key)
+/// and S3's key change go in place, with the reason; S4 rewrites nothing in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_scenarios_plan_says_which_method_it_takes_and_why() {
+    for (s, want) in [
+        (
+            scenario::s1(1000),
+            vec![(
+                "alter_column incoming_faxes.box_file_id",
+                "in_place",
+                "not a copy of the table, because",
+            )],
+        ),
+        (
+            scenario::s2(1000),
+            vec![(
+                "alter_column orders.price",
+                "copy",
+                "the type change rewrites every row",
+            )],
+        ),
+        (
+            scenario::s3(1000),
+            vec![(
+                "alter_primary_key orders",
+                "in_place",
+                "copies of the key's columns",
+            )],
+        ),
+        (scenario::s4(1000), vec![]),
+    ] {
+        let db = TestDb::new().await;
+        let c = db.client().await;
+        for sql in &s.setup {
+            c.batch_execute(sql).await.unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(s.file_name);
+        std::fs::write(&file, &s.migration).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgshift"))
+            .args(["--dir", dir.path().to_str().unwrap()])
+            .args(["plan", file.to_str().unwrap(), "--output", "json"])
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            s.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let methods: Vec<(String, String, String)> = v["methods"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .map(|m| {
+                        (
+                            m["what"].as_str().unwrap().to_owned(),
+                            m["method"].as_str().unwrap().to_owned(),
+                            m["why"].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(methods.len(), want.len(), "{}: {methods:#?}", s.name);
+        for ((what, method, why), (w, m, y)) in methods.iter().zip(&want) {
+            assert!(
+                what == w && method == m && why.contains(y),
+                "{}: {what}: {method}: {why}",
+                s.name
+            );
+        }
+    }
+}

@@ -136,9 +136,6 @@ pub fn s2(rows: i64) -> Scenario {
       table: orders
       column: price
       type: bigint
-      up: price::bigint
-      down: price::int
-      method: copy
 "
         .into(),
         workload: Workload {
