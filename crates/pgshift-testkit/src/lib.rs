@@ -513,6 +513,16 @@ pub fn start_replica() -> Result<Replica, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
+    // A newer pg_basebackup writes connection options an older server's walreceiver does
+    // not know (sslsni, ...), and it would never connect: a plain one, set last, wins.
+    let auto = data.join("postgresql.auto.conf");
+    let mut conf = std::fs::read_to_string(&auto)
+        .map_err(|e| format!("read {}: {e}", auto.display()))?;
+    conf.push_str(&format!(
+        "primary_conninfo = 'host=127.0.0.1 port={} user=postgres'\n",
+        primary.port
+    ));
+    std::fs::write(&auto, conf).map_err(|e| format!("write {}: {e}", auto.display()))?;
     let mut last_error = String::new();
     for _ in 0..5 {
         let port = free_port()?;
