@@ -516,8 +516,8 @@ pub fn start_replica() -> Result<Replica, String> {
     // A newer pg_basebackup writes connection options an older server's walreceiver does
     // not know (sslsni, ...), and it would never connect: a plain one, set last, wins.
     let auto = data.join("postgresql.auto.conf");
-    let mut conf = std::fs::read_to_string(&auto)
-        .map_err(|e| format!("read {}: {e}", auto.display()))?;
+    let mut conf =
+        std::fs::read_to_string(&auto).map_err(|e| format!("read {}: {e}", auto.display()))?;
     conf.push_str(&format!(
         "primary_conninfo = 'host=127.0.0.1 port={} user=postgres'\n",
         primary.port
