@@ -79,31 +79,22 @@ pub async fn access(
     }
     // With no ACL of its own the table reads as its owner's defaults: every privilege.
     let now = if no_acl {
-        owner_defaults(client, from_oid).await?
+        read::owner_defaults(client, from_oid).await?
     } else {
         read::grants(client, to_oid).await?
     };
     let on = format!("TABLE {target}");
     out.extend(apply::privileges(&on, None, &now, &d.grants));
-    let varlena = client
-        .query(
-            "SELECT a.attname::text, t.typlen = -1 FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped",
-            &[&to_oid],
-        )
-        .await?;
-    for c in read::columns(client, from_oid, Some(&sources(through))).await? {
+    let varlena = read::varlena_columns(client, to_oid).await?;
+    for c in &d.columns {
         let Some((_, name)) = through.columns.iter().find(|(s, _)| *s == c.name) else {
             continue;
         };
-        let takes_storage = varlena
-            .iter()
-            .any(|r| r.get::<_, String>(0) == *name && r.get::<_, bool>(1));
         let moved = ColumnDressing {
             name: name.clone(),
-            ..c
+            ..c.clone()
         };
-        out.extend(apply::column(&target, &moved, takes_storage));
+        out.extend(apply::column(&target, &moved, varlena.contains(name)));
     }
     if d.row_security || d.force_row_security {
         let policies = TableDressing {
@@ -140,27 +131,6 @@ pub async fn access(
         publications.publications.push(p);
     }
     out.extend(apply::dependents(&target, &publications));
-    Ok(out)
-}
-
-/// The privileges a relation owned by `oid`'s owner has by default.
-async fn owner_defaults(client: &Client, oid: u32) -> Result<Vec<super::Grant>> {
-    let rows = client
-        .query(
-            "SELECT pg_get_userbyid(a.grantee)::text, a.privilege_type, a.is_grantable
-             FROM pg_class c, aclexplode(acldefault('r', c.relowner)) a WHERE c.oid = $1",
-            &[&oid],
-        )
-        .await?;
-    let mut out = Vec::new();
-    for r in &rows {
-        out.push(super::Grant {
-            grantee: Some(r.try_get(0)?),
-            privilege: r.try_get(1)?,
-            grantable: r.try_get(2)?,
-        });
-    }
-    out.sort();
     Ok(out)
 }
 

@@ -49,6 +49,35 @@ fn statistics_of(r: &tokio_postgres::Row) -> Pg<Statistics> {
     })
 }
 
+/// Which columns of relation `oid` have a type of variable length (storage and compression
+/// settings apply to those only).
+pub async fn varlena_columns(client: &Client, oid: u32) -> Pg<Vec<String>> {
+    client
+        .query(
+            "SELECT a.attname::text FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND t.typlen = -1",
+            &[&oid],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect()
+}
+
+/// The privileges a relation owned by relation `oid`'s owner has by default.
+pub async fn owner_defaults(client: &Client, oid: u32) -> Pg<Vec<Grant>> {
+    let rows = client
+        .query(
+            "SELECT pg_get_userbyid(a.grantee)::text, a.privilege_type, a.is_grantable
+             FROM pg_class c, aclexplode(acldefault('r', c.relowner)) a WHERE c.oid = $1",
+            &[&oid],
+        )
+        .await?;
+    let mut out = rows.iter().map(grant_of).collect::<Pg<Vec<_>>>()?;
+    out.sort();
+    Ok(out)
+}
+
 /// The privileges of a relation, the owner's defaults when it has no grants.
 pub async fn grants(client: &Client, oid: u32) -> Pg<Vec<Grant>> {
     let rows = client

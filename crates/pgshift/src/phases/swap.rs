@@ -26,21 +26,6 @@ async fn run_all(client: &Client, last: &Mutex<String>, sql: &[String]) -> Pg<()
     Ok(())
 }
 
-/// Which columns of relation `oid` have a type of variable length (storage and compression
-/// settings apply to those only).
-async fn varlena_columns(client: &Client, oid: u32) -> Pg<Vec<String>> {
-    client
-        .query(
-            "SELECT a.attname::text FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND t.typlen = -1",
-            &[&oid],
-        )
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
-        .collect()
-}
-
 /// A materialized view built on the copies before the swap, to be renamed in.
 struct Prebuilt {
     schema: String,
@@ -113,7 +98,7 @@ async fn read_part(
             copy_oid,
             dressing: Box::new(read::table(client, oid, schema, &part.table).await?),
             keys: read::referencing_keys(client, oid).await?,
-            varlena: varlena_columns(client, copy_oid).await?,
+            varlena: read::varlena_columns(client, copy_oid).await?,
         };
         return Ok((read, views));
     }
@@ -243,7 +228,7 @@ async fn carry(
             identity,
             dependents,
         } => {
-            let varlena = varlena_columns(client, *oid).await?;
+            let varlena = read::varlena_columns(client, *oid).await?;
             let mut after = Vec::new();
             for c in columns {
                 if let Some(d) = dressings.iter().find(|d| d.name == c.old) {
