@@ -87,15 +87,17 @@ struct Cli {
     #[arg(long, default_value_t = 100_000, global = true)]
     vacuum_every_rows: i64,
 
-    /// Run each backfill with this many workers over disjoint key ranges, each on its own
-    /// connection (fixed when a backfill first starts; a resumed one keeps its number).
+    /// Run each backfill and table copy with this many workers over disjoint key ranges,
+    /// each on its own connection: `auto` sizes them from the table's size and the server's
+    /// max_parallel_maintenance_workers and free connections (fixed when a backfill first
+    /// starts; a resumed one keeps its number).
     #[arg(
         long,
-        default_value_t = 1,
+        default_value = "auto",
         global = true,
         env = "PGSHIFT_BACKFILL_WORKERS"
     )]
-    backfill_workers: u32,
+    backfill_workers: pgshift::exec::Workers,
 
     /// Build up to this many of a table copy's indexes at the same time, each on its own
     /// connection (each build may use up to maintenance_work_mem); 1 builds them one after

@@ -99,6 +99,19 @@ fn random_writers(
 /// Small, fast batches so that a test sees many of them.
 const SMALL_BATCHES: &[&str] = &["--backfill-batch-time", "5ms"];
 
+/// One worker (the counts of these tests are of one backfill's one part), pausing 2 ms
+/// after each batch.
+const ONE_SLOW_WORKER: &[&str] = &["--backfill-delay", "2ms", "--backfill-workers", "1"];
+
+/// Rows of `big` that ADD_W has not filled.
+async fn unfilled(raw: &tokio_postgres::Client) -> i64 {
+    scalar_i64(
+        raw,
+        "SELECT count(*) FROM big WHERE w IS DISTINCT FROM v + 1",
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_random_points_then_rerun_neither_redoes_nor_skips() {
     kill_9_at_random_points_then_rerun("1").await;
@@ -143,14 +156,7 @@ async fn kill_9_at_random_points_then_rerun(workers: &str) {
     );
     let r = run_ok(&db, &m.path(), &args).await;
     assert!(r.stderr.contains("resuming"), "{}", r.all());
-    assert_eq!(
-        scalar_i64(
-            &raw,
-            "SELECT count(*) FROM big WHERE w IS DISTINCT FROM v + 1"
-        )
-        .await,
-        0
-    );
+    assert_eq!(unfilled(&raw).await, 0);
     // Each row counted once over four runs: no batch was applied twice or skipped.
     assert_eq!(rows_done(&raw).await, ROWS);
     // Every part finished, and the parts were decided once (the reruns kept them).
@@ -220,6 +226,54 @@ async fn parallel_workers_split_composite_keys_and_keyless_tables_into_disjoint_
         };
         assert_eq!((table, parts, rows), (table, 3, 180_000));
     }
+}
+
+/// Without `--backfill-workers`, pgshift sizes the workers from the table and the server's
+/// settings: as many as a parallel scan of the table would get, at most the server's
+/// max_parallel_maintenance_workers.
+#[tokio::test(flavor = "multi_thread")]
+async fn by_default_workers_are_sized_from_the_table_and_the_servers_settings() {
+    let db = TestDb::new().await;
+    let raw = big_table(&db).await;
+    let pages = scalar_i64(&raw, "SELECT pg_relation_size('big') / 8192").await;
+    assert!(pages > 216, "{pages} pages");
+    let m = Migrations::new(&[("0001_w.yaml", ADD_W)]);
+    let file = m.path().join("0001_w.yaml");
+    let file = file.to_str().unwrap();
+    let parts = || async {
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM pgshift.backfills WHERE table_name = 'big'",
+        )
+        .await
+    };
+    // 64 kB is 8 pages: a scan of the table would get 5 workers or more; the server allows 3.
+    let db_name = pgshift::quote::ident(&db.name);
+    raw.batch_execute(&format!(
+        "ALTER DATABASE {db_name} SET min_parallel_table_scan_size = '64kB';
+         ALTER DATABASE {db_name} SET max_parallel_maintenance_workers = 3"
+    ))
+    .await
+    .unwrap();
+    let r = run_ok(&db, &m.path(), &["start", file]).await;
+    assert!(r.stderr.contains("over 3 workers"), "{}", r.all());
+    assert_eq!(parts().await, 3);
+    assert_eq!(unfilled(&raw).await, 0);
+    run_ok(&db, &m.path(), &["rollback"]).await;
+    // A server that allows no parallel maintenance gets one worker.
+    raw.batch_execute(&format!(
+        "ALTER DATABASE {db_name} SET max_parallel_maintenance_workers = 0"
+    ))
+    .await
+    .unwrap();
+    let r = run_ok(&db, &m.path(), &["start", file]).await;
+    assert!(!r.stderr.contains("workers"), "{}", r.all());
+    assert_eq!(parts().await, 1);
+    // An explicit number is taken as given.
+    run_ok(&db, &m.path(), &["rollback"]).await;
+    let r = run_ok(&db, &m.path(), &["start", file, "--backfill-workers", "2"]).await;
+    assert!(r.stderr.contains("over 2 workers"), "{}", r.all());
+    assert_eq!(parts().await, 2);
 }
 
 /// Starts ADD_W with three workers; returns the backfill's parts: (upper bound, rows
@@ -330,14 +384,7 @@ async fn random_inserts_updates_and_deletes_during_the_backfill_end_equal_to_the
     run_ok(&db, &m.path(), &["complete"]).await;
     eprintln!("{writes} random writes during the backfill");
     assert!(writes > 300, "the writers barely ran: {writes}");
-    assert_eq!(
-        scalar_i64(
-            &raw,
-            "SELECT count(*) FROM big WHERE w IS DISTINCT FROM v + 1"
-        )
-        .await,
-        0
-    );
+    assert_eq!(unfilled(&raw).await, 0);
 }
 
 /// `method: copy` killed at random points of its start (copy, index builds, catch-up) while
@@ -519,7 +566,8 @@ async fn pause_and_resume_from_a_second_process_and_status_shows_it() {
     let raw = big_table(&db).await;
     let m = Migrations::new(&[("0001_w.yaml", ADD_W)]);
     let file = m.path().join("0001_w.yaml");
-    let mut args = vec!["start", file.to_str().unwrap(), "--backfill-delay", "2ms"];
+    let mut args = vec!["start", file.to_str().unwrap()];
+    args.extend(ONE_SLOW_WORKER);
     args.extend(SMALL_BATCHES);
     let runner = pgshift(&db.url, &m.path(), &args).spawn().unwrap();
     wait_until("the backfill to start", Duration::from_secs(60), || async {
@@ -569,14 +617,7 @@ async fn pause_and_resume_from_a_second_process_and_status_shows_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(
-        scalar_i64(
-            &raw,
-            "SELECT count(*) FROM big WHERE w IS DISTINCT FROM v + 1"
-        )
-        .await,
-        0
-    );
+    assert_eq!(unfilled(&raw).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -593,6 +634,8 @@ async fn a_throttle_query_holds_the_backfill_and_says_why() {
         file.to_str().unwrap(),
         "--throttle-query",
         "SELECT to_regclass('hold_backfill') IS NOT NULL",
+        "--backfill-workers",
+        "1",
     ];
     let runner = pgshift(&db.url, &m.path(), &args).spawn().unwrap();
     wait_until("the throttle to show", Duration::from_secs(60), || async {
@@ -627,7 +670,8 @@ async fn cancel_stops_the_run_and_resume_from_another_process_finishes_it() {
     let raw = big_table(&db).await;
     let m = Migrations::new(&[("0001_w.yaml", ADD_W)]);
     let file = m.path().join("0001_w.yaml");
-    let mut args = vec!["start", file.to_str().unwrap(), "--backfill-delay", "2ms"];
+    let mut args = vec!["start", file.to_str().unwrap()];
+    args.extend(ONE_SLOW_WORKER);
     args.extend(SMALL_BATCHES);
     let runner = pgshift(&db.url, &m.path(), &args).spawn().unwrap();
     wait_until("the backfill to start", Duration::from_secs(60), || async {
@@ -650,14 +694,7 @@ async fn cancel_stops_the_run_and_resume_from_another_process_finishes_it() {
     );
     assert_eq!(migration_status(&raw, "0001_w").await, "started");
     assert_eq!(rows_done(&raw).await, ROWS);
-    assert_eq!(
-        scalar_i64(
-            &raw,
-            "SELECT count(*) FROM big WHERE w IS DISTINCT FROM v + 1"
-        )
-        .await,
-        0
-    );
+    assert_eq!(unfilled(&raw).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -669,7 +706,8 @@ async fn the_update_operation_changes_data_in_batches_beside_a_column_backfill()
         "operations:\n  - add_column:\n      table: big\n      up: v + 1\n      method: in_place\n      column:\n        name: w\n        type: int\n        nullable: true\n  - update:\n      table: big\n      set:\n        v: v + 1000\n      where: v < 500\n",
     )]);
     let file = m.path().join("0001_data.yaml");
-    let mut args = vec!["start", file.to_str().unwrap()];
+    // One worker per pass: two passes, two parts.
+    let mut args = vec!["start", file.to_str().unwrap(), "--backfill-workers", "1"];
     args.extend(SMALL_BATCHES);
     run_ok(&db, &m.path(), &args).await;
     run_ok(&db, &m.path(), &["complete"]).await;
@@ -737,9 +775,10 @@ async fn replica_lag_over_the_limit_holds_the_backfill_until_the_replica_catches
     ];
     let runner = pgshift(&db.url, &m.path(), &args).spawn().unwrap();
     wait_until("the lag throttle to show", Duration::from_secs(60), || async {
-        raw.query_one("SELECT count(*) FROM pgshift.backfills WHERE throttle_reason LIKE 'a replica''s replay is % bytes behind (limit 1000000)'", &[])
+        // Every part of it, however many workers it has.
+        raw.query_one("SELECT count(*) FILTER (WHERE throttle_reason NOT LIKE 'a replica''s replay is % bytes behind (limit 1000000)' OR throttle_reason IS NULL) - (count(*) = 0)::int FROM pgshift.backfills", &[])
             .await
-            .map(|r| r.get::<_, i64>(0) == 1)
+            .map(|r| r.get::<_, i64>(0) == 0)
             .unwrap_or(false)
     })
     .await;

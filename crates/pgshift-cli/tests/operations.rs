@@ -711,3 +711,104 @@ async fn the_version_schema_after_sql_operations_shows_what_they_made_and_keeps_
     run_ok(&db, &m.path(), &["rollback"]).await;
     assert!(!table_exists(&raw, "public.audit").await);
 }
+
+/// A copy of a table whose clients never stop writing, in multi-row transactions: the
+/// catch-up ends (in rounds, the rest replayed after the switch with the rows locked as it
+/// reads them), no client's transaction fails, and the table after complete holds every
+/// write: a user trigger mirrors each write into another table, which must equal it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_under_writers_that_never_stop_catches_up_and_loses_no_write() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const ROWS: i64 = 60_000;
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(&format!(
+        "CREATE TABLE orders (id bigint PRIMARY KEY, price int NOT NULL, note text);
+         CREATE TABLE orders_mirror (id bigint PRIMARY KEY, price int NOT NULL, note text);
+         CREATE FUNCTION mirror() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF TG_OP <> 'INSERT' THEN DELETE FROM orders_mirror WHERE id = OLD.id; END IF;
+           IF TG_OP <> 'DELETE' THEN INSERT INTO orders_mirror VALUES (NEW.id, NEW.price, NEW.note); END IF;
+           RETURN NULL;
+         END $$;
+         CREATE TRIGGER mirror AFTER INSERT OR UPDATE OR DELETE ON orders FOR EACH ROW EXECUTE FUNCTION mirror();
+         INSERT INTO orders SELECT g, g % 1000, 'order ' || g FROM generate_series(1, {ROWS}) g;
+         ANALYZE orders;"
+    ))
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_price.yaml",
+        "operations:\n  - alter_column:\n      table: orders\n      column: price\n      type: bigint\n",
+    )]);
+    let file = m.path().join("0001_price.yaml");
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for w in 0..3u64 {
+        let client = db.client().await;
+        let stop = stop.clone();
+        writers.push(tokio::spawn(async move {
+            let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (w + 1);
+            let mut next = move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            };
+            let mut transactions = 0u64;
+            let mut new_id = ROWS + 1 + w as i64 * 10_000_000;
+            while !stop.load(Ordering::Relaxed) {
+                let a = (next() % ROWS as u64) as i64 + 1;
+                let b = (next() % ROWS as u64) as i64 + 1;
+                let (lo, hi) = (a.min(b), a.max(b));
+                let sql = match next() % 4 {
+                    0 => format!("INSERT INTO orders VALUES ({new_id}, 1, 'new')"),
+                    1 => format!("DELETE FROM orders WHERE id = {a}"),
+                    _ => format!(
+                        "BEGIN; UPDATE orders SET price = price + 1 WHERE id = {lo};
+                         UPDATE orders SET note = 'w{w}' WHERE id = {hi}; COMMIT"
+                    ),
+                };
+                new_id += 1;
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("writer {w}: {sql}: {e:?}"));
+                transactions += 1;
+            }
+            transactions
+        }));
+    }
+    let r = run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
+    assert!(
+        r.all().contains("replay the rest of the log"),
+        "{}",
+        r.all()
+    );
+    assert_eq!(
+        scalar_i64(&raw, "SELECT count(*) FROM pgshift._pgshift_log_orders").await,
+        0,
+        "the log is empty after start, and stays so"
+    );
+    run_ok(&db, &m.path(), &["complete"]).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for w in writers {
+        total += w.await.expect("a writer failed");
+    }
+    assert!(total > 100, "{total} transactions");
+    assert_eq!(
+        scalar_text(&raw, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'price'").await.as_deref(),
+        Some("bigint")
+    );
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT count(*) FROM ((SELECT id, price, note FROM orders EXCEPT SELECT id, price, note FROM orders_mirror)
+                                   UNION ALL (SELECT id, price, note FROM orders_mirror EXCEPT SELECT id, price, note FROM orders)) d"
+        )
+        .await,
+        0
+    );
+}

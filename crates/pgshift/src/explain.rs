@@ -361,10 +361,17 @@ fn step_report(
         }
         Action::CatchUp(c) => {
             r.kind = "catch_up";
-            r.note = Some(format!(
-                "replays the keys logged while {} was copied, 10,000 per transaction (ROW EXCLUSIVE, blocks no statement)",
-                c.source
-            ));
+            r.note = Some(if c.after_switch {
+                format!(
+                    "replays the rest of the log, 10,000 keys per transaction, each row of {} read FOR SHARE SKIP LOCKED (a client writing one waits for its batch; a row a client holds is left for a later batch, so the replay waits for no client)",
+                    c.source
+                )
+            } else {
+                format!(
+                    "replays the keys logged while {} was copied, 10,000 per transaction, in rounds until few are left or the log stops shrinking (ROW EXCLUSIVE, blocks no statement)",
+                    c.source
+                )
+            });
         }
         Action::RefreshVersionSchema { planned, .. } => {
             r.kind = "version_schema";

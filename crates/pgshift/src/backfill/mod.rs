@@ -18,7 +18,7 @@
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 pub use crate::event::Progress;
-use crate::exec::{BackfillSettings, Executor, Policy};
+use crate::exec::{BackfillSettings, Executor, Policy, Workers};
 use crate::plan::BackfillSpec;
 use crate::quote::qualified;
 use crate::session::Session;
@@ -32,7 +32,7 @@ mod vacuum;
 mod walk;
 
 use batch::Write;
-use parts::split;
+use parts::{auto_workers, split};
 use vacuum::Vacuum;
 
 pub use control::{control, control_and_record, Control};
@@ -234,7 +234,7 @@ async fn register(
     walk: &Walk,
     first_size: i64,
     total_estimate: i64,
-    workers: u32,
+    workers: Workers,
 ) -> Result<Vec<Part>> {
     let client = exec.client();
     let table = state::table("backfills");
@@ -247,6 +247,10 @@ async fn register(
         .try_get(0)?;
     if existing == 0 {
         // (start cursor, start page, upper bound) per part.
+        let workers = match workers {
+            Workers::Fixed(n) => n,
+            Workers::Auto => auto_workers(client, target).await?,
+        };
         let bounds = split(client, spec, target, walk, total_estimate, workers).await?;
         let insert = format!(
             "INSERT INTO {table} (migration, step, part, table_schema, table_name, spec, batch_size, state, total_estimate, cursor, pages_done, upper_bound, start_xid)

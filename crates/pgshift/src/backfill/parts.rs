@@ -125,7 +125,78 @@ pub(super) async fn histogram_splits(
     Ok(Some(splits))
 }
 
+/// How many workers `auto` gives a backfill of `target` (quoted and qualified), the way
+/// PostgreSQL sizes a parallel scan: none past the first below `min_parallel_table_scan_size`,
+/// then one more each time the table is three times larger; at most the server's
+/// `max_parallel_maintenance_workers` (the processes a DBA lets one parallel index build
+/// take, so a copy takes no more of the machine than a CREATE INDEX would); and at most half
+/// the connections still free, so the application keeps the rest.
+pub(super) async fn auto_workers(client: &Client, target: &str) -> Result<u32> {
+    let row = client
+        .query_one(
+            "SELECT pg_relation_size($1::text::regclass) / current_setting('block_size')::bigint,
+                    (SELECT setting::bigint FROM pg_catalog.pg_settings WHERE name = 'min_parallel_table_scan_size'),
+                    current_setting('max_parallel_maintenance_workers')::bigint,
+                    current_setting('max_connections')::bigint
+                      - current_setting('superuser_reserved_connections')::bigint
+                      - (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend')",
+            &[&target],
+        )
+        .await?;
+    Ok(workers_for(
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+    ))
+}
+
+/// `auto_workers`' rule over the numbers it reads: the table's pages, the server's
+/// `min_parallel_table_scan_size` (in pages), `max_parallel_maintenance_workers`, and the
+/// connections free.
+pub(super) fn workers_for(pages: i64, min_pages: i64, max_maintenance: i64, free: i64) -> u32 {
+    let mut n: i64 = 1;
+    let mut threshold = min_pages.max(1);
+    if pages >= threshold {
+        n = 2;
+        threshold = threshold.saturating_mul(3);
+        while pages >= threshold {
+            n += 1;
+            threshold = threshold.saturating_mul(3);
+        }
+    }
+    n.min(max_maintenance.max(1))
+        .min((free / 2).max(1))
+        .clamp(1, 64) as u32
+}
+
 /// Below these, one worker does the whole table.
 pub(super) const MIN_ROWS_PER_WORKER: i64 = 50_000;
 
 pub(super) const MIN_PAGES_PER_WORKER: i64 = 100;
+
+#[cfg(test)]
+mod tests {
+    use super::workers_for;
+
+    #[test]
+    fn auto_workers_grow_with_the_table_within_what_the_server_allows() {
+        // Defaults: min_parallel_table_scan_size 8 MB (1024 pages), 2 maintenance workers.
+        assert_eq!(workers_for(100, 1024, 2, 90), 1, "a small table");
+        assert_eq!(workers_for(1024, 1024, 2, 90), 2);
+        assert_eq!(workers_for(21_900, 1024, 2, 90), 2, "S2's 171 MB, capped");
+        assert_eq!(
+            workers_for(21_900, 1024, 8, 90),
+            4,
+            "as PostgreSQL would scan it"
+        );
+        assert_eq!(workers_for(250_000, 1024, 8, 90), 7);
+        assert_eq!(
+            workers_for(250_000, 1024, 0, 90),
+            1,
+            "no parallel maintenance allowed"
+        );
+        assert_eq!(workers_for(250_000, 1024, 8, 5), 2, "few connections free");
+        assert_eq!(workers_for(250_000, 1024, 8, 0), 1);
+    }
+}

@@ -98,7 +98,42 @@ pub struct BackfillSettings {
     pub vacuum_every_rows: i64,
     /// Parallel workers, each over its own key (or block) range, each on its own connection.
     /// Decided when a backfill first starts; a resumed backfill keeps its number.
-    pub workers: u32,
+    pub workers: Workers,
+}
+
+/// How many workers a backfill (or a table copy) runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Workers {
+    /// Sized when the backfill first starts, from the table's size and what the server
+    /// allows (see `backfill::workers`).
+    Auto,
+    /// This many, whatever the table.
+    Fixed(u32),
+}
+
+impl std::str::FromStr for Workers {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(Workers::Auto);
+        }
+        match s.parse::<u32>() {
+            Ok(n) if (1..=64).contains(&n) => Ok(Workers::Fixed(n)),
+            _ => Err(format!(
+                "{s:?} is not a number of workers: give `auto` or a number from 1 to 64"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Workers::Auto => f.write_str("auto"),
+            Workers::Fixed(n) => write!(f, "{n}"),
+        }
+    }
 }
 
 impl Default for BackfillSettings {
@@ -112,7 +147,7 @@ impl Default for BackfillSettings {
             max_replica_lag_bytes: None,
             throttle_query: None,
             vacuum_every_rows: 100_000,
-            workers: 1,
+            workers: Workers::Auto,
         }
     }
 }
@@ -154,11 +189,13 @@ impl ExecSettings {
                 Some("give --lock-timeout and --concurrent-lock-timeout a positive duration such as 200ms"),
             ));
         }
-        if !(1..=64).contains(&self.backfill.workers) {
-            return Err(Error::usage(
-                format!("{} backfill workers: there must be between 1 and 64", self.backfill.workers),
-                Some("give --backfill-workers a number such as 2 (one per spare CPU core of the server)"),
-            ));
+        if let Workers::Fixed(n) = self.backfill.workers {
+            if !(1..=64).contains(&n) {
+                return Err(Error::usage(
+                    format!("{n} backfill workers: there must be between 1 and 64"),
+                    Some("give --backfill-workers `auto` or a number such as 2 (one per spare CPU core of the server)"),
+                ));
+            }
         }
         Ok(())
     }

@@ -140,6 +140,13 @@ pub struct CatchUpSpec {
     /// The copy's column list, and the matching expressions over a source row.
     pub columns: String,
     pub from_source: String,
+    /// The replay after the switch to the sync triggers, clients writing through them: it
+    /// takes the rest of the log (which no longer grows), locking each source row it reads,
+    /// and upserts (`upsert`: the `SET` list of the copy's non-key columns from `EXCLUDED`).
+    #[serde(default)]
+    pub after_switch: bool,
+    #[serde(default)]
+    pub upsert: String,
 }
 
 /// A swap (see [`Action::Swap`]). Names are unquoted.

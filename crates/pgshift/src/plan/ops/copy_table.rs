@@ -427,24 +427,30 @@ impl CopyTable<'_> {
             }
         }
 
-        // Catch up with the log, then switch to the triggers that keep both tables in step.
-        let replay_all = format!(
-        "DELETE FROM {shadow} AS s USING (SELECT DISTINCT k FROM {log}) AS l WHERE s.{k} = l.k;\nINSERT INTO {shadow} ({names}) SELECT {from_source} FROM {source} WHERE {k} IN (SELECT k FROM {log});\nDELETE FROM {log}"
-    );
+        // Catch up with the log, switch to the triggers that keep both tables in step, then
+        // replay what the log still holds.
+        let catch_up = CatchUpSpec {
+            source: source.clone(),
+            shadow: shadow.clone(),
+            log: log.clone(),
+            key: key.clone(),
+            key_type: key_type.clone(),
+            columns: names.clone(),
+            from_source: from_source.clone(),
+            after_switch: false,
+            upsert: columns
+                .iter()
+                .filter(|(n, ..)| n != key)
+                .map(|(n, ..)| format!("{} = EXCLUDED.{}", ident(n), ident(n)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
         steps.after_backfill.push(PlannedStep {
             description: format!(
                 "catch up {shadow_name} with the rows written to {} since the copy began",
                 table
             ),
-            action: crate::plan::Action::CatchUp(CatchUpSpec {
-                source: source.clone(),
-                shadow: shadow.clone(),
-                log: log.clone(),
-                key: key.clone(),
-                key_type: key_type.clone(),
-                columns: names.clone(),
-                from_source: from_source.clone(),
-            }),
+            action: crate::plan::Action::CatchUp(catch_up.clone()),
         });
         let old_view = vs.table(table).cloned().unwrap_or_default();
         let mut new_view = old_view.clone();
@@ -477,12 +483,10 @@ impl CopyTable<'_> {
         let sync_new = internal_name("sync", &[&shadow_name]);
         steps.after_backfill.push(sql_step(
         format!(
-            "block writes to {} for the last rows of the log, then keep {shadow_name} in step by triggers",
-            table
+            "block writes to {table} for a moment to stop the log and keep {shadow_name} in step by triggers from then on"
         ),
         [
             format!("LOCK TABLE {source} IN SHARE ROW EXCLUSIVE MODE"),
-            replay_all,
             format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&log_trigger)),
             function_sql(&sync_old, &to_copy),
             row_trigger_sql(&sync_old, &source, "AFTER INSERT OR UPDATE OR DELETE", None),
@@ -491,6 +495,15 @@ impl CopyTable<'_> {
         ]
         .join(";\n"),
     ));
+        steps.after_backfill.push(PlannedStep {
+            description: format!(
+                "replay the rest of the log into {shadow_name}, each of its rows of {table} locked while it is read"
+            ),
+            action: crate::plan::Action::CatchUp(CatchUpSpec {
+                after_switch: true,
+                ..catch_up
+            }),
+        });
 
         steps.verify.push(VerifySpec {
             description: format!(
