@@ -143,6 +143,9 @@ async fn blocking(s: &Scenario, statements: &str, tables: &[&str]) -> Side {
     let t0 = Instant::now();
     c.batch_execute(statements).await.unwrap();
     let seconds = t0.elapsed().as_secs_f64();
+    // A statement counts towards the phase it ends in: the clients' statements that waited
+    // for the blocking statement end right after it, in this phase, not the next.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     traffic.phase("after");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let report = traffic.finish().await;
@@ -199,7 +202,7 @@ async fn through_pgshift(
         for line in run
             .pgshift_output
             .lines()
-            .filter(|l| !l.contains("backfill "))
+            .filter(|l| !l.contains("backfill ") || l.contains(" done") || l.contains("workers"))
         {
             println!("    {line}");
         }
@@ -360,6 +363,13 @@ fn add_column(rows: i64) -> Scenario {
         "CREATE TABLE {}.unused AS SELECT 1 AS one",
         scenario::REFERENCE_SCHEMA
     );
+    // The new version writes the column itself (an application that added it would), so
+    // every row, old or new, must hold price * 100.
+    s.workload.new = vec![
+        "SELECT price, price_cents FROM orders WHERE id = $1::bigint".into(),
+        "UPDATE orders SET price = price + 2, price_cents = (price + 2)::bigint * 100 WHERE id = $1::bigint".into(),
+        "INSERT INTO orders (price, price_cents, note) VALUES ($1::bigint % 1000, ($1::bigint % 1000) * 100, 'new client')".into(),
+    ];
     s.check =
         "SELECT count(*) FROM public.orders WHERE price_cents IS DISTINCT FROM price::bigint * 100"
             .into();
@@ -434,7 +444,8 @@ async fn pgbench_section(runs: usize, pgshift: &Path, rss: &Path) {
             String::from_utf8_lossy(&init.stderr)
         );
         let c = db.client().await;
-        c.batch_execute("VACUUM ANALYZE; CHECKPOINT").await.unwrap();
+        c.batch_execute("VACUUM ANALYZE").await.unwrap();
+        c.batch_execute("CHECKPOINT").await.unwrap();
         let (before, failed_before, lat_before) = pgbench_run(&db.url);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -465,8 +476,12 @@ async fn pgbench_section(runs: usize, pgshift: &Path, rss: &Path) {
         take_rss(rss);
         let t0 = Instant::now();
         pgshift_cmd(&["init"]);
-        pgshift_cmd(&["start", "0001_abalance.yaml"]);
+        let file = dir.path().join("0001_abalance.yaml");
+        pgshift_cmd(&["start", file.to_str().unwrap()]);
         let start_s = t0.elapsed().as_secs_f64();
+        // Each window begins right after a checkpoint, so that both pay the same full-page
+        // writes and neither meets the checkpoint that the start's WAL would bring on.
+        c.batch_execute("CHECKPOINT").await.unwrap();
         let (open, failed_open, lat_open) = pgbench_run(&db.url);
         pgshift_cmd(&["complete"]);
         failures += failed_before + failed_open;

@@ -392,7 +392,7 @@ async fn random_inserts_updates_and_deletes_during_the_backfill_end_equal_to_the
 /// replaced the old one holds exactly the old table's final rows, each with its new column.
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_during_a_table_copy_under_writes_then_rerun_and_complete_equal_the_table() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
     let db = TestDb::new().await;
     let raw = big_table(&db).await;
@@ -402,32 +402,10 @@ async fn kill_9_during_a_table_copy_under_writes_then_rerun_and_complete_equal_t
     )]);
     let stop = Arc::new(AtomicBool::new(false));
     let writers = random_writers(&db, 2, &stop, Some(Duration::from_millis(1)));
-    let file = m.path().join("0001_w.yaml");
-    let file = file.to_str().unwrap();
-    let mut args = vec!["start", file];
-    args.extend(SMALL_BATCHES);
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
-    for trial in 0..3u64 {
-        let mut child = pgshift(&db.url, &m.path(), &args).spawn().unwrap();
-        // 50 to 650 ms into each run: the copy, and in later runs what follows it.
-        let after = 50 + (seed / (trial + 1)) % 600;
-        tokio::time::sleep(Duration::from_millis(after)).await;
-        let _ = child.start_kill();
-        let _ = child.wait().await;
-        wait_for_pgshift_sessions_to_end(&raw).await;
-    }
-    run_ok(&db, &m.path(), &args).await;
+    // 50 to 650 ms into each run: the copy, and in later runs what follows it.
+    start_killed_three_times_then_whole(&db, &raw, &m, "0001_w.yaml", 600).await;
     // Writes through the triggers while the migration is open, too.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut writes = 0;
-    for w in writers {
-        writes += w.await.unwrap();
-    }
-    assert!(writes > 100, "the writers barely ran: {writes}");
+    stop_writers(stop, writers).await;
     raw.batch_execute("CREATE TABLE reference AS SELECT id, v FROM big")
         .await
         .unwrap();
@@ -897,4 +875,158 @@ async fn a_batch_over_its_time_cap_runs_again_smaller() {
     )
     .await;
     assert!(size < 300, "batch size {size}");
+}
+
+/// `alter_primary_key` by copies of the key's table and of the table that references it,
+/// killed at random points of its start (the two copies, their index builds, the catch-ups)
+/// while writers add orders with their items in one transaction, change both and delete
+/// orders (their items going by the cascade); the same start again, then complete: both
+/// tables hold exactly their final rows, the keys are bigint, and the foreign key between
+/// them is valid and still cascades.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_a_key_copy_of_two_tables_under_writes_then_rerun_and_complete() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    const ORDERS: i64 = 20_000;
+    let db = TestDb::new().await;
+    let raw = db.client().await;
+    raw.batch_execute(&format!(
+        "CREATE TABLE orders (id serial PRIMARY KEY, v int NOT NULL);
+         CREATE TABLE items (id bigserial PRIMARY KEY,
+             order_id int NOT NULL REFERENCES orders ON DELETE CASCADE, q int NOT NULL);
+         INSERT INTO orders (v) SELECT g FROM generate_series(1, {ORDERS}) g;
+         INSERT INTO items (order_id, q) SELECT 1 + g % {ORDERS}, g FROM generate_series(1, 2 * {ORDERS}) g;
+         CREATE INDEX items_order_id ON items (order_id);
+         ANALYZE orders, items;"
+    ))
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_key.yaml",
+        "operations:\n  - alter_primary_key:\n      table: orders\n      type: bigint\n",
+    )]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2i64)
+        .map(|w| {
+            let (db, stop) = (db.clone(), stop.clone());
+            tokio::spawn(async move {
+                let c = db.client().await;
+                let mut n = 0i64;
+                while !stop.load(Ordering::Relaxed) {
+                    let id = ((n * 7919 + w * 104_729) % ORDERS + 1) as i32;
+                    let sql = match n % 4 {
+                        0 => "BEGIN; WITH o AS (INSERT INTO orders (v) VALUES (1) RETURNING id)
+                              INSERT INTO items (order_id, q) SELECT id, 1 FROM o; COMMIT"
+                            .to_owned(),
+                        1 => format!("UPDATE items SET q = q + 1 WHERE order_id = {id}"),
+                        2 => format!("UPDATE orders SET v = v + 1 WHERE id = {id}"),
+                        _ => format!("DELETE FROM orders WHERE id = {}", id + 1),
+                    };
+                    if let Err(e) = c.batch_execute(&sql).await {
+                        // Two writers can deadlock with each other (a cascade against an
+                        // update of the same items); never with pgshift.
+                        assert_eq!(
+                            e.code(),
+                            Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED),
+                            "writer: {e:?}"
+                        );
+                        let _ = c.batch_execute("ROLLBACK").await;
+                    }
+                    n += 1;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                n
+            })
+        })
+        .collect();
+    start_killed_three_times_then_whole(&db, &raw, &m, "0001_key.yaml", 800).await;
+    stop_writers(stop, writers).await;
+    raw.batch_execute(
+        "CREATE TABLE ref_orders AS SELECT id, v FROM orders;
+         CREATE TABLE ref_items AS SELECT id, order_id, q FROM items;",
+    )
+    .await
+    .unwrap();
+    run_ok(&db, &m.path(), &["complete"]).await;
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            "SELECT (SELECT count(*) FROM orders o FULL JOIN ref_orders r USING (id)
+                      WHERE o.id IS NULL OR r.id IS NULL OR o.v IS DISTINCT FROM r.v)
+                  + (SELECT count(*) FROM items i FULL JOIN ref_items r USING (id)
+                      WHERE i.id IS NULL OR r.id IS NULL OR i.order_id IS DISTINCT FROM r.order_id
+                         OR i.q IS DISTINCT FROM r.q)"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        common::scalar_text(
+            &raw,
+            "SELECT format_type(o.atttypid, NULL) || ',' || format_type(i.atttypid, NULL) || ',' || c.convalidated
+               FROM pg_attribute o, pg_attribute i, pg_constraint c
+              WHERE o.attrelid = 'orders'::regclass AND o.attname = 'id'
+                AND i.attrelid = 'items'::regclass AND i.attname = 'order_id'
+                AND c.conrelid = 'items'::regclass AND c.contype = 'f'"
+        )
+        .await
+        .as_deref(),
+        Some("bigint,bigint,true")
+    );
+    let some: i64 = scalar_i64(&raw, "SELECT min(order_id) FROM items").await;
+    raw.batch_execute(&format!("DELETE FROM orders WHERE id = {some}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar_i64(
+            &raw,
+            &format!("SELECT count(*) FROM items WHERE order_id = {some}")
+        )
+        .await,
+        0
+    );
+    assert!(scalar_i64(&raw, "SELECT count(*) FROM orders").await > ORDERS / 2);
+}
+
+/// `start` of `file` (small batches) killed three times, 50 ms to `spread` + 50 ms into
+/// each run (each pgshift session gone before the next), then run to its end.
+async fn start_killed_three_times_then_whole(
+    db: &TestDb,
+    raw: &tokio_postgres::Client,
+    m: &Migrations,
+    file: &str,
+    spread: u64,
+) {
+    let file = m.path().join(file);
+    let file = file.to_str().unwrap();
+    let mut args = vec!["start", file];
+    args.extend(SMALL_BATCHES);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    for trial in 0..3u64 {
+        let mut child = pgshift(&db.url, &m.path(), &args).spawn().unwrap();
+        let after = 50 + (seed / (trial + 1)) % spread;
+        tokio::time::sleep(Duration::from_millis(after)).await;
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+        wait_for_pgshift_sessions_to_end(raw).await;
+    }
+    run_ok(db, &m.path(), &args).await;
+}
+
+/// Lets the writers run 300 ms more (through the open migration's triggers), stops them
+/// and checks that they wrote.
+async fn stop_writers(
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    writers: Vec<tokio::task::JoinHandle<i64>>,
+) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut writes = 0;
+    for w in writers {
+        writes += w.await.unwrap();
+    }
+    assert!(writes > 100, "the writers barely ran: {writes}");
 }

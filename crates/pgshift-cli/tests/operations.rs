@@ -147,6 +147,64 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "alter_primary_key_by_copy",
+        setup: "CREATE TABLE orders (id serial PRIMARY KEY, parent_id int REFERENCES orders (id), price int NOT NULL);
+                CREATE TABLE order_items (id bigserial PRIMARY KEY, order_id int NOT NULL REFERENCES orders (id) ON DELETE CASCADE, qty int NOT NULL);
+                CREATE INDEX order_items_order_id ON order_items (order_id);
+                INSERT INTO orders (price) VALUES (10), (20);
+                UPDATE orders SET parent_id = 1 WHERE id = 2;
+                INSERT INTO order_items (order_id, qty) VALUES (1, 1), (2, 2);",
+        migration: "operations:\n  - alter_primary_key:\n      table: orders\n      type: bigint\n",
+        old_writes: &[
+            "INSERT INTO orders (price, parent_id) VALUES (30, 1)",
+            "INSERT INTO order_items (order_id, qty) VALUES (3, 3)",
+            "DELETE FROM orders WHERE id = 2",
+        ],
+        new_writes: &[
+            "INSERT INTO orders (price, parent_id) VALUES (40, 3)",
+            "INSERT INTO order_items (order_id, qty) SELECT id, 4 FROM orders WHERE price = 40",
+        ],
+        new_refused: &["INSERT INTO order_items (order_id, qty) VALUES (999999, 1)"],
+        open: &[("SELECT string_agg(o.id || ':' || coalesce(o.parent_id::text, '-') || ':' || i.qty, ',' ORDER BY o.id) FROM orders o JOIN order_items i ON i.order_id = o.id", "1:-:1,3:1:3,4:3:4")],
+        open_new: &[("SELECT string_agg(o.id || ':' || pg_typeof(o.id) || ':' || pg_typeof(i.order_id), ',' ORDER BY o.id) FROM orders o JOIN order_items i ON i.order_id = o.id", "1:bigint:bigint,3:bigint:bigint,4:bigint:bigint")],
+        done: &[
+            // The new version's writes went to the table too: the rollback kept them.
+            ("SELECT string_agg(o.id || ':' || coalesce(o.parent_id::text, '-') || ':' || i.qty, ',' ORDER BY o.id) FROM orders o JOIN order_items i ON i.order_id = o.id", "1:-:1,3:1:3,4:3:4"),
+            ("SELECT string_agg(attrelid::regclass || '.' || attname || ':' || format_type(atttypid, atttypmod), ',' ORDER BY attrelid::regclass::text, attname) FROM pg_attribute WHERE attrelid IN ('orders'::regclass, 'order_items'::regclass) AND attname IN ('id', 'parent_id', 'order_id')", "order_items.id:bigint,order_items.order_id:bigint,orders.id:bigint,orders.parent_id:bigint"),
+            ("SELECT string_agg(conname || ':' || convalidated, ',' ORDER BY conname) FROM pg_constraint WHERE contype = 'f' AND conrelid IN ('orders'::regclass, 'order_items'::regclass)", "order_items_order_id_fkey:true,orders_parent_id_fkey:true"),
+            ("SELECT pg_get_serial_sequence('orders', 'id') || ':' || format_type(seqtypid, NULL) FROM pg_sequence WHERE seqrelid = 'orders_id_seq'::regclass", "public.orders_id_seq:bigint"),
+            ("SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename IN ('orders', 'order_items')", "order_items_order_id,order_items_pkey,orders_pkey"),
+            // The cascade of the foreign key made again by the swap.
+            ("WITH d AS (DELETE FROM orders WHERE id = 4) SELECT 'deleted'", "deleted"),
+            ("SELECT count(*)::text FROM order_items WHERE order_id = 4", "0"),
+        ],
+    },
+    Case {
+        name: "alter_primary_key_in_place",
+        setup: "CREATE TABLE orders (id serial PRIMARY KEY, parent_id int REFERENCES orders (id), price int NOT NULL);
+                CREATE TABLE order_items (id bigserial PRIMARY KEY, order_id int NOT NULL REFERENCES orders (id) ON DELETE CASCADE, qty int NOT NULL);
+                INSERT INTO orders (price) VALUES (10), (20);
+                UPDATE orders SET parent_id = 1 WHERE id = 2;
+                INSERT INTO order_items (order_id, qty) VALUES (1, 1), (2, 2);",
+        migration: "operations:\n  - alter_primary_key:\n      table: orders\n      type: bigint\n      method: in_place\n",
+        old_writes: &[
+            "INSERT INTO orders (price, parent_id) VALUES (30, 1)",
+            "INSERT INTO order_items (order_id, qty) VALUES (3, 3)",
+        ],
+        new_writes: &[
+            "INSERT INTO orders (price, parent_id) VALUES (40, 3)",
+            "INSERT INTO order_items (order_id, qty) SELECT id, 4 FROM orders WHERE price = 40",
+        ],
+        new_refused: &["INSERT INTO order_items (order_id, qty) VALUES (999999, 1)"],
+        open: &[("SELECT string_agg(o.price || ':' || coalesce(p.price::text, '-') || ':' || i.qty, ',' ORDER BY o.price) FROM orders o LEFT JOIN orders p ON p.id = o.parent_id JOIN order_items i ON i.order_id = o.id", "10:-:1,20:10:2,30:10:3,40:30:4")],
+        open_new: &[("SELECT string_agg(o.price || ':' || pg_typeof(o.id) || ':' || pg_typeof(i.order_id), ',' ORDER BY o.price) FROM orders o JOIN order_items i ON i.order_id = o.id", "10:bigint:bigint,20:bigint:bigint,30:bigint:bigint,40:bigint:bigint")],
+        done: &[
+            ("SELECT string_agg(o.price || ':' || coalesce(p.price::text, '-') || ':' || i.qty, ',' ORDER BY o.price) FROM orders o LEFT JOIN orders p ON p.id = o.parent_id JOIN order_items i ON i.order_id = o.id", "10:-:1,20:10:2,30:10:3,40:30:4"),
+            ("SELECT string_agg(attrelid::regclass || '.' || attname || ':' || format_type(atttypid, atttypmod), ',' ORDER BY attrelid::regclass::text, attname) FROM pg_attribute WHERE attrelid IN ('orders'::regclass, 'order_items'::regclass) AND attname IN ('id', 'parent_id', 'order_id')", "order_items.id:bigint,order_items.order_id:bigint,orders.id:bigint,orders.parent_id:bigint"),
+            ("SELECT string_agg(conname || ':' || convalidated, ',' ORDER BY conname) FROM pg_constraint WHERE contype = 'f' AND conrelid IN ('orders'::regclass, 'order_items'::regclass)", "order_items_order_id_fkey:true,orders_parent_id_fkey:true"),
+        ],
+    },
+    Case {
         name: "add_column_method_copy",
         setup: "CREATE TABLE orders (id serial PRIMARY KEY, price int NOT NULL);
                 CREATE INDEX orders_price ON orders (price);

@@ -159,11 +159,26 @@ async fn each_scenarios_plan_says_which_method_it_takes_and_why() {
             scenario::s3(1000),
             vec![(
                 "alter_primary_key orders",
-                "in_place",
-                "copies of the key's columns",
+                "copy",
+                "one copy for each of orders, order_items",
             )],
         ),
         (scenario::s4(1000), vec![]),
+        (
+            // A referencing table without a primary key cannot be copied (its changes
+            // could not be replayed by key): the key changes in place, and the plan says why.
+            {
+                let mut s = scenario::s3(1000);
+                s.setup
+                    .push("ALTER TABLE order_items DROP CONSTRAINT order_items_pkey".into());
+                s
+            },
+            vec![(
+                "alter_primary_key orders",
+                "in_place",
+                "not a copy of the tables, because order_items: a copy of the table needs a one-column primary key",
+            )],
+        ),
     ] {
         let db = TestDb::new().await;
         let c = db.client().await;

@@ -169,7 +169,9 @@ async fn column_types(
                FROM pg_catalog.pg_attribute a
                JOIN pg_catalog.pg_attribute b ON b.attrelid = $2::text::regclass
                     AND b.attname = ($4::text[])[array_position($3::text[], a.attname::text)]
-                    AND b.atttypid = a.atttypid
+                    AND (b.atttypid = a.atttypid
+                         OR (a.atttypid IN ('pg_catalog.int2'::pg_catalog.regtype, 'pg_catalog.int4'::pg_catalog.regtype, 'pg_catalog.int8'::pg_catalog.regtype)
+                             AND b.atttypid IN ('pg_catalog.int2'::pg_catalog.regtype, 'pg_catalog.int4'::pg_catalog.regtype, 'pg_catalog.int8'::pg_catalog.regtype)))
               WHERE a.attrelid = $1::text::regclass AND a.attname = ANY ($3::text[])",
             &[
                 &table,
@@ -185,8 +187,8 @@ async fn column_types(
 /// `Some` when both tables have as many rows and the same checksum; `None` when they do
 /// not, or when the checksum cannot be taken (a type without a hash function, such as
 /// json; PostgreSQL 13 for a column that needs `hash_record_extended`): the join then
-/// decides. Every compared pair of columns, keys included, has one type, so the hash
-/// functions read from `table` serve `other` too.
+/// decides. Every compared pair of columns, keys included, has one type (or two integer
+/// types, which hash as bigint), so the hash functions read from `table` serve `other` too.
 async fn checksums_agree(
     client: &Client,
     server_version: i32,
@@ -263,6 +265,9 @@ enum Conversion {
     None,
     Text,
     Utc,
+    /// smallint and integer hash as bigint, so a column and its copy of a wider integer
+    /// type hash alike.
+    Int8,
 }
 
 /// The [`HashCall`] of each of `columns` of `table`, in order (shorter when one is missing).
@@ -285,9 +290,13 @@ async fn hash_calls(client: &Client, table: &str, columns: &[String]) -> Result<
               CROSS JOIN LATERAL (SELECT
                     CASE a.atttypid WHEN 'pg_catalog.varchar'::pg_catalog.regtype THEN 'text'
                                     WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'utc'
+                                    WHEN 'pg_catalog.int2'::pg_catalog.regtype THEN 'int8'
+                                    WHEN 'pg_catalog.int4'::pg_catalog.regtype THEN 'int8'
                                     ELSE '' END AS conversion,
                     CASE a.atttypid WHEN 'pg_catalog.varchar'::pg_catalog.regtype THEN 'pg_catalog.text'::pg_catalog.regtype::oid
                                     WHEN 'pg_catalog.timestamptz'::pg_catalog.regtype THEN 'pg_catalog.timestamp'::pg_catalog.regtype::oid
+                                    WHEN 'pg_catalog.int2'::pg_catalog.regtype THEN 'pg_catalog.int8'::pg_catalog.regtype::oid
+                                    WHEN 'pg_catalog.int4'::pg_catalog.regtype THEN 'pg_catalog.int8'::pg_catalog.regtype::oid
                                     ELSE a.atttypid END AS type) x
               ORDER BY c.i",
             &[&table, &columns],
@@ -298,6 +307,7 @@ async fn hash_calls(client: &Client, table: &str, columns: &[String]) -> Result<
         let conversion = match r.try_get::<_, &str>(0)? {
             "text" => Conversion::Text,
             "utc" => Conversion::Utc,
+            "int8" => Conversion::Int8,
             _ => Conversion::None,
         };
         let function: Option<String> = r.try_get(1)?;
@@ -322,6 +332,7 @@ fn row_hash(alias: &str, columns: &[String], calls: &[HashCall]) -> String {
                     Conversion::None => value,
                     Conversion::Text => format!("{value}::pg_catalog.text"),
                     Conversion::Utc => format!("({value} AT TIME ZONE 'UTC')"),
+                    Conversion::Int8 => format!("{value}::pg_catalog.int8"),
                 };
                 let seed = i + 1;
                 parts.push(format!("coalesce({function}({value}, {seed}), {seed})"));

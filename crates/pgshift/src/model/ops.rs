@@ -1103,6 +1103,10 @@ pub struct AlterPrimaryKey {
     pub table: String,
     #[serde(rename = "type")]
     pub data_type: TypeName,
+    /// `copy` or `in_place` (pgshift's own field); without it pgshift chooses: a copy of
+    /// the key's table and of every referencing table whenever they can all be copied.
+    #[serde(default)]
+    pub method: Option<AlterMethod>,
 }
 
 /// `extract`: columns of a table move into a new table, one row per row of the source

@@ -250,7 +250,7 @@ impl AddColumn {
             (Some(_), Some(AlterMethod::Copy)) => ("copy", "asked for (`method: copy`)".to_owned()),
             (Some(_), _) => (
                 "copy",
-                super::copy_table::why_copy(vs, &self.table, "the new column is filled on every row"),
+                super::copy_table::why_copy(vs, &[&self.table], "the new column is filled on every row"),
             ),
             (None, Some(AlterMethod::InPlace)) => (
                 "in_place",

@@ -83,7 +83,7 @@ impl AlterColumn {
                 if self.method == Some(AlterMethod::Copy) {
                     "asked for (`method: copy`)".to_owned()
                 } else {
-                    super::copy_table::why_copy(vs, &self.table, "the type change rewrites every row")
+                    super::copy_table::why_copy(vs, &[&self.table], "the type change rewrites every row")
                 },
             )),
             Strategy::Duplicate => Some(choice(

@@ -1,7 +1,14 @@
 //! `alter_primary_key`: a table's primary key column and every foreign-key column that
 //! references it get a new type (int to bigint), with no lock held for longer than a swap.
 //!
-//! Each column is duplicated (see `duplicate.rs`): a copy of the new type, filled by a
+//! By default (and with `method: copy`) the key's table and every referencing table are
+//! copied with the new types, one copy each (see `copy_table.rs`): no row is updated in
+//! place, each copy's indexes are built in bulk after its rows, and one swap at complete
+//! replaces all the tables, making the foreign keys between them again on the copies (NOT
+//! VALID, then validated while clients read and write).
+//!
+//! In place (`method: in_place`, or when a table cannot be copied), each column is
+//! duplicated (see `duplicate.rs`): a copy of the new type, filled by a
 //! trigger and a backfill. After the backfill the primary key's unique index is built
 //! CONCURRENTLY on the copy, the referencing tables' foreign keys are added on their copies
 //! against it, NOT VALID, and NOT NULL goes on as a CHECK, NOT VALID. Complete validates
@@ -10,11 +17,12 @@
 //! index becomes the primary key (`USING INDEX`), the owned sequence moves to the new
 //! column as `AS <type>`.
 
+use super::copy_table::{Change, CopyTable};
 use super::duplicate::{new_name, DupColumn, Duplication};
 use super::Invalid;
-use crate::model::AlterPrimaryKey;
+use crate::model::{AlterMethod, AlterPrimaryKey};
 use crate::plan::{
-    Action, OpSteps, OperationPlan, PlanContext, PlannedStep, SwapSpec, VirtualSchema,
+    Action, MethodChoice, OpSteps, OperationPlan, PlanContext, PlannedStep, SwapSpec, VirtualSchema,
 };
 use crate::quote::{ident, qualified};
 
@@ -48,6 +56,122 @@ impl AlterPrimaryKey {
             }
         }
         out
+    }
+
+    /// One copy for each table of `tables` (the key's first), each with its key columns of
+    /// the new type.
+    fn copies<'a>(
+        &'a self,
+        tables: &'a [(String, Vec<String>)],
+        vs: &VirtualSchema,
+    ) -> Vec<CopyTable<'a>> {
+        let parts: Vec<String> = tables
+            .iter()
+            .filter_map(|(name, _)| Some(vs.table(name)?.physical.clone()))
+            .collect();
+        tables
+            .iter()
+            .map(|(name, columns)| CopyTable {
+                table: name,
+                change: Change::Key {
+                    columns: columns.clone(),
+                    new_type: self.data_type.as_str(),
+                    parts: parts.clone(),
+                },
+            })
+            .collect()
+    }
+
+    /// Why the tables cannot be copied (the first refusal, naming its table), None when
+    /// they can.
+    fn copy_refusal(&self, vs: &VirtualSchema) -> Option<String> {
+        let tables = self.tables(vs);
+        self.copies(&tables, vs).iter().find_map(|c| {
+            c.validate(vs)
+                .err()
+                .map(|(why, _)| format!("{}: {why}", c.table))
+        })
+    }
+
+    /// Whether the change is made by copies of the tables: asked for, or pgshift's choice
+    /// whenever every table can be copied.
+    fn by_copy(&self, vs: &VirtualSchema) -> bool {
+        match self.method {
+            Some(AlterMethod::Copy) => true,
+            Some(AlterMethod::InPlace) => false,
+            None => self.copy_refusal(vs).is_none(),
+        }
+    }
+
+    fn method_choice(&self, vs: &VirtualSchema) -> MethodChoice {
+        let what = format!("alter_primary_key {}", self.table);
+        if self.by_copy(vs) {
+            let tables = self.tables(vs);
+            let tables: Vec<&str> = tables.iter().map(|(n, _)| n.as_str()).collect();
+            let names = tables.join(", ");
+            return MethodChoice {
+                operation: 0,
+                what,
+                method: "copy".to_owned(),
+                why: if self.method == Some(AlterMethod::Copy) {
+                    "asked for (`method: copy`)".to_owned()
+                } else {
+                    format!(
+                        "{}; one copy for each of {names}, swapped in together",
+                        super::copy_table::why_copy(
+                            vs,
+                            &tables,
+                            "the key's new type rewrites every row of the key's table and of each table that references it"
+                        )
+                    )
+                },
+            };
+        }
+        super::in_place_only(
+            what,
+            &format!(
+                "copies of the key's columns and of the columns that reference it, in their tables, filled by backfills and swapped in at complete: {}",
+                if self.method == Some(AlterMethod::InPlace) {
+                    "asked for (`method: in_place`)".to_owned()
+                } else {
+                    format!(
+                        "not a copy of the tables, because {}",
+                        self.copy_refusal(vs).unwrap_or_default()
+                    )
+                }
+            ),
+        )
+    }
+
+    /// The plan by copies: each table's copy, its steps one table after the other (the
+    /// key's first), one swap of them all, then the foreign keys the swap made validated.
+    fn plan_copies(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
+        let tables = self.tables(vs);
+        let mut steps = OpSteps::default();
+        let mut parts = Vec::new();
+        let mut swap = Vec::new();
+        let mut rollbacks = Vec::new();
+        for copy in self.copies(&tables, vs) {
+            let p = copy.plan_parts(ctx, vs)?;
+            steps.start.extend(p.steps.start);
+            steps.backfills.extend(p.steps.backfills);
+            steps.after_backfill.extend(p.steps.after_backfill);
+            steps.verify.extend(p.steps.verify);
+            steps.complete.extend(p.steps.complete);
+            steps.unplannable.extend(p.steps.unplannable);
+            rollbacks.insert(0, p.steps.rollback);
+            parts.push(p.part);
+            swap.extend(p.swap);
+        }
+        steps.rollback = rollbacks.concat();
+        steps
+            .complete
+            .push(super::copy_table::swap_step(ctx, &self.table, parts, swap));
+        steps
+            .complete
+            .push(super::copy_table::validate_carried_step(&self.table));
+        steps.method = Some(self.method_choice(vs));
+        Ok(steps)
     }
 
     fn duplications<'a>(
@@ -180,18 +304,38 @@ impl OperationPlan for AlterPrimaryKey {
                 None,
             ));
         }
+        if self.method == Some(AlterMethod::Copy) {
+            let tables = self.tables(vs);
+            for copy in self.copies(&tables, vs) {
+                copy.validate(vs).map_err(|(why, hint)| {
+                    (
+                        format!("`method: copy` cannot copy {}: {why}", copy.table),
+                        hint,
+                    )
+                })?;
+            }
+        }
         Ok(())
     }
 
     fn apply(&self, vs: &mut VirtualSchema) {
         let tables = self.tables(vs);
         let before = vs.clone();
+        if self.by_copy(&before) {
+            for copy in self.copies(&tables, &before) {
+                copy.apply(vs);
+            }
+            return;
+        }
         for d in self.duplications(&tables, &before, None) {
             d.apply(vs);
         }
     }
 
     fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
+        if self.by_copy(vs) {
+            return self.plan_copies(ctx, vs);
+        }
         let tables = self.tables(vs);
         let mut steps = OpSteps::default();
         let mut swap = Vec::new();
@@ -254,10 +398,7 @@ impl OperationPlan for AlterPrimaryKey {
             }),
         });
         steps.complete.extend(analyze);
-        steps.method = Some(super::in_place_only(
-            format!("alter_primary_key {}", self.table),
-            "copies of the key's columns and of the columns that reference it, in their tables, filled by backfills and swapped in at complete (a copy of the tables for a key is not built yet)",
-        ));
+        steps.method = Some(self.method_choice(vs));
         Ok(steps)
     }
 }

@@ -1,6 +1,8 @@
-//! A copy of the table (`alter_column` and `add_column`, pgshift's choice without `method` whenever it can): a column's type changes, or a column
-//! is added and filled, by copying the whole table, the way the blocking ALTER rewrites it,
-//! but with clients reading and writing all along. No row is updated in place, so the table
+//! A copy of the table (`alter_column`, `add_column` and `alter_primary_key`, pgshift's
+//! choice without `method` whenever it can): a column's type changes, a column is added and
+//! filled, or a key and the columns that reference it change type (one copy for each table,
+//! one swap for them all), by copying the whole table, the way the blocking ALTER rewrites
+//! it, but with clients reading and writing all along. No row is updated in place, so the table
 //! does not bloat, and no index is maintained row by row during the copy.
 //!
 //! Start creates an empty copy of the table (`LIKE`, the column of its new type or the new
@@ -41,13 +43,24 @@ pub(super) enum Change<'a> {
         column: &'a Column,
         up: Option<&'a str>,
     },
+    /// A new type for a key (`alter_primary_key`): the primary key's column in the key's
+    /// table, the columns that reference it in each referencing table (physical names).
+    /// `parts` are the tables of the key's copies, one copy each: the foreign keys between
+    /// them are not copied but made again by the one swap of them all.
+    Key {
+        columns: Vec<String>,
+        new_type: &'a str,
+        parts: Vec<String>,
+    },
 }
 
 impl Change<'_> {
-    fn column(&self) -> &str {
+    /// The changed columns' names, for `plan`'s words.
+    fn columns(&self) -> String {
         match self {
-            Change::Alter(op) => &op.column,
-            Change::Add { column, .. } => &column.name,
+            Change::Alter(op) => op.column.clone(),
+            Change::Add { column, .. } => column.name.clone(),
+            Change::Key { columns, .. } => columns.join(", "),
         }
     }
 
@@ -55,21 +68,52 @@ impl Change<'_> {
         match self {
             Change::Alter(op) => op.data_type.as_deref().unwrap_or_default(),
             Change::Add { column, .. } => &column.data_type,
+            Change::Key { new_type, .. } => new_type,
         }
+    }
+
+    /// Whether the verification compares column `name` of the table with the copy's: not
+    /// the changed column (its values changed by `up`) nor the new one (the table does not
+    /// have it); a key's columns are (one integer type for another compares as numbers).
+    fn compared(&self, name: &str) -> bool {
+        match self {
+            Change::Alter(op) => op.column != name,
+            Change::Add { column, .. } => column.name != name,
+            Change::Key { .. } => true,
+        }
+    }
+
+    /// Whether a foreign key of the table to `table` is made again by the swap rather
+    /// than copied: one to the table itself, or to another table of a key's copies.
+    fn made_by_swap(&self, own: &str, table: &str) -> bool {
+        table == own
+            || matches!(self, Change::Key { parts, .. } if parts.iter().any(|p| p == table))
     }
 }
 
-/// Why a copy of `table` is the method for a change that `rewrites`: what it costs and
+/// What a copy plans apart from its swap: the steps, and the swap's part and statements
+/// for it (a key's copies share one swap).
+pub(super) struct CopyParts {
+    pub steps: OpSteps,
+    pub part: crate::plan::SwapPart,
+    pub swap: Vec<String>,
+}
+
+/// Why a copy of `tables` is the method for a change that `rewrites`: what it costs and
 /// what it saves, for `plan`.
-pub(super) fn why_copy(vs: &VirtualSchema, table: &str, rewrites: &str) -> String {
-    let mb = vs.table(table).map_or(0, |t| t.bytes) as f64 / 1_048_576.0;
+pub(super) fn why_copy(vs: &VirtualSchema, tables: &[&str], rewrites: &str) -> String {
+    let mb = tables
+        .iter()
+        .map(|t| vs.table(t).map_or(0, |t| t.bytes))
+        .sum::<i64>() as f64
+        / 1_048_576.0;
     let size = if mb < 1.0 {
         "less than 1 MB".to_owned()
     } else {
         format!("about {mb:.0} MB")
     };
     format!(
-        "{rewrites}: a copy of the table writes each row once, builds its indexes in bulk after the copy and leaves no dead rows behind, where filling a column in place updates every row and bloats the table; it needs {size} free on the server (the table's size with its indexes) until complete"
+        "{rewrites}: a copy of the table writes each row once, builds its indexes in bulk after the copy and leaves no dead rows behind, where filling a column in place updates every row and bloats the table; it needs {size} free on the server (the size of what is copied, with its indexes) until complete"
     )
 }
 
@@ -120,6 +164,7 @@ impl CopyTable<'_> {
                     ));
                 }
             }
+            Change::Key { .. } => {}
         }
         if t.shared {
             return Err((
@@ -147,16 +192,15 @@ impl CopyTable<'_> {
         }
         // The foreign keys that point at the table are pointed at the copy at the swap;
         // one that points at the changed column itself would change type with it, which is
-        // alter_primary_key's work.
-        if let Some(r) = t
-            .referenced_by
-            .iter()
-            .find(|r| r.referenced.iter().any(|c| c == self.change.column()))
-        {
+        // alter_primary_key's work (its copies change the referencing columns too).
+        if let Some(r) = t.referenced_by.iter().find(|r| {
+            !matches!(self.change, Change::Key { .. })
+                && r.referenced.iter().any(|c| *c == self.change.columns())
+        }) {
             return Err((
                 format!(
                     "a copy of the table cannot change {table}.{}: foreign key {} of {} references it",
-                    self.change.column(),
+                    self.change.columns(),
                     r.constraint,
                     r.table
                 ),
@@ -185,8 +229,22 @@ impl CopyTable<'_> {
     }
 
     pub fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
+        let CopyParts {
+            mut steps,
+            part,
+            swap,
+        } = self.plan_parts(ctx, vs)?;
+        steps
+            .complete
+            .push(swap_step(ctx, self.table, vec![part], swap));
+        steps.complete.push(validate_carried_step(self.table));
+        Ok(steps)
+    }
+
+    /// The copy's steps without its swap, and its part of the swap.
+    pub fn plan_parts(&self, ctx: &PlanContext, vs: &VirtualSchema) -> Result<CopyParts, Invalid> {
         let table = self.table;
-        let column = self.change.column();
+        let column = self.change.columns();
         let ty = self.change.new_type();
         let Some(t) = vs.table(table) else {
             return Err(super::missing("table", table));
@@ -228,6 +286,13 @@ impl CopyTable<'_> {
                     );
                     columns.push((c.name.clone(), up, Some(down)));
                 }
+                Change::Key {
+                    columns: changed, ..
+                } if changed.contains(&c.name) => columns.push((
+                    c.name.clone(),
+                    format!("{}::{ty}", ident(&c.name)),
+                    Some(format!("{}::{}", ident(&c.name), c.data_type)),
+                )),
                 _ => columns.push((
                     c.name.clone(),
                     ident(&c.name).into(),
@@ -240,6 +305,14 @@ impl CopyTable<'_> {
             Change::Alter(op) => format!(
                 "ALTER TABLE {shadow} ALTER COLUMN {} TYPE {ty} USING NULL",
                 ident(&op.column)
+            ),
+            Change::Key { columns, .. } => format!(
+                "ALTER TABLE {shadow} {}",
+                columns
+                    .iter()
+                    .map(|c| format!("ALTER COLUMN {} TYPE {ty} USING NULL", ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Change::Add { column: c, up } => {
                 if let Some(up) = up {
@@ -405,9 +478,12 @@ impl CopyTable<'_> {
                         ident(&k.name)
                     ));
                 }
-                // A foreign key of the table to itself is pointed at the copy by the swap,
-                // with those of other tables.
-                "f" if k.foreign_table.as_deref() == Some(t.physical.as_str()) => {}
+                // A foreign key of the table to itself (or to another of a key's copies) is
+                // made again by the swap, with those of other tables to it.
+                "f" if k
+                    .foreign_table
+                    .as_deref()
+                    .is_some_and(|f| self.change.made_by_swap(&t.physical, f)) => {}
                 "f" => {
                     if let Some(sql) = steps.carry(constraint_copy(&shadow, &k.name, k, &[], &[])) {
                         steps.after_backfill.push(sql_step(
@@ -517,7 +593,7 @@ impl CopyTable<'_> {
             other_key: key.clone(),
             columns: columns
                 .iter()
-                .filter(|(n, ..)| n != column)
+                .filter(|(n, ..)| n != key && self.change.compared(n))
                 .map(|(n, ..)| (n.clone(), n.clone()))
                 .collect(),
         });
@@ -542,8 +618,17 @@ impl CopyTable<'_> {
                 ))
             })
             .collect();
-        for (seq, _) in &sequences {
+        for (seq, column) in &sequences {
             swap.push(format!("ALTER SEQUENCE {seq} OWNED BY NONE"));
+            // A key's sequence takes the key's new type (an int serial's limit goes with it).
+            if matches!(&self.change, Change::Key { columns, .. } if columns.iter().any(|c| c.as_str() == *column))
+                && matches!(
+                    ty,
+                    "smallint" | "integer" | "bigint" | "int2" | "int4" | "int8" | "int"
+                )
+            {
+                swap.push(format!("ALTER SEQUENCE {seq} AS {ty}"));
+            }
         }
         swap.push(format!("DROP TABLE {source}"));
         swap.push(format!(
@@ -564,29 +649,6 @@ impl CopyTable<'_> {
             ));
         }
         swap.push(format!("DROP TABLE IF EXISTS {log}"));
-        steps.complete.push(PlannedStep {
-            description: format!(
-                "swap {shadow_name} in for {table} (drop the old table, give the copy its names, sequences and everything that hung on the table)"
-            ),
-            action: crate::plan::Action::Swap(crate::plan::SwapSpec {
-                schema: ctx.schema.to_owned(),
-                parts: vec![crate::plan::SwapPart {
-                    table: t.physical.clone(),
-                    copy: Some(shadow_name.clone()),
-                    columns: Vec::new(),
-                }],
-                statements: swap,
-                after: Vec::new(),
-            }),
-        });
-        // Whatever foreign keys the swap finds pointing at the table (read when it runs).
-        steps.complete.push(PlannedStep {
-            description: format!(
-                "validate the foreign keys that the swap pointed at the new {table}"
-            ),
-            action: crate::plan::Action::ValidateCarried,
-        });
-
         let mut undo = vec![
             format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&log_trigger)),
             format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&sync_old)),
@@ -604,7 +666,15 @@ impl CopyTable<'_> {
             format!("drop {shadow_name}, the log and the triggers"),
             undo.join(";\n"),
         ));
-        Ok(steps)
+        Ok(CopyParts {
+            steps,
+            part: crate::plan::SwapPart {
+                table: t.physical.clone(),
+                copy: Some(shadow_name),
+                columns: Vec::new(),
+            },
+            swap,
+        })
     }
 
     fn apply_to_table(&self, t: &mut crate::plan::VTable) {
@@ -612,6 +682,17 @@ impl CopyTable<'_> {
             Change::Alter(op) => {
                 if let (Some(c), Some(ty)) = (t.column_mut(&op.column), &op.data_type) {
                     c.data_type = ty.to_string();
+                }
+            }
+            Change::Key {
+                columns, new_type, ..
+            } => {
+                for c in t
+                    .columns
+                    .iter_mut()
+                    .filter(|c| columns.contains(&c.physical))
+                {
+                    c.data_type = new_type.to_string();
                 }
             }
             Change::Add { column, .. } => {
@@ -696,4 +777,40 @@ fn sync_body(
         "#variable_conflict use_column\nBEGIN\n  IF (current_schemas(false))[1] {test} {} THEN\n    IF TG_OP = 'DELETE' OR (TG_OP = 'UPDATE' AND OLD.{k} IS DISTINCT FROM NEW.{k}) THEN\n      DELETE FROM {to} WHERE {k} = OLD.{k};\n    END IF;\n    IF TG_OP <> 'DELETE' THEN\n      DECLARE\n{variables}      BEGIN\n        INSERT INTO {to} ({names}) VALUES ({values})\n          ON CONFLICT ({k}) DO UPDATE SET {sets};\n      END;\n    END IF;\n  END IF;\n  RETURN NULL;\nEND\n",
         literal(version_schema)
     )
+}
+
+/// The swap of copies `parts` in for their tables (`table` names them in `plan`): one
+/// transaction that drops each table and gives its copy its names, sequences and everything
+/// that hung on it, the foreign keys that pointed at it included.
+pub(super) fn swap_step(
+    ctx: &PlanContext,
+    table: &str,
+    parts: Vec<crate::plan::SwapPart>,
+    statements: Vec<String>,
+) -> PlannedStep {
+    let copies = parts
+        .iter()
+        .filter_map(|p| p.copy.clone())
+        .collect::<Vec<_>>()
+        .join(", ");
+    PlannedStep {
+        description: format!(
+            "swap {copies} in for {table} (drop the old table, give the copy its names, sequences and everything that hung on the table)"
+        ),
+        action: crate::plan::Action::Swap(crate::plan::SwapSpec {
+            schema: ctx.schema.to_owned(),
+            parts,
+            statements,
+            after: Vec::new(),
+        }),
+    }
+}
+
+/// Validates whatever foreign keys the swap found pointing at the copied tables (read when
+/// it runs) and made again on the copies, NOT VALID.
+pub(super) fn validate_carried_step(table: &str) -> PlannedStep {
+    PlannedStep {
+        description: format!("validate the foreign keys that the swap pointed at the new {table}"),
+        action: crate::plan::Action::ValidateCarried,
+    }
 }
