@@ -300,6 +300,29 @@ fn effect(node: &Node, index_table: &dyn Fn(&str) -> Option<String>, e: &mut Sta
             };
             lock(e, name, mode);
         }
+        // VACUUM and ANALYZE: SHARE UPDATE EXCLUSIVE on each table named (VACUUM FULL:
+        // ACCESS EXCLUSIVE, and a rewrite), reading it whole.
+        Node::VacuumStmt(v) => {
+            let full = v.options.iter().any(|o| {
+                matches!(o.node.as_ref(), Some(Node::DefElem(d)) if d.defname.eq_ignore_ascii_case("full"))
+            });
+            for r in &v.rels {
+                let Some(Node::VacuumRelation(vr)) = r.node.as_ref() else {
+                    continue;
+                };
+                let Some(rel) = vr.relation.as_ref() else {
+                    continue;
+                };
+                let table = range_name(rel);
+                if full {
+                    work(e, Work::Rewrite, &table);
+                    lock(e, table, AccessExclusive);
+                } else {
+                    work(e, Work::Scan, &table);
+                    lock(e, table, ShareUpdateExclusive);
+                }
+            }
+        }
         Node::IndexStmt(ix) => {
             let Some(r) = ix.relation.as_ref() else {
                 return;
@@ -451,6 +474,18 @@ mod tests {
         assert_eq!(
             strongest("CREATE INDEX i ON t (c)"),
             ("t".into(), "SHARE", Work::IndexBuild)
+        );
+        assert_eq!(
+            strongest("VACUUM (ANALYZE) t"),
+            ("t".into(), "SHARE UPDATE EXCLUSIVE", Work::Scan)
+        );
+        assert_eq!(
+            strongest("ANALYZE t"),
+            ("t".into(), "SHARE UPDATE EXCLUSIVE", Work::Scan)
+        );
+        assert_eq!(
+            strongest("VACUUM (FULL) t"),
+            ("t".into(), "ACCESS EXCLUSIVE", Work::Rewrite)
         );
         assert_eq!(
             strongest("DROP INDEX CONCURRENTLY i"),

@@ -580,6 +580,17 @@ impl CopyTable<'_> {
                 ..catch_up
             }),
         });
+        // Planner statistics and the visibility map before any client reads the copy: the
+        // new version's queries from start on, and everyone's after the swap, plan as well
+        // as on the table (index-only scans included). At the end of start, where the copy
+        // has all its rows and indexes (their builds set the rows' hint bits): the fresh
+        // rows would otherwise bring an autovacuum of the whole copy while the migration is
+        // open, which the swap's lock would wait behind.
+        steps.after_backfill.push(crate::plan::concurrent_step(
+            format!("vacuum and analyze {shadow_name}, so that queries plan well on it"),
+            format!("VACUUM (ANALYZE) {shadow}"),
+            None,
+        ));
 
         steps.verify.push(VerifySpec {
             description: format!(
@@ -598,12 +609,6 @@ impl CopyTable<'_> {
                 .collect(),
         });
         steps.complete.extend(validations);
-        // Planner statistics before any client reads the copy: the first plans after the
-        // swap are as good as the ones before.
-        steps.complete.push(sql_step(
-            format!("analyze {shadow_name}, so that queries plan well on it from the swap on"),
-            format!("ANALYZE {shadow}"),
-        ));
         let mut swap = vec![
             format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&sync_old)),
             format!("DROP TRIGGER IF EXISTS {} ON {shadow}", ident(&sync_new)),

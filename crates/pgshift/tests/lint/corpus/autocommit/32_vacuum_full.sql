@@ -1,2 +1,2 @@
--- expect: table-rewrite
+-- expect: table-rewrite require-timeout-settings
 VACUUM (FULL, ANALYZE) orders;
