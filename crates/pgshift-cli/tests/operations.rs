@@ -177,6 +177,8 @@ const CASES: &[Case] = &[
             // The cascade of the foreign key made again by the swap.
             ("WITH d AS (DELETE FROM orders WHERE id = 4) SELECT 'deleted'", "deleted"),
             ("SELECT count(*)::text FROM order_items WHERE order_id = 4", "0"),
+            // The old tables, renamed by the swap and dropped after it, are gone.
+            ("SELECT count(*)::text FROM pg_class WHERE relname LIKE '\\_pgshift\\_%'", "0"),
         ],
     },
     Case {

@@ -151,6 +151,7 @@ impl AlterPrimaryKey {
         let mut parts = Vec::new();
         let mut swap = Vec::new();
         let mut rollbacks = Vec::new();
+        let mut drops = Vec::new();
         for copy in self.copies(&tables, vs) {
             let p = copy.plan_parts(ctx, vs)?;
             steps.start.extend(p.steps.start);
@@ -162,11 +163,15 @@ impl AlterPrimaryKey {
             rollbacks.insert(0, p.steps.rollback);
             parts.push(p.part);
             swap.extend(p.swap);
+            drops.push(p.drop_old);
         }
         steps.rollback = rollbacks.concat();
         steps
             .complete
             .push(super::copy_table::swap_step(ctx, &self.table, parts, swap));
+        // The referencing tables' old tables first (their foreign keys to the key's old
+        // table went at the swap, with the old tables' names).
+        steps.complete.extend(drops.into_iter().rev());
         steps
             .complete
             .push(super::copy_table::validate_carried_step(&self.table));

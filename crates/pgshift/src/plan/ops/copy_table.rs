@@ -97,6 +97,8 @@ pub(super) struct CopyParts {
     pub steps: OpSteps,
     pub part: crate::plan::SwapPart,
     pub swap: Vec<String>,
+    /// After the swap: the old table dropped.
+    pub drop_old: PlannedStep,
 }
 
 /// Why a copy of `tables` is the method for a change that `rewrites`: what it costs and
@@ -233,10 +235,12 @@ impl CopyTable<'_> {
             mut steps,
             part,
             swap,
+            drop_old,
         } = self.plan_parts(ctx, vs)?;
         steps
             .complete
             .push(swap_step(ctx, self.table, vec![part], swap));
+        steps.complete.push(drop_old);
         steps.complete.push(validate_carried_step(self.table));
         Ok(steps)
     }
@@ -635,7 +639,24 @@ impl CopyTable<'_> {
                 swap.push(format!("ALTER SEQUENCE {seq} AS {ty}"));
             }
         }
-        swap.push(format!("DROP TABLE {source}"));
+        // The old table is renamed out of the way, its indexes (and the constraints on them)
+        // and statistics objects with it, and dropped after the swap's commit: a DROP in
+        // the swap would unlink its files at commit, before the locks are released, while
+        // every client waits (0.7 to 0.8 s at 20,000,000 rows).
+        let old_name = internal_name("old", &[&t.physical]);
+        let old = qualified(ctx.schema, &old_name).to_string();
+        swap.push(format!(
+            "ALTER TABLE {source} RENAME TO {}",
+            ident(&old_name)
+        ));
+        for ix in &ct.indexes {
+            swap.push(format!(
+                "ALTER INDEX {} RENAME TO {}",
+                qualified(ctx.schema, &ix.name),
+                ident(&internal_name("old", &[&ix.name]))
+            ));
+        }
+        swap.push(drop_statistics_sql(&old));
         swap.push(format!(
             "ALTER TABLE {shadow} RENAME TO {}",
             ident(&t.physical)
@@ -672,6 +693,10 @@ impl CopyTable<'_> {
             undo.join(";\n"),
         ));
         Ok(CopyParts {
+            drop_old: sql_step(
+                format!("drop the old {table}, renamed {old_name} by the swap"),
+                format!("DROP TABLE IF EXISTS {old}"),
+            ),
             steps,
             part: crate::plan::SwapPart {
                 table: t.physical.clone(),
@@ -713,6 +738,22 @@ impl CopyTable<'_> {
             }
         }
     }
+}
+
+/// Drops every statistics object on `table` (qualified): the swap makes them again on the
+/// copy, under the same names.
+fn drop_statistics_sql(table: &str) -> String {
+    format!(
+        "DO $pgshift$ DECLARE s text; BEGIN
+           FOR s IN SELECT format('%I.%I', n.nspname, x.stxname) FROM pg_statistic_ext x
+                    JOIN pg_namespace n ON n.oid = x.stxnamespace WHERE x.stxrelid = to_regclass({})
+           LOOP EXECUTE 'DROP STATISTICS ' || s; END LOOP;
+         END $pgshift$",
+        crate::quote::literal(table)
+    )
+    .split_whitespace()
+    .collect::<Vec<_>>()
+    .join(" ")
 }
 
 /// Drops every materialized view built on the copy `copy` (qualified) before a swap that did
