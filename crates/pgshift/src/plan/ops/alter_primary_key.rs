@@ -82,14 +82,14 @@ impl AlterPrimaryKey {
             .collect()
     }
 
-    /// Why the tables cannot be copied (the first refusal, naming its table), None when
-    /// they can.
-    fn copy_refusal(&self, vs: &VirtualSchema) -> Option<String> {
+    /// Why the tables cannot be copied (the first refusal, naming its table, with its
+    /// hint), None when they can.
+    fn copy_refusal(&self, vs: &VirtualSchema) -> Option<Invalid> {
         let tables = self.tables(vs);
         self.copies(&tables, vs).iter().find_map(|c| {
             c.validate(vs)
                 .err()
-                .map(|(why, _)| format!("{}: {why}", c.table))
+                .map(|(why, hint)| (format!("{}: {why}", c.table), hint))
         })
     }
 
@@ -136,7 +136,7 @@ impl AlterPrimaryKey {
                 } else {
                     format!(
                         "not a copy of the tables, because {}",
-                        self.copy_refusal(vs).unwrap_or_default()
+                        self.copy_refusal(vs).map(|(why, _)| why).unwrap_or_default()
                     )
                 }
             ),
@@ -169,9 +169,9 @@ impl AlterPrimaryKey {
         steps
             .complete
             .push(super::copy_table::swap_step(ctx, &self.table, parts, swap));
-        // The referencing tables' old tables first (their foreign keys to the key's old
-        // table went at the swap, with the old tables' names).
-        steps.complete.extend(drops.into_iter().rev());
+        // Each old table, renamed by the swap, dropped after it (the foreign keys between
+        // them went in the swap).
+        steps.complete.extend(drops);
         steps
             .complete
             .push(super::copy_table::validate_carried_step(&self.table));
@@ -310,14 +310,8 @@ impl OperationPlan for AlterPrimaryKey {
             ));
         }
         if self.method == Some(AlterMethod::Copy) {
-            let tables = self.tables(vs);
-            for copy in self.copies(&tables, vs) {
-                copy.validate(vs).map_err(|(why, hint)| {
-                    (
-                        format!("`method: copy` cannot copy {}: {why}", copy.table),
-                        hint,
-                    )
-                })?;
+            if let Some((why, hint)) = self.copy_refusal(vs) {
+                return Err((format!("`method: copy` cannot copy {why}"), hint));
             }
         }
         Ok(())

@@ -55,6 +55,15 @@ pub(super) enum Change<'a> {
 }
 
 impl Change<'_> {
+    /// The one column an `alter_column` or `add_column` changes (a key changes several).
+    fn changed_column(&self) -> Option<&str> {
+        match self {
+            Change::Alter(op) => Some(&op.column),
+            Change::Add { column, .. } => Some(&column.name),
+            Change::Key { .. } => None,
+        }
+    }
+
     /// The changed columns' names, for `plan`'s words.
     fn columns(&self) -> String {
         match self {
@@ -195,14 +204,15 @@ impl CopyTable<'_> {
         // The foreign keys that point at the table are pointed at the copy at the swap;
         // one that points at the changed column itself would change type with it, which is
         // alter_primary_key's work (its copies change the referencing columns too).
-        if let Some(r) = t.referenced_by.iter().find(|r| {
-            !matches!(self.change, Change::Key { .. })
-                && r.referenced.iter().any(|c| *c == self.change.columns())
+        if let Some((column, r)) = self.change.changed_column().and_then(|column| {
+            t.referenced_by
+                .iter()
+                .find(|r| r.referenced.iter().any(|c| c == column))
+                .map(|r| (column, r))
         }) {
             return Err((
                 format!(
-                    "a copy of the table cannot change {table}.{}: foreign key {} of {} references it",
-                    self.change.columns(),
+                    "a copy of the table cannot change {table}.{column}: foreign key {} of {} references it",
                     r.constraint,
                     r.table
                 ),
@@ -631,10 +641,7 @@ impl CopyTable<'_> {
             swap.push(format!("ALTER SEQUENCE {seq} OWNED BY NONE"));
             // A key's sequence takes the key's new type (an int serial's limit goes with it).
             if matches!(&self.change, Change::Key { columns, .. } if columns.iter().any(|c| c.as_str() == *column))
-                && matches!(
-                    ty,
-                    "smallint" | "integer" | "bigint" | "int2" | "int4" | "int8" | "int"
-                )
+                && super::sequence_type(ty)
             {
                 swap.push(format!("ALTER SEQUENCE {seq} AS {ty}"));
             }
@@ -841,7 +848,7 @@ pub(super) fn swap_step(
         .join(", ");
     PlannedStep {
         description: format!(
-            "swap {copies} in for {table} (drop the old table, give the copy its names, sequences and everything that hung on the table)"
+            "swap {copies} in for {table} (rename the old table out of the way, give the copy its names, sequences and everything that hung on the table)"
         ),
         action: crate::plan::Action::Swap(crate::plan::SwapSpec {
             schema: ctx.schema.to_owned(),

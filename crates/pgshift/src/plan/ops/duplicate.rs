@@ -465,10 +465,7 @@ impl Duplication<'_> {
             ));
         }
         for (sequence, d) in &sequences {
-            if matches!(
-                d.new_type.as_str(),
-                "smallint" | "integer" | "bigint" | "int2" | "int4" | "int8" | "int"
-            ) {
+            if super::sequence_type(&d.new_type) {
                 swap.push(format!("ALTER SEQUENCE {sequence} AS {}", d.new_type));
             }
             swap.push(format!(

@@ -53,6 +53,15 @@ fn in_place_only(what: String, how: &str) -> crate::plan::MethodChoice {
     }
 }
 
+/// Whether `ty` is a type a sequence can have (`ALTER SEQUENCE ... AS ty`), as a key's new
+/// type is written.
+fn sequence_type(ty: &str) -> bool {
+    matches!(
+        ty,
+        "smallint" | "integer" | "bigint" | "int2" | "int4" | "int8" | "int"
+    )
+}
+
 /// The refusal of a plan whose table or column is not there (validation reports it first;
 /// a planner never plans around it silently).
 fn missing(what: &str, name: &str) -> Invalid {
