@@ -520,6 +520,140 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// A range-partitioned table: a partition per month of 2026, the last one partitioned again
+/// by hash, and a default partition; a customers table it references.
+macro_rules! range_payments {
+    () => {
+        "CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL);
+         INSERT INTO customers (name) SELECT 'c' || g FROM generate_series(1, 10) g;
+         CREATE TABLE payments (id bigserial, customer_id int NOT NULL REFERENCES customers (id),
+             amount int NOT NULL, created_at timestamptz NOT NULL, note text,
+             PRIMARY KEY (id, created_at)) PARTITION BY RANGE (created_at);
+         DO $$ BEGIN FOR m IN 1..11 LOOP
+           EXECUTE format('CREATE TABLE payments_%s PARTITION OF payments FOR VALUES FROM (%L) TO (%L)',
+             lpad(m::text, 2, '0'), make_date(2026, m, 1), make_date(2026, m, 1) + interval '1 month');
+         END LOOP; END $$;
+         CREATE TABLE payments_12 PARTITION OF payments FOR VALUES FROM ('2026-12-01') TO ('2027-01-01') PARTITION BY HASH (id);
+         CREATE TABLE payments_12_a PARTITION OF payments_12 FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+         CREATE TABLE payments_12_b PARTITION OF payments_12 FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+         CREATE TABLE payments_default PARTITION OF payments DEFAULT;
+         CREATE INDEX payments_customer ON payments (customer_id);
+         INSERT INTO payments (customer_id, amount, created_at)
+           SELECT 1 + g % 10, g, timestamptz '2026-01-01' + (g % 400) * interval '1 day' FROM generate_series(1, 800) g;"
+    };
+}
+
+/// The operations on partitioned tables (issue 18): range (with a sub-partitioned
+/// partition and a default one), list and hash.
+const PARTITIONED_CASES: &[Case] = &[
+    Case {
+        name: "create_index_partitioned",
+        setup: range_payments!(),
+        migration: "operations:\n  - create_index:\n      name: payments_amount\n      table: payments\n      columns: [amount]\n",
+        old_writes: &["INSERT INTO payments (customer_id, amount, created_at) VALUES (1, -1, '2026-12-24')"],
+        new_writes: &["INSERT INTO payments (customer_id, amount, created_at) VALUES (2, -2, '2030-01-01')"],
+        new_refused: &[],
+        open: &[
+            // The partitioned table's index and every partition's (the sub-partitioned
+            // one's too), all valid and attached.
+            ("SELECT count(*) || ':' || bool_and(i.indisvalid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE '%payments\\_amount'", "16:true"),
+            ("SELECT count(*)::text FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid WHERE c.relname LIKE '%payments\\_amount'", "15"),
+        ],
+        open_new: &[("SELECT count(*)::text FROM payments WHERE amount < 0", "2")],
+        done: &[
+            ("SELECT count(*) || ':' || bool_and(i.indisvalid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname LIKE '%payments\\_amount'", "16:true"),
+            ("SELECT pg_get_indexdef('payments_amount'::regclass)", "CREATE INDEX payments_amount ON ONLY public.payments USING btree (amount)"),
+        ],
+    },
+    Case {
+        name: "alter_column_type_partitioned",
+        setup: range_payments!(),
+        migration: "operations:\n  - alter_column:\n      table: payments\n      column: amount\n      type: bigint\n",
+        old_writes: &[
+            "INSERT INTO payments (customer_id, amount, created_at) VALUES (1, -1, '2026-12-24')",
+            "UPDATE payments SET amount = amount + 1000 WHERE id = 1",
+        ],
+        new_writes: &["INSERT INTO payments (customer_id, amount, created_at) VALUES (2, 50000, '2030-01-01')"],
+        new_refused: &[],
+        open: &[("SELECT sum(amount)::text FROM payments WHERE amount < 0 OR id = 1", "1000")],
+        open_new: &[
+            ("SELECT sum(amount)::text FROM payments WHERE amount < 0 OR amount = 50000 OR id = 1", "51000"),
+            ("SELECT pg_typeof(amount)::text FROM payments LIMIT 1", "bigint"),
+        ],
+        done: &[
+            ("SELECT string_agg(DISTINCT format_type(a.atttypid, a.atttypmod), ',') FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname LIKE 'payments%' AND c.relkind IN ('r', 'p') AND a.attname = 'amount'", "bigint"),
+            ("SELECT count(*)::text FROM payments", "802"),
+            ("SELECT count(*)::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname LIKE 'payments%' AND a.attname LIKE '\\_pgshift%' AND NOT a.attisdropped", "0"),
+        ],
+    },
+    Case {
+        name: "add_column_partitioned_list",
+        setup: "CREATE TABLE events (id bigserial, region text NOT NULL, n int NOT NULL, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+                CREATE TABLE events_eu PARTITION OF events FOR VALUES IN ('eu');
+                CREATE TABLE events_us PARTITION OF events FOR VALUES IN ('us');
+                CREATE TABLE events_other PARTITION OF events DEFAULT;
+                INSERT INTO events (region, n) SELECT (ARRAY['eu', 'us', 'asia'])[1 + g % 3], g FROM generate_series(1, 30) g;",
+        migration: "operations:\n  - add_column:\n      table: events\n      up: n * 10\n      column:\n        name: n10\n        type: bigint\n        nullable: false\n        check:\n          name: n10_positive\n          constraint: n10 > 0\n",
+        old_writes: &["INSERT INTO events (region, n) VALUES ('eu', 100)"],
+        new_writes: &["INSERT INTO events (region, n, n10) VALUES ('asia', 200, 7)"],
+        new_refused: &["INSERT INTO events (region, n, n10) VALUES ('us', 1, -1)"],
+        open: &[("SELECT count(*)::text FROM events", "32")],
+        open_new: &[("SELECT string_agg(n10::text, ',' ORDER BY n) FROM events WHERE n >= 30", "300,1000,7")],
+        done: &[
+            // Rolled back and started again: the column is made afresh by `up`.
+            ("SELECT string_agg(n10::text, ',' ORDER BY n) FROM events WHERE n >= 30", "300,1000,2000"),
+            ("SELECT string_agg(c.relname || ':' || a.attnotnull, ',' ORDER BY c.relname) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname LIKE 'events%' AND c.relkind IN ('r', 'p') AND a.attname = 'n10'", "events:true,events_eu:true,events_other:true,events_us:true"),
+            ("SELECT string_agg(conrelid::regclass || ':' || convalidated, ',' ORDER BY conrelid::regclass::text) FROM pg_constraint WHERE conname = 'n10_positive'", "events:true,events_eu:true,events_other:true,events_us:true"),
+        ],
+    },
+    Case {
+        name: "constraints_partitioned_hash",
+        setup: "CREATE TABLE customers (id serial PRIMARY KEY);
+                INSERT INTO customers SELECT FROM generate_series(1, 5);
+                CREATE TABLE sessions (id bigint NOT NULL, customer_id int, token text, PRIMARY KEY (id)) PARTITION BY HASH (id);
+                CREATE TABLE sessions_0 PARTITION OF sessions FOR VALUES WITH (MODULUS 3, REMAINDER 0);
+                CREATE TABLE sessions_1 PARTITION OF sessions FOR VALUES WITH (MODULUS 3, REMAINDER 1);
+                CREATE TABLE sessions_2 PARTITION OF sessions FOR VALUES WITH (MODULUS 3, REMAINDER 2);
+                INSERT INTO sessions SELECT g, 1 + g % 5, 't' || g FROM generate_series(1, 30) g;",
+        migration: "operations:
+  - create_constraint:
+      table: sessions
+      name: sessions_customer_fk
+      type: foreign_key
+      columns: [customer_id]
+      references:
+        table: customers
+        columns: [id]
+  - create_constraint:
+      table: sessions
+      name: sessions_token_key
+      type: unique
+      columns: [id, token]
+  - create_index:
+      name: sessions_token
+      table: sessions
+      columns: [token]
+",
+        old_writes: &["INSERT INTO sessions VALUES (100, 1, 'old')"],
+        new_writes: &["INSERT INTO sessions VALUES (101, 2, 'new')"],
+        new_refused: &["INSERT INTO sessions VALUES (102, 99, 'x')"],
+        open: &[("SELECT count(*)::text FROM sessions", "32")],
+        open_new: &[],
+        done: &[
+            ("SELECT string_agg(conrelid::regclass || ':' || convalidated || ':' || (conparentid <> 0), ',' ORDER BY conrelid::regclass::text) FROM pg_constraint WHERE conname = 'sessions_customer_fk'", "sessions:true:false,sessions_0:true:true,sessions_1:true:true,sessions_2:true:true"),
+            ("SELECT string_agg(conrelid::regclass || ':' || (conparentid <> 0), ',' ORDER BY conrelid::regclass::text) FROM pg_constraint WHERE contype = 'u' AND conname LIKE '%sessions\\_token\\_key'", "sessions:false,sessions_0:true,sessions_1:true,sessions_2:true"),
+            ("SELECT (SELECT count(*) FROM pg_index WHERE indrelid = 'sessions_0'::regclass)::text", "3"),
+        ],
+    },
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_operation_on_partitioned_tables() {
+    for case in PARTITIONED_CASES {
+        run_case(case).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operation_through_start_writes_rollback_start_complete() {
     for case in CASES {

@@ -46,9 +46,21 @@ pub struct Table {
     /// for a superuser): a copy could not be put in them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publications_not_ours: Vec<String>,
-    /// A partitioned table or a partition, which a copy cannot replace yet (issue 18).
+    /// A partitioned table (`relkind 'p'`): it holds no rows itself, its partitions do.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub partitioned: bool,
+    /// The partitioned table this table is a partition of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_of: Option<String>,
+    /// A partitioned table's partitions (those in this schema), by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<String>,
+    /// A partitioned table's partition key columns (empty when the key has an expression),
+    /// and the key as `pg_get_partkeydef` writes it (`RANGE (created_at)`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_key: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub partition_key_definition: String,
     /// `relreplident`: d (default), n (nothing), f (full) or i (index).
     pub replica_identity: String,
     /// The index used as replica identity, when `replica_identity` is i.
@@ -69,6 +81,10 @@ pub struct Constraint {
     pub foreign_table: Option<String>,
     #[serde(default)]
     pub foreign_columns: Vec<String>,
+    /// A partition's constraint made for its partitioned table's (`conparentid`): it goes
+    /// with that one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inherited: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -116,6 +132,31 @@ impl Catalog {
         self.tables.get(name)
     }
 
+    /// The leaf partitions under partitioned table `name` and the partitioned tables
+    /// between (sub-partitioned ones), depth first: (partition, its parent, whether it is
+    /// partitioned itself). Empty for a table that is not partitioned.
+    pub fn partition_tree(&self, name: &str) -> Vec<(String, String, bool)> {
+        let mut out = Vec::new();
+        let mut stack: Vec<(String, String)> = self
+            .table(name)
+            .map(|t| {
+                t.partitions
+                    .iter()
+                    .rev()
+                    .map(|p| (p.clone(), name.to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        while let Some((p, parent)) = stack.pop() {
+            let sub = self.table(&p).map(|t| t.partitioned).unwrap_or(false);
+            if let Some(t) = self.table(&p) {
+                stack.extend(t.partitions.iter().rev().map(|c| (c.clone(), p.clone())));
+            }
+            out.push((p, parent, sub));
+        }
+        out
+    }
+
     /// Reads every ordinary and partitioned table of `schema`.
     pub async fn load(client: &Client, schema: &str) -> Result<Catalog> {
         let server_version_num: i32 = client
@@ -134,7 +175,7 @@ impl Catalog {
                               WHERE d.refclassid = 'pg_type'::regclass AND d.refobjid = c.reltype
                                 AND d.deptype = 'n'
                               ORDER BY 1),
-                        c.relkind = 'p' OR c.relispartition,
+                        c.relkind = 'p',
                         ARRAY(SELECT p.pubname::text
                               FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
                               WHERE pr.prrelid = c.oid
@@ -224,11 +265,15 @@ impl Catalog {
                         pg_get_constraintdef(k.oid),
                         (SELECT f.relname::text FROM pg_class f WHERE f.oid = k.confrelid AND f.relnamespace = c.relnamespace),
                         ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
-                              JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i)
+                              JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i),
+                        k.conparentid <> 0
                  FROM pg_constraint k
                  JOIN pg_class c ON c.oid = k.conrelid
                  JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = $1",
+                 WHERE n.nspname = $1
+                   -- A foreign key to a partitioned table has one more row per partition
+                   -- it references, on the same referencing table: the key is the first.
+                   AND (k.conparentid = 0 OR k.conrelid <> (SELECT x.conrelid FROM pg_constraint x WHERE x.oid = k.conparentid))",
                 &[&schema],
             )
             .await?;
@@ -242,6 +287,7 @@ impl Catalog {
                     definition: r.try_get(4)?,
                     foreign_table: r.try_get(5)?,
                     foreign_columns: r.try_get(6)?,
+                    inherited: r.try_get(7)?,
                 };
                 if constraint.kind == "p" {
                     t.primary_key = constraint.columns.clone();
@@ -257,7 +303,7 @@ impl Catalog {
                  JOIN pg_namespace n ON n.oid = c.relnamespace
                  JOIN LATERAL unnest(k.confkey) u(n) ON true
                  JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n
-                 WHERE n.nspname = $1 AND k.contype = 'f'",
+                 WHERE n.nspname = $1 AND k.contype = 'f' AND k.conparentid = 0",
                 &[&schema],
             )
             .await?;
@@ -304,6 +350,50 @@ impl Catalog {
                     definition: r.try_get(4)?,
                     constraint: r.try_get(5)?,
                 });
+            }
+        }
+        let rows = client
+            .query(
+                "SELECT c.relname::text, p.relname::text
+                 FROM pg_class c
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 JOIN pg_inherits h ON h.inhrelid = c.oid
+                 JOIN pg_class p ON p.oid = h.inhparent
+                 WHERE n.nspname = $1 AND c.relispartition AND c.relkind IN ('r', 'p')
+                 ORDER BY c.relname",
+                &[&schema],
+            )
+            .await?;
+        for r in &rows {
+            let (name, parent): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            if let Some(t) = tables.get_mut(&name) {
+                t.partition_of = Some(parent.clone());
+            }
+            if let Some(p) = tables.get_mut(&parent) {
+                p.partitions.push(name);
+            }
+        }
+        let rows = client
+            .query(
+                "SELECT c.relname::text, pg_get_partkeydef(c.oid),
+                        ARRAY(SELECT a.attname::text FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY u(n, i)
+                              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = u.n ORDER BY u.i),
+                        pt.partexprs IS NOT NULL
+                 FROM pg_partitioned_table pt
+                 JOIN pg_class c ON c.oid = pt.partrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1",
+                &[&schema],
+            )
+            .await?;
+        for r in &rows {
+            let name: String = r.try_get(0)?;
+            if let Some(t) = tables.get_mut(&name) {
+                t.partition_key_definition = r.try_get(1)?;
+                let expressions: bool = r.try_get(3)?;
+                if !expressions {
+                    t.partition_key = r.try_get(2)?;
+                }
             }
         }
         let volatile_functions = client

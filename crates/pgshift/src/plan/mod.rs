@@ -8,7 +8,8 @@
 //! new version sees, each mapped to its physical table and column.
 
 mod naming;
-mod ops;
+pub(crate) mod ops;
+pub(crate) mod partitions;
 pub(crate) mod triggers;
 mod virtual_schema;
 
@@ -392,6 +393,7 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
             continue;
         }
         planner.apply(&mut vs);
+        vs.follow_parents();
         if let Some(mut m) = steps.method {
             m.operation = i;
             methods.push(m);

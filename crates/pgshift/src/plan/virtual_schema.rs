@@ -37,6 +37,10 @@ pub struct VTable {
     /// other's change.
     #[serde(skip)]
     pub shared: bool,
+    /// The physical table this one is a partition of: its columns are its parent's, and an
+    /// operation changes the parent, never one partition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_of: Option<String>,
     /// Its size with its indexes and TOAST, in bytes, when the migration began.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub bytes: i64,
@@ -123,7 +127,9 @@ impl VirtualSchema {
                             .values()
                             .flat_map(|r| r.constraints.values().map(move |k| (r, k)))
                             .filter(|(_, k)| {
-                                k.kind == "f" && k.foreign_table.as_deref() == Some(&t.name)
+                                k.kind == "f"
+                                    && !k.inherited
+                                    && k.foreign_table.as_deref() == Some(&t.name)
                             })
                             .map(|(r, k)| VReference {
                                 constraint: k.name.clone(),
@@ -133,7 +139,9 @@ impl VirtualSchema {
                             })
                             .collect(),
                         uncopyable: if t.partitioned {
-                            Some(format!("{} is partitioned or a partition, which a copy cannot replace yet", t.name))
+                            Some(format!("{} is partitioned, which a copy cannot replace yet", t.name))
+                        } else if let Some(parent) = &t.partition_of {
+                            Some(format!("{} is a partition of {parent}, which a copy cannot replace yet", t.name))
                         } else if !t.row_type_users.is_empty() {
                             Some(format!(
                                 "{} uses the row type of {}, which a copy of the table (a new row type) cannot take over",
@@ -150,6 +158,7 @@ impl VirtualSchema {
                             None
                         },
                         bytes: t.total_bytes,
+                        partition_of: t.partition_of.clone(),
                         shared: false,
                     },
                 )
@@ -163,6 +172,59 @@ impl VirtualSchema {
 
     pub fn table(&self, name: &str) -> Option<&VTable> {
         self.tables.get(name)
+    }
+
+    /// Gives every partition its parent's columns as this version names them (an
+    /// operation changes the parent, and with it every partition), and forgets the
+    /// partitions of a table the version no longer has.
+    pub fn follow_parents(&mut self) {
+        let by_physical: BTreeMap<String, Vec<VColumn>> = self
+            .tables
+            .values()
+            .map(|t| (t.physical.clone(), t.columns.clone()))
+            .collect();
+        // Parents before their partitions' partitions: as deep as the tree goes.
+        for _ in 0..by_physical.len() {
+            let mut changed = false;
+            let current: BTreeMap<String, Vec<VColumn>> = self
+                .tables
+                .values()
+                .map(|t| (t.physical.clone(), t.columns.clone()))
+                .collect();
+            let mut gone = Vec::new();
+            for (name, t) in self.tables.iter_mut() {
+                let Some(parent) = &t.partition_of else {
+                    continue;
+                };
+                match current.get(parent) {
+                    Some(columns) if *columns != t.columns => {
+                        t.columns = columns.clone();
+                        changed = true;
+                    }
+                    Some(_) => {}
+                    None => gone.push(name.clone()),
+                }
+            }
+            for name in &gone {
+                self.tables.remove(name);
+                changed = true;
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    /// `Err` when `table` is a partition: an operation on its columns or constraints
+    /// changes the partitioned table instead.
+    pub fn require_not_partition(&self, table: &str) -> Result<(), (String, Option<String>)> {
+        match self.tables.get(table).and_then(|t| t.partition_of.as_ref()) {
+            Some(parent) => Err((
+                format!("{table} is a partition of {parent}: its columns and constraints are its partitioned table's"),
+                Some(format!("name {parent} in the operation; the change reaches every partition")),
+            )),
+            None => Ok(()),
+        }
     }
 
     pub fn table_mut(&mut self, name: &str) -> Option<&mut VTable> {

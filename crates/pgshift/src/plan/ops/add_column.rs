@@ -17,6 +17,7 @@ use crate::quote::{ident, literal, qualified};
 
 impl OperationPlan for AddColumn {
     fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        vs.require_not_partition(&self.table)?;
         let t = vs.require_table(&self.table)?;
         not_internal(&self.column.name)?;
         if t.column(&self.column.name).is_some() {

@@ -309,6 +309,7 @@ impl AlterColumn {
 
 impl OperationPlan for AlterColumn {
     fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        vs.require_not_partition(&self.table)?;
         vs.require_column(&self.table, &self.column)?;
         if matches!(self.strategy(vs), Strategy::Copy) {
             return self.copy().validate(vs);

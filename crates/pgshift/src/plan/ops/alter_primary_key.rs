@@ -240,6 +240,7 @@ impl AlterPrimaryKey {
 
 impl OperationPlan for AlterPrimaryKey {
     fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        vs.require_not_partition(&self.table)?;
         let t = vs.require_table(&self.table)?;
         if self.data_type.trim().is_empty() {
             return Err((

@@ -9,12 +9,9 @@ use super::duplicate::{
 };
 use super::{action_sql, not_internal, Invalid};
 use crate::model::{ConstraintType, CreateConstraint, MatchType};
-use crate::plan::{
-    concurrent_step, drop_index_step, internal_name, sql_step, OpSteps, OperationPlan, PlanContext,
-    VirtualSchema,
-};
+use crate::plan::partitions::{unique_needs_partition_key, NotValidConstraint, UniqueConstraint};
+use crate::plan::{internal_name, OpSteps, OperationPlan, PlanContext, VirtualSchema};
 use crate::quote::{ident, qualified, Quoted};
-use crate::sql::ConcurrentIndex;
 
 impl CreateConstraint {
     fn keeps_data(&self) -> bool {
@@ -105,14 +102,12 @@ impl CreateConstraint {
             return Err(super::missing("table", &self.table));
         };
         let k = &self.constraint;
-        let table = qualified(ctx.schema, &t.physical);
         let cols: Vec<Quoted> = k
             .columns
             .iter()
             .map(|c| ident(t.column(c).map(|v| v.physical.as_str()).unwrap_or(c)))
             .collect();
         let cols = cols.join(", ");
-        let name = ident(&k.name);
         let mut steps = OpSteps::default();
         match k.kind {
             ConstraintType::Check | ConstraintType::ForeignKey => {
@@ -142,25 +137,20 @@ impl CreateConstraint {
                         r.map(|r| r.clauses).unwrap_or_default()
                     )
                 };
-                steps.start.push(sql_step(
-                    format!("constraint {} on {}, not validated yet", k.name, self.table),
-                    format!("ALTER TABLE {table} ADD CONSTRAINT {name} {body} NOT VALID"),
-                ));
-                steps.complete.push(sql_step(
-                    format!("validate constraint {}", k.name),
-                    format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}"),
-                ));
-                steps.rollback.push(sql_step(
-                    format!("drop constraint {}", k.name),
-                    format!("ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {name}"),
-                ));
+                let (start, complete, rollback) = NotValidConstraint {
+                    table: &t.physical,
+                    name: &k.name,
+                    body: &body,
+                    foreign_key: k.kind == ConstraintType::ForeignKey,
+                }
+                .steps(ctx);
+                steps.start.extend(start);
+                steps.complete.extend(complete);
+                steps.rollback.extend(rollback);
             }
             ConstraintType::Unique | ConstraintType::PrimaryKey => {
                 let index = internal_name("uq", &[&k.name]);
-                let mut create = format!(
-                    "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({cols})",
-                    ident(&index)
-                );
+                let mut columns = format!("({cols})");
                 if !k.index_parameters.include_columns.is_empty() {
                     let inc: Vec<Quoted> = k
                         .index_parameters
@@ -168,37 +158,33 @@ impl CreateConstraint {
                         .iter()
                         .map(|c| ident(c))
                         .collect();
-                    create.push_str(&format!(" INCLUDE ({})", inc.join(", ")));
+                    columns.push_str(&format!(" INCLUDE ({})", inc.join(", ")));
                 }
                 if let Some(sp) = &k.index_parameters.storage_parameters {
-                    create.push_str(&format!(" WITH ({sp})"));
+                    columns.push_str(&format!(" WITH ({sp})"));
                 }
-                steps.start.push(concurrent_step(
-                    format!("unique index for {}, built concurrently", k.name),
-                    create,
-                    Some(ConcurrentIndex::Create {
-                        schema: Some(ctx.schema.to_owned()),
-                        table: t.physical.clone(),
-                        name: Some(index.clone()),
-                    }),
-                ));
                 let kind = if k.kind == ConstraintType::PrimaryKey {
                     "PRIMARY KEY"
                 } else {
                     "UNIQUE"
                 };
-                steps.complete.push(sql_step(
-                    format!("{kind} constraint {} from its index", k.name),
-                    format!(
-                        "ALTER TABLE {table} ADD CONSTRAINT {name} {kind} USING INDEX {}",
-                        ident(&index)
-                    ),
-                ));
-                steps.rollback.push(drop_index_step(
-                    format!("drop the index for {}", k.name),
-                    ctx.schema,
-                    &index,
-                ));
+                let physical: Vec<&str> = k
+                    .columns
+                    .iter()
+                    .map(|c| t.column(c).map(|v| v.physical.as_str()).unwrap_or(c))
+                    .collect();
+                unique_needs_partition_key(ctx, &t.physical, &physical)?;
+                let (start, complete, rollback) = UniqueConstraint {
+                    table: &t.physical,
+                    name: &k.name,
+                    kind,
+                    index: &index,
+                    columns: &columns,
+                }
+                .steps(ctx);
+                steps.start.extend(start);
+                steps.complete.extend(complete);
+                steps.rollback.extend(rollback);
             }
             ConstraintType::Exclude => {}
         }
@@ -208,6 +194,7 @@ impl CreateConstraint {
 
 impl OperationPlan for CreateConstraint {
     fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        vs.require_not_partition(&self.table)?;
         not_internal(&self.constraint.name)?;
         let t = vs.require_table(&self.table)?;
         for c in &self.constraint.columns {

@@ -1,12 +1,11 @@
-//! `create_index`: built CONCURRENTLY at start (writes go on); dropped at rollback.
+//! `create_index`: built CONCURRENTLY at start (writes go on); dropped at rollback. On a
+//! partitioned table, partition by partition (see `plan::partitions`).
 
 use super::{not_internal, Invalid};
 use crate::model::{CreateIndex, IndexMethod, NullsOrder, SortOrder};
-use crate::plan::{
-    concurrent_step, drop_index_step, OpSteps, OperationPlan, PlanContext, VirtualSchema,
-};
-use crate::quote::{ident, qualified};
-use crate::sql::ConcurrentIndex;
+use crate::plan::partitions::{unique_needs_partition_key, IndexBuild};
+use crate::plan::{OpSteps, OperationPlan, PlanContext, VirtualSchema};
+use crate::quote::ident;
 
 impl OperationPlan for CreateIndex {
     fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
@@ -69,34 +68,35 @@ impl OperationPlan for CreateIndex {
             IndexMethod::Gin => "gin",
             IndexMethod::Brin => "brin",
         };
-        let mut sql = format!(
-            "CREATE {}INDEX CONCURRENTLY {} ON {} USING {method} ({})",
-            if self.unique { "UNIQUE " } else { "" },
-            ident(&self.name),
-            qualified(ctx.schema, &t.physical),
-            columns.join(", ")
-        );
+        let mut body = format!("USING {method} ({})", columns.join(", "));
         if let Some(p) = &self.storage_parameters {
-            sql.push_str(&format!(" WITH ({p})"));
+            body.push_str(&format!(" WITH ({p})"));
         }
         if let Some(p) = &self.predicate {
-            sql.push_str(&format!(" WHERE ({p})"));
+            body.push_str(&format!(" WHERE ({p})"));
         }
+        if self.unique {
+            let physical: Vec<&str> = self
+                .columns
+                .iter()
+                .map(|c| {
+                    t.column(&c.column)
+                        .map(|v| v.physical.as_str())
+                        .unwrap_or(&c.column)
+                })
+                .collect();
+            unique_needs_partition_key(ctx, &t.physical, &physical)?;
+        }
+        let (start, rollback) = IndexBuild {
+            table: &t.physical,
+            name: &self.name,
+            unique: self.unique,
+            body: &body,
+        }
+        .steps(ctx);
         Ok(OpSteps {
-            start: vec![concurrent_step(
-                format!("create index {} concurrently", self.name),
-                sql,
-                Some(ConcurrentIndex::Create {
-                    schema: Some(ctx.schema.to_owned()),
-                    table: t.physical.clone(),
-                    name: Some(self.name.clone()),
-                }),
-            )],
-            rollback: vec![drop_index_step(
-                format!("drop index {}", self.name),
-                ctx.schema,
-                &self.name,
-            )],
+            start,
+            rollback,
             ..OpSteps::default()
         })
     }

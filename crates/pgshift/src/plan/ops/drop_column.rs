@@ -9,6 +9,7 @@ use crate::quote::{ident, qualified};
 
 impl OperationPlan for DropColumn {
     fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        vs.require_not_partition(&self.table)?;
         vs.require_column(&self.table, &self.column).map(|_| ())
     }
 

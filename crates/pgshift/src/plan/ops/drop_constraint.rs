@@ -48,6 +48,7 @@ pub(super) fn require_constraint(
 
 impl OperationPlan for DropConstraint {
     fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        vs.require_not_partition(&self.table)?;
         require_constraint(vs, &self.table, &self.name)
     }
 

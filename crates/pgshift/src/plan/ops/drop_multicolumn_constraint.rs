@@ -7,6 +7,7 @@ use crate::plan::{OperationPlan, PlanContext, VirtualSchema};
 
 impl OperationPlan for DropMulticolumnConstraint {
     fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        vs.require_not_partition(&self.table)?;
         require_constraint(vs, &self.table, &self.name)
     }
 

@@ -178,6 +178,7 @@ impl OperationPlan for Extract {
             referenced_by: Vec::new(),
             uncopyable: Some(format!("{} is made by this migration", self.into)),
             bytes: 0,
+            partition_of: None,
             shared: false,
         };
         let reference = VReference {

@@ -37,7 +37,7 @@ macro_rules! dispatch_table {
 }
 crate::model::with_operations!(dispatch_table);
 
-type Invalid = (String, Option<String>);
+pub(crate) type Invalid = (String, Option<String>);
 
 /// What an operation's planner returns: its steps, or why it cannot plan them.
 pub(crate) type Planned = Result<super::OpSteps, Invalid>;

@@ -8,6 +8,7 @@ use crate::quote::{ident, qualified};
 
 impl OperationPlan for RenameColumn {
     fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        vs.require_not_partition(&self.table)?;
         vs.require_column(&self.table, &self.from)?;
         not_internal(&self.to)?;
         if vs.require_table(&self.table)?.column(&self.to).is_some() {

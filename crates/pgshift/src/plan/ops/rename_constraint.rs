@@ -8,6 +8,7 @@ use crate::quote::{ident, qualified};
 
 impl OperationPlan for RenameConstraint {
     fn validate(&self, vs: &VirtualSchema) -> Result<(), Invalid> {
+        vs.require_not_partition(&self.table)?;
         let t = vs.require_table(&self.table)?;
         if !t.constraints.contains(&self.from) {
             return Err((
