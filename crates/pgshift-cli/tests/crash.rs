@@ -200,3 +200,99 @@ async fn start_again_after_its_last_step_committed_leaves_the_migration_started(
     run_ok(&db, &m.path(), &["complete"]).await;
     assert_eq!(migration_status(&raw, "0001_w").await, "applied");
 }
+
+/// Issue 18: `create_index` on a table of 2,000,000 rows in 20 partitions, under clients
+/// that insert and update all along, killed with SIGKILL once eight partitions have their
+/// index (built or being built), then run again: every partition's index valid and attached,
+/// the partitioned table's valid, no client error, and no client waited on pgshift much
+/// longer than its lock_timeout (200 ms) plus the moment it holds a lock it got.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_an_index_build_on_20_partitions_under_writes_then_rerun_indexes_every_partition(
+) {
+    use pgshift_testkit::traffic::{Traffic, TrafficConfig, Workload};
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE events (id bigserial, at timestamptz NOT NULL, v int NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         DO $$ BEGIN FOR d IN 0..19 LOOP
+           EXECUTE format('CREATE TABLE events_%s PARTITION OF events FOR VALUES FROM (%L) TO (%L)', d,
+             timestamptz '2026-01-01' + d * interval '1 day', timestamptz '2026-01-01' + (d + 1) * interval '1 day');
+         END LOOP; END $$;
+         INSERT INTO events (at, v) SELECT timestamptz '2026-01-01' + (g % 20) * interval '1 day' + interval '1 hour', g
+           FROM generate_series(1, 2000000) g;",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("VACUUM ANALYZE events").await.unwrap();
+    let statements = vec![
+        "INSERT INTO events (at, v) VALUES (timestamptz '2026-01-01' + ($1::bigint % 20) * interval '1 day', ($1::bigint % 1000)::int)".to_owned(),
+        "UPDATE events SET v = v + 1 WHERE id = $1::bigint".to_owned(),
+        "SELECT v FROM events WHERE id = $1::bigint".to_owned(),
+    ];
+    let traffic = Traffic::start(
+        &TrafficConfig {
+            url: db.url.clone(),
+            clients_per_version: 2,
+            rate: 100,
+            sample_every: Duration::from_millis(20),
+        },
+        &Workload {
+            old: statements.clone(),
+            new: statements,
+            keys: 2_000_000,
+        },
+        "migration",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_events_v.yaml",
+        "operations:\n  - create_index:\n      name: events_v\n      table: events\n      columns: [v]\n",
+    )]);
+    kill_during(
+        &db,
+        &m.path(),
+        "events",
+        Some("SELECT count(*) >= 8 FROM pg_class WHERE relname LIKE 'events\\_%\\_events\\_v'"),
+    )
+    .await;
+    let r = run(&db, &m.path(), &["migrate"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    let report = traffic.finish().await;
+    assert!(
+        report.errors.is_empty(),
+        "client errors: {:?}",
+        report.errors
+    );
+    assert!(
+        report.total.max_behind_pgshift_ms < 500.0,
+        "a client waited {} ms behind pgshift",
+        report.total.max_behind_pgshift_ms
+    );
+    assert_eq!(
+        scalar_text(
+            &c,
+            "SELECT count(*) || ':' || bool_and(i.indisvalid) FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid WHERE x.relname LIKE '%events\\_v'"
+        )
+        .await
+        .as_deref(),
+        Some("21:true")
+    );
+    assert_eq!(
+        scalar_i64(
+            &c,
+            "SELECT count(*) FROM pg_inherits h WHERE h.inhparent = 'events_v'::regclass"
+        )
+        .await,
+        20
+    );
+    // Nothing of the killed run's builds left: one index on v per partition.
+    assert_eq!(
+        scalar_i64(
+            &c,
+            "SELECT count(*) FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid WHERE t.relname LIKE 'events\\_%' AND pg_get_indexdef(i.indexrelid) LIKE '%(v)'"
+        )
+        .await,
+        20
+    );
+}
