@@ -587,6 +587,30 @@ const PARTITIONED_CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "alter_primary_key_referenced_by_partitioned",
+        setup: range_payments!(),
+        migration: "operations:\n  - alter_primary_key:\n      table: customers\n      type: bigint\n",
+        old_writes: &[
+            "INSERT INTO customers (name) VALUES ('old')",
+            "INSERT INTO payments (customer_id, amount, created_at) SELECT id, -1, '2026-12-20' FROM customers WHERE name = 'old'",
+        ],
+        new_writes: &[
+            "INSERT INTO customers (name) VALUES ('new')",
+            "INSERT INTO payments (customer_id, amount, created_at) SELECT id, -2, '2031-01-01' FROM customers WHERE name = 'new'",
+        ],
+        new_refused: &["INSERT INTO payments (customer_id, amount, created_at) VALUES (999999, 1, '2026-05-05')"],
+        open: &[("SELECT string_agg(c.name, ',' ORDER BY p.amount) FROM payments p JOIN customers c ON c.id = p.customer_id WHERE p.amount < 0", "new,old")],
+        open_new: &[("SELECT string_agg(pg_typeof(p.customer_id)::text, ',') FROM payments p WHERE p.amount < 0", "bigint,bigint")],
+        done: &[
+            ("SELECT string_agg(c.name, ',' ORDER BY p.amount) FROM payments p JOIN customers c ON c.id = p.customer_id WHERE p.amount < 0", "new,old"),
+            ("SELECT string_agg(DISTINCT format_type(a.atttypid, a.atttypmod), ',') FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE (c.relname LIKE 'payments%' AND c.relkind IN ('r', 'p') AND a.attname = 'customer_id') OR (c.relname = 'customers' AND a.attname = 'id')", "bigint"),
+            ("SELECT count(*) || ':' || bool_and(convalidated) FROM pg_constraint WHERE conname = 'payments_customer_id_fkey'", "16:true"),
+            // The partitions' indexes on the column have their names back.
+            ("SELECT string_agg(indexrelid::regclass::text, ',' ORDER BY indexrelid::regclass::text) FROM pg_index WHERE indrelid = 'payments_12_a'::regclass", "payments_12_a_customer_id_idx,payments_12_a_pkey"),
+            ("SELECT count(*)::text FROM pg_class WHERE relname LIKE '%\\_pgshift\\_%'", "0"),
+        ],
+    },
+    Case {
         name: "add_column_partitioned_list",
         setup: "CREATE TABLE events (id bigserial, region text NOT NULL, n int NOT NULL, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
                 CREATE TABLE events_eu PARTITION OF events FOR VALUES IN ('eu');

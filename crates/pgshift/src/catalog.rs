@@ -94,6 +94,9 @@ pub struct Index {
     pub definition: String,
     /// The constraint the index backs, if any.
     pub constraint: Option<String>,
+    /// The partitioned table's index this partition's index is attached to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_of: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -325,7 +328,8 @@ impl Catalog {
                         ARRAY(SELECT a.attname::text FROM unnest(i.indkey) WITH ORDINALITY u(n, o)
                               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.n ORDER BY u.o),
                         pg_get_indexdef(i.indexrelid),
-                        (SELECT k.conname::text FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid LIMIT 1)
+                        (SELECT k.conname::text FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid LIMIT 1),
+                        (SELECT p.relname::text FROM pg_inherits h JOIN pg_class p ON p.oid = h.inhparent WHERE h.inhrelid = i.indexrelid)
                  FROM pg_index i
                  JOIN pg_class ic ON ic.oid = i.indexrelid
                  JOIN pg_class t ON t.oid = i.indrelid
@@ -349,6 +353,7 @@ impl Catalog {
                     name,
                     definition: r.try_get(4)?,
                     constraint: r.try_get(5)?,
+                    partition_of: r.try_get(6)?,
                 });
             }
         }

@@ -190,10 +190,14 @@ fn report_sql(
     sizes: &Sizes,
     lock_timeout: Duration,
     index_table: &dyn Fn(&str) -> Option<String>,
+    takes_over: bool,
 ) {
     let effects = locks::analyze(sql, index_table);
     let mut held: Vec<TableLock> = Vec::new();
-    for e in effects {
+    for mut e in effects {
+        if takes_over {
+            e.work = Work::Catalog;
+        }
         let estimate_s = sizes.estimate(e.work, e.work_on.as_deref());
         r.rewrites |= e.work == Work::Rewrite;
         r.scans |= matches!(
@@ -275,7 +279,14 @@ fn step_report(
                         .to_owned(),
                 );
             }
-            report_sql(&mut r, sql, sizes, lock_timeout, index_table);
+            report_sql(
+                &mut r,
+                sql,
+                sizes,
+                lock_timeout,
+                index_table,
+                statement.takes_over,
+            );
         }
         Action::Swap(spec) => {
             r.kind = "swap";
@@ -283,7 +294,7 @@ fn step_report(
                 .chain(spec.statements.iter().cloned())
                 .collect::<Vec<_>>()
                 .join(";\n");
-            report_sql(&mut r, &sql, sizes, lock_timeout, index_table);
+            report_sql(&mut r, &sql, sizes, lock_timeout, index_table, false);
             let what: Vec<String> = spec
                 .parts
                 .iter()

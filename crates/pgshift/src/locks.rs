@@ -214,6 +214,43 @@ fn effect(node: &Node, index_table: &dyn Fn(&str) -> Option<String>, e: &mut Sta
                 };
                 let subtype =
                     AlterTableType::try_from(c.subtype).unwrap_or(AlterTableType::Undefined);
+                // ATTACH and DETACH PARTITION: the partition (or a partition's index) named
+                // in the command, and the partitioned table (or index) the statement names.
+                if matches!(
+                    subtype,
+                    AlterTableType::AtAttachPartition | AlterTableType::AtDetachPartition
+                ) {
+                    let Some(Node::PartitionCmd(p)) = c.def.as_ref().and_then(|d| d.node.as_ref())
+                    else {
+                        continue;
+                    };
+                    let Some(partition) = p.name.as_ref().map(range_name) else {
+                        continue;
+                    };
+                    let index = ObjectType::try_from(a.objtype) == Ok(ObjectType::ObjectIndex);
+                    if index {
+                        // The partitioned index SHARE UPDATE EXCLUSIVE, the partition's
+                        // index ACCESS EXCLUSIVE (queries planning on its table wait).
+                        lock(
+                            e,
+                            index_table(&r.relname).unwrap_or(table.clone()),
+                            ShareUpdateExclusive,
+                        );
+                        lock(e, partition, AccessExclusive);
+                    } else if subtype == AlterTableType::AtAttachPartition {
+                        // The partition is scanned unless a validated CHECK proves its bound.
+                        work(e, Work::Scan, &partition);
+                        lock(e, table.clone(), ShareUpdateExclusive);
+                        lock(e, partition, AccessExclusive);
+                    } else if p.concurrent {
+                        lock(e, table.clone(), ShareUpdateExclusive);
+                        lock(e, partition, ShareUpdateExclusive);
+                    } else {
+                        lock(e, table.clone(), AccessExclusive);
+                        lock(e, partition, AccessExclusive);
+                    }
+                    continue;
+                }
                 let mode = match subtype {
                     AlterTableType::AtValidateConstraint => {
                         work(e, Work::Scan, &table);
@@ -331,6 +368,9 @@ fn effect(node: &Node, index_table: &dyn Fn(&str) -> Option<String>, e: &mut Sta
             if ix.concurrent {
                 work(e, Work::ConcurrentIndexBuild, &table);
                 lock(e, table, ShareUpdateExclusive);
+            } else if !r.inh {
+                // ON ONLY a partitioned table: the index is made, not built.
+                lock(e, table, Share);
             } else {
                 work(e, Work::IndexBuild, &table);
                 lock(e, table, Share);
@@ -439,6 +479,58 @@ mod tests {
         let e = analyze(sql, &|_| Some("t".to_owned()));
         let l = e[0].strongest().cloned().unwrap();
         (l.table, l.mode.name(), e[0].work)
+    }
+
+    #[test]
+    fn partitions_lock_as_postgresql_does() {
+        let effect = |sql: &str| {
+            let e = analyze(sql, &|_| None);
+            let mut locks: Vec<(String, &'static str)> = e[0]
+                .locks
+                .iter()
+                .map(|l| (l.table.clone(), l.mode.name()))
+                .collect();
+            locks.sort();
+            (locks, e[0].work)
+        };
+        assert_eq!(
+            effect("CREATE INDEX i ON ONLY p (c)"),
+            (vec![("p".into(), "SHARE")], Work::Catalog)
+        );
+        assert_eq!(
+            effect("ALTER INDEX i ATTACH PARTITION p1_i"),
+            (
+                vec![
+                    ("i".into(), "SHARE UPDATE EXCLUSIVE"),
+                    ("p1_i".into(), "ACCESS EXCLUSIVE")
+                ],
+                Work::Catalog
+            )
+        );
+        assert_eq!(
+            effect("ALTER TABLE p ATTACH PARTITION p1 FOR VALUES FROM (1) TO (2)"),
+            (
+                vec![
+                    ("p".into(), "SHARE UPDATE EXCLUSIVE"),
+                    ("p1".into(), "ACCESS EXCLUSIVE")
+                ],
+                Work::Scan
+            )
+        );
+        assert_eq!(
+            effect("ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY").0,
+            vec![
+                ("p".into(), "SHARE UPDATE EXCLUSIVE"),
+                ("p1".into(), "SHARE UPDATE EXCLUSIVE")
+            ]
+        );
+        assert_eq!(
+            effect("ALTER TABLE p DETACH PARTITION p1").0,
+            vec![
+                ("p".into(), "ACCESS EXCLUSIVE"),
+                ("p1".into(), "ACCESS EXCLUSIVE")
+            ]
+        );
     }
 
     #[test]

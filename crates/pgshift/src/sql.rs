@@ -64,6 +64,11 @@ pub struct Statement {
     /// while pgshift's own (`DROP ... IF EXISTS` and the like) keep theirs to themselves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// Set for pgshift's statements that add a constraint to a partitioned table whose
+    /// partitions already have it validated (or its index built): PostgreSQL takes those
+    /// over, with no scan and no build, which `plan` says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub takes_over: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -80,6 +85,7 @@ impl Statement {
             concurrent_index: None,
             line: 0,
             origin: None,
+            takes_over: false,
         }
     }
 

@@ -6,23 +6,28 @@
 //! A sub-partitioned partition gets an `ON ONLY` index of its own, its partitions' indexes
 //! attached to it, and it to the one above.
 
+use super::ops::Invalid;
 use super::{concurrent_step, drop_index_step, naming::fit, sql_step, PlanContext, PlannedStep};
 use crate::quote::{ident, qualified};
 use crate::sql::ConcurrentIndex;
 
-/// An index to build on a table: `CREATE [UNIQUE] INDEX <name> ON <table> <body>`, where
-/// `body` is what follows the table (`USING btree (a, b) WHERE ...`).
+/// An index to build on a table, from `definition`: a CREATE INDEX statement on the
+/// table (a `pg_get_indexdef`, or one pgshift writes), whose name and table are replaced,
+/// and its columns renamed by `renames`.
 pub struct IndexBuild<'a> {
     pub table: &'a str,
     pub name: &'a str,
-    pub unique: bool,
-    pub body: &'a str,
+    pub definition: &'a str,
+    pub renames: &'a [(String, String)],
 }
 
 /// The name pgshift gives a partition's part of index `index`.
 pub fn partition_index_name(partition: &str, index: &str) -> String {
     fit(&format!("{partition}_{index}"))
 }
+
+/// What a build's planner returns: its steps, and those that undo them at rollback.
+pub type BuildSteps = (Vec<PlannedStep>, Vec<PlannedStep>);
 
 impl IndexBuild<'_> {
     fn create(
@@ -31,29 +36,35 @@ impl IndexBuild<'_> {
         only: bool,
         table: &str,
         name: &str,
-        schema: &str,
-    ) -> String {
-        format!(
-            "CREATE {}INDEX {}{} ON {}{} {}",
-            if self.unique { "UNIQUE " } else { "" },
-            if concurrently { "CONCURRENTLY " } else { "" },
-            ident(name),
-            if only { "ONLY " } else { "" },
-            qualified(schema, table),
-            self.body
+    ) -> Result<String, Invalid> {
+        super::ops::rewrite_index_for(
+            self.definition,
+            name,
+            Some(table),
+            self.renames,
+            concurrently,
+            Some(only),
         )
     }
 
-    /// The steps that build the index, and those that drop it again at rollback.
-    pub fn steps(&self, ctx: &PlanContext) -> (Vec<PlannedStep>, Vec<PlannedStep>) {
+    /// The index's name on `table`, the build's table or one of its partitions.
+    pub fn name_on(&self, table: &str) -> String {
+        if table == self.table {
+            self.name.to_owned()
+        } else {
+            partition_index_name(table, self.name)
+        }
+    }
+
+    /// The steps that build the index (`what` describes the build on a table that is not
+    /// partitioned), and those that drop it again at rollback.
+    pub fn steps(&self, ctx: &PlanContext, what: &str) -> Result<BuildSteps, Invalid> {
         let schema = ctx.schema;
-        let tree = ctx.catalog.partition_tree(self.table);
-        let partitioned = ctx.catalog.table(self.table).is_some_and(|t| t.partitioned);
-        if !partitioned {
-            return (
+        if !is_partitioned(ctx, self.table) {
+            return Ok((
                 vec![concurrent_step(
-                    format!("create index {} concurrently", self.name),
-                    self.create(true, false, self.table, self.name, schema),
+                    what.to_owned(),
+                    self.create(true, false, self.table, self.name)?,
                     Some(ConcurrentIndex::Create {
                         schema: Some(schema.to_owned()),
                         table: self.table.to_owned(),
@@ -65,24 +76,15 @@ impl IndexBuild<'_> {
                     schema,
                     self.name,
                 )],
-            );
+            ));
         }
         let mut start = vec![sql_step(
             format!(
-                "create index {} on {} alone (no build; valid once every partition's index is attached)",
+                "index {} on {} alone (no build; valid once every partition's index is attached)",
                 self.name, self.table
             ),
-            self.create(false, true, self.table, self.name, schema),
+            self.create(false, true, self.table, self.name)?,
         )];
-        // Each partition's index is named after the partition and the index; the index it
-        // attaches to is its parent's.
-        let index_of = |table: &str| {
-            if table == self.table {
-                self.name.to_owned()
-            } else {
-                partition_index_name(table, self.name)
-            }
-        };
         let mut rollback = vec![sql_step(
             format!(
                 "drop index {} with the partitions' indexes attached to it",
@@ -90,23 +92,26 @@ impl IndexBuild<'_> {
             ),
             format!("DROP INDEX IF EXISTS {}", qualified(schema, self.name)),
         )];
-        // Sub-partitioned partitions' indexes are attached once their own partitions' are
-        // (an index attached while INVALID stays so), so after the leaves, deepest first.
+        // Sub-partitioned partitions' indexes are attached once their own partitions' are,
+        // deepest first.
         let mut attach_later = Vec::new();
-        for (partition, parent, sub) in &tree {
-            let own = index_of(partition);
+        for (partition, parent, sub) in ctx.catalog.partition_tree(self.table) {
+            let own = self.name_on(&partition);
             let attach = sql_step(
-                format!("attach index {own} of {partition} to {}", index_of(parent)),
+                format!(
+                    "attach index {own} of {partition} to {}",
+                    self.name_on(&parent)
+                ),
                 format!(
                     "ALTER INDEX {} ATTACH PARTITION {}",
-                    qualified(schema, &index_of(parent)),
+                    qualified(schema, &self.name_on(&parent)),
                     qualified(schema, &own)
                 ),
             );
-            if *sub {
+            if sub {
                 start.push(sql_step(
-                    format!("create index {own} on {partition} alone (it is partitioned too)"),
-                    self.create(false, true, partition, &own, schema),
+                    format!("index {own} on {partition} alone (it is partitioned too)"),
+                    self.create(false, true, &partition, &own)?,
                 ));
                 attach_later.push(attach);
                 rollback.push(sql_step(
@@ -115,8 +120,8 @@ impl IndexBuild<'_> {
                 ));
             } else {
                 start.push(concurrent_step(
-                    format!("create index {own} on partition {partition} concurrently"),
-                    self.create(true, false, partition, &own, schema),
+                    format!("index {own} on partition {partition}, built concurrently"),
+                    self.create(true, false, &partition, &own)?,
                     Some(ConcurrentIndex::Create {
                         schema: Some(schema.to_owned()),
                         table: partition.clone(),
@@ -132,8 +137,18 @@ impl IndexBuild<'_> {
             }
         }
         start.extend(attach_later.into_iter().rev());
-        (start, rollback)
+        Ok((start, rollback))
     }
+}
+
+/// A transactional step whose statement adds to a partitioned table a constraint its
+/// partitions already have (validated, or on a built index): taken over, no scan or build.
+pub fn take_over_step(description: String, sql: String) -> PlannedStep {
+    let mut step = sql_step(description, sql);
+    if let super::Action::Sql { statement, .. } = &mut step.action {
+        statement.takes_over = true;
+    }
+    step
 }
 
 /// Why a unique index on `columns` cannot be made on `table`: a partitioned table's unique
@@ -142,7 +157,7 @@ pub fn unique_needs_partition_key(
     ctx: &PlanContext,
     table: &str,
     columns: &[&str],
-) -> Result<(), super::ops::Invalid> {
+) -> Result<(), Invalid> {
     let mut levels = vec![table.to_owned()];
     levels.extend(
         ctx.catalog
@@ -183,7 +198,7 @@ pub fn unique_needs_partition_key(
 
 /// The leaves of `table`'s partitions (the partitions that hold rows), and its partitioned
 /// partitions deepest first (each takes a constraint after its own partitions).
-fn leaves_and_levels(ctx: &PlanContext, table: &str) -> (Vec<String>, Vec<String>) {
+pub fn leaves_and_levels(ctx: &PlanContext, table: &str) -> (Vec<String>, Vec<String>) {
     let tree = ctx.catalog.partition_tree(table);
     let leaves = tree
         .iter()
@@ -199,8 +214,14 @@ fn leaves_and_levels(ctx: &PlanContext, table: &str) -> (Vec<String>, Vec<String
     (leaves, levels)
 }
 
-fn is_partitioned(ctx: &PlanContext, table: &str) -> bool {
+pub fn is_partitioned(ctx: &PlanContext, table: &str) -> bool {
     ctx.catalog.table(table).is_some_and(|t| t.partitioned)
+}
+
+/// Whether a foreign key on `table` goes partition by partition: a partitioned table on a
+/// server before 18, which refuses a NOT VALID foreign key there.
+pub fn foreign_key_by_partition(ctx: &PlanContext, table: &str) -> bool {
+    is_partitioned(ctx, table) && ctx.catalog.server_version_num < 180000
 }
 
 /// A CHECK or FOREIGN KEY constraint added NOT VALID at start (writes go on) and validated
@@ -223,9 +244,7 @@ impl NotValidConstraint<'_> {
         let schema = ctx.schema;
         let name = ident(self.name);
         let on = |t: &str| qualified(schema, t);
-        let by_partition = self.foreign_key
-            && is_partitioned(ctx, self.table)
-            && ctx.catalog.server_version_num < 180000;
+        let by_partition = self.foreign_key && foreign_key_by_partition(ctx, self.table);
         if !by_partition {
             return (
                 vec![sql_step(
@@ -280,7 +299,7 @@ impl NotValidConstraint<'_> {
             ));
         }
         for level in levels.iter().chain(std::iter::once(&self.table.to_owned())) {
-            complete.push(sql_step(
+            complete.push(take_over_step(
                 format!("constraint {} on {level}, taking over its partitions' validated ones (no scan)", self.name),
                 format!("ALTER TABLE {} ADD CONSTRAINT {name} {}", on(level), self.body),
             ));
@@ -394,7 +413,7 @@ impl UniqueConstraint<'_> {
         }
         for level in &levels {
             let constraint = partition_index_name(level, self.name);
-            complete.push(sql_step(
+            complete.push(take_over_step(
                 format!(
                     "{} constraint {constraint} on {level}, taking over its partitions' (no build)",
                     self.kind
@@ -408,7 +427,7 @@ impl UniqueConstraint<'_> {
                 ),
             ));
         }
-        complete.push(sql_step(
+        complete.push(take_over_step(
             format!(
                 "{} constraint {} on {}, taking over its partitions' (no build)",
                 self.kind, self.name, self.table

@@ -174,7 +174,7 @@ impl AddColumn {
         }
         if c.unique {
             let constraint = crate::plan::naming::fit(&format!("{}_{}_key", t.physical, c.name));
-            in_place.unique(&constraint, &mut steps);
+            in_place.unique(&constraint, &mut steps)?;
         }
         if up.is_some() {
             // Last at complete: old-version writes keep getting `up` while the constraints

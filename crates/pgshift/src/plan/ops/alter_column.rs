@@ -274,7 +274,7 @@ impl AlterColumn {
             in_place.foreign_key(r, &mut steps);
         }
         if let Some(u) = &self.unique {
-            in_place.unique(&u.name, &mut steps);
+            in_place.unique(&u.name, &mut steps)?;
         }
         if let Some(new_type) = &self.data_type {
             if !same_type(&col.data_type, new_type) {

@@ -87,13 +87,19 @@ impl OperationPlan for CreateIndex {
                 .collect();
             unique_needs_partition_key(ctx, &t.physical, &physical)?;
         }
+        let definition = format!(
+            "CREATE {}INDEX {} ON {} {body}",
+            if self.unique { "UNIQUE " } else { "" },
+            ident(&self.name),
+            crate::quote::qualified(ctx.schema, &t.physical)
+        );
         let (start, rollback) = IndexBuild {
             table: &t.physical,
             name: &self.name,
-            unique: self.unique,
-            body: &body,
+            definition: &definition,
+            renames: &[],
         }
-        .steps(ctx);
+        .steps(ctx, &format!("create index {} concurrently", self.name))?;
         Ok(OpSteps {
             start,
             rollback,

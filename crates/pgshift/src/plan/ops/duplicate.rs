@@ -4,8 +4,12 @@
 //! fills the copy; complete validates the constraints, drops the old column and gives the
 //! copy its name, in one short transaction.
 
-use super::{columns_named, constraint_copy, index_copy, references_sql, rename_column_refs};
+use super::{
+    columns_named, constraint_copy, constraint_copy_on, index_copy, references_sql,
+    rename_column_refs,
+};
 use crate::model::ForeignKeyReference;
+use crate::plan::partitions;
 use crate::plan::triggers::{self, DualWrite};
 use crate::plan::{
     concurrent_step, internal_name, sql_step, Action, BackfillSpec, OpSteps, PlanContext,
@@ -549,27 +553,85 @@ impl Duplication<'_> {
                         continue;
                     };
                     carried.push(tmp.clone());
-                    let add = sql_step(
-                        format!(
-                            "constraint {} recreated on the copies, not validated yet",
-                            k.name
-                        ),
-                        sql,
-                    );
-                    if referenced.is_empty() {
-                        steps.start.push(add);
+                    let mut adds = Vec::new();
+                    if k.kind == "f" && partitions::foreign_key_by_partition(ctx, physical_table) {
+                        // PostgreSQL before 18 has no NOT VALID foreign key on a partitioned
+                        // table: one on each partition, validated there, then the
+                        // partitioned table's, which takes them over without a scan. A
+                        // foreign key's name does not pass to its partitions' by a rename.
+                        let (leaves, levels) = partitions::leaves_and_levels(ctx, physical_table);
+                        for leaf in &leaves {
+                            let on = qualified(ctx.schema, leaf).to_string();
+                            let Some(sql) =
+                                steps.carry(constraint_copy(&on, &tmp, k, &columns, &referenced))
+                            else {
+                                continue;
+                            };
+                            adds.push(sql_step(
+                                format!("constraint {} recreated on the copies in partition {leaf}, not validated yet", k.name),
+                                sql,
+                            ));
+                            steps.complete.push(sql_step(
+                                format!(
+                                    "validate the copy of constraint {} in partition {leaf}",
+                                    k.name
+                                ),
+                                format!("ALTER TABLE {on} VALIDATE CONSTRAINT {}", ident(&tmp)),
+                            ));
+                        }
+                        for level in levels.iter().map(String::as_str).chain([physical_table]) {
+                            let on = qualified(ctx.schema, level).to_string();
+                            let Some(sql) = steps.carry(constraint_copy_on(
+                                &on,
+                                &tmp,
+                                k,
+                                &columns,
+                                &referenced,
+                                false,
+                            )) else {
+                                continue;
+                            };
+                            steps.complete.push(partitions::take_over_step(
+                                format!("the copy of constraint {} on {level}, taking over its partitions' (no scan)", k.name),
+                                sql,
+                            ));
+                        }
+                        for t in leaves
+                            .iter()
+                            .chain(&levels)
+                            .map(String::as_str)
+                            .chain([physical_table])
+                        {
+                            renames.push(format!(
+                                "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+                                qualified(ctx.schema, t),
+                                ident(&tmp),
+                                ident(&k.name)
+                            ));
+                        }
                     } else {
-                        late.push(add);
+                        adds.push(sql_step(
+                            format!(
+                                "constraint {} recreated on the copies, not validated yet",
+                                k.name
+                            ),
+                            sql,
+                        ));
+                        steps.complete.push(sql_step(
+                            format!("validate the copy of constraint {}", k.name),
+                            format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&tmp)),
+                        ));
+                        renames.push(format!(
+                            "ALTER TABLE {table} RENAME CONSTRAINT {} TO {}",
+                            ident(&tmp),
+                            ident(&k.name)
+                        ));
                     }
-                    steps.complete.push(sql_step(
-                        format!("validate the copy of constraint {}", k.name),
-                        format!("ALTER TABLE {table} VALIDATE CONSTRAINT {}", ident(&tmp)),
-                    ));
-                    renames.push(format!(
-                        "ALTER TABLE {table} RENAME CONSTRAINT {} TO {}",
-                        ident(&tmp),
-                        ident(&k.name)
-                    ));
+                    if referenced.is_empty() {
+                        steps.start.extend(adds);
+                    } else {
+                        late.extend(adds);
+                    }
                 }
                 // An exclusion constraint cannot be attached from an index: it is added again
                 // after the swap (this scans the table under the swap's lock).
@@ -607,8 +669,8 @@ impl Duplication<'_> {
             )) else {
                 continue;
             };
-            steps.after_backfill.push(build);
-            renames.push(name_back);
+            steps.after_backfill.extend(build);
+            renames.extend(name_back);
         }
         steps.after_backfill.extend(late);
         carried

@@ -526,8 +526,8 @@ impl Extract {
             )) else {
                 continue;
             };
-            steps.after_backfill.push(build);
-            renames.push(name_back);
+            steps.after_backfill.extend(build);
+            renames.extend(name_back);
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use super::references_sql;
 use crate::model::{CheckConstraint, ForeignKeyReference};
+use crate::plan::partitions;
 use crate::plan::triggers::NotNullGuard;
 use crate::plan::{
     concurrent_step, drop_index_step, internal_name, sql_step, OpSteps, PlanContext, VirtualSchema,
@@ -91,6 +92,24 @@ impl InPlace<'_> {
             .table(&r.table)
             .map(|t| t.physical.as_str())
             .unwrap_or(&r.table);
+        if partitions::foreign_key_by_partition(self.ctx, self.physical_table) {
+            let body = format!(
+                "FOREIGN KEY ({}){}",
+                ident(self.column),
+                references_sql(self.ctx.schema, target, r)
+            );
+            let (start, complete, rollback) = partitions::NotValidConstraint {
+                table: self.physical_table,
+                name: &r.name,
+                body: &body,
+                foreign_key: true,
+            }
+            .steps(self.ctx);
+            steps.start.extend(start);
+            steps.complete.extend(complete);
+            steps.rollback.extend(rollback);
+            return;
+        }
         steps.start.push(sql_step(
             format!(
                 "foreign key {} on {}, not validated yet",
@@ -122,10 +141,27 @@ impl InPlace<'_> {
     }
 
     /// A unique index built concurrently (after any backfill), attached at complete as the
-    /// constraint `constraint`.
-    pub fn unique(&self, constraint: &str, steps: &mut OpSteps) {
+    /// constraint `constraint`; on a partitioned table, partition by partition (refused
+    /// unless the column is the partition key).
+    pub fn unique(&self, constraint: &str, steps: &mut OpSteps) -> Result<(), super::Invalid> {
         let table = self.table();
         let index = internal_name("uq", &[constraint]);
+        if partitions::is_partitioned(self.ctx, self.physical_table) {
+            partitions::unique_needs_partition_key(self.ctx, self.physical_table, &[self.column])?;
+            let columns = format!("({})", ident(self.column));
+            let (start, complete, rollback) = partitions::UniqueConstraint {
+                table: self.physical_table,
+                name: constraint,
+                kind: "UNIQUE",
+                index: &index,
+                columns: &columns,
+            }
+            .steps(self.ctx);
+            steps.after_backfill.extend(start);
+            steps.complete.extend(complete);
+            steps.rollback.extend(rollback);
+            return Ok(());
+        }
         steps.after_backfill.push(concurrent_step(
             format!("unique index for {constraint}, built concurrently"),
             format!(
@@ -152,5 +188,6 @@ impl InPlace<'_> {
             self.ctx.schema,
             &index,
         ));
+        Ok(())
     }
 }

@@ -250,6 +250,19 @@ fn rewrite_index_definition(
     renames: &[(String, String)],
     concurrent: bool,
 ) -> Result<String, Invalid> {
+    rewrite_index_for(definition, new_name, table, renames, concurrent, None)
+}
+
+/// [`rewrite_index_definition`], and with `only` given, on the table alone (`ON ONLY`,
+/// for a partitioned table) or on it and its partitions.
+pub(crate) fn rewrite_index_for(
+    definition: &str,
+    new_name: &str,
+    table: Option<&str>,
+    renames: &[(String, String)],
+    concurrent: bool,
+    only: Option<bool>,
+) -> Result<String, Invalid> {
     use pg_query::protobuf::node::Node;
     let mut parsed = pg_query::parse(definition)
         .map_err(|e| (format!("{definition:?} does not parse: {e}"), None))?;
@@ -259,6 +272,9 @@ fn rewrite_index_definition(
             ix.concurrent = concurrent;
             if let (Some(table), Some(relation)) = (table, ix.relation.as_mut()) {
                 relation.relname = table.to_owned();
+            }
+            if let (Some(only), Some(relation)) = (only, ix.relation.as_mut()) {
+                relation.inh = !only;
             }
             for param in ix
                 .index_params
@@ -280,8 +296,9 @@ fn rewrite_index_definition(
 }
 
 /// An index rebuilt concurrently under a temporary name over renamed columns, on `table`
-/// (its own table, or another of the schema): the build step, and the statement that gives
-/// it back its name (or its constraint) once the original is gone.
+/// (its own table, or another of the schema): the build steps (one, or on a partitioned
+/// table the partitions' builds and attaches), and the statements that give it back its
+/// name (or its constraint) once the original is gone, its partitions' indexes theirs.
 fn index_copy(
     ctx: &super::PlanContext,
     ix: &crate::catalog::Index,
@@ -290,27 +307,48 @@ fn index_copy(
     other_table: bool,
     renames: &[(String, String)],
     description: String,
-) -> Result<(super::PlannedStep, String), String> {
+) -> Result<(Vec<super::PlannedStep>, Vec<String>), String> {
     let tmp = super::internal_name("ix", &[&ix.name]);
-    let sql = rewrite_index_definition(
-        &ix.definition,
-        &tmp,
-        other_table.then_some(table),
-        renames,
-        true,
-    )
-    .map_err(|(e, _)| format!("index {} ({}): {e}", ix.name, ix.definition))?;
-    let build = super::concurrent_step(
-        description,
-        sql,
-        Some(crate::sql::ConcurrentIndex::Create {
-            schema: Some(ctx.schema.to_owned()),
-            table: table.to_owned(),
-            name: Some(tmp.clone()),
-        }),
-    );
+    let partitioned = super::partitions::is_partitioned(ctx, table);
+    if partitioned && kind.is_some() {
+        return Err(format!(
+            "index {} backs constraint {} of partitioned table {table}, which pgshift does not carry to a copied column yet",
+            ix.name,
+            ix.constraint.as_deref().unwrap_or("?")
+        ));
+    }
+    let in_context = |(e, _): Invalid| format!("index {} ({}): {e}", ix.name, ix.definition);
+    let builds = if partitioned {
+        super::partitions::IndexBuild {
+            table,
+            name: &tmp,
+            definition: &ix.definition,
+            renames,
+        }
+        .steps(ctx, &description)
+        .map_err(in_context)?
+        .0
+    } else {
+        let sql = rewrite_index_definition(
+            &ix.definition,
+            &tmp,
+            other_table.then_some(table),
+            renames,
+            true,
+        )
+        .map_err(in_context)?;
+        vec![super::concurrent_step(
+            description,
+            sql,
+            Some(crate::sql::ConcurrentIndex::Create {
+                schema: Some(ctx.schema.to_owned()),
+                table: table.to_owned(),
+                name: Some(tmp.clone()),
+            }),
+        )]
+    };
     let target = qualified(ctx.schema, table);
-    let name_back = match (&ix.constraint, kind) {
+    let mut names_back = vec![match (&ix.constraint, kind) {
         (Some(constraint), Some("p")) => format!(
             "ALTER TABLE {target} ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}",
             ident(constraint),
@@ -326,8 +364,36 @@ fn index_copy(
             qualified(ctx.schema, &tmp),
             ident(&ix.name)
         ),
-    };
-    Ok((build, name_back))
+    }];
+    if partitioned {
+        // Each partition's new index takes the name of the one it replaces (the index of
+        // that partition attached to the replaced index one level up).
+        let mut old_names: std::collections::BTreeMap<String, String> =
+            [(table.to_owned(), ix.name.clone())].into();
+        for (partition, parent, _) in ctx.catalog.partition_tree(table) {
+            let above = old_names.get(&parent).cloned().unwrap_or_default();
+            let old = ctx
+                .catalog
+                .table(&partition)
+                .and_then(|t| {
+                    t.indexes
+                        .iter()
+                        .find(|i| i.partition_of.as_deref() == Some(above.as_str()))
+                })
+                .map(|i| i.name.clone())
+                .unwrap_or_else(|| super::partitions::partition_index_name(&partition, &ix.name));
+            names_back.push(format!(
+                "ALTER INDEX {} RENAME TO {}",
+                qualified(
+                    ctx.schema,
+                    &super::partitions::partition_index_name(&partition, &tmp)
+                ),
+                ident(&old)
+            ));
+            old_names.insert(partition, old);
+        }
+    }
+    Ok((builds, names_back))
 }
 
 /// An index's definition moved to another table of the schema under a temporary name:
@@ -352,8 +418,27 @@ fn constraint_copy(
     renames: &[(String, String)],
     referenced_renames: &[(String, String)],
 ) -> Result<String, String> {
-    rewrite_constraint_definition(table, new_name, &k.definition, renames, referenced_renames)
-        .map_err(|(e, _)| format!("constraint {} ({}): {e}", k.name, k.definition))
+    constraint_copy_on(table, new_name, k, renames, referenced_renames, true)
+}
+
+/// [`constraint_copy`], NOT VALID or not.
+pub(crate) fn constraint_copy_on(
+    table: &str,
+    new_name: &str,
+    k: &crate::catalog::Constraint,
+    renames: &[(String, String)],
+    referenced_renames: &[(String, String)],
+    not_valid: bool,
+) -> Result<String, String> {
+    rewrite_constraint_definition(
+        table,
+        new_name,
+        &k.definition,
+        renames,
+        referenced_renames,
+        not_valid,
+    )
+    .map_err(|(e, _)| format!("constraint {} ({}): {e}", k.name, k.definition))
 }
 
 /// `ALTER TABLE <table> ADD CONSTRAINT <new_name> <definition> NOT VALID` over the renamed
@@ -364,6 +449,7 @@ fn rewrite_constraint_definition(
     definition: &str,
     renames: &[(String, String)],
     referenced_renames: &[(String, String)],
+    not_valid: bool,
 ) -> Result<String, Invalid> {
     use pg_query::protobuf::node::Node;
     let sql = format!(
@@ -384,8 +470,8 @@ fn rewrite_constraint_definition(
             let Some(Node::Constraint(k)) = cmd.def.as_mut().and_then(|d| d.node.as_mut()) else {
                 continue;
             };
-            k.skip_validation = true;
-            k.initially_valid = false;
+            k.skip_validation = not_valid;
+            k.initially_valid = !not_valid;
             for attr in k.fk_attrs.iter_mut().chain(k.keys.iter_mut()) {
                 if let Some(Node::String(s)) = attr.node.as_mut() {
                     rename_string(&mut s.sval, renames);
@@ -464,6 +550,7 @@ mod tests {
             "FOREIGN KEY (user_id) REFERENCES users(id) ON DELETE CASCADE",
             &renames,
             &[],
+            true,
         )
         .unwrap();
         assert!(
@@ -477,6 +564,7 @@ mod tests {
             "CHECK ((length(user_id::text) > 3))",
             &renames,
             &[],
+            true,
         )
         .unwrap();
         assert!(
@@ -484,6 +572,27 @@ mod tests {
             "{check}"
         );
         assert!(check.contains("NOT VALID"), "{check}");
+        // Validated, for a partitioned table's constraint that takes over its partitions'.
+        let valid = rewrite_constraint_definition(
+            "t",
+            "tmp",
+            "FOREIGN KEY (user_id) REFERENCES users(id)",
+            &renames,
+            &[],
+            false,
+        )
+        .unwrap();
+        assert!(!valid.contains("NOT VALID"), "{valid}");
+        // An index of a partitioned table, on the table alone or on a partition.
+        let def = "CREATE INDEX p_c ON ONLY public.p USING btree (c)";
+        assert_eq!(
+            rewrite_index_for(def, "p_c2", Some("p_1"), &[], true, Some(false)).unwrap(),
+            "CREATE INDEX CONCURRENTLY p_c2 ON public.p_1 USING btree (c)"
+        );
+        assert_eq!(
+            rewrite_index_for(def, "p_c2", None, &[], false, Some(true)).unwrap(),
+            "CREATE INDEX p_c2 ON ONLY public.p USING btree (c)"
+        );
         assert_eq!(
             columns_named("CREATE INDEX i ON t USING btree (a, lower(b)) WHERE c > 0"),
             vec!["a", "b", "c"]
@@ -496,6 +605,7 @@ mod tests {
             name: "orders_odd".to_owned(),
             definition: "CREATE INDEX orders_odd ON".to_owned(),
             constraint: None,
+            partition_of: None,
         };
         let err = index_copy_sql(&ix, "orders_copy", true).unwrap_err();
         assert!(err.starts_with("index orders_odd ("), "{err}");
@@ -503,6 +613,7 @@ mod tests {
             definition: "CREATE INDEX orders_price ON public.orders USING btree (price)".to_owned(),
             name: "orders_price".to_owned(),
             constraint: None,
+            partition_of: None,
         };
         assert!(index_copy_sql(&ok, "orders_copy", true).is_ok());
     }
