@@ -15,8 +15,19 @@ use std::time::Duration;
 /// Starts `pgshift migrate`, waits until its session runs a statement containing `marker`
 /// (and `also_sql`, if given, returns true), then kills it with SIGKILL.
 async fn kill_during(db: &TestDb, dir: &std::path::Path, marker: &str, also_sql: Option<&str>) {
+    kill_command_during(db, dir, &["migrate"], marker, also_sql).await;
+}
+
+/// [`kill_during`] for the pgshift command `args`.
+async fn kill_command_during(
+    db: &TestDb,
+    dir: &std::path::Path,
+    args: &[&str],
+    marker: &str,
+    also_sql: Option<&str>,
+) {
     let c = db.client().await;
-    let mut child = pgshift(&db.url, dir, &["migrate"]).spawn().unwrap();
+    let mut child = pgshift(&db.url, dir, args).spawn().unwrap();
     let pattern = format!("%{marker}%");
     wait_until("pgshift to reach the marked statement", Duration::from_secs(30), || async {
         let running: bool = c
@@ -294,5 +305,75 @@ async fn kill_9_during_an_index_build_on_20_partitions_under_writes_then_rerun_i
         )
         .await,
         20
+    );
+}
+
+/// Issue 18: `detach_partition` runs DETACH PARTITION ... CONCURRENTLY, whose first
+/// transaction marks the partition pending and whose second waits for every transaction
+/// that may still see it. Killed in that wait, the partition stays pending; the rerun
+/// finishes it (FINALIZE) and the migration completes, the partition a table of its own
+/// with its rows.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_a_concurrent_detach_then_rerun_finalizes_it() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE h (id bigint PRIMARY KEY, v int) PARTITION BY HASH (id);
+         CREATE TABLE h_0 PARTITION OF h FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+         CREATE TABLE h_1 PARTITION OF h FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+         INSERT INTO h SELECT g, g FROM generate_series(1, 1000) g;",
+    )
+    .await
+    .unwrap();
+    let rows_1 = scalar_i64(&c, "SELECT count(*) FROM h_1").await;
+    // A transaction that saw the partitioned table keeps the detach waiting.
+    let reader = db.client().await;
+    reader
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM h;")
+        .await
+        .unwrap();
+    let m = Migrations::new(&[(
+        "0001_detach.yaml",
+        "operations:\n  - detach_partition:\n      table: h\n      partition: h_1\n",
+    )]);
+    run_ok(
+        &db,
+        &m.path(),
+        &["start", m.path().join("0001_detach.yaml").to_str().unwrap()],
+    )
+    .await;
+    kill_command_during(
+        &db,
+        &m.path(),
+        &["complete"],
+        "DETACH PARTITION",
+        Some("SELECT coalesce((SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = 'h_1'::regclass), false)"),
+    )
+    .await;
+    reader.batch_execute("COMMIT").await.unwrap();
+    assert!(
+        scalar_text(
+            &c,
+            "SELECT inhdetachpending::text FROM pg_inherits WHERE inhrelid = 'h_1'::regclass"
+        )
+        .await
+        .as_deref()
+            == Some("true"),
+        "the killed detach should have left h_1 pending"
+    );
+    let r = run(&db, &m.path(), &["complete"]).await;
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        scalar_i64(
+            &c,
+            "SELECT count(*) FROM pg_inherits WHERE inhrelid = 'h_1'::regclass"
+        )
+        .await,
+        0
+    );
+    assert_eq!(scalar_i64(&c, "SELECT count(*) FROM h_1").await, rows_1);
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM h").await,
+        1000 - rows_1
     );
 }

@@ -611,6 +611,51 @@ const PARTITIONED_CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "partition_maintenance",
+        setup: concat!(
+            range_payments!(),
+            "CREATE TABLE payments_2025 (id bigint NOT NULL, customer_id int NOT NULL, amount int NOT NULL, created_at timestamptz NOT NULL, note text);
+             INSERT INTO payments_2025 VALUES (100001, 1, 7, '2025-03-01', 'a'), (100002, 2, 8, '2025-09-01', 'b');"
+        ),
+        migration: "operations:
+  - create_partition:
+      table: payments
+      name: payments_2027_03
+      bound: FOR VALUES FROM ('2027-03-01') TO ('2027-04-01')
+  - attach_partition:
+      table: payments
+      partition: payments_2025
+      bound: FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')
+  - detach_partition:
+      table: payments
+      partition: payments_01
+  - drop_partition:
+      table: payments
+      partition: payments_02
+",
+        old_writes: &["INSERT INTO payments (customer_id, amount, created_at) VALUES (3, -1, '2025-06-01')"],
+        new_writes: &["INSERT INTO payments (customer_id, amount, created_at) VALUES (4, -2, '2025-07-01')"],
+        // The attached table's rows obey the partitioned table's foreign key and key.
+        new_refused: &["INSERT INTO payments (customer_id, amount, created_at) VALUES (999, 1, '2025-08-01')"],
+        open: &[
+            ("SELECT count(*)::text FROM payments WHERE created_at < '2026-01-01'", "4"),
+            ("SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class c JOIN pg_inherits h ON h.inhrelid = c.oid WHERE h.inhparent = 'payments'::regclass AND relname IN ('payments_2025', 'payments_2027_03', 'payments_01', 'payments_02')", "payments_01,payments_02,payments_2025,payments_2027_03"),
+        ],
+        open_new: &[("SELECT count(*)::text FROM payments_2025", "4")],
+        done: &[
+            ("SELECT count(*)::text FROM payments WHERE created_at < '2026-01-01'", "4"),
+            ("SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class c JOIN pg_inherits h ON h.inhrelid = c.oid WHERE h.inhparent = 'payments'::regclass AND relname IN ('payments_2025', 'payments_2027_03', 'payments_01', 'payments_02')", "payments_2025,payments_2027_03"),
+            // Detached, the partition is a table of its own with its rows; dropped, gone.
+            ("SELECT (SELECT relispartition FROM pg_class WHERE oid = 'payments_01'::regclass) || ':' || (SELECT count(*) FROM payments_01 WHERE created_at < '2026-02-01') || ':' || (to_regclass('payments_02') IS NULL)", "false:62:true"),
+            ("SELECT count(*)::text FROM payments WHERE created_at >= '2026-01-01' AND created_at < '2026-03-01'", "0"),
+            // The attached table took over the indexes and the foreign key built on it
+            // first (no second copy of either), and the helper checks are gone.
+            ("SELECT string_agg(conname || ':' || contype::text || ':' || (conparentid <> 0), ',' ORDER BY conname) FROM pg_constraint WHERE conrelid = 'payments_2025'::regclass", "payments_2025_payments_pkey:p:true,payments_customer_id_fkey:f:true"),
+            ("SELECT count(*)::text FROM pg_index WHERE indrelid = 'payments_2025'::regclass", "2"),
+            ("SELECT count(*)::text FROM pg_constraint WHERE conname LIKE '\\_pgshift\\_pb%'", "0"),
+        ],
+    },
+    Case {
         name: "add_column_partitioned_list",
         setup: "CREATE TABLE events (id bigserial, region text NOT NULL, n int NOT NULL, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
                 CREATE TABLE events_eu PARTITION OF events FOR VALUES IN ('eu');
@@ -670,6 +715,39 @@ const PARTITIONED_CASES: &[Case] = &[
         ],
     },
 ];
+
+/// A rolled-back `create_partition` keeps what clients wrote into the new partition while
+/// the migration was open: the rows go back through the partitioned table (here to its
+/// default partition) before the partition is dropped.
+#[tokio::test(flavor = "multi_thread")]
+async fn rolling_back_create_partition_keeps_the_rows_written_to_it() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(range_payments!()).await.unwrap();
+    let m = Migrations::new(&[(
+        "0001_p.yaml",
+        "operations:\n  - create_partition:\n      table: payments\n      name: payments_2027_03\n      bound: FOR VALUES FROM ('2027-03-01') TO ('2027-04-01')\n",
+    )]);
+    let file = m.path().join("0001_p.yaml");
+    run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
+    c.batch_execute("INSERT INTO payments (customer_id, amount, created_at) VALUES (1, -5, '2027-03-15'), (2, -6, '2027-03-16')")
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM payments_2027_03").await,
+        2
+    );
+    run_ok(&db, &m.path(), &["rollback"]).await;
+    assert_eq!(
+        scalar_text(&c, "SELECT string_agg(tableoid::regclass || ':' || amount, ',' ORDER BY amount) FROM payments WHERE amount < 0").await.as_deref(),
+        Some("payments_default:-6,payments_default:-5")
+    );
+    assert!(
+        scalar_text(&c, "SELECT to_regclass('payments_2027_03')::text")
+            .await
+            .is_none()
+    );
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operation_on_partitioned_tables() {

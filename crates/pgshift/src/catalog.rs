@@ -52,6 +52,9 @@ pub struct Table {
     /// The partitioned table this table is a partition of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_of: Option<String>,
+    /// A partition's bound as `pg_get_expr` writes it (`FOR VALUES ...`, `DEFAULT`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub partition_bound: String,
     /// A partitioned table's partitions (those in this schema), by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<String>,
@@ -133,6 +136,18 @@ impl Table {
 impl Catalog {
     pub fn table(&self, name: &str) -> Option<&Table> {
         self.tables.get(name)
+    }
+
+    /// The default partition of partitioned table `name`, if it has one.
+    pub fn default_partition(&self, name: &str) -> Option<&str> {
+        self.table(name)?
+            .partitions
+            .iter()
+            .find(|p| {
+                self.table(p)
+                    .is_some_and(|t| t.partition_bound == "DEFAULT")
+            })
+            .map(String::as_str)
     }
 
     /// The leaf partitions under partitioned table `name` and the partitioned tables
@@ -359,7 +374,7 @@ impl Catalog {
         }
         let rows = client
             .query(
-                "SELECT c.relname::text, p.relname::text
+                "SELECT c.relname::text, p.relname::text, pg_get_expr(c.relpartbound, c.oid)
                  FROM pg_class c
                  JOIN pg_namespace n ON n.oid = c.relnamespace
                  JOIN pg_inherits h ON h.inhrelid = c.oid
@@ -373,6 +388,7 @@ impl Catalog {
             let (name, parent): (String, String) = (r.try_get(0)?, r.try_get(1)?);
             if let Some(t) = tables.get_mut(&name) {
                 t.partition_of = Some(parent.clone());
+                t.partition_bound = r.try_get::<_, Option<String>>(2)?.unwrap_or_default();
             }
             if let Some(p) = tables.get_mut(&parent) {
                 p.partitions.push(name);

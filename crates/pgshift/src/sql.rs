@@ -36,6 +36,13 @@ pub enum ConcurrentIndex {
         schema: Option<String>,
         name: String,
     },
+    /// ALTER TABLE ... DETACH PARTITION ... CONCURRENTLY (not an index, but the same care:
+    /// an interrupted detach leaves the partition pending, which FINALIZE completes).
+    DetachPartition {
+        schema: String,
+        table: String,
+        partition: String,
+    },
     /// REINDEX ... CONCURRENTLY: a failure leaves `*_ccnew` / `*_ccold` indexes behind.
     Reindex {
         schema: Option<String>,

@@ -45,6 +45,9 @@ impl Executor {
                 return Ok(());
             }
         }
+        if self.finish_pending_detach(step).await? {
+            return Ok(());
+        }
         self.drop_leftovers(step, None).await?;
         let started = Instant::now();
         let mut attempt = 0u32;
@@ -63,6 +66,11 @@ impl Executor {
             match result {
                 Ok(()) => return Ok(()),
                 Err(e) => {
+                    // A detach stopped after its first transaction (a statement timeout in
+                    // its wait, a cancel) leaves the partition pending: finished here.
+                    if self.finish_pending_detach(step).await? {
+                        return Ok(());
+                    }
                     // A failed concurrent build leaves an INVALID index: drop it whatever the
                     // reason, so that the next attempt (now or in a later run) starts clean.
                     self.drop_leftovers(step, Some(&invalid_before)).await?;
@@ -97,8 +105,64 @@ impl Executor {
                     Some(_) => None,
                 })
             }
+            Some(ConcurrentIndex::DetachPartition {
+                schema,
+                table,
+                partition,
+            }) => Ok(
+                match self.partition_state(schema, table, partition).await? {
+                    None => Some(format!("{partition} is no longer a partition of {table}")),
+                    Some(_) => None,
+                },
+            ),
             _ => Ok(None),
         }
+    }
+
+    /// `Some(pending)` while `partition` is a partition of `table` (pending: an interrupted
+    /// DETACH ... CONCURRENTLY left it half detached).
+    async fn partition_state(
+        &self,
+        schema: &str,
+        table: &str,
+        partition: &str,
+    ) -> Result<Option<bool>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT h.inhdetachpending FROM pg_inherits h \
+                 WHERE h.inhrelid = to_regclass(quote_ident($1) || '.' || quote_ident($3)) \
+                   AND h.inhparent = to_regclass(quote_ident($1) || '.' || quote_ident($2))",
+                &[&schema, &table, &partition],
+            )
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// For a DETACH ... CONCURRENTLY whose partition an interrupted attempt left pending:
+    /// `DETACH PARTITION ... FINALIZE`, and true.
+    async fn finish_pending_detach(&self, step: &Statement) -> Result<bool> {
+        let Some(ConcurrentIndex::DetachPartition {
+            schema,
+            table,
+            partition,
+        }) = &step.concurrent_index
+        else {
+            return Ok(false);
+        };
+        if self.partition_state(schema, table, partition).await? != Some(true) {
+            return Ok(false);
+        }
+        let finalize = Statement::concurrent(
+            format!(
+                "ALTER TABLE {} DETACH PARTITION {} FINALIZE",
+                quote::qualified(schema, table),
+                quote::qualified(schema, partition)
+            ),
+            None,
+        );
+        Box::pin(self.run_alone(&finalize, false)).await?;
+        Ok(true)
     }
 
     /// `Some(valid)` if the index exists.

@@ -141,6 +141,16 @@ pub fn check_exclude_elements(text: &str) -> Result<(), String> {
     )
 }
 
+/// A partition's bound: `FOR VALUES ...` or `DEFAULT`.
+pub fn check_partition_bound(text: &str) -> Result<(), String> {
+    one_statement(
+        text,
+        "CREATE TABLE t PARTITION OF p {}",
+        "a partition bound (FOR VALUES ... or DEFAULT)",
+        |n| matches!(n, Node::CreateStmt(c) if c.partbound.is_some()),
+    )
+}
+
 /// SQL statements (a `sql` operation's `up` and `down`): they must parse.
 pub fn check_statements(text: &str) -> Result<(), String> {
     match statements(text)?.len() {
@@ -242,6 +252,12 @@ fragment_type!(
     TypeName,
     check_type,
     "a type name"
+);
+fragment_type!(
+    /// A partition's bound, `FOR VALUES ...` or `DEFAULT`.
+    PartitionBound,
+    check_partition_bound,
+    "a partition bound"
 );
 fragment_type!(
     /// A list of storage parameters, `name = value, ...`.

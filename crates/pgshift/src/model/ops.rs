@@ -1,8 +1,8 @@
 //! The operations of a migration, in pgroll's vocabulary.
 
 use super::fragment::{
-    ExcludeElements, Expression, ExpressionOrQuery, Parameter, SequenceOptions, SqlText,
-    StorageParameters, TypeName,
+    ExcludeElements, Expression, ExpressionOrQuery, Parameter, PartitionBound, SequenceOptions,
+    SqlText, StorageParameters, TypeName,
 };
 use super::{identifier, identifier_opt, identifiers, present_or_null};
 use serde::de::Error as _;
@@ -34,6 +34,10 @@ macro_rules! with_operations {
             Update = "update" (Update),
             AlterPrimaryKey = "alter_primary_key" (AlterPrimaryKey),
             Extract = "extract" (Extract),
+            CreatePartition = "create_partition" (CreatePartition),
+            AttachPartition = "attach_partition" (AttachPartition),
+            DetachPartition = "detach_partition" (DetachPartition),
+            DropPartition = "drop_partition" (DropPartition),
         }
     };
 }
@@ -199,6 +203,10 @@ impl HasFragments for RenameConstraint {}
 impl HasFragments for SetReplicaIdentity {}
 impl HasFragments for Update {}
 impl HasFragments for Extract {}
+impl HasFragments for CreatePartition {}
+impl HasFragments for AttachPartition {}
+impl HasFragments for DetachPartition {}
+impl HasFragments for DropPartition {}
 
 impl<'de> Deserialize<'de> for Operation {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -1107,6 +1115,63 @@ pub struct AlterPrimaryKey {
     /// the key's table and of every referencing table whenever they can all be copied.
     #[serde(default)]
     pub method: Option<AlterMethod>,
+}
+
+/// `create_partition` (pgshift's own): a new, empty partition of a partitioned table, made
+/// as a table of its own and attached, so that the partitioned table is never locked
+/// against its clients (a `CREATE TABLE ... PARTITION OF` would hold ACCESS EXCLUSIVE on it
+/// and scan a default partition under that lock).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePartition {
+    /// The partitioned table.
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    /// The new partition.
+    #[serde(deserialize_with = "identifier")]
+    pub name: String,
+    /// `FOR VALUES FROM (...) TO (...)`, `FOR VALUES IN (...)`,
+    /// `FOR VALUES WITH (MODULUS m, REMAINDER r)`, or `DEFAULT`.
+    pub bound: PartitionBound,
+}
+
+/// `attach_partition` (pgshift's own): an existing table attached as a partition, its
+/// rows proved to fit the bound by a CHECK validated beforehand (and a default partition's
+/// rows proved not to), the partitioned table's indexes built on it concurrently and its
+/// foreign keys and checks validated on it first, so that the attach scans and builds
+/// nothing under its lock.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachPartition {
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    /// The table to attach.
+    #[serde(deserialize_with = "identifier")]
+    pub partition: String,
+    pub bound: PartitionBound,
+}
+
+/// `detach_partition` (pgshift's own): at complete (the old version may read its rows
+/// through the partitioned table until then), `DETACH PARTITION ... CONCURRENTLY` where the
+/// server has it; the partition stays, as a table of its own.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetachPartition {
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    #[serde(deserialize_with = "identifier")]
+    pub partition: String,
+}
+
+/// `drop_partition` (pgshift's own): detached as by `detach_partition` at complete, then
+/// dropped (no client reaches it through the partitioned table any more).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropPartition {
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    #[serde(deserialize_with = "identifier")]
+    pub partition: String,
 }
 
 /// `extract`: columns of a table move into a new table, one row per row of the source

@@ -15,6 +15,7 @@ mod drop_table;
 mod duplicate;
 mod extract;
 mod in_place;
+mod partition_ops;
 mod rename_column;
 mod rename_constraint;
 mod rename_table;
