@@ -38,6 +38,8 @@ pub(crate) fn lint(source: &str, executor: SqlExecutor, assume_lock_timeout: boo
         source,
         findings: Vec::new(),
         created: HashSet::new(),
+        validated: HashSet::new(),
+        partition_keys: std::collections::HashMap::new(),
         created_indexes: HashSet::new(),
         dropped_if_exists: HashSet::new(),
         explicit_tx: false,
@@ -153,6 +155,11 @@ struct State<'a> {
     not_valid_in_tx: Vec<(String, String)>,
     /// (table, column) proven NOT NULL by a validated CHECK.
     validated_not_null: HashSet<(String, String)>,
+    /// Tables with a constraint validated by this file (a CHECK proving a partition's
+    /// bound before ATTACH PARTITION, say).
+    validated: HashSet<String>,
+    /// The partition key columns of the partitioned tables this file creates.
+    partition_keys: std::collections::HashMap<String, Vec<String>>,
     /// The current statement's first line, and where it starts and ends.
     anchor: usize,
     start: usize,
@@ -407,7 +414,46 @@ impl State<'_> {
                 self.column_types(col, key);
             }
         }
+        if let Some(spec) = &c.partspec {
+            let key: Vec<String> = spec
+                .part_params
+                .iter()
+                .filter_map(|p| match p.node.as_ref() {
+                    Some(NodeEnum::PartitionElem(e)) if !e.name.is_empty() => Some(e.name.clone()),
+                    _ => None,
+                })
+                .collect();
+            if key.len() == spec.part_params.len() {
+                self.partition_keys.insert(rel.relname.clone(), key);
+            }
+        }
+        if c.partbound.is_some() {
+            let parent = c.inh_relations.iter().find_map(|r| match r.node.as_ref() {
+                Some(NodeEnum::RangeVar(r)) => Some(r.relname.clone()),
+                _ => None,
+            });
+            if let Some(parent) = parent.filter(|p| !self.is_new(p)) {
+                let at = self.find("partition of");
+                self.report("prefer-attach-partition", at, format!("CREATE TABLE {} PARTITION OF {parent} takes ACCESS EXCLUSIVE on {parent} (every query on it waits) and scans its default partition, if it has one, under that lock", rel.relname), "create the table on its own (LIKE the partitioned table), add a validated CHECK that the default partition holds no row of the bound, then ATTACH PARTITION (SHARE UPDATE EXCLUSIVE); pgshift's create_partition does this");
+            }
+        }
         self.created.insert(rel.relname.clone());
+    }
+
+    /// A unique index or constraint on a partitioned table this file created must hold
+    /// its partition key.
+    fn unique_on_partitioned(&mut self, table: &str, columns: &[String], location: i32) {
+        let Some(key) = self.partition_keys.get(table) else {
+            return;
+        };
+        let missing: Vec<String> = key
+            .iter()
+            .filter(|k| !columns.contains(k))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            self.report("unique-without-partition-key", location, format!("a unique index on partitioned table {table} without its partition key column {}: PostgreSQL refuses it (uniqueness is enforced partition by partition)", missing.join(", ")), "add the partition key's columns to the index, or make it not unique");
+        }
     }
 
     /// The type rules of one column definition.
@@ -440,6 +486,21 @@ impl State<'_> {
         if !ix.idxname.is_empty() {
             self.created_indexes.insert(ix.idxname.clone());
         }
+        if ix.unique {
+            let columns: Vec<String> = ix
+                .index_params
+                .iter()
+                .filter_map(|p| match p.node.as_ref() {
+                    Some(NodeEnum::IndexElem(e)) if !e.name.is_empty() => Some(e.name.clone()),
+                    _ => None,
+                })
+                .collect();
+            self.unique_on_partitioned(&rel.relname, &columns, -1);
+        }
+        if ix.concurrent && rel.inh && self.partition_keys.contains_key(&rel.relname) {
+            let at = self.find("concurrently");
+            self.report("concurrent-index-on-partitioned-table", at, format!("CREATE INDEX CONCURRENTLY on partitioned table {}: PostgreSQL refuses it", rel.relname), "CREATE INDEX ... ON ONLY the partitioned table, then each partition's index CONCURRENTLY and ALTER INDEX ... ATTACH PARTITION; pgshift's create_index does this");
+        }
         if self.is_new(&rel.relname) {
             return;
         }
@@ -449,7 +510,7 @@ impl State<'_> {
             } else {
                 "CREATE INDEX"
             };
-            self.report("require-concurrent-index-creation", -1, format!("{kind} on {} without CONCURRENTLY holds a SHARE lock for the whole build: every INSERT, UPDATE and DELETE on the table waits", rel.relname), "CREATE INDEX CONCURRENTLY, as its own statement outside a transaction block (pgshift runs it so, and rebuilds it if a failed build left it INVALID)");
+            self.report("require-concurrent-index-creation", -1, format!("{kind} on {} without CONCURRENTLY holds a SHARE lock for the whole build: every INSERT, UPDATE and DELETE on the table waits", rel.relname), "CREATE INDEX CONCURRENTLY, as its own statement outside a transaction block (pgshift runs it so, and rebuilds it if a failed build left it INVALID); on a partitioned table, which refuses CONCURRENTLY: CREATE INDEX ... ON ONLY it, then each partition's CONCURRENTLY and ALTER INDEX ... ATTACH PARTITION (pgshift's create_index does this)");
         } else if self.concurrent_refused() {
             let at = self.find("concurrently");
             self.report("ban-concurrent-index-creation-in-transaction", at, "CREATE INDEX CONCURRENTLY inside a transaction block: PostgreSQL refuses it".to_owned(), "run it outside the transaction: a migration of its own, or one that your tool does not wrap in a transaction");
@@ -571,6 +632,14 @@ impl State<'_> {
                 }
                 (AlterTableType::AtAddConstraint, Some(NodeEnum::Constraint(k))) => {
                     self.note_not_null_check(&table, k);
+                    if matches!(
+                        ConstrType::try_from(k.contype),
+                        Ok(ConstrType::ConstrUnique | ConstrType::ConstrPrimary)
+                    ) && k.indexname.is_empty()
+                    {
+                        let columns: Vec<String> = k.keys.iter().filter_map(string_value).collect();
+                        self.unique_on_partitioned(&table, &columns, k.location);
+                    }
                     if k.skip_validation && !k.conname.is_empty() && self.in_transaction() {
                         self.not_valid_in_tx
                             .push((table.clone(), k.conname.clone()));
@@ -580,6 +649,7 @@ impl State<'_> {
                     }
                 }
                 (AlterTableType::AtValidateConstraint, _) => {
+                    self.validated.insert(table.clone());
                     if self.in_transaction()
                         && self
                             .not_valid_in_tx
@@ -628,6 +698,19 @@ impl State<'_> {
                     _,
                 ) if !new => {
                     self.report("table-rewrite", -1, format!("this ALTER TABLE rewrites {table} under ACCESS EXCLUSIVE: reads and writes wait until it ends"), "copy the table with pgshift's method: copy, or do it at a quiet hour with the deploy stopped");
+                }
+                (AlterTableType::AtAttachPartition, Some(NodeEnum::PartitionCmd(p)))
+                    if a.objtype == pg_query::protobuf::ObjectType::ObjectTable as i32 =>
+                {
+                    let partition = p
+                        .name
+                        .as_ref()
+                        .map(|r| r.relname.clone())
+                        .unwrap_or_default();
+                    if !self.is_new(&partition) && !self.validated.contains(&partition) {
+                        let at = self.find("attach");
+                        self.report("require-check-before-attach-partition", at, format!("ATTACH PARTITION {partition} scans {partition} under ACCESS EXCLUSIVE unless a validated CHECK constraint proves its rows are in the bound (and scans a default partition of {table} the same way unless a validated CHECK proves it holds none of them)"), "first ADD CONSTRAINT ... CHECK (<the bound as an expression>) NOT VALID on the table and VALIDATE CONSTRAINT it (no blocking lock), the same with the negation on the default partition, then ATTACH PARTITION; pgshift's attach_partition does this");
+                    }
                 }
                 (AlterTableType::AtDetachPartition, Some(NodeEnum::PartitionCmd(p)))
                     if !p.concurrent =>
