@@ -749,6 +749,77 @@ async fn rolling_back_create_partition_keeps_the_rows_written_to_it() {
     );
 }
 
+/// A partition made while a migration is open (by anyone, with CREATE TABLE ... PARTITION
+/// OF) has the migration's columns and triggers, PostgreSQL cloning them from the
+/// partitioned table: old-version writes to it reach the new version, and complete goes
+/// through. The backfill at start went partition by partition.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partition_made_while_a_migration_is_open_gets_its_columns_and_triggers() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(range_payments!()).await.unwrap();
+    let m = Migrations::new(&[(
+        "0001_amount.yaml",
+        "operations:\n  - alter_column:\n      table: payments\n      column: amount\n      type: bigint\n      up: amount::bigint * 10\n      down: (amount / 10)::int\n",
+    )]);
+    let file = m.path().join("0001_amount.yaml");
+    let r = run_ok(&db, &m.path(), &["start", file.to_str().unwrap()]).await;
+    assert!(
+        r.stderr
+            .contains("backfill public.payments_07 (a partition of payments)")
+            && r.stderr
+                .contains("backfill public.payments_12_b (a partition of payments)"),
+        "{}",
+        r.all()
+    );
+    c.batch_execute(
+        "CREATE TABLE payments_2028 PARTITION OF payments FOR VALUES FROM ('2028-01-01') TO ('2029-01-01');
+         INSERT INTO payments (customer_id, amount, created_at) VALUES (1, 33, '2028-05-05');",
+    )
+    .await
+    .unwrap();
+    let new = db.client().await;
+    new.batch_execute("SET search_path = public_0001_amount")
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar_text(
+            &new,
+            "SELECT amount::text FROM payments WHERE created_at = '2028-05-05'"
+        )
+        .await
+        .as_deref(),
+        Some("330")
+    );
+    new.batch_execute("UPDATE payments SET amount = 440 WHERE created_at = '2028-05-05'")
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar_text(&c, "SELECT amount::text FROM payments_2028")
+            .await
+            .as_deref(),
+        Some("44")
+    );
+    run_ok(&db, &m.path(), &["complete"]).await;
+    assert_eq!(
+        scalar_text(
+            &c,
+            "SELECT amount || ':' || pg_typeof(amount) FROM payments_2028"
+        )
+        .await
+        .as_deref(),
+        Some("440:bigint")
+    );
+    assert_eq!(
+        scalar_i64(
+            &c,
+            "SELECT count(*) FROM payments WHERE amount <> id * 10 AND created_at < '2028-01-01'"
+        )
+        .await,
+        0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operation_on_partitioned_tables() {
     for case in PARTITIONED_CASES {

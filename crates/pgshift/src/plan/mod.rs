@@ -423,10 +423,29 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
         return Err(errors);
     }
     for b in backfills {
-        start.push(PlannedStep {
-            description: format!("backfill {}.{}", b.schema, b.table),
-            action: Action::Backfill(b),
-        });
+        // A partitioned table's rows live in its partitions: one backfill per partition,
+        // each walked by its own key, resumed and reported on its own.
+        let leaves: Vec<String> = if b.insert.is_none() {
+            partitions::leaves_and_levels(ctx, &b.table).0
+        } else {
+            Vec::new()
+        };
+        if leaves.is_empty() {
+            start.push(PlannedStep {
+                description: format!("backfill {}.{}", b.schema, b.table),
+                action: Action::Backfill(b),
+            });
+            continue;
+        }
+        for leaf in leaves {
+            start.push(PlannedStep {
+                description: format!("backfill {}.{leaf} (a partition of {})", b.schema, b.table),
+                action: Action::Backfill(BackfillSpec {
+                    table: leaf,
+                    ..b.clone()
+                }),
+            });
+        }
     }
     start.extend(after_backfill);
     start.push(PlannedStep {
