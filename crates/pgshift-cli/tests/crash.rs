@@ -326,16 +326,26 @@ async fn kill_9_during_a_concurrent_detach_then_rerun_finalizes_it() {
     .await
     .unwrap();
     let rows_1 = scalar_i64(&c, "SELECT count(*) FROM h_1").await;
+    let m = Migrations::new(&[(
+        "0001_detach.yaml",
+        "operations:\n  - detach_partition:\n      table: h\n      partition: h_1\n",
+    )]);
+    if scalar_i64(&c, "SELECT current_setting('server_version_num')::bigint").await < 140000 {
+        // PostgreSQL 13 has no DETACH CONCURRENTLY: the plain detach, one transaction.
+        run_ok(&db, &m.path(), &["migrate"]).await;
+        run_ok(&db, &m.path(), &["complete"]).await;
+        assert_eq!(
+            scalar_i64(&c, "SELECT count(*) FROM h").await,
+            1000 - rows_1
+        );
+        return;
+    }
     // A transaction that saw the partitioned table keeps the detach waiting.
     let reader = db.client().await;
     reader
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM h;")
         .await
         .unwrap();
-    let m = Migrations::new(&[(
-        "0001_detach.yaml",
-        "operations:\n  - detach_partition:\n      table: h\n      partition: h_1\n",
-    )]);
     run_ok(
         &db,
         &m.path(),

@@ -626,6 +626,19 @@ impl Duplication<'_> {
                             ident(&tmp),
                             ident(&k.name)
                         ));
+                        // A foreign key made on a partitioned table (PostgreSQL 18) has one
+                        // on each partition, under its name: the rename above reaches only
+                        // the partitioned table's.
+                        if k.kind == "f" {
+                            for (p, _, _) in ctx.catalog.partition_tree(physical_table) {
+                                renames.push(format!(
+                                    "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+                                    qualified(ctx.schema, &p),
+                                    ident(&tmp),
+                                    ident(&k.name)
+                                ));
+                            }
+                        }
                     }
                     if referenced.is_empty() {
                         steps.start.extend(adds);
