@@ -387,3 +387,98 @@ async fn kill_9_during_a_concurrent_detach_then_rerun_finalizes_it() {
         1000 - rows_1
     );
 }
+
+/// Issue 18: `partition_table` by attach under clients that insert, update and read all
+/// along, killed with SIGKILL during start and run again, then completed: no client error,
+/// the table partitioned with every row (old and written meanwhile) in it, none lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn partition_table_under_writes_killed_during_start_then_completed_loses_nothing() {
+    use pgshift_testkit::traffic::{Traffic, TrafficConfig, Workload};
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE orders (id serial PRIMARY KEY, price int NOT NULL, created_at timestamptz NOT NULL DEFAULT '2026-06-01', note text);
+         INSERT INTO orders (price, created_at) SELECT g % 1000, timestamptz '2026-01-01' + (g % 360) * interval '1 day' FROM generate_series(1, 300000) g;
+         CREATE INDEX orders_created_at ON orders (created_at);
+         CREATE TABLE written (id bigint PRIMARY KEY);",
+    )
+    .await
+    .unwrap();
+    // Each insert is recorded in `written` in the same statement: the rows that must exist.
+    let statements = vec![
+        "WITH i AS (INSERT INTO orders (price) VALUES (($1::bigint % 1000)::int) RETURNING id) INSERT INTO written SELECT id FROM i".to_owned(),
+        "UPDATE orders SET price = price + 1 WHERE id = $1::bigint".to_owned(),
+        "SELECT price FROM orders WHERE id = $1::bigint".to_owned(),
+    ];
+    let traffic = Traffic::start(
+        &TrafficConfig {
+            url: db.url.clone(),
+            clients_per_version: 2,
+            rate: 100,
+            sample_every: Duration::from_millis(20),
+        },
+        &Workload {
+            old: statements.clone(),
+            new: statements,
+            keys: 300_000,
+        },
+        "migration",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_partition.yaml",
+        "operations:
+  - partition_table:
+      table: orders
+      by: RANGE (created_at)
+      existing:
+        name: orders_2026
+        bound: FOR VALUES FROM (MINVALUE) TO ('2027-01-01')
+      partitions:
+        - name: orders_2027
+          bound: FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')
+",
+    )]);
+    kill_during(&db, &m.path(), "VALIDATE CONSTRAINT", None).await;
+    run_ok(&db, &m.path(), &["migrate"]).await;
+    run_ok(&db, &m.path(), &["complete"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = traffic.finish().await;
+    assert!(
+        report.errors.is_empty(),
+        "client errors: {:?}",
+        report.errors
+    );
+    assert!(
+        report.total.max_behind_pgshift_ms < 500.0,
+        "a client waited {} ms behind pgshift",
+        report.total.max_behind_pgshift_ms
+    );
+    assert_eq!(
+        scalar_text(
+            &c,
+            "SELECT relkind::text FROM pg_class WHERE oid = 'orders'::regclass"
+        )
+        .await
+        .as_deref(),
+        Some("p")
+    );
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM orders WHERE id <= 300000").await,
+        300_000
+    );
+    assert_eq!(
+        scalar_i64(&c, "SELECT count(*) FROM written w WHERE NOT EXISTS (SELECT FROM orders o WHERE o.id = w.id)").await,
+        0
+    );
+    assert!(scalar_i64(&c, "SELECT count(*) FROM written").await > 0);
+    assert_eq!(
+        scalar_i64(
+            &c,
+            "SELECT count(*) FROM pg_class WHERE relname LIKE '\\_pgshift\\_%'"
+        )
+        .await,
+        0
+    );
+}

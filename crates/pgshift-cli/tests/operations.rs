@@ -656,6 +656,51 @@ const PARTITIONED_CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "partition_table_by_attach",
+        setup: "DO $r$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pt_reader') THEN CREATE ROLE pt_reader; END IF; END $r$;
+                CREATE TABLE orders (id serial PRIMARY KEY, price int NOT NULL CHECK (price >= 0),
+                    created_at timestamptz NOT NULL DEFAULT '2026-06-01', note text);
+                INSERT INTO orders (price, created_at) SELECT g, timestamptz '2026-01-01' + g * interval '1 day' FROM generate_series(1, 200) g;
+                CREATE INDEX orders_created_at ON orders (created_at);
+                CREATE VIEW cheap_orders AS SELECT id, price FROM orders WHERE price < 100;
+                GRANT SELECT ON orders TO pt_reader;
+                CREATE FUNCTION orders_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.note := coalesce(NEW.note, 'touched'); RETURN NEW; END $$;
+                CREATE TRIGGER orders_touch BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION orders_touch();",
+        migration: "operations:
+  - partition_table:
+      table: orders
+      by: RANGE (created_at)
+      existing:
+        name: orders_until_2027
+        bound: FOR VALUES FROM (MINVALUE) TO ('2027-01-01')
+      partitions:
+        - name: orders_2027
+          bound: FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')
+",
+        old_writes: &["INSERT INTO orders (price, created_at) VALUES (-0, '2026-12-31')", "UPDATE orders SET price = price + 1000 WHERE id = 1"],
+        new_writes: &["INSERT INTO orders (price) VALUES (7)"],
+        new_refused: &["INSERT INTO orders (price) VALUES (-1)"],
+        open: &[("SELECT count(*) || ':' || sum(price) FROM orders", "202:21107")],
+        open_new: &[],
+        done: &[
+            ("SELECT count(*) || ':' || sum(price) FROM orders", "202:21107"),
+            ("SELECT relkind::text FROM pg_class WHERE oid = 'orders'::regclass", "p"),
+            // Every row in the partition its key says; the new partition takes new rows.
+            ("SELECT string_agg(DISTINCT tableoid::regclass::text, ',') FROM orders", "orders_until_2027"),
+            ("WITH i AS (INSERT INTO orders (price, created_at) VALUES (1, '2027-02-02') RETURNING tableoid::regclass::text || ':' || note AS r) SELECT r FROM i", "orders_2027:touched"),
+            // What hung on the table: its key (with the partition key), index, check,
+            // privileges, trigger (once per partition), the view over it, its sequence.
+            ("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'p'", "PRIMARY KEY (id, created_at)"),
+            ("SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relname IN ('orders_pkey', 'orders_created_at', 'orders_price_check') OR (relkind = 'I' AND relname LIKE 'orders%')", "orders_created_at,orders_pkey"),
+            ("SELECT has_table_privilege('pt_reader', 'orders', 'SELECT')::text", "true"),
+            ("SELECT string_agg(tgrelid::regclass::text, ',' ORDER BY tgrelid::regclass::text) FROM pg_trigger WHERE tgname = 'orders_touch'", "orders,orders_2027,orders_until_2027"),
+            ("SELECT ((SELECT count(*) FROM cheap_orders) = (SELECT count(*) FROM orders WHERE price < 100))::text", "true"),
+            ("SELECT string_agg(DISTINCT d.refobjid::regclass::text, ',') FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid WHERE w.ev_class = 'cheap_orders'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> 'cheap_orders'::regclass", "orders"),
+            ("SELECT pg_get_serial_sequence('orders', 'id')", "public.orders_id_seq"),
+            ("SELECT count(*)::text FROM pg_constraint WHERE conname LIKE '\\_pgshift%'", "0"),
+        ],
+    },
+    Case {
         name: "add_column_partitioned_list",
         setup: "CREATE TABLE events (id bigserial, region text NOT NULL, n int NOT NULL, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
                 CREATE TABLE events_eu PARTITION OF events FOR VALUES IN ('eu');

@@ -46,6 +46,9 @@ pub struct Table {
     /// for a superuser): a copy could not be put in them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publications_not_ours: Vec<String>,
+    /// Every publication the table is in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publications: Vec<String>,
     /// A partitioned table (`relkind 'p'`): it holds no rows itself, its partitions do.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub partitioned: bool,
@@ -199,7 +202,10 @@ impl Catalog {
                               WHERE pr.prrelid = c.oid
                                 AND NOT pg_has_role(current_user, p.pubowner, 'USAGE')
                                 AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
-                              ORDER BY 1)
+                              ORDER BY 1),
+                        ARRAY(SELECT p.pubname::text
+                              FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+                              WHERE pr.prrelid = c.oid ORDER BY 1)
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
                 &[&schema],
@@ -219,6 +225,7 @@ impl Catalog {
                     row_type_users: r.try_get(6)?,
                     partitioned: r.try_get(7)?,
                     publications_not_ours: r.try_get(8)?,
+                    publications: r.try_get(9)?,
                     ..Table::default()
                 },
             );

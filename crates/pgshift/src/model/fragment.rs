@@ -151,6 +151,16 @@ pub fn check_partition_bound(text: &str) -> Result<(), String> {
     )
 }
 
+/// A partition key: `RANGE (created_at)`, `LIST (region)`, `HASH (id)`.
+pub fn check_partition_by(text: &str) -> Result<(), String> {
+    one_statement(
+        text,
+        "CREATE TABLE t (a int) PARTITION BY {}",
+        "a partition key (RANGE (...), LIST (...) or HASH (...))",
+        |n| matches!(n, Node::CreateStmt(c) if c.partspec.is_some()),
+    )
+}
+
 /// SQL statements (a `sql` operation's `up` and `down`): they must parse.
 pub fn check_statements(text: &str) -> Result<(), String> {
     match statements(text)?.len() {
@@ -252,6 +262,12 @@ fragment_type!(
     TypeName,
     check_type,
     "a type name"
+);
+fragment_type!(
+    /// A partition key, `RANGE (created_at)`.
+    PartitionBy,
+    check_partition_by,
+    "a partition key"
 );
 fragment_type!(
     /// A partition's bound, `FOR VALUES ...` or `DEFAULT`.

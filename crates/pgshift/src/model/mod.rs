@@ -12,8 +12,8 @@ mod parse;
 
 pub use fragment::{
     check_expression, check_expression_or_query, check_type, ExcludeElements, Expression,
-    ExpressionOrQuery, Parameter, PartitionBound, SequenceOptions, SqlText, StorageParameters,
-    TypeName,
+    ExpressionOrQuery, Parameter, PartitionBound, PartitionBy, SequenceOptions, SqlText,
+    StorageParameters, TypeName,
 };
 
 pub use ops::*;

@@ -1,8 +1,8 @@
 //! The operations of a migration, in pgroll's vocabulary.
 
 use super::fragment::{
-    ExcludeElements, Expression, ExpressionOrQuery, Parameter, PartitionBound, SequenceOptions,
-    SqlText, StorageParameters, TypeName,
+    ExcludeElements, Expression, ExpressionOrQuery, Parameter, PartitionBound, PartitionBy,
+    SequenceOptions, SqlText, StorageParameters, TypeName,
 };
 use super::{identifier, identifier_opt, identifiers, present_or_null};
 use serde::de::Error as _;
@@ -38,6 +38,7 @@ macro_rules! with_operations {
             AttachPartition = "attach_partition" (AttachPartition),
             DetachPartition = "detach_partition" (DetachPartition),
             DropPartition = "drop_partition" (DropPartition),
+            PartitionTable = "partition_table" (PartitionTable),
         }
     };
 }
@@ -207,6 +208,7 @@ impl HasFragments for CreatePartition {}
 impl HasFragments for AttachPartition {}
 impl HasFragments for DetachPartition {}
 impl HasFragments for DropPartition {}
+impl HasFragments for PartitionTable {}
 
 impl<'de> Deserialize<'de> for Operation {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -1172,6 +1174,45 @@ pub struct DropPartition {
     pub table: String,
     #[serde(deserialize_with = "identifier")]
     pub partition: String,
+}
+
+/// `partition_table` (pgshift's own): an existing table turned into a partitioned table of
+/// the same name, the table itself attached as one of its partitions (`existing`), with
+/// new empty partitions beside it (`partitions`). No row is copied.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionTable {
+    #[serde(deserialize_with = "identifier")]
+    pub table: String,
+    /// The partition key: `RANGE (created_at)`, `LIST (region)`, `HASH (id)`.
+    pub by: PartitionBy,
+    /// The partition the table's rows form, and its bound (every row must be in it).
+    pub existing: PartitionItem,
+    /// New partitions, empty.
+    #[serde(default)]
+    pub partitions: Vec<PartitionItem>,
+    /// `attach` (the default: the table becomes a partition); `copy` is not built yet.
+    #[serde(default)]
+    pub method: Option<PartitionMethod>,
+}
+
+/// A partition of `partition_table`: its name and bound.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionItem {
+    #[serde(deserialize_with = "identifier")]
+    pub name: String,
+    pub bound: PartitionBound,
+}
+
+/// How `partition_table` partitions a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionMethod {
+    /// The table attached as a partition of the new partitioned table.
+    Attach,
+    /// The rows copied into the new partitions.
+    Copy,
 }
 
 /// `extract`: columns of a table move into a new table, one row per row of the source

@@ -16,6 +16,7 @@ mod duplicate;
 mod extract;
 mod in_place;
 mod partition_ops;
+mod partition_table;
 mod rename_column;
 mod rename_constraint;
 mod rename_table;
