@@ -52,6 +52,32 @@ async fn kill_command_during(
     wait_for_pgshift_sessions_to_end(&c).await;
 }
 
+/// Two clients per version running `statements` (keys drawn from 1..=`keys`) at 100
+/// statements/s per version, the lock waits behind pgshift sampled every 20 ms.
+async fn writers(
+    db: &TestDb,
+    statements: Vec<String>,
+    keys: i64,
+) -> pgshift_testkit::traffic::Traffic {
+    use pgshift_testkit::traffic::{Traffic, TrafficConfig, Workload};
+    Traffic::start(
+        &TrafficConfig {
+            url: db.url.clone(),
+            clients_per_version: 2,
+            rate: 100,
+            sample_every: Duration::from_millis(20),
+        },
+        &Workload {
+            old: statements.clone(),
+            new: statements,
+            keys,
+        },
+        "migration",
+    )
+    .await
+    .unwrap()
+}
+
 /// Sleeps long on the first run and not at all once the test has created `rerun_marker`,
 /// so the file (and its checksum) stays the same for the rerun.
 const SLEEP_UNTIL_RERUN: &str =
@@ -220,7 +246,6 @@ async fn start_again_after_its_last_step_committed_leaves_the_migration_started(
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_during_an_index_build_on_20_partitions_under_writes_then_rerun_indexes_every_partition(
 ) {
-    use pgshift_testkit::traffic::{Traffic, TrafficConfig, Workload};
     let db = TestDb::new().await;
     let c = db.client().await;
     c.batch_execute(
@@ -240,22 +265,7 @@ async fn kill_9_during_an_index_build_on_20_partitions_under_writes_then_rerun_i
         "UPDATE events SET v = v + 1 WHERE id = $1::bigint".to_owned(),
         "SELECT v FROM events WHERE id = $1::bigint".to_owned(),
     ];
-    let traffic = Traffic::start(
-        &TrafficConfig {
-            url: db.url.clone(),
-            clients_per_version: 2,
-            rate: 100,
-            sample_every: Duration::from_millis(20),
-        },
-        &Workload {
-            old: statements.clone(),
-            new: statements,
-            keys: 2_000_000,
-        },
-        "migration",
-    )
-    .await
-    .unwrap();
+    let traffic = writers(&db, statements, 2_000_000).await;
     let m = Migrations::new(&[(
         "0001_events_v.yaml",
         "operations:\n  - create_index:\n      name: events_v\n      table: events\n      columns: [v]\n",
@@ -393,7 +403,6 @@ async fn kill_9_during_a_concurrent_detach_then_rerun_finalizes_it() {
 /// the table partitioned with every row (old and written meanwhile) in it, none lost.
 #[tokio::test(flavor = "multi_thread")]
 async fn partition_table_under_writes_killed_during_start_then_completed_loses_nothing() {
-    use pgshift_testkit::traffic::{Traffic, TrafficConfig, Workload};
     let db = TestDb::new().await;
     let c = db.client().await;
     c.batch_execute(
@@ -410,22 +419,7 @@ async fn partition_table_under_writes_killed_during_start_then_completed_loses_n
         "UPDATE orders SET price = price + 1 WHERE id = $1::bigint".to_owned(),
         "SELECT price FROM orders WHERE id = $1::bigint".to_owned(),
     ];
-    let traffic = Traffic::start(
-        &TrafficConfig {
-            url: db.url.clone(),
-            clients_per_version: 2,
-            rate: 100,
-            sample_every: Duration::from_millis(20),
-        },
-        &Workload {
-            old: statements.clone(),
-            new: statements,
-            keys: 300_000,
-        },
-        "migration",
-    )
-    .await
-    .unwrap();
+    let traffic = writers(&db, statements, 300_000).await;
     let m = Migrations::new(&[(
         "0001_partition.yaml",
         "operations:
