@@ -294,7 +294,14 @@ fn step_report(
                 .chain(spec.statements.iter().cloned())
                 .collect::<Vec<_>>()
                 .join(";\n");
-            report_sql(&mut r, &sql, sizes, lock_timeout, index_table, false);
+            report_sql(
+                &mut r,
+                &sql,
+                sizes,
+                lock_timeout,
+                index_table,
+                spec.scans_nothing,
+            );
             let what: Vec<String> = spec
                 .parts
                 .iter()

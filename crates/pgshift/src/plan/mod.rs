@@ -162,6 +162,10 @@ pub struct SwapSpec {
     /// carried over.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after: Vec<String>,
+    /// Its statements scan nothing: a partition it attaches is proved by a validated CHECK
+    /// (`partition_table`), which `plan` says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scans_nothing: bool,
 }
 
 /// One table of a swap: replaced by `copy`, or kept with `columns` replaced.

@@ -286,6 +286,7 @@ impl AlterColumn {
                         self.table, self.column
                     ),
                     action: Action::Swap(SwapSpec {
+                scans_nothing: false,
                         schema: ctx.schema.to_owned(),
                         parts: vec![SwapPart {
                             table: t.physical.clone(),

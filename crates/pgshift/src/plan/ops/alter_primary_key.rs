@@ -391,6 +391,7 @@ impl OperationPlan for AlterPrimaryKey {
                 self.data_type
             ),
             action: Action::Swap(SwapSpec {
+                scans_nothing: false,
                 schema: ctx.schema.to_owned(),
                 parts,
                 statements: swap.concat(),

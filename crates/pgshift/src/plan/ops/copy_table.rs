@@ -851,6 +851,7 @@ pub(super) fn swap_step(
             "swap {copies} in for {table} (rename the old table out of the way, give the copy its names, sequences and everything that hung on the table)"
         ),
         action: crate::plan::Action::Swap(crate::plan::SwapSpec {
+                scans_nothing: false,
             schema: ctx.schema.to_owned(),
             parts,
             statements,

@@ -112,6 +112,7 @@ impl Duplication<'_> {
                     self.table
                 ),
                 action: Action::Swap(SwapSpec {
+                    scans_nothing: false,
                     schema: ctx.schema.to_owned(),
                     parts: self.swap_part(vs).into_iter().collect(),
                     statements: swap,

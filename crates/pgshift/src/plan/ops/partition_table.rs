@@ -425,6 +425,9 @@ impl OperationPlan for PartitionTable {
             self.table,
             notes.iter().map(|n| format!("; {n}")).collect::<String>()
         );
+        if let (Action::Swap(spec), Some(_)) = (&mut step.action, &expression) {
+            spec.scans_nothing = true;
+        }
         steps.complete.push(step);
         Ok(steps)
     }
