@@ -403,6 +403,48 @@ async fn kill_9_during_a_concurrent_detach_then_rerun_finalizes_it() {
 /// the table partitioned with every row (old and written meanwhile) in it, none lost.
 #[tokio::test(flavor = "multi_thread")]
 async fn partition_table_under_writes_killed_during_start_then_completed_loses_nothing() {
+    partition_under_writes(
+        "operations:
+  - partition_table:
+      table: orders
+      by: RANGE (created_at)
+      existing:
+        name: orders_2026
+        bound: FOR VALUES FROM (MINVALUE) TO ('2027-01-01')
+      partitions:
+        - name: orders_2027
+          bound: FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')
+",
+        "VALIDATE CONSTRAINT",
+        None,
+    )
+    .await;
+}
+
+/// The same by copy (no `existing`: the rows are copied into the partitions), killed in
+/// the middle of the copy: the rerun goes on from where it stopped, and the copy holds
+/// every row and every client's write.
+#[tokio::test(flavor = "multi_thread")]
+async fn partition_table_by_copy_under_writes_killed_during_the_copy_loses_nothing() {
+    partition_under_writes(
+        "operations:
+  - partition_table:
+      table: orders
+      by: RANGE (created_at)
+      partitions:
+        - name: orders_2026
+          bound: FOR VALUES FROM (MINVALUE) TO ('2027-01-01')
+        - name: orders_2027
+          bound: FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')
+",
+        "_pgshift_part_orders",
+        // Some batches copied (their rows' pages written), not all.
+        Some("SELECT coalesce(sum(pg_relation_size(oid)), 0) > 2000000 FROM pg_class WHERE relname IN ('orders_2026', 'orders_2027')"),
+    )
+    .await;
+}
+
+async fn partition_under_writes(migration: &str, marker: &str, also: Option<&str>) {
     let db = TestDb::new().await;
     let c = db.client().await;
     c.batch_execute(
@@ -420,21 +462,8 @@ async fn partition_table_under_writes_killed_during_start_then_completed_loses_n
         "SELECT price FROM orders WHERE id = $1::bigint".to_owned(),
     ];
     let traffic = writers(&db, statements, 300_000).await;
-    let m = Migrations::new(&[(
-        "0001_partition.yaml",
-        "operations:
-  - partition_table:
-      table: orders
-      by: RANGE (created_at)
-      existing:
-        name: orders_2026
-        bound: FOR VALUES FROM (MINVALUE) TO ('2027-01-01')
-      partitions:
-        - name: orders_2027
-          bound: FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')
-",
-    )]);
-    kill_during(&db, &m.path(), "VALIDATE CONSTRAINT", None).await;
+    let m = Migrations::new(&[("0001_partition.yaml", migration)]);
+    kill_during(&db, &m.path(), marker, also).await;
     run_ok(&db, &m.path(), &["migrate"]).await;
     run_ok(&db, &m.path(), &["complete"]).await;
     tokio::time::sleep(Duration::from_millis(500)).await;

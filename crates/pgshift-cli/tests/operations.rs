@@ -701,6 +701,64 @@ const PARTITIONED_CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "partition_table_by_copy",
+        setup: "DO $r$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pc_reader') THEN CREATE ROLE pc_reader; END IF; END $r$;
+                CREATE TABLE customers (id int PRIMARY KEY);
+                INSERT INTO customers SELECT generate_series(1, 3);
+                CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers (id), price int NOT NULL CHECK (price >= 0),
+                    created_at timestamptz NOT NULL DEFAULT '2027-06-01', ref text, note text, UNIQUE (ref, created_at));
+                INSERT INTO orders (customer_id, price, created_at, ref) SELECT 1 + g % 3, g, timestamptz '2026-01-01' + g * interval '1 day', 'r' || g FROM generate_series(1, 200) g;
+                CREATE INDEX orders_created_at ON orders (created_at);
+                CREATE STATISTICS orders_stats ON price, created_at FROM orders;
+                CREATE VIEW cheap_orders AS SELECT id, price FROM orders WHERE price < 100;
+                GRANT SELECT ON orders TO pc_reader;
+                ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
+                CREATE POLICY orders_read ON orders FOR SELECT TO pc_reader USING (price < 150);
+                CREATE FUNCTION orders_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.note := coalesce(NEW.note, 'touched'); RETURN NEW; END $$;
+                CREATE TRIGGER orders_touch BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION orders_touch();",
+        // No `existing`: the rows are copied into the partitions.
+        migration: "operations:
+  - partition_table:
+      table: orders
+      by: RANGE (created_at)
+      partitions:
+        - name: orders_2026
+          bound: FOR VALUES FROM (MINVALUE) TO ('2027-01-01')
+        - name: orders_2027
+          bound: FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')
+",
+        old_writes: &[
+            "INSERT INTO orders (price, created_at) VALUES (0, '2027-03-01')",
+            "UPDATE orders SET price = price + 1000 WHERE id = 1",
+            "DELETE FROM orders WHERE id = 2",
+            // A row that moves to the other partition.
+            "UPDATE orders SET created_at = '2027-05-05' WHERE id = 3",
+        ],
+        new_writes: &["INSERT INTO orders (price) VALUES (7)"],
+        new_refused: &["INSERT INTO orders (price) VALUES (-1)", "INSERT INTO orders (price, customer_id) VALUES (1, 99)"],
+        // The copy follows every write (the trigger after the switch).
+        open: &[
+            ("SELECT count(*) || ':' || sum(price) FROM orders", "201:21105"),
+            ("SELECT ((SELECT string_agg(o::text, ';' ORDER BY id) FROM orders o) = (SELECT string_agg(p::text, ';' ORDER BY id) FROM _pgshift_part_orders p))::text", "true"),
+        ],
+        open_new: &[],
+        done: &[
+            ("SELECT count(*) || ':' || sum(price) FROM orders", "201:21105"),
+            ("SELECT relkind::text FROM pg_class WHERE oid = 'orders'::regclass", "p"),
+            ("SELECT string_agg(t || ':' || n, ',' ORDER BY t) FROM (SELECT tableoid::regclass::text AS t, count(*) AS n FROM orders GROUP BY 1) c", "orders_2026:198,orders_2027:3"),
+            ("WITH i AS (INSERT INTO orders (price, created_at) VALUES (1, '2027-02-02') RETURNING tableoid::regclass::text || ':' || note AS r) SELECT r FROM i", "orders_2027:touched"),
+            ("SELECT string_agg(pg_get_constraintdef(oid), ',' ORDER BY contype) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype IN ('p', 'f', 'u', 'c')", "CHECK ((price >= 0)),FOREIGN KEY (customer_id) REFERENCES customers(id),PRIMARY KEY (id, created_at),UNIQUE (ref, created_at)"),
+            ("SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relkind = 'I' AND relname LIKE 'orders%'", "orders_created_at,orders_pkey,orders_ref_created_at_key"),
+            ("SELECT string_agg(stxname, ',') FROM pg_statistic_ext WHERE stxrelid = 'orders'::regclass", "orders_stats"),
+            ("SELECT has_table_privilege('pc_reader', 'orders', 'SELECT') || ':' || has_table_privilege('pc_reader', 'orders_2027', 'SELECT')", "true:true"),
+            ("SELECT string_agg(c.relname || ':' || c.relrowsecurity || ':' || (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid), ',' ORDER BY c.relname) FROM pg_class c WHERE c.relname IN ('orders', 'orders_2026') AND c.relkind IN ('r', 'p')", "orders:true:1,orders_2026:true:1"),
+            ("SELECT string_agg(tgrelid::regclass::text, ',' ORDER BY tgrelid::regclass::text) FROM pg_trigger WHERE tgname = 'orders_touch'", "orders,orders_2026,orders_2027"),
+            ("SELECT string_agg(DISTINCT d.refobjid::regclass::text, ',') FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid WHERE w.ev_class = 'cheap_orders'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> 'cheap_orders'::regclass", "orders"),
+            ("SELECT pg_get_serial_sequence('orders', 'id')", "public.orders_id_seq"),
+            ("SELECT count(*)::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relname LIKE '\\_pgshift%'", "0"),
+        ],
+    },
+    Case {
         name: "add_column_partitioned_list",
         setup: "CREATE TABLE events (id bigserial, region text NOT NULL, n int NOT NULL, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
                 CREATE TABLE events_eu PARTITION OF events FOR VALUES IN ('eu');

@@ -62,13 +62,25 @@ pub async fn catch_up(exec: &Executor, spec: &CatchUpSpec) -> Result<u64> {
         (
             Some(busy),
             vec![
+                if spec.replace {
+                    format!("DELETE FROM {} WHERE {free}", spec.shadow)
+                } else {
+                    format!(
+                        "DELETE FROM {} AS c WHERE c.{free} AND NOT EXISTS (SELECT FROM {} AS s WHERE s.{k} = c.{k})",
+                        spec.shadow, spec.source
+                    )
+                },
                 format!(
-                    "DELETE FROM {} AS c WHERE c.{free} AND NOT EXISTS (SELECT FROM {} AS s WHERE s.{k} = c.{k})",
-                    spec.shadow, spec.source
-                ),
-                format!(
-                    "INSERT INTO {} ({}) SELECT {} FROM {} WHERE {free} ON CONFLICT ({k}) {conflict}",
-                    spec.shadow, spec.columns, spec.from_source, spec.source
+                    "INSERT INTO {} ({}) SELECT {} FROM {} WHERE {free}{}",
+                    spec.shadow,
+                    spec.columns,
+                    spec.from_source,
+                    spec.source,
+                    if spec.replace {
+                        String::new()
+                    } else {
+                        format!(" ON CONFLICT ({k}) {conflict}")
+                    }
                 ),
             ],
         )

@@ -88,6 +88,9 @@ pub struct PlanReport {
 
 struct Sizes<'a> {
     catalog: &'a Catalog,
+    /// Tables that the phase itself creates (start's new partitions): no client uses them
+    /// before the phase ends.
+    unused: Vec<String>,
 }
 
 impl Sizes<'_> {
@@ -120,7 +123,6 @@ impl Sizes<'_> {
 /// The report of `plan` against `catalog`, with `lock_timeout` as the longest wait of one
 /// attempt at a lock.
 pub fn report(name: &str, plan: &Plan, catalog: &Catalog, lock_timeout: Duration) -> PlanReport {
-    let sizes = Sizes { catalog };
     let index_table = |index: &str| catalog.indexes.get(index).cloned();
     let mut steps = Vec::new();
     for (phase, list) in [
@@ -128,6 +130,17 @@ pub fn report(name: &str, plan: &Plan, catalog: &Catalog, lock_timeout: Duration
         ("complete", &plan.complete),
         ("rollback", &plan.rollback),
     ] {
+        let sizes = Sizes {
+            catalog,
+            unused: if phase == "start" {
+                created_tables(list)
+                    .into_iter()
+                    .filter(|t| catalog.table(t).is_none())
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        };
         if phase == "complete" {
             for (i, v) in plan.verify.iter().enumerate() {
                 steps.push(verify_step(i + 1, v, &sizes));
@@ -161,6 +174,28 @@ pub fn report(name: &str, plan: &Plan, catalog: &Catalog, lock_timeout: Duration
         methods: plan.methods.clone(),
         steps,
     }
+}
+
+/// The tables that `steps` create (bare names), from their statements.
+fn created_tables(steps: &[PlannedStep]) -> Vec<String> {
+    use pg_query::protobuf::node::Node;
+    let mut names = Vec::new();
+    for step in steps {
+        let Action::Sql { statement, .. } = &step.action else {
+            continue;
+        };
+        let Ok(parsed) = pg_query::parse(&statement.sql) else {
+            continue;
+        };
+        for s in &parsed.protobuf.stmts {
+            if let Some(Node::CreateStmt(c)) = s.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+                if let Some(r) = &c.relation {
+                    names.push(r.relname.clone());
+                }
+            }
+        }
+    }
+    names
 }
 
 fn verify_step(number: usize, v: &VerifySpec, sizes: &Sizes) -> StepReport {
@@ -230,7 +265,10 @@ fn report_sql(
         // pgshift's own tables and a table's copy are not used by clients (a copy
         // is swapped in under a lock on the table itself, which counts).
         let bare = h.table.rsplit('.').next().unwrap_or(&h.table);
-        if bare.starts_with(crate::plan::INTERNAL_PREFIX) || h.mode.blocks().is_empty() {
+        if bare.starts_with(crate::plan::INTERNAL_PREFIX)
+            || sizes.unused.iter().any(|u| u == bare)
+            || h.mode.blocks().is_empty()
+        {
             continue;
         }
         r.blocks.push(Blocked {

@@ -1177,8 +1177,9 @@ pub struct DropPartition {
 }
 
 /// `partition_table` (pgshift's own): an existing table turned into a partitioned table of
-/// the same name, the table itself attached as one of its partitions (`existing`), with
-/// new empty partitions beside it (`partitions`). No row is copied.
+/// the same name: by attach, the table itself becomes one of its partitions (`existing`),
+/// with new empty partitions beside it (`partitions`), no row copied; by copy, the rows are
+/// copied into the new partitions (`existing`, if given, is one more of them).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartitionTable {
@@ -1186,12 +1187,14 @@ pub struct PartitionTable {
     pub table: String,
     /// The partition key: `RANGE (created_at)`, `LIST (region)`, `HASH (id)`.
     pub by: PartitionBy,
-    /// The partition the table's rows form, and its bound (every row must be in it).
-    pub existing: PartitionItem,
-    /// New partitions, empty.
+    /// By attach: the partition the table's rows form, and its bound (every row must be in
+    /// it). By copy: one more new partition.
+    #[serde(default)]
+    pub existing: Option<PartitionItem>,
+    /// New partitions (by attach, empty; by copy, the rows go into them).
     #[serde(default)]
     pub partitions: Vec<PartitionItem>,
-    /// `attach` (the default: the table becomes a partition); `copy` is not built yet.
+    /// `attach` (the default when `existing` is given) or `copy` (the default without it).
     #[serde(default)]
     pub method: Option<PartitionMethod>,
 }

@@ -148,6 +148,10 @@ pub struct CatchUpSpec {
     pub after_switch: bool,
     #[serde(default)]
     pub upsert: String,
+    /// After the switch: each replayed row is deleted from the copy and inserted again
+    /// rather than upserted (a partitioned copy has no unique index of the key alone).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace: bool,
 }
 
 /// A swap (see [`Action::Swap`]). Names are unquoted.

@@ -283,7 +283,6 @@ impl CopyTable<'_> {
         let source = qualified(ctx.schema, &t.physical).to_string();
         let shadow = qualified(ctx.schema, &shadow_name).to_string();
         let log = qualified(crate::state::SCHEMA, &log_name).to_string();
-        let k = ident(key);
         // Every stored column written by the copy: (name, value from a source row, value
         // back from a copy row; None for a column the table does not have).
         let mut columns: Vec<(String, String, Option<String>)> = Vec::new();
@@ -381,27 +380,13 @@ impl CopyTable<'_> {
             },
         });
         let log_trigger = internal_name("log", &[&t.physical]);
-        let log_body = format!(
-        "BEGIN\n  IF TG_OP <> 'INSERT' THEN\n    INSERT INTO {log} (k) VALUES (OLD.{k});\n  END IF;\n  IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.{k} IS DISTINCT FROM OLD.{k}) THEN\n    INSERT INTO {log} (k) VALUES (NEW.{k});\n  END IF;\n  RETURN NULL;\nEND\n"
-    );
-        steps.start.push(sql_step(
-            format!(
-                "create the log of rows written to {} during the copy",
-                table
-            ),
-            format!(
-                "CREATE TABLE {log} (seq bigserial PRIMARY KEY, k {key_type} NOT NULL);\n{}",
-                crate::plan::triggers::definer_function_sql(&log_trigger, &log_body)
-            ),
-        ));
-        steps.start.push(sql_step(
-            format!("create the logging trigger on {}", table),
-            row_trigger_sql(
-                &log_trigger,
-                &source,
-                "AFTER INSERT OR UPDATE OR DELETE",
-                None,
-            ),
+        steps.start.extend(log_steps(
+            table,
+            &source,
+            &log,
+            &log_trigger,
+            key,
+            &key_type,
         ));
         steps.backfills.push(BackfillSpec {
             schema: ctx.schema.to_owned(),
@@ -534,6 +519,7 @@ impl CopyTable<'_> {
                 .map(|(n, ..)| format!("{} = EXCLUDED.{}", ident(n), ident(n)))
                 .collect::<Vec<_>>()
                 .join(", "),
+            replace: false,
         };
         steps.after_backfill.push(PlannedStep {
             description: format!(
@@ -600,11 +586,9 @@ impl CopyTable<'_> {
         // has all its rows and indexes (their builds set the rows' hint bits): the fresh
         // rows would otherwise bring an autovacuum of the whole copy while the migration is
         // open, which the swap's lock would wait behind.
-        steps.after_backfill.push(crate::plan::concurrent_step(
-            format!("vacuum and analyze {shadow_name}, so that queries plan well on it"),
-            format!("VACUUM (ANALYZE) {shadow}"),
-            None,
-        ));
+        steps
+            .after_backfill
+            .push(vacuum_step(&shadow_name, &shadow));
 
         steps.verify.push(VerifySpec {
             description: format!(
@@ -675,12 +659,7 @@ impl CopyTable<'_> {
                 ident(column)
             ));
         }
-        for f in [&sync_old, &sync_new, &log_trigger] {
-            swap.push(format!(
-                "DROP FUNCTION IF EXISTS {}()",
-                qualified(crate::state::SCHEMA, f)
-            ));
-        }
+        swap.extend(drop_functions_sql(&[&sync_old, &sync_new, &log_trigger]));
         swap.push(format!("DROP TABLE IF EXISTS {log}"));
         let mut undo = vec![
             format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&log_trigger)),
@@ -689,12 +668,7 @@ impl CopyTable<'_> {
             format!("DROP TABLE IF EXISTS {shadow}"),
             format!("DROP TABLE IF EXISTS {log}"),
         ];
-        for f in [&sync_old, &sync_new, &log_trigger] {
-            undo.push(format!(
-                "DROP FUNCTION IF EXISTS {}()",
-                qualified(crate::state::SCHEMA, f)
-            ));
-        }
+        undo.extend(drop_functions_sql(&[&sync_old, &sync_new, &log_trigger]));
         steps.rollback.push(sql_step(
             format!("drop {shadow_name}, the log and the triggers"),
             undo.join(";\n"),
@@ -747,9 +721,65 @@ impl CopyTable<'_> {
     }
 }
 
+/// The log of the keys of rows written to `source` (qualified) during a copy, and the
+/// trigger that writes it (`table` names the table in `plan`).
+pub(super) fn log_steps(
+    table: &str,
+    source: &str,
+    log: &str,
+    log_trigger: &str,
+    key: &str,
+    key_type: &str,
+) -> [PlannedStep; 2] {
+    let k = ident(key);
+    let log_body = format!(
+        "BEGIN\n  IF TG_OP <> 'INSERT' THEN\n    INSERT INTO {log} (k) VALUES (OLD.{k});\n  END IF;\n  IF TG_OP = 'INSERT' OR (TG_OP = 'UPDATE' AND NEW.{k} IS DISTINCT FROM OLD.{k}) THEN\n    INSERT INTO {log} (k) VALUES (NEW.{k});\n  END IF;\n  RETURN NULL;\nEND\n"
+    );
+    [
+        sql_step(
+            format!("create the log of rows written to {table} during the copy"),
+            format!(
+                "CREATE TABLE {log} (seq bigserial PRIMARY KEY, k {key_type} NOT NULL);\n{}",
+                crate::plan::triggers::definer_function_sql(log_trigger, &log_body)
+            ),
+        ),
+        sql_step(
+            format!("create the logging trigger on {table}"),
+            row_trigger_sql(
+                log_trigger,
+                source,
+                "AFTER INSERT OR UPDATE OR DELETE",
+                None,
+            ),
+        ),
+    ]
+}
+
+/// The VACUUM (ANALYZE) of a filled copy (`shadow` qualified).
+pub(super) fn vacuum_step(shadow_name: &str, shadow: &str) -> PlannedStep {
+    crate::plan::concurrent_step(
+        format!("vacuum and analyze {shadow_name}, so that queries plan well on it"),
+        format!("VACUUM (ANALYZE) {shadow}"),
+        None,
+    )
+}
+
+/// `DROP FUNCTION IF EXISTS` of pgshift's trigger functions `names`.
+pub(super) fn drop_functions_sql(names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|f| {
+            format!(
+                "DROP FUNCTION IF EXISTS {}()",
+                qualified(crate::state::SCHEMA, f)
+            )
+        })
+        .collect()
+}
+
 /// Drops every statistics object on `table` (qualified): the swap makes them again on the
 /// copy, under the same names.
-fn drop_statistics_sql(table: &str) -> String {
+pub(super) fn drop_statistics_sql(table: &str) -> String {
     format!(
         "DO $pgshift$ DECLARE s text; BEGIN
            FOR s IN SELECT format('%I.%I', n.nspname, x.stxname) FROM pg_statistic_ext x
@@ -766,7 +796,7 @@ fn drop_statistics_sql(table: &str) -> String {
 /// Drops every materialized view built on the copy `copy` (qualified) before a swap that did
 /// not happen (the swap's phase builds them as `_pgshift_mv_<name>`): a rollback's, before it
 /// drops the copy.
-fn drop_built_on_sql(copy: &str) -> String {
+pub(super) fn drop_built_on_sql(copy: &str) -> String {
     let prefix = internal_name("mv", &[""]);
     format!(
         "DO $pgshift$ DECLARE v regclass; BEGIN

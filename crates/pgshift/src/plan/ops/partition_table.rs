@@ -1,8 +1,19 @@
 //! `partition_table` (pgshift's own): an existing table turned into a partitioned one of
-//! the same name while clients read and write it, by attaching the table itself as one
-//! partition of a new partitioned table (no row is copied: seconds at any size).
+//! the same name while clients read and write it. Two methods:
 //!
-//! Start builds, beside the table, the partitioned table it becomes: its columns, defaults
+//! - by attach (the file names `existing`, the partition the table becomes): the table
+//!   itself is attached as one partition of a new partitioned table; no row is copied,
+//!   seconds at any size.
+//! - by copy (no `existing`; or `method: copy`): the rows are copied into the new
+//!   partitions, the way `alter_column`'s copy does (a log of written keys, the copy in key
+//!   batches, indexes built in bulk partition by partition, a catch-up, a trigger that keeps
+//!   the copy in step once it has caught up, a verification before the swap). Every row
+//!   must fit a partition (a DEFAULT partition takes the rest), or the copy stops with
+//!   PostgreSQL's error, nothing changed; a primary key's columns, with the partition key's,
+//!   become NOT NULL. Clients use the table until complete; complete verifies, then swaps
+//!   the copy in (one short lock), as `alter_column`'s copy does.
+//!
+//! By attach, start builds, beside the table, the partitioned table it becomes: its columns, defaults
 //! and checks (`LIKE`), its primary key extended with the partition key (a partitioned
 //! table's unique keys must hold it), its indexes and foreign keys, and the new partitions
 //! the file names, all empty and unused. On the table itself: the unique index of that
@@ -15,34 +26,39 @@
 //! and policies, triggers, comments, views over it) moves to the partitioned table.
 //! Rollback before complete drops what start built: the table is as it was.
 
-use super::copy_table::swap_step;
+use super::copy_table::{
+    drop_built_on_sql, drop_functions_sql, drop_statistics_sql, log_steps, swap_step, vacuum_step,
+};
 use super::partition_ops::bound_expression;
 use super::Invalid;
-use crate::model::PartitionTable;
-use crate::plan::partitions::partition_index_name;
+use crate::model::{PartitionItem, PartitionMethod, PartitionTable};
+use crate::plan::partitions::{partition_index_name, take_over_step};
 use crate::plan::{
-    concurrent_step, drop_index_step, internal_name, sql_step, Action, OpSteps, OperationPlan,
-    PlanContext, PlannedStep, SwapPart, VirtualSchema,
+    concurrent_step, drop_index_step, internal_name, sql_step, together_step, Action, BackfillSpec,
+    CatchUpSpec, InsertSpec, OpSteps, OperationPlan, PlanContext, PlannedStep, SwapPart,
+    VerifySpec, VirtualSchema,
 };
 use crate::quote::{ident, literal, qualified};
 use crate::sql::ConcurrentIndex;
 
 impl PartitionTable {
+    /// The method: the file's, else attach when it names the partition the table becomes
+    /// (`existing`), else copy.
+    fn chosen_method(&self) -> PartitionMethod {
+        self.method.unwrap_or(if self.existing.is_some() {
+            PartitionMethod::Attach
+        } else {
+            PartitionMethod::Copy
+        })
+    }
+
     /// The partition key's columns, from `by` (`RANGE (created_at)`).
     fn key_columns(&self) -> Vec<String> {
         use pg_query::protobuf::node::Node;
-        let Ok(parsed) = pg_query::parse(&format!(
+        let Some(Node::CreateStmt(c)) = first_statement(&format!(
             "CREATE TABLE t (a int) PARTITION BY {}",
             self.by.as_str()
         )) else {
-            return Vec::new();
-        };
-        let Some(Node::CreateStmt(c)) = parsed
-            .protobuf
-            .stmts
-            .first()
-            .and_then(|s| s.stmt.as_ref()?.node.as_ref())
-        else {
             return Vec::new();
         };
         c.partspec
@@ -53,6 +69,46 @@ impl PartitionTable {
                 _ => None,
             })
             .collect()
+    }
+
+    /// An index of the table made on `shadow_name` and its partitions, under its temporary
+    /// name: (the name, the statement).
+    fn index_on(
+        &self,
+        ix: &crate::catalog::Index,
+        shadow_name: &str,
+    ) -> Result<(String, String), Invalid> {
+        let tmp = internal_name("ix", &[&ix.name]);
+        let sql = super::rewrite_index_for(
+            &ix.definition,
+            &tmp,
+            Some(shadow_name),
+            &[],
+            false,
+            Some(false),
+        )
+        .map_err(|(e, h)| (format!("index {} of {}: {e}", ix.name, self.table), h))?;
+        Ok((tmp, sql))
+    }
+
+    /// The swap of `shadow_name` in for the table.
+    fn swap(
+        &self,
+        ctx: &PlanContext,
+        physical: &str,
+        shadow_name: &str,
+        statements: Vec<String>,
+    ) -> PlannedStep {
+        swap_step(
+            ctx,
+            &self.table,
+            vec![SwapPart {
+                table: physical.to_owned(),
+                copy: Some(shadow_name.to_owned()),
+                columns: Vec::new(),
+            }],
+            statements,
+        )
     }
 }
 
@@ -96,12 +152,32 @@ impl OperationPlan for PartitionTable {
                 return Err((format!("table {:?} already exists", p.name), None));
             }
         }
-        super::not_internal(&self.existing.name)?;
-        if vs.table(&self.existing.name).is_some() {
-            return Err((
-                format!("table {:?} already exists", self.existing.name),
-                Some("name the table's partition something new".to_owned()),
-            ));
+        match (&self.existing, self.chosen_method()) {
+            (None, PartitionMethod::Attach) => {
+                return Err((
+                    format!("partition_table of {} by attach needs `existing`: the name and bound of the partition the table becomes", self.table),
+                    Some("add `existing: {name: ..., bound: ...}`, or leave out `method` to copy the rows into `partitions`".to_owned()),
+                ));
+            }
+            (None, PartitionMethod::Copy) if self.partitions.is_empty() => {
+                return Err((
+                    format!(
+                        "partition_table of {} by copy needs `partitions` for its rows",
+                        self.table
+                    ),
+                    None,
+                ));
+            }
+            _ => {}
+        }
+        if let Some(existing) = &self.existing {
+            super::not_internal(&existing.name)?;
+            if vs.table(&existing.name).is_some() {
+                return Err((
+                    format!("table {:?} already exists", existing.name),
+                    Some("name the table's partition something new".to_owned()),
+                ));
+            }
         }
         Ok(())
     }
@@ -109,12 +185,121 @@ impl OperationPlan for PartitionTable {
     fn apply(&self, _vs: &mut VirtualSchema) {}
 
     fn plan(&self, ctx: &PlanContext, vs: &VirtualSchema) -> super::Planned {
-        if self.method == Some(crate::model::PartitionMethod::Copy) {
-            return Err((
-                "partition_table method: copy is not built yet".to_owned(),
-                Some("use method: attach (the default): the table becomes a partition, no row is copied".to_owned()),
-            ));
+        let prep = self.prepare(ctx, vs)?;
+        match (self.chosen_method(), &self.existing) {
+            (PartitionMethod::Attach, Some(existing)) => self.plan_attach(ctx, &prep, existing),
+            _ => self.plan_copy(ctx, &prep),
         }
+    }
+}
+
+/// What both methods read from the catalog and check first.
+struct Prepared<'a> {
+    physical: String,
+    t: &'a crate::catalog::Table,
+    /// The partition key's columns.
+    key: Vec<String>,
+    /// The new primary key: the table's with the partition key's columns after it (none
+    /// for a table without one: the partition key alone is no key).
+    pk: Vec<String>,
+    pk_name: Option<String>,
+    shadow_name: String,
+}
+
+fn columns_of(cols: &[String]) -> String {
+    cols.iter()
+        .map(|c| ident(c).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The parse tree of the first statement of `sql`.
+fn first_statement(sql: &str) -> Option<pg_query::protobuf::node::Node> {
+    pg_query::parse(sql)
+        .ok()?
+        .protobuf
+        .stmts
+        .into_iter()
+        .next()?
+        .stmt?
+        .node
+}
+
+/// The columns of a CREATE INDEX statement (empty for an expression).
+fn indexed_columns(definition: &str) -> Vec<String> {
+    use pg_query::protobuf::node::Node;
+    let Some(Node::IndexStmt(ix)) = first_statement(definition) else {
+        return Vec::new();
+    };
+    ix.index_params
+        .iter()
+        .filter_map(|p| match p.node.as_ref() {
+            Some(Node::IndexElem(e)) => Some(e.name.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The new partitions of `shadow` (qualified), and the foreign keys of `t` on it.
+fn partitions_and_foreign_keys<'a>(
+    schema: &str,
+    shadow: &str,
+    t: &crate::catalog::Table,
+    items: impl Iterator<Item = &'a PartitionItem>,
+) -> Vec<String> {
+    let mut build: Vec<String> = items
+        .map(|p| {
+            format!(
+                "CREATE TABLE {} PARTITION OF {shadow} {}",
+                qualified(schema, &p.name),
+                p.bound.as_str()
+            )
+        })
+        .collect();
+    for k in t
+        .constraints
+        .values()
+        .filter(|k| k.kind == "f" && !k.inherited)
+    {
+        build.push(format!(
+            "ALTER TABLE {shadow} ADD CONSTRAINT {} {}",
+            ident(&k.name),
+            k.definition
+        ));
+    }
+    build
+}
+
+impl PartitionTable {
+    /// The steps that give each new partition the table's privileges, row-level security
+    /// and policies (the partitioned table gets them with the rest in the swap).
+    fn carry_access<'a>(
+        &self,
+        schema: &str,
+        physical: &str,
+        items: impl Iterator<Item = &'a PartitionItem>,
+    ) -> Vec<PlannedStep> {
+        items
+            .map(|p| PlannedStep {
+                description: format!(
+                    "give {} the privileges, row-level security and policies of {}",
+                    p.name, self.table
+                ),
+                action: Action::CarryAccess {
+                    schema: schema.to_owned(),
+                    from: physical.to_owned(),
+                    to: p.name.clone(),
+                    through: None,
+                },
+            })
+            .collect()
+    }
+
+    fn prepare<'a>(
+        &self,
+        ctx: &'a PlanContext,
+        vs: &VirtualSchema,
+    ) -> Result<Prepared<'a>, Invalid> {
         let physical = vs.require_table(&self.table)?.physical.clone();
         let Some(t) = ctx.catalog.table(&physical) else {
             return Err(super::missing("table", &physical));
@@ -133,14 +318,6 @@ impl OperationPlan for PartitionTable {
             return Err((format!("{} has an identity column, which pgshift does not carry to a partitioned table yet", self.table), None));
         }
         let key = self.key_columns();
-        let schema = ctx.schema;
-        let table = qualified(schema, &physical);
-        let shadow_name = internal_name("part", &[&physical]);
-        let shadow = qualified(schema, &shadow_name);
-        let existing = &self.existing.name;
-        let mut steps = OpSteps::default();
-        // The key: the table's primary key with the partition key's columns after it.
-        // (A table without a primary key gets none: the partition key alone is no key.)
         let mut pk: Vec<String> = t.primary_key.clone();
         if !pk.is_empty() {
             for k in &key {
@@ -149,10 +326,8 @@ impl OperationPlan for PartitionTable {
                 }
             }
         }
-        // Whether the key changes (the partition key was not in it): a unique index of the
-        // new key is built on the table at start and becomes its primary key in the swap.
-        let pk_changes = pk != t.primary_key;
-        // Unique constraints other than the key must hold the partition key already.
+        // Unique constraints and indexes other than the key must hold the partition key
+        // already.
         for k in t.constraints.values() {
             match k.kind.as_str() {
                 "u" if !key.iter().all(|c| k.columns.contains(c)) => {
@@ -173,12 +348,64 @@ impl OperationPlan for PartitionTable {
                 _ => {}
             }
         }
-        let columns_of = |cols: &[String]| {
-            cols.iter()
-                .map(|c| ident(c).to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        for ix in t.indexes.iter().filter(|ix| ix.constraint.is_none()) {
+            if ix.definition.starts_with("CREATE UNIQUE INDEX") {
+                let cols = indexed_columns(&ix.definition);
+                if !key.iter().all(|c| cols.contains(c)) {
+                    return Err((
+                        format!("unique index {} of {} does not hold the partition key ({}), which a partitioned table's unique indexes must", ix.name, self.table, key.join(", ")),
+                        Some("add the key's columns to it or drop it first".to_owned()),
+                    ));
+                }
+            }
+        }
+        let pk_name = t
+            .constraints
+            .values()
+            .find(|k| k.kind == "p")
+            .map(|k| k.name.clone());
+        let shadow_name = internal_name("part", &[&physical]);
+        Ok(Prepared {
+            physical,
+            t,
+            key,
+            pk,
+            pk_name,
+            shadow_name,
+        })
+    }
+
+    /// By attach: the table becomes a partition (see the module's note).
+    fn plan_attach(
+        &self,
+        ctx: &PlanContext,
+        prep: &Prepared,
+        existing_item: &PartitionItem,
+    ) -> super::Planned {
+        let Prepared {
+            physical,
+            t,
+            key,
+            pk,
+            pk_name,
+            shadow_name,
+        } = prep;
+        let (physical, t, key, pk, pk_name, shadow_name) = (
+            physical.as_str(),
+            *t,
+            key,
+            pk,
+            pk_name,
+            shadow_name.as_str(),
+        );
+        let schema = ctx.schema;
+        let table = qualified(schema, physical);
+        let shadow = qualified(schema, shadow_name);
+        let existing = &existing_item.name;
+        let mut steps = OpSteps::default();
+        // Whether the key changes (the partition key was not in it): a unique index of the
+        // new key is built on the table at start and becomes its primary key in the swap.
+        let pk_changes = *pk != t.primary_key;
         // The partitioned table, beside the table: columns, defaults, checks; its key; its
         // indexes (on a partitioned table with no partition yet: nothing to build); the
         // new partitions, which take its indexes; its foreign keys.
@@ -186,17 +413,12 @@ impl OperationPlan for PartitionTable {
             "CREATE TABLE {shadow} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING COMMENTS) PARTITION BY {}",
             self.by.as_str()
         )];
-        let pk_name = t
-            .constraints
-            .values()
-            .find(|k| k.kind == "p")
-            .map(|k| k.name.clone());
-        let shadow_pk = internal_name("pk", &[&shadow_name]);
+        let shadow_pk = internal_name("pk", &[shadow_name]);
         if !pk.is_empty() {
             build.push(format!(
                 "ALTER TABLE {shadow} ADD CONSTRAINT {} PRIMARY KEY ({})",
                 ident(&shadow_pk),
-                columns_of(&pk)
+                columns_of(pk)
             ));
         }
         let mut names_back = Vec::new();
@@ -217,16 +439,7 @@ impl OperationPlan for PartitionTable {
             if kind == Some("p") {
                 continue;
             }
-            let tmp = internal_name("ix", &[&ix.name]);
-            let sql = super::rewrite_index_for(
-                &ix.definition,
-                &tmp,
-                Some(&shadow_name),
-                &[],
-                false,
-                Some(false),
-            )
-            .map_err(|(e, h)| (format!("index {} of {}: {e}", ix.name, self.table), h))?;
+            let (tmp, sql) = self.index_on(ix, shadow_name)?;
             build.push(sql);
             match (kind, &ix.constraint) {
                 (Some("u"), Some(c)) => {
@@ -246,24 +459,12 @@ impl OperationPlan for PartitionTable {
                 )),
             }
         }
-        for p in &self.partitions {
-            build.push(format!(
-                "CREATE TABLE {} PARTITION OF {shadow} {}",
-                qualified(schema, &p.name),
-                p.bound.as_str()
-            ));
-        }
-        for k in t
-            .constraints
-            .values()
-            .filter(|k| k.kind == "f" && !k.inherited)
-        {
-            build.push(format!(
-                "ALTER TABLE {shadow} ADD CONSTRAINT {} {}",
-                ident(&k.name),
-                k.definition
-            ));
-        }
+        build.extend(partitions_and_foreign_keys(
+            schema,
+            &shadow.to_string(),
+            t,
+            self.partitions.iter(),
+        ));
         steps.start.push(sql_step(
             format!(
                 "create {shadow_name}, the partitioned table {} becomes (empty, unused until complete), with its key {}, indexes, foreign keys and the new partitions",
@@ -272,22 +473,11 @@ impl OperationPlan for PartitionTable {
             ),
             build.join(";\n"),
         ));
-        for p in &self.partitions {
-            steps.start.push(PlannedStep {
-                description: format!(
-                    "give {} the privileges, row-level security and policies of {}",
-                    p.name, self.table
-                ),
-                action: Action::CarryAccess {
-                    schema: schema.to_owned(),
-                    from: physical.clone(),
-                    to: p.name.clone(),
-                    through: None,
-                },
-            });
-        }
+        steps
+            .start
+            .extend(self.carry_access(schema, physical, self.partitions.iter()));
         // On the table: the new key's index, and the CHECK that proves its bound.
-        let pk_index = internal_name("pk", &[&physical]);
+        let pk_index = internal_name("pk", &[physical]);
         if pk_changes {
             steps.start.push(concurrent_step(
                 format!(
@@ -299,22 +489,22 @@ impl OperationPlan for PartitionTable {
                 format!(
                     "CREATE UNIQUE INDEX CONCURRENTLY {} ON {table} ({})",
                     ident(&pk_index),
-                    columns_of(&pk)
+                    columns_of(pk)
                 ),
                 Some(ConcurrentIndex::Create {
                     schema: Some(schema.to_owned()),
-                    table: physical.clone(),
+                    table: physical.to_owned(),
                     name: Some(pk_index.clone()),
                 }),
             ));
         }
         let parent_like = crate::catalog::Table {
-            name: shadow_name.clone(),
+            name: shadow_name.to_owned(),
             partition_key: key.clone(),
             ..t.clone()
         };
         let check = internal_name("pb", &[existing]);
-        let expression = bound_expression(ctx, &parent_like, self.existing.bound.as_str());
+        let expression = bound_expression(ctx, &parent_like, existing_item.bound.as_str());
         let mut notes = Vec::new();
         match &expression {
             Some(e) => {
@@ -383,7 +573,7 @@ impl OperationPlan for PartitionTable {
         ));
         swap.push(format!(
             "ALTER TABLE {shadow} RENAME TO {}",
-            ident(&physical)
+            ident(physical)
         ));
         if let Some(name) = &pk_name {
             swap.push(format!(
@@ -395,7 +585,7 @@ impl OperationPlan for PartitionTable {
         swap.extend(names_back);
         swap.push(format!(
             "ALTER TABLE {table} ATTACH PARTITION {part_table} {}",
-            self.existing.bound.as_str()
+            existing_item.bound.as_str()
         ));
         swap.push(format!(
             "ALTER TABLE {part_table} DROP CONSTRAINT IF EXISTS {}",
@@ -410,16 +600,7 @@ impl OperationPlan for PartitionTable {
                 ));
             }
         }
-        let mut step = swap_step(
-            ctx,
-            &self.table,
-            vec![SwapPart {
-                table: physical.clone(),
-                copy: Some(shadow_name.clone()),
-                columns: Vec::new(),
-            }],
-            swap,
-        );
+        let mut step = self.swap(ctx, physical, shadow_name, swap);
         step.description = format!(
             "partition {}: it becomes partition {existing} of {shadow_name}, which takes its name, its indexes' names and everything that hung on it (attached without a scan: the validated CHECK proves its rows are in the bound{})",
             self.table,
@@ -429,6 +610,334 @@ impl OperationPlan for PartitionTable {
             spec.scans_nothing = true;
         }
         steps.complete.push(step);
+        Ok(steps)
+    }
+}
+
+impl PartitionTable {
+    /// By copy: the rows are copied into a new partitioned table, which is swapped in for
+    /// the table (see docs/partitions.md).
+    fn plan_copy(&self, ctx: &PlanContext, prep: &Prepared) -> super::Planned {
+        let Prepared {
+            physical,
+            t,
+            key: _,
+            pk,
+            pk_name,
+            shadow_name,
+        } = prep;
+        let (physical, t, shadow_name) = (physical.as_str(), *t, shadow_name.as_str());
+        let [id] = t.primary_key.as_slice() else {
+            return Err((
+                format!("partition_table of {} by copy needs a one-column primary key to replay clients' writes by", self.table),
+                Some("give `existing` (its name and bound) to partition it by attach instead: no row is copied".to_owned()),
+            ));
+        };
+        let schema = ctx.schema;
+        let source = qualified(schema, physical).to_string();
+        let shadow = qualified(schema, shadow_name).to_string();
+        let log_name = internal_name("log", &[physical]);
+        let log = qualified(crate::state::SCHEMA, &log_name).to_string();
+        let log_trigger = internal_name("log", &[physical]);
+        let sync = internal_name("sync", &[physical]);
+        let key_type = t
+            .column(id)
+            .map(|c| c.data_type.clone())
+            .unwrap_or_else(|| "bigint".to_owned());
+        let items: Vec<&PartitionItem> = self.existing.iter().chain(&self.partitions).collect();
+        let copied: Vec<&str> = t
+            .columns
+            .iter()
+            .filter(|c| c.generated.is_empty())
+            .map(|c| c.name.as_str())
+            .collect();
+        let names = copied
+            .iter()
+            .map(|c| ident(c).to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut steps = OpSteps::default();
+
+        // The partitioned table and its partitions, empty; its key's columns NOT NULL
+        // (a primary key's must be); its foreign keys (checked row by row as the copy
+        // fills it).
+        let mut build = vec![format!(
+            "CREATE TABLE {shadow} (LIKE {source} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING COMMENTS INCLUDING STORAGE) PARTITION BY {}",
+            self.by.as_str()
+        )];
+        for c in pk {
+            if t.column(c).is_some_and(|c| !c.not_null) {
+                build.push(format!(
+                    "ALTER TABLE {shadow} ALTER COLUMN {} SET NOT NULL",
+                    ident(c)
+                ));
+            }
+        }
+        build.extend(partitions_and_foreign_keys(
+            schema,
+            &shadow,
+            t,
+            items.iter().copied(),
+        ));
+        steps.start.push(sql_step(
+            format!(
+                "create {shadow_name}, the partitioned table {} becomes, by copy (no `existing` partition named: its rows are copied into {}), empty, with its foreign keys",
+                self.table,
+                items.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            build.join(";\n"),
+        ));
+        steps
+            .start
+            .extend(self.carry_access(schema, physical, items.iter().copied()));
+        steps.start.extend(log_steps(
+            &self.table,
+            &source,
+            &log,
+            &log_trigger,
+            id,
+            &key_type,
+        ));
+        steps.backfills.push(BackfillSpec {
+            schema: schema.to_owned(),
+            table: physical.to_owned(),
+            set: Vec::new(),
+            condition: None,
+            insert: Some(InsertSpec {
+                table: shadow_name.to_owned(),
+                columns: copied
+                    .iter()
+                    .map(|c| ((*c).to_owned(), ident(c).to_string()))
+                    .collect(),
+                conflict: Vec::new(),
+            }),
+        });
+
+        // On the filled copy, nobody else using it: the key's and unique constraints'
+        // indexes partition by partition, and the other indexes, all at once; then each
+        // partition's constraint on its index, and the partitioned table's, which takes
+        // them over (no build).
+        let mut names_back = Vec::new();
+        let mut take_over = Vec::new();
+        let mut constraints: Vec<(String, &str, Vec<String>, String)> = Vec::new();
+        if let Some(name) = pk_name {
+            constraints.push((
+                name.clone(),
+                "PRIMARY KEY",
+                pk.clone(),
+                internal_name("pk", &[shadow_name]),
+            ));
+        }
+        for k in t.constraints.values().filter(|k| k.kind == "u") {
+            constraints.push((
+                k.name.clone(),
+                "UNIQUE",
+                k.columns.clone(),
+                internal_name("uq", &[&k.name]),
+            ));
+        }
+        for (name, kind, cols, tmp) in &constraints {
+            for p in &items {
+                let pix = partition_index_name(&p.name, name);
+                steps.after_backfill.push(together_step(
+                    format!("index of {name} on partition {}", p.name),
+                    format!(
+                        "CREATE UNIQUE INDEX {} ON {} ({})",
+                        ident(&pix),
+                        qualified(schema, &p.name),
+                        columns_of(cols)
+                    ),
+                ));
+                take_over.push(format!(
+                    "ALTER TABLE {} ADD CONSTRAINT {} {kind} USING INDEX {}",
+                    qualified(schema, &p.name),
+                    ident(&pix),
+                    ident(&pix)
+                ));
+            }
+            take_over.push(format!(
+                "ALTER TABLE {shadow} ADD CONSTRAINT {} {kind} ({})",
+                ident(tmp),
+                columns_of(cols)
+            ));
+            names_back.push(format!(
+                "ALTER TABLE {source} RENAME CONSTRAINT {} TO {}",
+                ident(tmp),
+                ident(name)
+            ));
+        }
+        for ix in t.indexes.iter().filter(|ix| ix.constraint.is_none()) {
+            let (tmp, sql) = self.index_on(ix, shadow_name)?;
+            steps.after_backfill.push(together_step(
+                format!(
+                    "index {} built on {shadow_name} and its partitions",
+                    ix.name
+                ),
+                sql,
+            ));
+            names_back.push(format!(
+                "ALTER INDEX {} RENAME TO {}",
+                qualified(schema, &tmp),
+                ident(&ix.name)
+            ));
+        }
+        if !take_over.is_empty() {
+            steps.after_backfill.push(take_over_step(
+                format!(
+                    "the key {} and unique constraints of {shadow_name}, on their partitions' indexes (no build)",
+                    pk.join(", ")
+                ),
+                take_over.join(";\n"),
+            ));
+        }
+        // Catch up with the log; switch to the trigger that writes each client's write to
+        // the copy as well (nobody writes the copy but it: both versions use the table
+        // until complete); replay the rest of the log.
+        let catch_up = CatchUpSpec {
+            source: source.clone(),
+            shadow: shadow.clone(),
+            log: log.clone(),
+            key: id.clone(),
+            key_type: key_type.clone(),
+            columns: names.clone(),
+            from_source: names.clone(),
+            after_switch: false,
+            upsert: String::new(),
+            replace: true,
+        };
+        steps.after_backfill.push(PlannedStep {
+            description: format!(
+                "catch up {shadow_name} with the rows written to {} since the copy began",
+                self.table
+            ),
+            action: Action::CatchUp(catch_up.clone()),
+        });
+        let k = ident(id);
+        let values = copied
+            .iter()
+            .map(|c| format!("NEW.{}", ident(c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let body = format!(
+            "BEGIN\n  IF TG_OP <> 'INSERT' THEN\n    DELETE FROM {shadow} WHERE {k} = OLD.{k};\n  END IF;\n  IF TG_OP <> 'DELETE' THEN\n    INSERT INTO {shadow} ({names}) VALUES ({values});\n  END IF;\n  RETURN NULL;\nEND\n"
+        );
+        steps.after_backfill.push(sql_step(
+            format!(
+                "block writes to {} for a moment to stop the log and keep {shadow_name} in step by a trigger from then on",
+                self.table
+            ),
+            [
+                format!("LOCK TABLE {source} IN SHARE ROW EXCLUSIVE MODE"),
+                format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&log_trigger)),
+                crate::plan::triggers::definer_function_sql(&sync, &body),
+                crate::plan::triggers::row_trigger_sql(
+                    &sync,
+                    &source,
+                    "AFTER INSERT OR UPDATE OR DELETE",
+                    None,
+                ),
+            ]
+            .join(";\n"),
+        ));
+        steps.after_backfill.push(PlannedStep {
+            description: format!(
+                "replay the rest of the log into {shadow_name}, each of its rows of {} locked while it is read",
+                self.table
+            ),
+            action: Action::CatchUp(CatchUpSpec {
+                after_switch: true,
+                ..catch_up
+            }),
+        });
+        steps.after_backfill.push(vacuum_step(shadow_name, &shadow));
+        steps.verify.push(VerifySpec {
+            description: format!(
+                "{shadow_name} holds every row of {} with equal values",
+                self.table
+            ),
+            schema: schema.to_owned(),
+            table: physical.to_owned(),
+            key: id.clone(),
+            other: shadow_name.to_owned(),
+            other_key: id.clone(),
+            columns: copied
+                .iter()
+                .filter(|c| *c != id)
+                .map(|c| ((*c).to_owned(), (*c).to_owned()))
+                .collect(),
+        });
+
+        // The swap: the table renamed out of the way with its indexes and statistics
+        // objects, the copy given its names and sequences and everything that hung on it;
+        // the old table dropped after the commit.
+        let mut swap = vec![format!(
+            "DROP TRIGGER IF EXISTS {} ON {source}",
+            ident(&sync)
+        )];
+        let sequences: Vec<(String, &str)> = t
+            .columns
+            .iter()
+            .filter_map(|c| {
+                let (s, n) = c.owned_sequence.as_ref()?;
+                Some((qualified(s, n).to_string(), c.name.as_str()))
+            })
+            .collect();
+        for (seq, _) in &sequences {
+            swap.push(format!("ALTER SEQUENCE {seq} OWNED BY NONE"));
+        }
+        let old_name = internal_name("old", &[physical]);
+        let old = qualified(schema, &old_name).to_string();
+        swap.push(format!(
+            "ALTER TABLE {source} RENAME TO {}",
+            ident(&old_name)
+        ));
+        for ix in &t.indexes {
+            swap.push(format!(
+                "ALTER INDEX {} RENAME TO {}",
+                qualified(schema, &ix.name),
+                ident(&internal_name("old", &[&ix.name]))
+            ));
+        }
+        swap.push(drop_statistics_sql(&old));
+        swap.push(format!(
+            "ALTER TABLE {shadow} RENAME TO {}",
+            ident(physical)
+        ));
+        swap.extend(names_back);
+        for (seq, column) in &sequences {
+            swap.push(format!(
+                "ALTER SEQUENCE {seq} OWNED BY {source}.{}",
+                ident(column)
+            ));
+        }
+        swap.extend(drop_functions_sql(&[&sync, &log_trigger]));
+        swap.push(format!("DROP TABLE IF EXISTS {log}"));
+        let mut step = self.swap(ctx, physical, shadow_name, swap);
+        step.description = format!(
+            "partition {}: {shadow_name}, its copy partitioned {}, takes its name, its indexes' names and everything that hung on it",
+            self.table,
+            self.by.as_str()
+        );
+        steps.complete.push(step);
+        steps.complete.push(sql_step(
+            format!(
+                "drop the old {}, renamed {old_name} by the swap",
+                self.table
+            ),
+            format!("DROP TABLE IF EXISTS {old}"),
+        ));
+        let mut undo = vec![
+            format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&log_trigger)),
+            format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&sync)),
+            drop_built_on_sql(&shadow),
+            format!("DROP TABLE IF EXISTS {shadow} CASCADE"),
+            format!("DROP TABLE IF EXISTS {log}"),
+        ];
+        undo.extend(drop_functions_sql(&[&sync, &log_trigger]));
+        steps.rollback.push(sql_step(
+            format!("drop {shadow_name} with its partitions, the log and the trigger"),
+            undo.join(";\n"),
+        ));
         Ok(steps)
     }
 }
