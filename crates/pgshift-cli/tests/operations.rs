@@ -759,6 +759,72 @@ const PARTITIONED_CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "partition_table_referenced_by_attach",
+        setup: "CREATE TABLE orders (id serial PRIMARY KEY, price int NOT NULL);
+                INSERT INTO orders (price) SELECT g FROM generate_series(1, 50) g;
+                CREATE TABLE order_items (id serial PRIMARY KEY, order_id int NOT NULL REFERENCES orders (id));
+                INSERT INTO order_items (order_id) SELECT g FROM generate_series(1, 50) g;
+                CREATE PUBLICATION orders_pub FOR TABLE orders WITH (publish_via_partition_root = true);",
+        // By the key itself: the foreign key can point at the partitioned table.
+        migration: "operations:
+  - partition_table:
+      table: orders
+      by: RANGE (id)
+      existing:
+        name: orders_low
+        bound: FOR VALUES FROM (MINVALUE) TO (1000)
+      partitions:
+        - name: orders_high
+          bound: FOR VALUES FROM (1000) TO (MAXVALUE)
+",
+        old_writes: &["INSERT INTO orders (price) VALUES (51)", "INSERT INTO order_items (order_id) VALUES (51)"],
+        new_writes: &["INSERT INTO orders (id, price) VALUES (500, 52)"],
+        // While open, the table's rows must stay in the bound of the partition it becomes.
+        new_refused: &["INSERT INTO order_items (order_id) VALUES (9999)", "INSERT INTO orders (id, price) VALUES (1500, 53)"],
+        open: &[("SELECT count(*)::text FROM orders", "52")],
+        open_new: &[],
+        done: &[
+            ("SELECT string_agg(t || ':' || n, ',' ORDER BY t) FROM (SELECT tableoid::regclass::text AS t, count(*) AS n FROM orders GROUP BY 1) c", "orders_low:52"),
+            ("WITH i AS (INSERT INTO orders (id, price) VALUES (1500, 53) RETURNING tableoid::regclass::text AS t) SELECT t FROM i", "orders_high"),
+            ("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'p'", "PRIMARY KEY (id)"),
+            ("SELECT string_agg(confrelid::regclass || ':' || convalidated, ',') FROM pg_constraint WHERE conname = 'order_items_order_id_fkey' AND conrelid = 'order_items'::regclass", "orders:true"),
+            ("SELECT string_agg(prrelid::regclass::text, ',') FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid WHERE p.pubname = 'orders_pub'", "orders"),
+            ("SELECT string_agg(tablename::text, ',') FROM pg_publication_tables WHERE pubname = 'orders_pub'", "orders"),
+        ],
+    },
+    Case {
+        name: "partition_table_referenced_by_copy",
+        setup: "CREATE TABLE orders (id serial PRIMARY KEY, price int NOT NULL);
+                INSERT INTO orders (price) SELECT g FROM generate_series(1, 50) g;
+                CREATE TABLE order_items (id serial PRIMARY KEY, order_id int NOT NULL REFERENCES orders (id) ON DELETE CASCADE);
+                INSERT INTO order_items (order_id) SELECT g FROM generate_series(1, 50) g;
+                CREATE PUBLICATION orders_pub FOR TABLE orders WITH (publish_via_partition_root = true);",
+        migration: "operations:
+  - partition_table:
+      table: orders
+      by: HASH (id)
+      partitions:
+        - name: orders_0
+          bound: FOR VALUES WITH (MODULUS 2, REMAINDER 0)
+        - name: orders_1
+          bound: FOR VALUES WITH (MODULUS 2, REMAINDER 1)
+",
+        old_writes: &["INSERT INTO orders (price) VALUES (51)", "INSERT INTO order_items (order_id) VALUES (51)", "DELETE FROM orders WHERE id = 1"],
+        new_writes: &["INSERT INTO orders (price) VALUES (52)"],
+        new_refused: &["INSERT INTO order_items (order_id) VALUES (9999)"],
+        open: &[("SELECT count(*) || ':' || (SELECT count(*) FROM order_items) FROM orders", "51:50")],
+        open_new: &[],
+        done: &[
+            ("SELECT count(*) || ':' || sum(price) FROM orders", "51:1377"),
+            ("SELECT count(DISTINCT tableoid)::text FROM orders", "2"),
+            ("SELECT string_agg(confrelid::regclass || ':' || convalidated || ':' || pg_get_constraintdef(oid), ',') FROM pg_constraint WHERE conname = 'order_items_order_id_fkey' AND conrelid = 'order_items'::regclass", "orders:true:FOREIGN KEY (order_id) REFERENCES orders(id) ON DELETE CASCADE"),
+            ("SELECT string_agg(prrelid::regclass::text, ',') FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid WHERE p.pubname = 'orders_pub'", "orders"),
+            // The key still cascades, through the partitioned table.
+            ("WITH d AS (DELETE FROM orders WHERE id = 2 RETURNING id) SELECT count(*)::text FROM d", "1"),
+            ("SELECT count(*)::text FROM order_items WHERE order_id = 2", "0"),
+        ],
+    },
+    Case {
         name: "add_column_partitioned_list",
         setup: "CREATE TABLE events (id bigserial, region text NOT NULL, n int NOT NULL, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
                 CREATE TABLE events_eu PARTITION OF events FOR VALUES IN ('eu');
@@ -849,6 +915,62 @@ async fn rolling_back_create_partition_keeps_the_rows_written_to_it() {
         scalar_text(&c, "SELECT to_regclass('payments_2027_03')::text")
             .await
             .is_none()
+    );
+}
+
+/// `partition_table` of a table in a publication that does not publish via the partition
+/// root (by name or FOR ALL TABLES) is refused before anything changes: its subscribers
+/// would receive the partitions' changes under names they do not have. Once the publication
+/// publishes via the root, the same file plans.
+#[tokio::test(flavor = "multi_thread")]
+async fn partition_table_in_a_publication_needs_publish_via_partition_root() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE orders (id serial PRIMARY KEY, price int NOT NULL);
+         INSERT INTO orders (price) VALUES (1), (2);
+         CREATE PUBLICATION orders_pub FOR TABLE orders;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_p.yaml",
+        "operations:\n  - partition_table:\n      table: orders\n      by: HASH (id)\n      partitions:\n        - name: orders_0\n          bound: FOR VALUES WITH (MODULUS 2, REMAINDER 0)\n        - name: orders_1\n          bound: FOR VALUES WITH (MODULUS 2, REMAINDER 1)\n",
+    )]);
+    let file = m.path().join("0001_p.yaml");
+    let file = file.to_str().unwrap();
+    for setup in [
+        "",
+        "DROP PUBLICATION orders_pub; CREATE PUBLICATION all_pub FOR ALL TABLES;",
+    ] {
+        c.batch_execute(setup).await.unwrap();
+        let run = finish(&mut pgshift(&db.url, &m.path(), &["start", file])).await;
+        assert_eq!(run.code, 2, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("without publish_via_partition_root"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(
+        scalar_text(
+            &c,
+            "SELECT relkind::text FROM pg_class WHERE oid = 'orders'::regclass"
+        )
+        .await
+        .as_deref(),
+        Some("r")
+    );
+    c.batch_execute("ALTER PUBLICATION all_pub SET (publish_via_partition_root = true)")
+        .await
+        .unwrap();
+    run_ok(&db, &m.path(), &["start", file]).await;
+    run_ok(&db, &m.path(), &["complete"]).await;
+    assert_eq!(
+        scalar_text(&c, "SELECT string_agg(tablename::text, ',') FROM pg_publication_tables WHERE pubname = 'all_pub' AND tablename LIKE 'orders%'")
+            .await
+            .as_deref(),
+        Some("orders")
     );
 }
 

@@ -49,6 +49,11 @@ pub struct Table {
     /// Every publication the table is in.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub publications: Vec<String>,
+    /// The publications that would publish the table's partitions under their own names,
+    /// were it partitioned: those it is in (by name or FOR ALL TABLES) without
+    /// `publish_via_partition_root`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publications_by_partition: Vec<String>,
     /// A partitioned table (`relkind 'p'`): it holds no rows itself, its partitions do.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub partitioned: bool,
@@ -205,7 +210,12 @@ impl Catalog {
                               ORDER BY 1),
                         ARRAY(SELECT p.pubname::text
                               FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
-                              WHERE pr.prrelid = c.oid ORDER BY 1)
+                              WHERE pr.prrelid = c.oid ORDER BY 1),
+                        ARRAY(SELECT p.pubname::text FROM pg_publication p
+                              WHERE NOT p.pubviaroot
+                                AND (p.puballtables OR EXISTS (SELECT FROM pg_publication_rel pr
+                                                               WHERE pr.prpubid = p.oid AND pr.prrelid = c.oid))
+                              ORDER BY 1)
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                  WHERE n.nspname = $1 AND c.relkind IN ('r', 'p')",
                 &[&schema],
@@ -226,6 +236,7 @@ impl Catalog {
                     partitioned: r.try_get(7)?,
                     publications_not_ours: r.try_get(8)?,
                     publications: r.try_get(9)?,
+                    publications_by_partition: r.try_get(10)?,
                     ..Table::default()
                 },
             );

@@ -28,6 +28,7 @@
 
 use super::copy_table::{
     drop_built_on_sql, drop_functions_sql, drop_statistics_sql, log_steps, swap_step, vacuum_step,
+    validate_carried_step,
 };
 use super::partition_ops::bound_expression;
 use super::Invalid;
@@ -136,14 +137,32 @@ impl OperationPlan for PartitionTable {
                 None,
             ));
         }
-        if !t.referenced_by.is_empty() {
+        // Foreign keys can point at the partitioned table only where the key they reference
+        // holds the partition key (its unique index must); the swap points them at it.
+        let blocked: Vec<String> = t
+            .referenced_by
+            .iter()
+            .filter(|r| !key.iter().all(|k| r.referenced.contains(k)))
+            .map(|r| format!("{}.{}", r.table, r.constraint))
+            .collect();
+        if !blocked.is_empty() {
             return Err((
                 format!(
-                    "{} is referenced by foreign keys ({}): a partitioned table's key must hold its partition key, so those keys could not point at it",
+                    "{} is referenced by foreign keys ({}) on columns without the partition key ({}): a partitioned table's unique keys must hold it, so those keys could not point at it",
                     self.table,
-                    t.referenced_by.iter().map(|r| format!("{}.{}", r.table, r.constraint)).collect::<Vec<_>>().join(", ")
+                    blocked.join(", "),
+                    key.join(", ")
                 ),
-                Some("drop the foreign keys first, or make them include the partition key".to_owned()),
+                Some("partition by the referenced key's columns (`RANGE (id)`, `HASH (id)`), or drop the foreign keys first".to_owned()),
+            ));
+        }
+        if let Some(r) = t.referenced_by.iter().find(|r| r.table == t.physical) {
+            return Err((
+                format!(
+                    "{} references itself ({}): not carried to a partitioned table yet",
+                    self.table, r.constraint
+                ),
+                Some("drop the foreign key first and add it again after".to_owned()),
             ));
         }
         for p in &self.partitions {
@@ -169,6 +188,19 @@ impl OperationPlan for PartitionTable {
                 ));
             }
             _ => {}
+        }
+        if let (Some(existing), PartitionMethod::Attach) = (&self.existing, self.chosen_method()) {
+            let bound = existing.bound.as_str().to_ascii_uppercase();
+            if bound.contains("MODULUS") && !bound.contains("MODULUS 1,") {
+                return Err((
+                    format!(
+                        "partition_table of {} by attach: every row must be in the bound of `existing`, and a hash partition ({}) holds only some of them",
+                        self.table,
+                        existing.bound.as_str()
+                    ),
+                    Some("leave out `existing` (and `method`) to copy the rows into the hash partitions".to_owned()),
+                ));
+            }
         }
         if let Some(existing) = &self.existing {
             super::not_internal(&existing.name)?;
@@ -304,14 +336,20 @@ impl PartitionTable {
         let Some(t) = ctx.catalog.table(&physical) else {
             return Err(super::missing("table", &physical));
         };
-        if !t.publications.is_empty() {
+        // A publication that publishes via the partition root sends the partitioned
+        // table's changes under its name, as it sent the table's; one that does not would
+        // send them under the partitions' names, which its subscribers do not have.
+        if !t.publications_by_partition.is_empty() {
             return Err((
                 format!(
-                    "{} is in the publication {}: its subscribers would receive the new partitions' changes under their names",
+                    "{} is in the publication {} without publish_via_partition_root: its subscribers would receive the new partitions' changes under their names",
                     self.table,
-                    t.publications.join(", ")
+                    t.publications_by_partition.join(", ")
                 ),
-                Some("take the table out of the publication for the change, or set the publication's publish_via_partition_root and partition it by hand".to_owned()),
+                Some(format!(
+                    "set it first (ALTER PUBLICATION {} SET (publish_via_partition_root = true)), or take the table out of the publication for the change",
+                    ident(&t.publications_by_partition[0])
+                )),
             ));
         }
         if t.columns.iter().any(|c| !c.identity.is_empty()) {
@@ -561,6 +599,14 @@ impl PartitionTable {
                 ident(&pk_index)
             ));
         }
+        // Its publications (each publishing via the partition root) get the partitioned
+        // table in the swap, as a copy would; the partition leaves them.
+        for p in &t.publications {
+            swap.push(format!(
+                "ALTER PUBLICATION {} DROP TABLE {part_table}",
+                ident(p)
+            ));
+        }
         // The table's own triggers: the partitioned table gets them (its row triggers reach
         // every partition), so the partition must not keep a second copy.
         swap.push(format!(
@@ -610,6 +656,7 @@ impl PartitionTable {
             spec.scans_nothing = true;
         }
         steps.complete.push(step);
+        steps.complete.push(validate_carried_step(&self.table));
         Ok(steps)
     }
 }
@@ -926,6 +973,7 @@ impl PartitionTable {
             ),
             format!("DROP TABLE IF EXISTS {old}"),
         ));
+        steps.complete.push(validate_carried_step(&self.table));
         let mut undo = vec![
             format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&log_trigger)),
             format!("DROP TRIGGER IF EXISTS {} ON {source}", ident(&sync)),
