@@ -318,6 +318,68 @@ async fn kill_9_during_an_index_build_on_20_partitions_under_writes_then_rerun_i
     );
 }
 
+/// Issue 18: the backfill of a partitioned table's partitions runs several at once (seen
+/// here: two partitions' batches active together), under clients that update all along;
+/// killed with SIGKILL while they run, then run again: every partition resumes where it
+/// stopped, every row gets `up`, the clients' writes included, and no client errs.
+#[tokio::test(flavor = "multi_thread")]
+async fn partitions_backfill_several_at_once_and_resume_each_after_kill_9() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE events (id bigint NOT NULL, region int NOT NULL, n int NOT NULL, t int NOT NULL DEFAULT 0, PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+         DO $$ BEGIN FOR r IN 0..11 LOOP
+           EXECUTE format('CREATE TABLE events_%s PARTITION OF events FOR VALUES IN (%s)', r, r);
+         END LOOP; END $$;
+         INSERT INTO events (id, region, n) SELECT g, g % 12, g % 1000 FROM generate_series(1, 600000) g;",
+    )
+    .await
+    .unwrap();
+    c.batch_execute("VACUUM ANALYZE events").await.unwrap();
+    // (Not `n`: a new-version client's change of `n` rightly leaves `n2` as it was.)
+    let statements = vec![
+        "UPDATE events SET t = t + 1 WHERE id = $1::bigint AND region = ($1::bigint % 12)::int"
+            .to_owned(),
+        "SELECT n FROM events WHERE id = $1::bigint".to_owned(),
+    ];
+    let traffic = writers(&db, statements, 600_000).await;
+    let m = Migrations::new(&[(
+        "0001_n2.yaml",
+        "operations:\n  - add_column:\n      table: events\n      up: n * 2\n      column:\n        name: n2\n        type: bigint\n",
+    )]);
+    kill_during(
+        &db,
+        &m.path(),
+        "events_",
+        Some("SELECT count(DISTINCT substring(query from 'events_[0-9]+')) >= 2 FROM pg_stat_activity WHERE application_name = 'pgshift' AND state = 'active' AND query LIKE '%UPDATE%events\\_%'"),
+    )
+    .await;
+    // The killed run left some partitions' backfills done or halfway, not all.
+    let done_before = scalar_i64(
+        &c,
+        "SELECT count(*) FROM pgshift.backfills WHERE migration = '0001_n2' AND state = 'done'",
+    )
+    .await;
+    assert!(
+        done_before < 12,
+        "{done_before} partitions done before the kill"
+    );
+    run_ok(&db, &m.path(), &["migrate"]).await;
+    run_ok(&db, &m.path(), &["complete"]).await;
+    let report = traffic.finish().await;
+    assert!(
+        report.errors.is_empty(),
+        "client errors: {:?}",
+        report.errors
+    );
+    assert_eq!(
+        scalar_text(&c, "SELECT string_agg(tableoid::regclass || ':' || id, ',') FROM events WHERE n2 IS DISTINCT FROM n * 2").await,
+        None
+    );
+    assert_eq!(scalar_i64(&c, "SELECT count(*) FROM events").await, 600_000);
+    assert!(scalar_i64(&c, "SELECT sum(t) FROM events").await > 0);
+}
+
 /// Issue 18: `detach_partition` runs DETACH PARTITION ... CONCURRENTLY, whose first
 /// transaction marks the partition pending and whose second waits for every transaction
 /// that may still see it. Killed in that wait, the partition stays pending; the rerun
@@ -415,7 +477,9 @@ async fn partition_table_under_writes_killed_during_start_then_completed_loses_n
         - name: orders_2027
           bound: FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')
 ",
-        "VALIDATE CONSTRAINT",
+        // The concurrent build of the new key's index: long enough to be seen (the
+        // validation of 300,000 rows can end between two looks).
+        "CREATE UNIQUE INDEX CONCURRENTLY",
         None,
     )
     .await;

@@ -32,6 +32,7 @@ mod vacuum;
 mod walk;
 
 use batch::Write;
+pub use parts::partitions_at_once;
 use parts::{auto_workers, split};
 use vacuum::Vacuum;
 
@@ -92,7 +93,27 @@ struct Part {
 /// Runs (or resumes) a backfill to the end; returns the rows updated over all runs.
 pub async fn run(s: &Session<'_>, migration: &str, step: i32, spec: &BackfillSpec) -> Result<i64> {
     let exec = s.exec();
-    let on_event = s.events();
+    run_on(
+        exec,
+        s.events(),
+        migration,
+        step,
+        spec,
+        exec.settings().backfill.workers,
+    )
+    .await
+}
+
+/// [`run`] on the executor `exec` (one of several backfills running at once), its parts
+/// sized by `workers` the first time it runs.
+pub async fn run_on(
+    exec: &Executor,
+    on_event: crate::session::EventSink<'_>,
+    migration: &str,
+    step: i32,
+    spec: &BackfillSpec,
+    workers: Workers,
+) -> Result<i64> {
     let client = exec.client();
     let settings = &exec.settings().backfill;
     let catalog = Catalog::load(client, &spec.schema).await?;
@@ -151,7 +172,7 @@ pub async fn run(s: &Session<'_>, migration: &str, step: i32, spec: &BackfillSpe
         &walk,
         first_size,
         total_estimate,
-        settings.workers,
+        workers,
     )
     .await?;
     let write = Write::of(spec, &target);

@@ -151,6 +151,29 @@ pub(super) async fn auto_workers(client: &Client, target: &str) -> Result<u32> {
     ))
 }
 
+/// How many partitions' backfills run at once, one worker each, when the workers are sized
+/// automatically: as many as one parallel maintenance command may use
+/// (`max_parallel_maintenance_workers`, at least one), within half the free connections, as
+/// for the workers of one table.
+pub async fn partitions_at_once(client: &Client) -> Result<u32> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('max_parallel_maintenance_workers')::bigint,
+                    current_setting('max_connections')::bigint
+                      - current_setting('superuser_reserved_connections')::bigint
+                      - (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend')",
+            &[],
+        )
+        .await?;
+    Ok(at_once_for(row.try_get(0)?, row.try_get(1)?))
+}
+
+/// `partitions_at_once`' rule over `max_parallel_maintenance_workers` and the connections
+/// free.
+pub(super) fn at_once_for(max_maintenance: i64, free: i64) -> u32 {
+    max_maintenance.max(1).min((free / 2).max(1)).clamp(1, 64) as u32
+}
+
 /// `auto_workers`' rule over the numbers it reads: the table's pages, the server's
 /// `min_parallel_table_scan_size` (in pages), `max_parallel_maintenance_workers`, and the
 /// connections free.
@@ -177,7 +200,20 @@ pub(super) const MIN_PAGES_PER_WORKER: i64 = 100;
 
 #[cfg(test)]
 mod tests {
-    use super::workers_for;
+    use super::{at_once_for, workers_for};
+
+    #[test]
+    fn partitions_at_once_follow_the_maintenance_workers_within_the_free_connections() {
+        assert_eq!(at_once_for(2, 90), 2, "the default");
+        assert_eq!(at_once_for(8, 90), 8);
+        assert_eq!(
+            at_once_for(0, 90),
+            1,
+            "no parallel maintenance: one at a time"
+        );
+        assert_eq!(at_once_for(8, 6), 3, "few connections free");
+        assert_eq!(at_once_for(8, 0), 1);
+    }
 
     #[test]
     fn auto_workers_grow_with_the_table_within_what_the_server_allows() {

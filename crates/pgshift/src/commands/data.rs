@@ -232,6 +232,7 @@ pub async fn data_run(s: &Session<'_>, data_dir: &Path) -> Result<Vec<(String, i
                         for (i, op) in m.operations.iter().enumerate() {
                             if let crate::model::Operation::Update(u) = op {
                                 let spec = crate::plan::BackfillSpec {
+                                    partition_of: None,
                                     schema: s.schema().to_owned(),
                                     table: u.table.clone(),
                                     set: u.set.iter().map(|(c, e)| (c.clone(), e.to_string())).collect(),

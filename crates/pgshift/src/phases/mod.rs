@@ -58,38 +58,134 @@ async fn run_together(
 ) -> Result<()> {
     let exec = s.exec();
     let at_once = (exec.settings().index_builds.max(1) as usize).min(which.len().max(1));
+    let others = more_executors(exec, at_once).await?;
+    let total = steps.len();
+    each_on(
+        std::iter::once(exec).chain(others.iter()).collect(),
+        which,
+        |on, k| async move {
+            let step = &steps[k];
+            let Action::Sql { statement, .. } = &step.action else {
+                return Ok(());
+            };
+            let t0 = Instant::now();
+            let finish = [state::step_done_sql(
+                name,
+                phase,
+                k as i32 + 1,
+                &step.description,
+            )];
+            on.run_transaction(std::slice::from_ref(statement), &finish)
+                .await?;
+            s.emit(&step_done(name, k, total, step, t0));
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// `at_once - 1` more connections beside `exec`'s.
+async fn more_executors(
+    exec: &crate::exec::Executor,
+    at_once: usize,
+) -> Result<Vec<crate::exec::Executor>> {
     let mut others = Vec::new();
     for _ in 1..at_once {
         others.push(exec.another().await?);
     }
+    Ok(others)
+}
+
+/// Runs `run(executor, k)` for each step `k` of `which` on `executors`, each taking the next
+/// as soon as it is free; the first error stops the others.
+async fn each_on<'a, F, Fut>(
+    executors: Vec<&'a crate::exec::Executor>,
+    which: &'a [usize],
+    run: F,
+) -> Result<()>
+where
+    F: Fn(&'a crate::exec::Executor, usize) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let total = steps.len();
-    let executors = std::iter::once(exec).chain(others.iter());
-    futures_util::future::try_join_all(executors.map(|on| {
-        let next = &next;
-        async move {
-            while let Some(&k) = which.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
-            {
-                let step = &steps[k];
-                let Action::Sql { statement, .. } = &step.action else {
-                    continue;
-                };
-                let t0 = Instant::now();
-                let finish = [state::step_done_sql(
-                    name,
-                    phase,
-                    k as i32 + 1,
-                    &step.description,
-                )];
-                on.run_transaction(std::slice::from_ref(statement), &finish)
-                    .await?;
-                s.emit(&step_done(name, k, total, step, t0));
-            }
-            Ok::<(), Error>(())
+    let (next, run) = (&next, &run);
+    futures_util::future::try_join_all(executors.into_iter().map(|on| async move {
+        while let Some(&k) = which.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+            run(on, k).await?;
         }
+        Ok::<(), Error>(())
     }))
     .await?;
     Ok(())
+}
+
+/// Steps next to each other that run at the same time.
+#[derive(Clone, Copy, PartialEq)]
+enum Group<'a> {
+    /// Transactional SQL steps that say so (index builds on a copy).
+    Sql,
+    /// The backfills of one partitioned table's partitions.
+    Partitions(&'a str),
+}
+
+fn together_group(step: &PlannedStep) -> Option<Group<'_>> {
+    match &step.action {
+        Action::Backfill(b) => b.partition_of.as_deref().map(Group::Partitions),
+        _ if runs_together(step) => Some(Group::Sql),
+        _ => None,
+    }
+}
+
+/// Runs the backfill steps numbered `which` (0-based, partitions of one table) several at
+/// once, one worker each: `--backfill-workers` of them, or as many as
+/// [`crate::backfill::partitions_at_once`] says. Each executor takes the next partition as
+/// soon as it is free; each step is journaled on its own (running, then done), and each
+/// backfill saves its cursor with every batch, so a run killed halfway resumes every
+/// partition where it stopped. One at a time, a partition's backfill sizes its own workers.
+async fn run_backfills_together(
+    s: &Session<'_>,
+    name: &str,
+    phase: Phase,
+    steps: &[PlannedStep],
+    which: &[usize],
+) -> Result<()> {
+    let exec = s.exec();
+    let at_once = match exec.settings().backfill.workers {
+        crate::exec::Workers::Fixed(n) => n as usize,
+        crate::exec::Workers::Auto => {
+            crate::backfill::partitions_at_once(exec.client()).await? as usize
+        }
+    }
+    .clamp(1, which.len().max(1));
+    let workers = if at_once > 1 {
+        crate::exec::Workers::Fixed(1)
+    } else {
+        exec.settings().backfill.workers
+    };
+    let others = more_executors(exec, at_once).await?;
+    let total = steps.len();
+    each_on(
+        std::iter::once(exec).chain(others.iter()).collect(),
+        which,
+        |on, k| async move {
+            let step = &steps[k];
+            let Action::Backfill(spec) = &step.action else {
+                return Ok(());
+            };
+            let number = k as i32 + 1;
+            let t0 = Instant::now();
+            state::step_running(on, name, phase, number, &step.description).await?;
+            crate::backfill::run_on(on, s.events(), name, number, spec, workers).await?;
+            on.run_transaction(
+                &[],
+                &[state::step_done_sql(name, phase, number, &step.description)],
+            )
+            .await?;
+            s.emit(&step_done(name, k, total, step, t0));
+            Ok(())
+        },
+    )
+    .await
 }
 
 /// Runs the steps of one phase, skipping those the journal says are done. The last step's
@@ -128,11 +224,11 @@ pub(crate) async fn run_phase(
         }
         let number = i as i32 + 1;
         let last = i + 1 == total;
-        if runs_together(step) && !last {
-            // This step and the next ones that run together (never the phase's last,
-            // whose transaction also records the migration's status).
+        if let (Some(g), false) = (together_group(step), last) {
+            // This step and the next ones of its group, several at once (never the phase's
+            // last, whose transaction also records the migration's status).
             ran_together = (i..total - 1)
-                .find(|&k| !runs_together(&steps[k]))
+                .find(|&k| together_group(&steps[k]) != Some(g))
                 .unwrap_or(total - 1);
             let mut pending = Vec::new();
             for k in i..ran_together {
@@ -142,7 +238,12 @@ pub(crate) async fn run_phase(
                     pending.push(k);
                 }
             }
-            run_together(s, name, phase, steps, &pending).await?;
+            match g {
+                Group::Sql => run_together(s, name, phase, steps, &pending).await?,
+                Group::Partitions(_) => {
+                    run_backfills_together(s, name, phase, steps, &pending).await?
+                }
+            }
             continue;
         }
         let journaled = journaled(i);

@@ -113,6 +113,10 @@ pub struct BackfillSpec {
     /// (`extract`); `set` is empty then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insert: Option<InsertSpec>,
+    /// The partitioned table whose partition `table` is: the backfills of its partitions,
+    /// next to each other in the plan, run several at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_of: Option<String>,
 }
 
 /// A backfill that copies rows into another table of the same schema:
@@ -450,6 +454,7 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
                 description: format!("backfill {}.{leaf} (a partition of {})", b.schema, b.table),
                 action: Action::Backfill(BackfillSpec {
                     table: leaf,
+                    partition_of: Some(b.table.clone()),
                     ..b.clone()
                 }),
             });

@@ -149,6 +149,7 @@ impl AddColumn {
         }
         if let Some(expr) = fill {
             steps.backfills.push(BackfillSpec {
+                partition_of: None,
                 schema: ctx.schema.to_owned(),
                 condition: None,
                 insert: None,

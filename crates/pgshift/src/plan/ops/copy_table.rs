@@ -389,6 +389,7 @@ impl CopyTable<'_> {
             &key_type,
         ));
         steps.backfills.push(BackfillSpec {
+            partition_of: None,
             schema: ctx.schema.to_owned(),
             table: t.physical.clone(),
             set: Vec::new(),

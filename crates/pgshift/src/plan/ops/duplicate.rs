@@ -247,6 +247,7 @@ impl Duplication<'_> {
         .create();
         steps.start.extend(dual);
         steps.backfills.push(BackfillSpec {
+            partition_of: None,
             schema: ctx.schema.to_owned(),
             condition: None,
             insert: None,

@@ -373,6 +373,7 @@ impl OperationPlan for Extract {
                 .map(|m| (m.name.to_owned(), ident(m.physical).into())),
         );
         steps.backfills.push(BackfillSpec {
+            partition_of: None,
             schema: ctx.schema.to_owned(),
             table: t.physical.clone(),
             set: Vec::new(),

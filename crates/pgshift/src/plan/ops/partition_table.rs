@@ -746,6 +746,7 @@ impl PartitionTable {
             &key_type,
         ));
         steps.backfills.push(BackfillSpec {
+            partition_of: None,
             schema: schema.to_owned(),
             table: physical.to_owned(),
             set: Vec::new(),

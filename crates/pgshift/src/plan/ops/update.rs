@@ -28,6 +28,7 @@ impl OperationPlan for Update {
         };
         Ok(OpSteps {
             backfills: vec![BackfillSpec {
+                partition_of: None,
                 schema: ctx.schema.to_owned(),
                 table: t.physical.clone(),
                 condition: self.condition.clone().map(String::from),
