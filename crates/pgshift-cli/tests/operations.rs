@@ -918,6 +918,43 @@ async fn rolling_back_create_partition_keeps_the_rows_written_to_it() {
     );
 }
 
+/// `alter_primary_key` of a partitioned table's own key (here referenced by a plain table)
+/// is refused at plan, exit 2, with the reason, and `start` changes nothing: the key's
+/// index on a partitioned table is not carried to a copied column yet. (Before, start went
+/// as far as the referencing table's backfill and failed at its foreign key.)
+#[tokio::test(flavor = "multi_thread")]
+async fn alter_primary_key_of_a_partitioned_table_is_refused_before_anything_changes() {
+    let db = TestDb::new().await;
+    let c = db.client().await;
+    c.batch_execute(
+        "CREATE TABLE sess (id int PRIMARY KEY, v text) PARTITION BY HASH (id);
+         CREATE TABLE sess_0 PARTITION OF sess FOR VALUES WITH (MODULUS 2, REMAINDER 0);
+         CREATE TABLE sess_1 PARTITION OF sess FOR VALUES WITH (MODULUS 2, REMAINDER 1);
+         INSERT INTO sess SELECT g, 'v' FROM generate_series(1, 100) g;
+         CREATE TABLE refs (id serial PRIMARY KEY, sess_id int REFERENCES sess (id));
+         INSERT INTO refs (sess_id) SELECT g FROM generate_series(1, 10) g;",
+    )
+    .await
+    .unwrap();
+    let m = Migrations::new(&[(
+        "0001_k.yaml",
+        "operations:\n  - alter_primary_key:\n      table: sess\n      type: bigint\n",
+    )]);
+    let file = m.path().join("0001_k.yaml");
+    let file = file.to_str().unwrap();
+    let before = schema_dump(&db).await;
+    for command in ["plan", "start"] {
+        let run = finish(&mut pgshift(&db.url, &m.path(), &[command, file])).await;
+        assert_eq!(run.code, 2, "{command}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("of partitioned table sess"),
+            "{command}: {}",
+            run.stderr
+        );
+    }
+    assert!(before == schema_dump(&db).await, "start changed the schema");
+}
+
 /// `partition_table` of a table in a publication that does not publish via the partition
 /// root (by name or FOR ALL TABLES) is refused before anything changes: its subscribers
 /// would receive the partitions' changes under names they do not have. Once the publication

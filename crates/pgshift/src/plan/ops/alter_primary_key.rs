@@ -362,6 +362,9 @@ impl OperationPlan for AlterPrimaryKey {
             steps.backfills.extend(s.backfills);
             steps.after_backfill.extend(s.after_backfill);
             steps.complete.extend(s.complete);
+            // What a duplication cannot carry refuses the operation at plan (a partitioned
+            // table's key, say), before start changes anything.
+            steps.unplannable.extend(s.unplannable);
             // Rollback and swap go the other way: the referencing tables' copies (and
             // their foreign keys to the key's copy) go before the key's copy.
             rollbacks.insert(0, s.rollback);
