@@ -919,8 +919,8 @@ async fn rolling_back_create_partition_keeps_the_rows_written_to_it() {
 }
 
 /// `alter_primary_key` of a partitioned table's own key (here referenced by a plain table)
-/// is refused at plan, exit 2, with the reason, and `start` changes nothing: the key's
-/// index on a partitioned table is not carried to a copied column yet. (Before, start went
+/// is refused at plan, exit 2, with the reason, and `start` changes nothing: the key is the
+/// partition key, whose column PostgreSQL can neither change nor drop. (Before, start went
 /// as far as the referencing table's backfill and failed at its foreign key.)
 #[tokio::test(flavor = "multi_thread")]
 async fn alter_primary_key_of_a_partitioned_table_is_refused_before_anything_changes() {
@@ -947,7 +947,8 @@ async fn alter_primary_key_of_a_partitioned_table_is_refused_before_anything_cha
         let run = finish(&mut pgshift(&db.url, &m.path(), &[command, file])).await;
         assert_eq!(run.code, 2, "{command}: {}", run.stderr);
         assert!(
-            run.stderr.contains("of partitioned table sess"),
+            run.stderr
+                .contains("sess is partitioned by its key (HASH (id))"),
             "{command}: {}",
             run.stderr
         );
