@@ -463,6 +463,31 @@ const CASES: &[Case] = &[
         open_new: &[],
         done: &[("SELECT contype::text FROM pg_constraint WHERE conname = 's_a_b_key'", "u")],
     },
+    // Renames with a later operation on the renamed table or column in the same migration:
+    // the renames go last in complete, after the steps planned against the old names (before,
+    // the first failed at complete and the second completed without dropping the column).
+    Case {
+        name: "rename_table_then_drop_column",
+        setup: "CREATE TABLE pay (id int PRIMARY KEY, note text, keep int); INSERT INTO pay VALUES (1, 'a', 1);",
+        migration: "operations:\n  - rename_table:\n      from: pay\n      to: charges\n  - drop_column:\n      table: charges\n      column: note\n      down: \"'gone'\"\n",
+        old_writes: &["INSERT INTO pay (id, note, keep) VALUES (2, 'b', 2)"],
+        new_writes: &["INSERT INTO charges (id, keep) VALUES (3, 3)"],
+        new_refused: &[],
+        open: &[("SELECT string_agg(id || ':' || note, ',' ORDER BY id) FROM pay", "1:a,2:b,3:gone")],
+        open_new: &[],
+        done: &[("SELECT string_agg(attname::text, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'charges'::regclass AND attnum > 0 AND NOT attisdropped", "id,keep")],
+    },
+    Case {
+        name: "rename_column_then_drop_it_and_rename_another",
+        setup: "CREATE TABLE pay (id int PRIMARY KEY, note text, keep int); INSERT INTO pay VALUES (1, 'a', 1);",
+        migration: "operations:\n  - rename_column:\n      table: pay\n      from: note\n      to: remark\n  - rename_column:\n      table: pay\n      from: remark\n      to: comment\n  - drop_column:\n      table: pay\n      column: comment\n      down: \"'gone'\"\n  - rename_column:\n      table: pay\n      from: keep\n      to: kept\n",
+        old_writes: &["INSERT INTO pay (id, note, keep) VALUES (2, 'b', 2)"],
+        new_writes: &["INSERT INTO pay (id, kept) VALUES (3, 3)"],
+        new_refused: &[],
+        open: &[("SELECT string_agg(id || ':' || note, ',' ORDER BY id) FROM pay", "1:a,2:b,3:gone")],
+        open_new: &[],
+        done: &[("SELECT string_agg(attname::text, ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'pay'::regclass AND attnum > 0 AND NOT attisdropped", "id,kept")],
+    },
     Case {
         name: "drop_constraint",
         setup: "CREATE TABLE p (id int PRIMARY KEY, title text CONSTRAINT title_length CHECK (length(title) > 3));",
@@ -822,6 +847,109 @@ const PARTITIONED_CASES: &[Case] = &[
             // The key still cascades, through the partitioned table.
             ("WITH d AS (DELETE FROM orders WHERE id = 2 RETURNING id) SELECT count(*)::text FROM d", "1"),
             ("SELECT count(*)::text FROM order_items WHERE order_id = 2", "0"),
+        ],
+    },
+    Case {
+        name: "columns_partitioned",
+        setup: range_payments!(),
+        migration: "operations:
+  - rename_column:
+      table: payments
+      from: amount
+      to: total
+  - alter_column:
+      table: payments
+      column: note
+      nullable: false
+      up: coalesce(note, 'none')
+      down: note
+",
+        old_writes: &[
+            "INSERT INTO payments (customer_id, amount, created_at) VALUES (1, -1, '2026-12-24')",
+            "UPDATE payments SET amount = amount + 1000 WHERE id = 1",
+        ],
+        new_writes: &["INSERT INTO payments (customer_id, total, created_at, note) VALUES (2, -2, '2030-01-01', 'n')"],
+        new_refused: &["INSERT INTO payments (customer_id, total, created_at, note) VALUES (2, -3, '2030-01-01', NULL)"],
+        open: &[("SELECT count(*) || ':' || sum(amount) FROM payments WHERE amount < 0 OR id = 1", "3:998")],
+        open_new: &[("SELECT count(*) || ':' || sum(total) || ':' || count(*) FILTER (WHERE note = 'none') FROM payments WHERE total < 0 OR id = 1", "3:998:2")],
+        done: &[
+            ("SELECT count(*) || ':' || sum(total) FROM payments WHERE total < 0 OR id = 1", "3:998"),
+            ("SELECT count(*)::text FROM payments WHERE note IS NULL", "0"),
+            ("SELECT string_agg(DISTINCT c.relname || ':' || a.attnotnull, ',') FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname IN ('payments', 'payments_12_a', 'payments_default') AND c.relkind IN ('r', 'p') AND a.attname = 'note'", "payments:true,payments_12_a:true,payments_default:true"),
+            ("SELECT count(*)::text FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE c.relname LIKE 'payments%' AND (a.attname LIKE '\\_pgshift%' OR a.attname = 'amount') AND NOT a.attisdropped", "0"),
+        ],
+    },
+    Case {
+        name: "constraints_partitioned_range",
+        setup: concat!(
+            range_payments!(),
+            "ALTER TABLE payments ADD CONSTRAINT note_short CHECK (length(note) < 100);"
+        ),
+        migration: "operations:
+  - create_constraint:
+      table: payments
+      name: amount_sane
+      type: check
+      check: amount > -1000
+      columns: [amount]
+      up:
+        amount: greatest(amount, -999)
+      down:
+        amount: amount
+  - drop_constraint:
+      table: payments
+      name: note_short
+      up: note
+      down: note
+  - rename_constraint:
+      table: payments
+      from: payments_customer_id_fkey
+      to: payments_customer_fk
+",
+        old_writes: &["INSERT INTO payments (customer_id, amount, created_at) VALUES (1, -5000, '2026-12-24')"],
+        new_writes: &["INSERT INTO payments (customer_id, amount, created_at) VALUES (2, -2, '2030-01-01')"],
+        new_refused: &["INSERT INTO payments (customer_id, amount, created_at) VALUES (2, -2000, '2030-01-01')"],
+        open: &[("SELECT count(*)::text FROM payments WHERE amount < 0", "2")],
+        open_new: &[("SELECT string_agg(amount::text, ',' ORDER BY amount) FROM payments WHERE amount < 0", "-999,-2")],
+        done: &[
+            ("SELECT string_agg(amount::text, ',' ORDER BY amount) FROM payments WHERE amount < 0", "-999,-2"),
+            ("SELECT string_agg(DISTINCT conname || ':' || convalidated, ',') FROM pg_constraint WHERE conname IN ('amount_sane', 'note_short', 'payments_customer_fk', 'payments_customer_id_fkey')", "amount_sane:true,payments_customer_fk:true"),
+            ("SELECT count(*)::text FROM pg_constraint WHERE conname = 'amount_sane'", "16"),
+        ],
+    },
+    Case {
+        name: "tables_partitioned",
+        setup: concat!(
+            range_payments!(),
+            "CREATE TABLE old_log (id int, at date NOT NULL) PARTITION BY RANGE (at);
+             CREATE TABLE old_log_2026 PARTITION OF old_log FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');"
+        ),
+        migration: "operations:
+  - rename_table:
+      from: payments
+      to: charges
+  - drop_table:
+      name: old_log
+  - drop_column:
+      table: charges
+      column: note
+      down: \"'gone'\"
+  - set_replica_identity:
+      table: charges
+      identity:
+        type: full
+",
+        old_writes: &["INSERT INTO payments (customer_id, amount, created_at, note) VALUES (1, -1, '2026-12-24', 'x')"],
+        new_writes: &["INSERT INTO charges (customer_id, amount, created_at) VALUES (2, -2, '2030-01-01')"],
+        new_refused: &[],
+        open: &[("SELECT count(*) || ':' || string_agg(coalesce(note, '-'), ',' ORDER BY amount) FROM payments WHERE amount < 0", "2:gone,x")],
+        open_new: &[("SELECT count(*)::text FROM charges WHERE amount < 0", "2")],
+        done: &[
+            ("SELECT count(*)::text FROM charges WHERE amount < 0", "2"),
+            ("SELECT (to_regclass('payments') IS NULL AND to_regclass('old_log') IS NULL AND to_regclass('old_log_2026') IS NULL)::text", "true"),
+            ("SELECT count(*)::text FROM pg_attribute WHERE attrelid = 'charges'::regclass AND attname = 'note' AND NOT attisdropped", "0"),
+            // Replica identity is each partition's own: every one FULL.
+            ("SELECT coalesce(string_agg(relname || ':' || relreplident::text, ','), 'all full') FROM pg_class WHERE (relname = 'charges' OR relname LIKE 'payments\\_%') AND relkind IN ('r', 'p') AND relreplident <> 'f'", "all full"),
         ],
     },
     Case {

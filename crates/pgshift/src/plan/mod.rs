@@ -342,6 +342,15 @@ fn tables_mentioned(op: &Operation, vs: &VirtualSchema) -> Vec<String> {
         .collect()
 }
 
+/// The complete steps of a table or column rename, kept for the end of complete: the
+/// table's physical name until then, and the column's name as the migration's later
+/// operations know it.
+struct Rename {
+    table: String,
+    column: Option<String>,
+    steps: Vec<PlannedStep>,
+}
+
 /// Validates every operation in order and builds the plan.
 pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, Vec<OpError>> {
     let mut errors = Vec::new();
@@ -363,6 +372,7 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
     let mut backfills: Vec<BackfillSpec> = Vec::new();
     let mut after_backfill = Vec::new();
     let mut complete = Vec::new();
+    let mut renames = Vec::new();
     let mut verify = Vec::new();
     let mut rollbacks = Vec::new();
     let mut methods = Vec::new();
@@ -404,6 +414,7 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
             });
             continue;
         }
+        let before_apply = vs.clone();
         planner.apply(&mut vs);
         vs.follow_parents();
         if let Some(mut m) = steps.method {
@@ -428,7 +439,51 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
         }
         after_backfill.extend(steps.after_backfill);
         verify.extend(steps.verify);
-        complete.extend(steps.complete);
+        // Table and column renames go after every other operation's complete steps, which
+        // were planned against the names the tables and columns have until complete (a
+        // drop_column of a column renamed by an earlier operation drops it by that name).
+        // A table or column that a later operation drops is not renamed at all.
+        let physical = |table: &str| {
+            before_apply
+                .table(table)
+                .map(|t| t.physical.clone())
+                .unwrap_or_else(|| table.to_owned())
+        };
+        match op {
+            Operation::RenameTable(r) => renames.push(Rename {
+                table: physical(&r.from),
+                column: None,
+                steps: steps.complete,
+            }),
+            Operation::RenameColumn(r) => {
+                let table = physical(&r.table);
+                // A column renamed again: the earlier rename now goes by the new name.
+                for earlier in renames
+                    .iter_mut()
+                    .filter(|e| e.table == table && e.column.as_deref() == Some(r.from.as_str()))
+                {
+                    earlier.column = Some(r.to.clone());
+                }
+                renames.push(Rename {
+                    table,
+                    column: Some(r.to.clone()),
+                    steps: steps.complete,
+                });
+            }
+            Operation::DropColumn(d) => {
+                let table = physical(&d.table);
+                renames.retain(|e| {
+                    !(e.table == table && e.column.as_deref() == Some(d.column.as_str()))
+                });
+                complete.extend(steps.complete);
+            }
+            Operation::DropTable(d) => {
+                let table = physical(&d.name);
+                renames.retain(|e| e.table != table);
+                complete.extend(steps.complete);
+            }
+            _ => complete.extend(steps.complete),
+        }
         rollbacks.push(steps.rollback);
     }
     if !errors.is_empty() {
@@ -478,6 +533,7 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
         ));
     }
     complete_all.extend(complete);
+    complete_all.extend(renames.into_iter().flat_map(|r| r.steps));
 
     // Rollback: the new version's views first, then each operation undone, last first.
     let mut rollback = vec![sql_step(

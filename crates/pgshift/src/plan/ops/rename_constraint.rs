@@ -31,15 +31,31 @@ impl OperationPlan for RenameConstraint {
             .table(&self.table)
             .map(|t| t.physical.clone())
             .unwrap_or_default();
+        let rename = |table: &str| {
+            format!(
+                "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+                qualified(ctx.schema, table),
+                ident(&self.from),
+                ident(&self.to)
+            )
+        };
+        let mut sql = vec![rename(&physical)];
+        // A partitioned table's foreign key has one on each partition under the same name,
+        // which PostgreSQL's rename leaves (a CHECK's it renames itself).
+        for (partition, _, _) in ctx.catalog.partition_tree(&physical) {
+            let clone = ctx
+                .catalog
+                .table(&partition)
+                .and_then(|t| t.constraints.get(&self.from))
+                .is_some_and(|k| k.kind == "f" && k.inherited);
+            if clone {
+                sql.push(rename(&partition));
+            }
+        }
         Ok(OpSteps {
             complete: vec![sql_step(
                 format!("rename constraint {} to {}", self.from, self.to),
-                format!(
-                    "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
-                    qualified(ctx.schema, &physical),
-                    ident(&self.from),
-                    ident(&self.to)
-                ),
+                sql.join(";\n"),
             )],
             ..OpSteps::default()
         })

@@ -17,31 +17,60 @@ impl OperationPlan for SetReplicaIdentity {
             .table(&self.table)
             .map(|t| t.physical.clone())
             .unwrap_or_default();
-        let table = qualified(ctx.schema, &physical);
-        let identity = identity_sql(self.identity.kind, self.identity.index.as_deref());
-        // Rollback restores what the table had before start.
-        let before = ctx.catalog.table(&physical).map(|t| {
-            let kind = match t.replica_identity.as_str() {
-                "n" => ReplicaIdentityType::Nothing,
-                "f" => ReplicaIdentityType::Full,
-                "i" => ReplicaIdentityType::Index,
-                _ => ReplicaIdentityType::Default,
-            };
-            identity_sql(kind, t.replica_index.as_deref())
-        });
+        // A partitioned table's replica identity is not its partitions' (logical replication
+        // reads each partition's): every partition gets it too, with an index identity the
+        // partition's index attached to the one named.
+        let mut tables = vec![(physical.clone(), self.identity.index.clone())];
+        let mut index_of: std::collections::BTreeMap<String, Option<String>> =
+            [(physical.clone(), self.identity.index.clone())].into();
+        for (partition, parent, _) in ctx.catalog.partition_tree(&physical) {
+            let above = index_of.get(&parent).cloned().flatten();
+            let index = above.and_then(|above| {
+                ctx.catalog
+                    .table(&partition)?
+                    .indexes
+                    .iter()
+                    .find(|i| i.partition_of.as_deref() == Some(above.as_str()))
+                    .map(|i| i.name.clone())
+            });
+            index_of.insert(partition.clone(), index.clone());
+            tables.push((partition, index));
+        }
+        let mut set = Vec::new();
+        let mut restore = Vec::new();
+        for (name, index) in &tables {
+            let table = qualified(ctx.schema, name);
+            set.push(format!(
+                "ALTER TABLE {table} REPLICA IDENTITY {}",
+                identity_sql(self.identity.kind, index.as_deref())
+            ));
+            // Rollback restores what each table had before start.
+            if let Some(t) = ctx.catalog.table(name) {
+                let kind = match t.replica_identity.as_str() {
+                    "n" => ReplicaIdentityType::Nothing,
+                    "f" => ReplicaIdentityType::Full,
+                    "i" => ReplicaIdentityType::Index,
+                    _ => ReplicaIdentityType::Default,
+                };
+                restore.push(format!(
+                    "ALTER TABLE {table} REPLICA IDENTITY {}",
+                    identity_sql(kind, t.replica_index.as_deref())
+                ));
+            }
+        }
         Ok(OpSteps {
             start: vec![sql_step(
                 format!("set the replica identity of {}", self.table),
-                format!("ALTER TABLE {table} REPLICA IDENTITY {identity}"),
+                set.join(";\n"),
             )],
-            rollback: before
-                .map(|before| {
-                    vec![sql_step(
-                        format!("restore the replica identity of {}", self.table),
-                        format!("ALTER TABLE {table} REPLICA IDENTITY {before}"),
-                    )]
-                })
-                .unwrap_or_default(),
+            rollback: if restore.is_empty() {
+                Vec::new()
+            } else {
+                vec![sql_step(
+                    format!("restore the replica identity of {}", self.table),
+                    restore.join(";\n"),
+                )]
+            },
             ..OpSteps::default()
         })
     }
