@@ -439,9 +439,10 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
         }
         after_backfill.extend(steps.after_backfill);
         verify.extend(steps.verify);
-        // Table and column renames go after every other operation's complete steps, which
-        // were planned against the names the tables and columns have until complete (a
-        // drop_column of a column renamed by an earlier operation drops it by that name).
+        // Table and column renames go after the other operations' complete steps (up to the
+        // next `sql` operation), which were planned against the names the tables and
+        // columns have until complete (a drop_column of a column renamed by an earlier
+        // operation drops it by that name).
         // A table or column that a later operation drops is not renamed at all.
         let physical = |table: &str| {
             before_apply
@@ -480,6 +481,12 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
             Operation::DropTable(d) => {
                 let table = physical(&d.name);
                 renames.retain(|e| e.table != table);
+                complete.extend(steps.complete);
+            }
+            // A `sql` operation's statements are written against the names as the
+            // operations before it leave them: the renames before it go first.
+            Operation::Sql(_) => {
+                complete.extend(renames.drain(..).flat_map(|r| r.steps));
                 complete.extend(steps.complete);
             }
             _ => complete.extend(steps.complete),
