@@ -443,7 +443,6 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
         // next `sql` operation), which were planned against the names the tables and
         // columns have until complete (a drop_column of a column renamed by an earlier
         // operation drops it by that name).
-        // A table or column that a later operation drops is not renamed at all.
         let physical = |table: &str| {
             before_apply
                 .table(table)
@@ -471,25 +470,28 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
                     steps: steps.complete,
                 });
             }
-            Operation::DropColumn(d) => {
-                let table = physical(&d.table);
-                renames.retain(|e| {
-                    !(e.table == table && e.column.as_deref() == Some(d.column.as_str()))
-                });
-                complete.extend(steps.complete);
-            }
-            Operation::DropTable(d) => {
-                let table = physical(&d.name);
-                renames.retain(|e| e.table != table);
-                complete.extend(steps.complete);
-            }
             // A `sql` operation's statements are written against the names as the
             // operations before it leave them: the renames before it go first.
             Operation::Sql(_) => {
                 complete.extend(renames.drain(..).flat_map(|r| r.steps));
                 complete.extend(steps.complete);
             }
-            _ => complete.extend(steps.complete),
+            _ => {
+                // A rename whose column this operation drops or duplicates (its copy's swap
+                // gives the copy the column's name), or whose table it drops, is not run.
+                renames.retain(|e| {
+                    let column_physical = |schema: &VirtualSchema| {
+                        let t = schema.tables.values().find(|t| t.physical == e.table)?;
+                        Some(match &e.column {
+                            Some(c) => t.column(c)?.physical.clone(),
+                            None => String::new(),
+                        })
+                    };
+                    let after = column_physical(&vs);
+                    after.is_some() && after == column_physical(&before_apply)
+                });
+                complete.extend(steps.complete);
+            }
         }
         rollbacks.push(steps.rollback);
     }

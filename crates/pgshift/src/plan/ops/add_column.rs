@@ -154,7 +154,7 @@ impl AddColumn {
                 condition: None,
                 insert: None,
                 table: t.physical.clone(),
-                set: vec![(c.name.clone(), expr)],
+                set: vec![(c.name.clone(), super::physical_expression(&expr, t))],
             });
         }
         let in_place = InPlace {

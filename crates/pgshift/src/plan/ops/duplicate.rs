@@ -255,7 +255,7 @@ impl Duplication<'_> {
             set: self
                 .columns
                 .iter()
-                .map(|d| (new_name(&d.name), d.up.clone()))
+                .map(|d| (new_name(&d.name), super::physical_expression(&d.up, t)))
                 .collect(),
         });
 

@@ -158,6 +158,33 @@ pub(crate) fn same_expression(a: &str, b: &str) -> bool {
     matches!((normal(a), normal(b)), (Some(x), Some(y)) if x == y)
 }
 
+/// `expr`, written against the columns of `t` as this version names them, over the table's
+/// physical columns (a backfill's expression runs on the table itself): a column renamed by
+/// an earlier operation of the migration is named as it still is. `expr` itself when no
+/// column is renamed (or it does not parse: the server then says what is wrong).
+pub(crate) fn physical_expression(expr: &str, t: &super::VTable) -> String {
+    let renames: Vec<(String, String)> = t
+        .columns
+        .iter()
+        .filter(|c| c.name != c.physical)
+        .map(|c| (c.name.clone(), c.physical.clone()))
+        .collect();
+    if renames.is_empty() {
+        return expr.to_owned();
+    }
+    let Ok(mut parsed) = pg_query::parse(&format!("SELECT {}", super::expression(expr))) else {
+        return expr.to_owned();
+    };
+    rename_in_select(&mut parsed.protobuf, &renames);
+    match parsed.protobuf.deparse() {
+        Ok(sql) => sql
+            .strip_prefix("SELECT ")
+            .map(str::to_owned)
+            .unwrap_or(sql),
+        Err(_) => expr.to_owned(),
+    }
+}
+
 /// Rewrites references to column `from` in a SQL expression into `to` (for a constraint
 /// written against a column's name but created on its new physical copy).
 fn rename_column_refs(expr: &str, from: &str, to: &str) -> Result<String, Invalid> {
