@@ -29,6 +29,19 @@ impl OperationPlan for AddColumn {
                 None,
             ));
         }
+        if let Some(renamed) = t
+            .columns
+            .iter()
+            .find(|c| c.physical == self.column.name && c.name != c.physical)
+        {
+            return Err((
+                format!(
+                    "column {:?} of {:?} is still the name of {:?}, renamed by an earlier operation of this migration: the table keeps its columns' names until complete",
+                    self.column.name, self.table, renamed.name
+                ),
+                Some("add the column in a migration after this one".to_owned()),
+            ));
+        }
         if self.column.pk {
             return Err((
                 "add_column cannot add a primary key column".to_owned(),
