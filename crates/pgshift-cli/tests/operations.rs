@@ -814,7 +814,8 @@ const PARTITIONED_CASES: &[Case] = &[
                 INSERT INTO orders (price) SELECT g FROM generate_series(1, 50) g;
                 CREATE TABLE order_items (id serial PRIMARY KEY, order_id int NOT NULL REFERENCES orders (id));
                 INSERT INTO order_items (order_id) SELECT g FROM generate_series(1, 50) g;
-                CREATE PUBLICATION orders_pub FOR TABLE orders WITH (publish_via_partition_root = true);",
+                CREATE PUBLICATION orders_pub FOR TABLE orders WITH (publish_via_partition_root = true);
+                ALTER TABLE orders SET (fillfactor = 90); ALTER TABLE orders REPLICA IDENTITY FULL;",
         // By the key itself: the foreign key can point at the partitioned table.
         migration: "operations:
   - partition_table:
@@ -840,6 +841,10 @@ const PARTITIONED_CASES: &[Case] = &[
             ("SELECT string_agg(confrelid::regclass || ':' || convalidated, ',') FROM pg_constraint WHERE conname = 'order_items_order_id_fkey' AND conrelid = 'order_items'::regclass", "orders:true"),
             ("SELECT string_agg(prrelid::regclass::text, ',') FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid WHERE p.pubname = 'orders_pub'", "orders"),
             ("SELECT string_agg(tablename::text, ',') FROM pg_publication_tables WHERE pubname = 'orders_pub'", "orders"),
+            // Storage parameters and the replica identity on the partitions (a partitioned
+            // table takes no storage parameter; logical replication reads each partition's
+            // identity).
+            ("SELECT string_agg(relname || ':' || coalesce(array_to_string(reloptions, ' '), '-') || ':' || relreplident::text, ',' ORDER BY relname) FROM pg_class WHERE relname LIKE 'orders%' AND relkind IN ('r', 'p')", "orders:-:f,orders_high:fillfactor=90:f,orders_low:fillfactor=90:f"),
         ],
     },
     Case {
@@ -848,7 +853,9 @@ const PARTITIONED_CASES: &[Case] = &[
                 INSERT INTO orders (price) SELECT g FROM generate_series(1, 50) g;
                 CREATE TABLE order_items (id serial PRIMARY KEY, order_id int NOT NULL REFERENCES orders (id) ON DELETE CASCADE);
                 INSERT INTO order_items (order_id) SELECT g FROM generate_series(1, 50) g;
-                CREATE PUBLICATION orders_pub FOR TABLE orders WITH (publish_via_partition_root = true);",
+                CREATE PUBLICATION orders_pub FOR TABLE orders WITH (publish_via_partition_root = true);
+                ALTER TABLE orders SET (fillfactor = 90, autovacuum_vacuum_scale_factor = 0.01);
+                CREATE UNIQUE INDEX orders_id_price ON orders (id, price); ALTER TABLE orders REPLICA IDENTITY USING INDEX orders_id_price;",
         migration: "operations:
   - partition_table:
       table: orders
@@ -872,6 +879,7 @@ const PARTITIONED_CASES: &[Case] = &[
             // The key still cascades, through the partitioned table.
             ("WITH d AS (DELETE FROM orders WHERE id = 2 RETURNING id) SELECT count(*)::text FROM d", "1"),
             ("SELECT count(*)::text FROM order_items WHERE order_id = 2", "0"),
+            ("SELECT string_agg(c.relname || ':' || coalesce(array_to_string(c.reloptions, ' '), '-') || ':' || c.relreplident::text || ':' || coalesce((SELECT x.relname FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid WHERE i.indrelid = c.oid AND i.indisreplident), '-'), ',' ORDER BY c.relname) FROM pg_class c WHERE c.relname LIKE 'orders%' AND c.relkind IN ('r', 'p')", "orders:-:i:orders_id_price,orders_0:fillfactor=90 autovacuum_vacuum_scale_factor=0.01:i:orders_0_id_price_idx,orders_1:fillfactor=90 autovacuum_vacuum_scale_factor=0.01:i:orders_1_id_price_idx"),
         ],
     },
     Case {

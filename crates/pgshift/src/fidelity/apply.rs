@@ -178,8 +178,13 @@ pub fn column(table: &str, c: &ColumnDressing, varlena: bool) -> Vec<String> {
 
 /// What a table carries, for its copy once the copy has the table's name (the owner and
 /// the table's privileges aside: those are set first, against what the copy has).
-/// `varlena` says, for a column, whether its type (in the copy) takes storage settings.
-pub fn table(d: &TableDressing, varlena: &dyn Fn(&str) -> bool) -> Vec<String> {
+/// `varlena` says, for a column, whether its type (in the copy) takes storage settings;
+/// `stored_in` are the tables that hold its rows (itself, or its leaf partitions).
+pub fn table(
+    d: &TableDressing,
+    varlena: &dyn Fn(&str) -> bool,
+    stored_in: &[String],
+) -> Vec<String> {
     let t = qualified(&d.schema, &d.name).to_string();
     let mut out = row_security_flags(&t, d);
     out.extend(dependents(&t, d));
@@ -190,7 +195,11 @@ pub fn table(d: &TableDressing, varlena: &dyn Fn(&str) -> bool) -> Vec<String> {
         .chain(d.toast_options.iter().filter_map(|o| option(o, "toast.")))
         .collect();
     if !options.is_empty() {
-        out.push(format!("ALTER TABLE {t} SET ({})", options.join(", ")));
+        // Storage parameters go where the rows are: on a partitioned table (which takes
+        // none), to each of its leaf partitions.
+        for leaf in stored_in {
+            out.push(format!("ALTER TABLE {leaf} SET ({})", options.join(", ")));
+        }
     }
     out.push(format!(
         "COMMENT ON TABLE {t} IS {}",

@@ -203,8 +203,57 @@ async fn carry(
                 &apply::privileges(&on, None, &now, &dressing.grants),
             )
             .await?;
-            let statements = apply::table(dressing, &|c| varlena.iter().any(|v| v == c));
+            // The tables that hold the copy's rows: its leaf partitions, or (none: it is
+            // not partitioned) the copy itself.
+            let mut stored_in: Vec<String> = client
+                .query(
+                    "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_partition_tree($1::oid::regclass) t
+                     JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+                     WHERE t.isleaf ORDER BY 1",
+                    &[copy_oid],
+                )
+                .await?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Pg<_>>()?;
+            if stored_in.is_empty() {
+                stored_in.push(table.clone());
+            }
+            let statements =
+                apply::table(dressing, &|c| varlena.iter().any(|v| v == c), &stored_in);
             run_all(client, last, &statements).await?;
+            if stored_in.first() != Some(table) {
+                // A partitioned copy: logical replication reads each partition's own replica
+                // identity, so each leaf gets the table's (an index identity: the leaf's
+                // index attached to it).
+                let leaves = match (
+                    dressing.replica_identity.as_str(),
+                    &dressing.replica_index,
+                ) {
+                    (kind @ ("n" | "f"), _) => stored_in
+                        .iter()
+                        .map(|l| {
+                            format!(
+                                "ALTER TABLE {l} REPLICA IDENTITY {}",
+                                if kind == "n" { "NOTHING" } else { "FULL" }
+                            )
+                        })
+                        .collect(),
+                    ("i", Some(index)) => client
+                        .query(
+                            "SELECT format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %I', i.indrelid::regclass, c.relname)
+                             FROM pg_partition_tree(to_regclass($1)) t JOIN pg_index i ON i.indexrelid = t.relid
+                             JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf ORDER BY 1",
+                            &[&qualified(&dressing.schema, index).to_string()],
+                        )
+                        .await?
+                        .iter()
+                        .map(|r| r.try_get(0))
+                        .collect::<Pg<Vec<String>>>()?,
+                    _ => Vec::new(),
+                };
+                run_all(client, last, &leaves).await?;
+            }
             for k in keys {
                 let relation = qualified(&k.schema, &k.table).to_string();
                 let mut sql = vec![format!(
