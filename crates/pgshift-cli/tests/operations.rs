@@ -513,6 +513,27 @@ const CASES: &[Case] = &[
         open_new: &[("SELECT string_agg(id || ':' || kept, ',' ORDER BY id) FROM pay", "1:1,2:2,3:30")],
         done: &[("SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = 'pay'::regclass AND attnum > 0 AND NOT attisdropped", "id integer,kept bigint")],
     },
+    // pgshift run by a superuser on a table another role owns (a serial key: its sequence
+    // must have the table's owner): the copy takes the owner before the swap gives it the
+    // sequence (before, the swap failed: "sequence must have same owner as table").
+    Case {
+        name: "copy_of_another_roles_table",
+        setup: "DO $r$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'co_owner') THEN CREATE ROLE co_owner; END IF; END $r$;
+                CREATE TABLE items (id serial PRIMARY KEY, price int NOT NULL);
+                INSERT INTO items (price) SELECT g FROM generate_series(1, 50) g;
+                ALTER TABLE items OWNER TO co_owner;",
+        migration: "operations:\n  - alter_column:\n      table: items\n      column: price\n      type: bigint\n",
+        old_writes: &["INSERT INTO items (price) VALUES (51)"],
+        new_writes: &["INSERT INTO items (price) VALUES (52)"],
+        new_refused: &[],
+        open: &[("SELECT count(*)::text FROM items", "52")],
+        open_new: &[],
+        done: &[
+            ("SELECT count(*) || ':' || sum(price) || ':' || pg_typeof(max(price)) FROM items", "52:1378:bigint"),
+            ("SELECT string_agg(DISTINCT pg_get_userbyid(relowner), ',') FROM pg_class WHERE relname LIKE 'items%' AND relnamespace = 'public'::regnamespace", "co_owner"),
+            ("SELECT pg_get_serial_sequence('items', 'id')", "public.items_id_seq"),
+        ],
+    },
     Case {
         name: "drop_constraint",
         setup: "CREATE TABLE p (id int PRIMARY KEY, title text CONSTRAINT title_length CHECK (length(title) > 3));",
@@ -752,7 +773,8 @@ const PARTITIONED_CASES: &[Case] = &[
     },
     Case {
         name: "partition_table_by_copy",
-        setup: "DO $r$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pc_reader') THEN CREATE ROLE pc_reader; END IF; END $r$;
+        setup: "DO $r$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pc_reader') THEN CREATE ROLE pc_reader; END IF;
+                                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'pc_owner') THEN CREATE ROLE pc_owner; END IF; END $r$;
                 CREATE TABLE customers (id int PRIMARY KEY);
                 INSERT INTO customers SELECT generate_series(1, 3);
                 CREATE TABLE orders (id serial PRIMARY KEY, customer_id int REFERENCES customers (id), price int NOT NULL CHECK (price >= 0),
@@ -765,7 +787,8 @@ const PARTITIONED_CASES: &[Case] = &[
                 ALTER TABLE orders ENABLE ROW LEVEL SECURITY;
                 CREATE POLICY orders_read ON orders FOR SELECT TO pc_reader USING (price < 150);
                 CREATE FUNCTION orders_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.note := coalesce(NEW.note, 'touched'); RETURN NEW; END $$;
-                CREATE TRIGGER orders_touch BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION orders_touch();",
+                CREATE TRIGGER orders_touch BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION orders_touch();
+                ALTER TABLE orders OWNER TO pc_owner;",
         // No `existing`: the rows are copied into the partitions.
         migration: "operations:
   - partition_table:
@@ -806,6 +829,9 @@ const PARTITIONED_CASES: &[Case] = &[
             ("SELECT string_agg(DISTINCT d.refobjid::regclass::text, ',') FROM pg_depend d JOIN pg_rewrite w ON w.oid = d.objid WHERE w.ev_class = 'cheap_orders'::regclass AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> 'cheap_orders'::regclass", "orders"),
             ("SELECT pg_get_serial_sequence('orders', 'id')", "public.orders_id_seq"),
             ("SELECT count(*)::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relname LIKE '\\_pgshift%'", "0"),
+            // The table's owner owns its partitions and their indexes (pgshift ran as
+            // another role, which made them).
+            ("SELECT string_agg(DISTINCT pg_get_userbyid(relowner), ',') FROM pg_class WHERE relname LIKE 'orders%' AND relkind IN ('r', 'p', 'i', 'I', 'S')", "pc_owner"),
         ],
     },
     Case {

@@ -149,6 +149,32 @@ fn before(read: &Read) -> Vec<String> {
     }
 }
 
+/// The table's owner for a copy and, when the copy is partitioned, for each of its
+/// partitions (an owner does not pass down), before the swap's statements: they make the
+/// copy own the table's sequences, which must have the same owner. Made by pgshift's role,
+/// the copy and its partitions would otherwise stay that role's.
+async fn owners(client: &Client, read: &Read) -> Pg<Vec<String>> {
+    let Read::Copy {
+        copy_oid, dressing, ..
+    } = read
+    else {
+        return Ok(Vec::new());
+    };
+    client
+        .query(
+            "SELECT format('ALTER TABLE %s OWNER TO %I', c.oid::regclass, $2::text)
+             FROM pg_class c
+             WHERE (c.oid = $1 OR c.oid IN (SELECT relid FROM pg_partition_tree($1::oid::regclass)))
+               AND pg_get_userbyid(c.relowner) <> $2::text
+             ORDER BY c.oid = $1 DESC, c.relname",
+            &[copy_oid, &dressing.owner],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect()
+}
+
 /// Gives one part's replacement what hung on the original, after the swap's statements.
 async fn carry(
     client: &Client,
@@ -165,22 +191,9 @@ async fn carry(
             keys,
             varlena,
         } => {
-            // The copy has the table's name now: first its owner, then its privileges
-            // exactly as the table had them (whatever default privileges gave the copy).
-            let owner: String = client
-                .query_one(
-                    "SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = $1",
-                    &[copy_oid],
-                )
-                .await?
-                .try_get(0)?;
-            if owner != dressing.owner {
-                let sql = format!(
-                    "ALTER TABLE {table} OWNER TO {}",
-                    crate::quote::ident(&dressing.owner)
-                );
-                run_all(client, last, &[sql]).await?;
-            }
+            // The copy has the table's name now (and its owner, given before the swap's
+            // statements): its privileges exactly as the table had them (whatever default
+            // privileges gave the copy).
             // The policies it was given while the migration was open are made again below.
             let drops: Vec<String> = client
                 .query(
@@ -337,6 +350,10 @@ async fn swap(
     let mut first = apply::drop_views(&views);
     first.extend(reads.iter().flat_map(before));
     run_all(client, last, &first).await?;
+    for read in &reads {
+        let owners = owners(client, read).await?;
+        run_all(client, last, &owners).await?;
+    }
     run_all(client, last, &spec.statements).await?;
     for read in &reads {
         carry(client, last, migration, &spec.schema, read).await?;
