@@ -198,8 +198,16 @@ async fn behaviour(db: &TestDb, roles: &Roles) -> Vec<String> {
     out
 }
 
+/// Every way of running a migration on the fixture.
+const RUNS: [Run; 4] = [
+    Run::Complete,
+    Run::Rollback,
+    Run::OwnerCompletes,
+    Run::OwnerRollsBack,
+];
+
 /// Who runs pgshift, and how the migration ends.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Run {
     /// A superuser; started and completed.
     Complete,
@@ -265,12 +273,7 @@ async fn carries_everything(
     keeps_order: bool,
     expect: &[(&str, &str)],
 ) {
-    for run in [
-        Run::Complete,
-        Run::Rollback,
-        Run::OwnerCompletes,
-        Run::OwnerRollsBack,
-    ] {
+    for run in RUNS {
         carries_everything_as(run, migration, changed, keeps_order, expect).await;
     }
 }
@@ -367,6 +370,125 @@ async fn a_column_changed_in_place_carries_everything_that_hangs_on_it() {
         &[("orders.price", "bigint"), ("order_stats.top", "bigint")],
     )
     .await;
+}
+
+/// `partition_table` by copy on the production-shaped table (its foreign key to itself
+/// dropped first: refused, see docs/partitions.md; its publication set to publish via the
+/// partition root): as the superuser and as the table's owner, completed or rolled back,
+/// everything that hangs on `orders` is as before, the table now partitioned by hash of its
+/// key, and each role reads and writes what it did.
+#[tokio::test(flavor = "multi_thread")]
+async fn partition_table_by_copy_carries_everything_on_the_production_table() {
+    partition_table_carries_everything(
+        "operations:
+  - partition_table:
+      table: orders
+      by: HASH (id)
+      partitions:
+        - name: orders_p0
+          bound: FOR VALUES WITH (MODULUS 2, REMAINDER 0)
+        - name: orders_p1
+          bound: FOR VALUES WITH (MODULUS 2, REMAINDER 1)
+",
+    )
+    .await;
+}
+
+/// The same by attach: the table becomes `orders_p0`, an empty `orders_p1` beside it.
+#[tokio::test(flavor = "multi_thread")]
+async fn partition_table_by_attach_carries_everything_on_the_production_table() {
+    partition_table_carries_everything(
+        "operations:
+  - partition_table:
+      table: orders
+      by: RANGE (id)
+      existing:
+        name: orders_p0
+        bound: FOR VALUES FROM (MINVALUE) TO (100000000)
+      partitions:
+        - name: orders_p1
+          bound: FOR VALUES FROM (100000000) TO (MAXVALUE)
+",
+    )
+    .await;
+}
+
+async fn partition_table_carries_everything(migration: &str) {
+    for run in RUNS {
+        let Fixture {
+            admin,
+            raw,
+            roles,
+            db,
+        } = Fixture::new(
+            run,
+            "ALTER TABLE orders DROP COLUMN parent_id; ALTER PUBLICATION cdc SET (publish_via_partition_root = true);",
+        )
+        .await;
+        let before = production::describe(&raw, "public.orders").await;
+        let acts_before = behaviour(&admin, &roles).await;
+        let access_before = access(&admin, &roles, "public", 800001).await;
+        let m = Migrations::new(&[("0001_part.yaml", migration)]);
+        run_ok(
+            &db,
+            &m.path(),
+            &["start", m.path().join("0001_part.yaml").to_str().unwrap()],
+        )
+        .await;
+        assert_eq!(
+            access(&admin, &roles, "public", 800002).await,
+            access_before,
+            "{run:?}: while open"
+        );
+        if matches!(run, Run::Rollback | Run::OwnerRollsBack) {
+            run_ok(&db, &m.path(), &["rollback"]).await;
+        } else {
+            run_ok(&db, &m.path(), &["complete"]).await;
+            assert_eq!(
+                scalar_text(
+                    &raw,
+                    "SELECT relkind::text FROM pg_class WHERE oid = 'orders'::regclass"
+                )
+                .await
+                .as_deref(),
+                Some("p")
+            );
+        }
+        let after = production::describe(&raw, "public.orders").await;
+        if matches!(run, Run::Rollback | Run::OwnerRollsBack) {
+            only_explained(&before, &after, |_| false);
+        } else {
+            // Partitioned: its indexes are the partitioned table's (ON ONLY, each partition's
+            // attached), and its storage parameters are on its partitions (below).
+            only_explained(&before, &after, |l| {
+                let as_before = l.replace(" ON ONLY public.orders ", " ON public.orders ");
+                let as_after = l.replace(" ON public.orders ", " ON ONLY public.orders ");
+                (l.starts_with("index ")
+                    && (before.contains(&as_before) || after.contains(&as_after)))
+                    || l.starts_with("relation orders kind ")
+            });
+            assert_eq!(
+                scalar_text(
+                    &raw,
+                    "SELECT string_agg(c.relname || ' ' || array_to_string(c.reloptions, ',') || ' ' || array_to_string(t.reloptions, ',') || ' ' || pg_get_userbyid(c.relowner) || ' ' || c.relreplident::text, '; ' ORDER BY c.relname)
+                     FROM pg_class c JOIN pg_class t ON t.oid = c.reltoastrelid WHERE c.relname IN ('orders_p0', 'orders_p1')"
+                )
+                .await,
+                Some(
+                    ["orders_p0", "orders_p1"]
+                        .map(|p| format!("{p} fillfactor=90,autovacuum_vacuum_scale_factor=0.02 autovacuum_enabled=false {} i", if matches!(run, Run::OwnerCompletes) { roles.owner.as_str() } else { "postgres" }))
+                        .join("; ")
+                ),
+                "{run:?}: the partitions' storage parameters, owner and replica identity"
+            );
+        }
+        assert_eq!(behaviour(&admin, &roles).await, acts_before, "{run:?}");
+        assert_eq!(
+            access(&admin, &roles, "public", 800003).await,
+            access_before,
+            "{run:?}: after"
+        );
+    }
 }
 
 /// `db`'s URL for `role` instead of the superuser.
@@ -982,12 +1104,7 @@ async fn gift_access(db: &TestDb, roles: &Roles, path: &str, table: &str, id: i6
 #[tokio::test(flavor = "multi_thread")]
 async fn extract_keeps_the_sources_access_on_the_moved_columns() {
     let migration = "operations:\n  - extract:\n      table: orders\n      columns: [gift]\n      into: order_gifts\n      reference_column: order_id\n";
-    for run in [
-        Run::Complete,
-        Run::Rollback,
-        Run::OwnerCompletes,
-        Run::OwnerRollsBack,
-    ] {
+    for run in RUNS {
         let owned = matches!(run, Run::OwnerCompletes | Run::OwnerRollsBack);
         let Fixture {
             admin,

@@ -599,6 +599,9 @@ impl PartitionTable {
                 ident(&pk_index)
             ));
         }
+        // Its statistics objects are made again on the partitioned table by the swap,
+        // under their names: the partition's go.
+        swap.push(drop_statistics_sql(&part_table.to_string()));
         // Its publications (each publishing via the partition root) get the partitioned
         // table in the swap, as a copy would; the partition leaves them.
         for p in &t.publications {
@@ -657,6 +660,15 @@ impl PartitionTable {
         }
         steps.complete.push(step);
         steps.complete.push(validate_carried_step(&self.table));
+        // Autovacuum never analyzes a partitioned table: without this its planner
+        // statistics (over all its partitions) would stay empty. Reads and writes go on.
+        steps.complete.push(sql_step(
+            format!(
+                "analyze the partitioned {}, which autovacuum never does",
+                self.table
+            ),
+            format!("ANALYZE {table}"),
+        ));
         Ok(steps)
     }
 }
