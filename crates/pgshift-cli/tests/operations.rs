@@ -252,7 +252,7 @@ const CASES: &[Case] = &[
         done: &[
             ("SELECT string_agg(id || ':' || price || ':' || pg_typeof(price), ',' ORDER BY id) FROM orders", "2:200:bigint,3:30:bigint,4:40:bigint,5:50:bigint"),
             ("SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes WHERE tablename = 'orders'", "orders_note_key,orders_pkey,orders_price"),
-            ("SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint WHERE conrelid = 'orders'::regclass", "orders_note_key,orders_pkey,orders_price_check"),
+            ("SELECT string_agg(conname, ',' ORDER BY conname) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype <> 'n'", "orders_note_key,orders_pkey,orders_price_check"),
             ("SELECT (pg_get_serial_sequence('orders', 'id') = 'public.orders_id_seq')::text", "true"),
             ("SELECT coalesce(string_agg(relname, ','), 'none') FROM pg_class WHERE relname LIKE '\\_pgshift\\_%'", "none"),
         ],
@@ -280,7 +280,7 @@ const CASES: &[Case] = &[
             ("SELECT string_agg(caterer_id || ':' || coalesce(street, '-') || ':' || coalesce(zip, '-'), ',' ORDER BY caterer_id) FROM addresses", "1:1 Changed:02139,2:-:99999,4:4 New:94105"),
             ("SELECT count(*)::text FROM pg_attribute WHERE attrelid = 'caterers'::regclass AND attname IN ('street', 'zip') AND NOT attisdropped", "0"),
             ("SELECT tablename::text FROM pg_indexes WHERE indexname = 'caterers_zip'", "addresses"),
-            ("SELECT string_agg(conname || ':' || convalidated, ',' ORDER BY conname) FROM pg_constraint WHERE conrelid = 'addresses'::regclass", "addresses_caterer_id_fkey:true,addresses_pkey:true,caterers_zip_check:true"),
+            ("SELECT string_agg(conname || ':' || convalidated, ',' ORDER BY conname) FROM pg_constraint WHERE conrelid = 'addresses'::regclass AND contype <> 'n'", "addresses_caterer_id_fkey:true,addresses_pkey:true,caterers_zip_check:true"),
         ],
     },
     Case {
