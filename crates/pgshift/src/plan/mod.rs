@@ -373,6 +373,8 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
     let mut after_backfill = Vec::new();
     let mut complete = Vec::new();
     let mut renames = Vec::new();
+    // The tables (physical) renamed, or with a column renamed, before a `sql` operation.
+    let mut renamed_early: Vec<String> = Vec::new();
     let mut verify = Vec::new();
     let mut rollbacks = Vec::new();
     let mut methods = Vec::new();
@@ -449,6 +451,33 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
                 .map(|t| t.physical.clone())
                 .unwrap_or_else(|| table.to_owned())
         };
+        // Renamed at complete before a `sql` operation, a table has by then names that a
+        // later operation's complete steps (planned against the names it has until
+        // complete) do not know: refused rather than run against names that are gone.
+        let renamed_before_sql = (!steps.complete.is_empty()
+            && !matches!(
+                op,
+                Operation::RenameTable(_) | Operation::RenameColumn(_) | Operation::Sql(_)
+            ))
+        .then(|| {
+            tables_mentioned(op, &before_apply)
+                .into_iter()
+                .find(|name| {
+                    before_apply
+                        .table(name)
+                        .is_some_and(|t| renamed_early.contains(&t.physical))
+                })
+        })
+        .flatten();
+        if let Some(table) = renamed_before_sql {
+            errors.push(OpError {
+                operation: i,
+                kind: op.kind(),
+                message: format!("it changes {table}, which an earlier operation renames (or renames a column of) before a sql operation: at complete its steps would look for names that are gone by then"),
+                hint: Some("move it, or the sql operation, to a migration of its own after this one".to_owned()),
+            });
+            continue;
+        }
         match op {
             Operation::RenameTable(r) => renames.push(Rename {
                 table: physical(&r.from),
@@ -473,7 +502,10 @@ pub fn plan_migration(ctx: &PlanContext, migration: &Migration) -> Result<Plan, 
             // A `sql` operation's statements are written against the names as the
             // operations before it leave them: the renames before it go first.
             Operation::Sql(_) => {
-                complete.extend(renames.drain(..).flat_map(|r| r.steps));
+                for r in renames.drain(..) {
+                    renamed_early.push(r.table.clone());
+                    complete.extend(r.steps);
+                }
                 complete.extend(steps.complete);
             }
             _ => {
