@@ -132,6 +132,19 @@ pub struct DependentView {
     pub indexes: Vec<String>,
 }
 
+/// A table, or one of its partitions (at any depth), as `read::partition_tree` reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeRelation {
+    /// The table itself (a partition's name stays, the table's may change).
+    pub root: bool,
+    /// Quoted and qualified, as it is named when read.
+    pub name: String,
+    /// It holds rows: a partition without partitions of its own, or the table when it is
+    /// not partitioned.
+    pub leaf: bool,
+    pub owner: String,
+}
+
 /// A foreign key of another table (or of the table itself) that references the table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReferencingKey {

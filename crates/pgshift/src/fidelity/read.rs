@@ -493,6 +493,30 @@ pub async fn dependent_views(
     Ok(out)
 }
 
+/// Table `oid` and, when it is partitioned, its partitions at every depth, the table first.
+pub async fn partition_tree(client: &Client, oid: u32) -> Pg<Vec<super::TreeRelation>> {
+    client
+        .query(
+            "SELECT c.oid = $1, format('%I.%I', n.nspname, c.relname),
+                    c.relkind <> 'p', pg_get_userbyid(c.relowner)::text
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.oid = $1 OR c.oid IN (SELECT relid FROM pg_partition_tree($1::oid::regclass))
+             ORDER BY c.oid = $1 DESC, 2",
+            &[&oid],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(super::TreeRelation {
+                root: r.try_get(0)?,
+                name: r.try_get(1)?,
+                leaf: r.try_get(2)?,
+                owner: r.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
 /// The foreign keys that reference table `oid`, its own self-references included.
 pub async fn referencing_keys(client: &Client, oid: u32) -> Pg<Vec<ReferencingKey>> {
     let rows = client

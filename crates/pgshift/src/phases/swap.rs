@@ -69,6 +69,8 @@ enum Read {
         dressing: Box<crate::fidelity::TableDressing>,
         keys: Vec<crate::fidelity::ReferencingKey>,
         varlena: Vec<String>,
+        /// The copy and, when it is partitioned, its partitions, read once.
+        tree: Vec<crate::fidelity::TreeRelation>,
     },
     Columns {
         table: String,
@@ -99,6 +101,7 @@ async fn read_part(
             dressing: Box::new(read::table(client, oid, schema, &part.table).await?),
             keys: read::referencing_keys(client, oid).await?,
             varlena: read::varlena_columns(client, copy_oid).await?,
+            tree: read::partition_tree(client, copy_oid).await?,
         };
         return Ok((read, views));
     }
@@ -153,25 +156,19 @@ fn before(read: &Read) -> Vec<String> {
 /// partitions (an owner does not pass down), before the swap's statements: they make the
 /// copy own the table's sequences, which must have the same owner. Made by pgshift's role,
 /// the copy and its partitions would otherwise stay that role's.
-async fn owners(client: &Client, read: &Read) -> Pg<Vec<String>> {
-    let Read::Copy {
-        copy_oid, dressing, ..
-    } = read
-    else {
-        return Ok(Vec::new());
+fn owners(read: &Read) -> Vec<String> {
+    let Read::Copy { dressing, tree, .. } = read else {
+        return Vec::new();
     };
-    client
-        .query(
-            "SELECT format('ALTER TABLE %s OWNER TO %I', c.oid::regclass, $2::text)
-             FROM pg_class c
-             WHERE (c.oid = $1 OR c.oid IN (SELECT relid FROM pg_partition_tree($1::oid::regclass)))
-               AND pg_get_userbyid(c.relowner) <> $2::text
-             ORDER BY c.oid = $1 DESC, c.relname",
-            &[copy_oid, &dressing.owner],
-        )
-        .await?
-        .iter()
-        .map(|r| r.try_get(0))
+    tree.iter()
+        .filter(|r| r.owner != dressing.owner)
+        .map(|r| {
+            format!(
+                "ALTER TABLE {} OWNER TO {}",
+                r.name,
+                crate::quote::ident(&dressing.owner)
+            )
+        })
         .collect()
 }
 
@@ -190,6 +187,7 @@ async fn carry(
             dressing,
             keys,
             varlena,
+            tree,
         } => {
             // The copy has the table's name now (and its owner, given before the swap's
             // statements): its privileges exactly as the table had them (whatever default
@@ -216,26 +214,23 @@ async fn carry(
                 &apply::privileges(&on, None, &now, &dressing.grants),
             )
             .await?;
-            // The tables that hold the copy's rows: its leaf partitions, or (none: it is
-            // not partitioned) the copy itself.
-            let mut stored_in: Vec<String> = client
-                .query(
-                    "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_partition_tree($1::oid::regclass) t
-                     JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
-                     WHERE t.isleaf ORDER BY 1",
-                    &[copy_oid],
-                )
-                .await?
+            // The tables that hold the copy's rows: the copy (named the table's name now),
+            // or its leaf partitions.
+            let stored_in: Vec<String> = tree
                 .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Pg<_>>()?;
-            if stored_in.is_empty() {
-                stored_in.push(table.clone());
-            }
+                .filter(|r| r.leaf)
+                .map(|r| {
+                    if r.root {
+                        table.clone()
+                    } else {
+                        r.name.clone()
+                    }
+                })
+                .collect();
             let statements =
                 apply::table(dressing, &|c| varlena.iter().any(|v| v == c), &stored_in);
             run_all(client, last, &statements).await?;
-            if stored_in.first() != Some(table) {
+            if tree.iter().any(|r| !r.root) {
                 // A partitioned copy: logical replication reads each partition's own replica
                 // identity, so each leaf gets the table's (an index identity: the leaf's
                 // index attached to it).
@@ -349,11 +344,8 @@ async fn swap(
     views.sort_by_key(|v| v.depth);
     let mut first = apply::drop_views(&views);
     first.extend(reads.iter().flat_map(before));
+    first.extend(reads.iter().flat_map(owners));
     run_all(client, last, &first).await?;
-    for read in &reads {
-        let owners = owners(client, read).await?;
-        run_all(client, last, &owners).await?;
-    }
     run_all(client, last, &spec.statements).await?;
     for read in &reads {
         carry(client, last, migration, &spec.schema, read).await?;

@@ -172,25 +172,20 @@ pub(crate) fn physical_expression(expr: &str, t: &super::VTable) -> String {
     if renames.is_empty() {
         return expr.to_owned();
     }
-    let Ok(mut parsed) = pg_query::parse(&format!("SELECT {}", super::expression(expr))) else {
-        return expr.to_owned();
-    };
-    rename_in_select(&mut parsed.protobuf, &renames);
-    match parsed.protobuf.deparse() {
-        Ok(sql) => sql
-            .strip_prefix("SELECT ")
-            .map(str::to_owned)
-            .unwrap_or(sql),
-        Err(_) => expr.to_owned(),
-    }
+    rename_refs(&super::expression(expr), &renames).unwrap_or_else(|_| expr.to_owned())
 }
 
 /// Rewrites references to column `from` in a SQL expression into `to` (for a constraint
 /// written against a column's name but created on its new physical copy).
 fn rename_column_refs(expr: &str, from: &str, to: &str) -> Result<String, Invalid> {
+    rename_refs(expr, &[(from.to_owned(), to.to_owned())])
+}
+
+/// [`rename_column_refs`] for several columns at once (`(from, to)` each).
+fn rename_refs(expr: &str, renames: &[(String, String)]) -> Result<String, Invalid> {
     let mut parsed = pg_query::parse(&format!("SELECT {expr}"))
         .map_err(|e| (format!("the expression {expr:?} does not parse: {e}"), None))?;
-    rename_in_select(&mut parsed.protobuf, &[(from.to_owned(), to.to_owned())]);
+    rename_in_select(&mut parsed.protobuf, renames);
     let sql = parsed
         .protobuf
         .deparse()

@@ -239,10 +239,7 @@ struct Prepared<'a> {
 }
 
 fn columns_of(cols: &[String]) -> String {
-    cols.iter()
-        .map(|c| ident(c).to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    crate::quote::ident_list(cols.iter().map(String::as_str))
 }
 
 /// The parse tree of the first statement of `sql`.
@@ -420,21 +417,13 @@ impl PartitionTable {
         prep: &Prepared,
         existing_item: &PartitionItem,
     ) -> super::Planned {
-        let Prepared {
-            physical,
-            t,
-            key,
-            pk,
-            pk_name,
-            shadow_name,
-        } = prep;
         let (physical, t, key, pk, pk_name, shadow_name) = (
-            physical.as_str(),
-            *t,
-            key,
-            pk,
-            pk_name,
-            shadow_name.as_str(),
+            prep.physical.as_str(),
+            prep.t,
+            &prep.key,
+            &prep.pk,
+            &prep.pk_name,
+            prep.shadow_name.as_str(),
         );
         let schema = ctx.schema;
         let table = qualified(schema, physical);
@@ -677,15 +666,13 @@ impl PartitionTable {
     /// By copy: the rows are copied into a new partitioned table, which is swapped in for
     /// the table (see docs/partitions.md).
     fn plan_copy(&self, ctx: &PlanContext, prep: &Prepared) -> super::Planned {
-        let Prepared {
-            physical,
-            t,
-            key: _,
-            pk,
-            pk_name,
-            shadow_name,
-        } = prep;
-        let (physical, t, shadow_name) = (physical.as_str(), *t, shadow_name.as_str());
+        let (physical, t, pk, pk_name, shadow_name) = (
+            prep.physical.as_str(),
+            prep.t,
+            &prep.pk,
+            &prep.pk_name,
+            prep.shadow_name.as_str(),
+        );
         let [id] = t.primary_key.as_slice() else {
             return Err((
                 format!("partition_table of {} by copy needs a one-column primary key to replay clients' writes by", self.table),
@@ -695,9 +682,9 @@ impl PartitionTable {
         let schema = ctx.schema;
         let source = qualified(schema, physical).to_string();
         let shadow = qualified(schema, shadow_name).to_string();
-        let log_name = internal_name("log", &[physical]);
-        let log = qualified(crate::state::SCHEMA, &log_name).to_string();
+        // The log table and its trigger (and function) share one name.
         let log_trigger = internal_name("log", &[physical]);
+        let log = qualified(crate::state::SCHEMA, &log_trigger).to_string();
         let sync = internal_name("sync", &[physical]);
         let key_type = t
             .column(id)
@@ -710,11 +697,7 @@ impl PartitionTable {
             .filter(|c| c.generated.is_empty())
             .map(|c| c.name.as_str())
             .collect();
-        let names = copied
-            .iter()
-            .map(|c| ident(c).to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let names = crate::quote::ident_list(copied.iter().copied());
         let mut steps = OpSteps::default();
 
         // The partitioned table and its partitions, empty; its key's columns NOT NULL
